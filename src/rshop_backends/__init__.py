@@ -1,0 +1,30 @@
+"""rshop_backends: one adapter per engine, chosen at import time.
+
+Only the selected engine's framework is imported. ``lower(model, engine, dtype)``
+returns that engine's native layer object (``torch.nn.Module``, ``tf.Module``, a JAX
+object with a pure ``apply``, or the numpy reference loop).
+"""
+
+from __future__ import annotations
+
+from . import registry
+from .selection import backend, set_backend
+
+__all__ = ["backend", "set_backend", "lower", "engines", "registry"]
+
+
+def engines() -> dict:
+    """Known engines by name, with whether each is installed."""
+    return {name: e.installed() for name, e in registry.engines().items()}
+
+
+def lower(model, engine: str | None = None, dtype: str | None = None):
+    """Lower ``model`` for ``engine`` (the active one when None) computing in ``dtype``."""
+    from rshop_core.dtypes import check_float_dtype
+
+    from . import selection
+
+    name = selection.freeze() if engine is None else engine
+    mod = registry.load(name)
+    dtype = check_float_dtype(dtype or model.dtype, f"lower({name!r}) dtype")
+    return mod.lower(model, dtype)

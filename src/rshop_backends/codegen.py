@@ -1,0 +1,127 @@
+"""Generate the Python source of one step from a step graph.
+
+Every engine lowers the step the same way: one straight-line Python function whose
+lines are the graph's nodes, each an expression in the engine's own API (its
+``ops.EMITTERS``: ``emit(node, arg_names, arg_types) -> expression``). No per-op dispatch happens at run time. The generated function is::
+
+    def step(P, x0, states, consts):
+        s0, s1 = states
+        v3 = P['lstm_cell/kernel']
+        v4 = (x0 @ v3)
+        ...
+        return (v22,), (v22, v20)
+
+``P`` maps qualified parameter names to engine arrays. The source is kept on the
+function (``step.__rshop_source__``) for debugging and for ``rshop info``-style reports.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rshop_core.errors import RshopNotImplementedError
+
+
+def index(arg: str, axis: int, start: int, stop: int) -> str:
+    """``arg[..., start:stop, :, ...]`` taking ``start:stop`` on the negative ``axis``."""
+    return f"{arg}[..., {start}:{stop}{', :' * (-axis - 1)}]"
+
+
+def _split(node, a, t):
+    sizes, i = node.attrs["sizes"], node.attrs["index"]
+    start = sum(sizes[:i])
+    return index(a[0], node.attrs["axis"], start, start + sizes[i])
+
+
+# Ops spelled the same on every engine: Python operators and basic indexing.
+COMMON = {
+    "add": lambda n, a, t: f"({a[0]} + {a[1]})",
+    "subtract": lambda n, a, t: f"({a[0]} - {a[1]})",
+    "multiply": lambda n, a, t: f"({a[0]} * {a[1]})",
+    "divide": lambda n, a, t: f"({a[0]} / {a[1]})",
+    "negative": lambda n, a, t: f"(-{a[0]})",
+    "square": lambda n, a, t: f"({a[0]} * {a[0]})",
+    "greater": lambda n, a, t: f"({a[0]} > {a[1]})",
+    "greater_equal": lambda n, a, t: f"({a[0]} >= {a[1]})",
+    "less": lambda n, a, t: f"({a[0]} < {a[1]})",
+    "less_equal": lambda n, a, t: f"({a[0]} <= {a[1]})",
+    "equal": lambda n, a, t: f"({a[0]} == {a[1]})",
+    "matmul": lambda n, a, t: f"({a[0]} @ {a[1]})",
+    "split": _split,
+    "slice": lambda n, a, t: index(a[0], n.attrs["axis"], n.attrs["begin"], n.attrs["end"]),
+}
+
+
+def batch_einsum(equation: str, batched: list) -> str:
+    """Prefix a fresh batch letter to the batched operands (and the output) of ``equation``."""
+    lhs, rhs = equation.split("->")
+    letter = next(c for c in "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA"
+                  if c not in equation)
+    terms = [letter + t if b else t for t, b in zip(lhs.split(","), batched)]
+    return ",".join(terms) + "->" + (letter + rhs if any(batched) else rhs)
+
+
+def reshape_shape(node, t) -> tuple:
+    """The engine-level target shape of a reshape: the batch axis kept as -1."""
+    shape = tuple(node.attrs["shape"])
+    return (-1,) + shape if t[0].batched else shape
+
+
+def transpose_perm(node, t) -> tuple:
+    """The engine-level permutation of a transpose: the batch axis stays first."""
+    perm = tuple(node.attrs["perm"])
+    return (0,) + tuple(p + 1 for p in perm) if t[0].batched else perm
+
+
+def einsum_equation(node, t) -> str:
+    return batch_einsum(node.attrs["equation"], [x.batched for x in t])
+
+
+def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, engine: str):
+    """Compile ``graph``'s step for an engine; returns the function.
+
+    ``emitters[op](node, arg_names, arg_types) -> expression``; ``make_constant(np_array)`` turns a
+    literal into an engine array; float values compute in ``dtype``.
+    """
+    ns = dict(namespace)
+    table = {**COMMON, **emitters}
+    names: dict = {}
+    body = []
+    for node in graph.nodes:
+        v = f"v{node.id}"
+        if node.op == "input":
+            role, i = node.attrs["role"], node.attrs["index"]
+            names[node.id] = {"x": f"x{i}", "state": f"s{i}", "constant": f"k{i}"}[role]
+            continue
+        names[node.id] = v
+        if node.op == "param":
+            body.append(f"{v} = P[{node.attrs['name']!r}]")
+        elif node.op == "constant":
+            value = np.asarray(node.attrs["value"], dtype=node.attrs["dtype"])
+            if value.dtype.kind == "f":
+                value = value.astype(dtype)
+            ns[f"_c{node.id}"] = make_constant(value)
+            names[node.id] = f"_c{node.id}"
+        else:
+            emit = table.get(node.op)
+            if emit is None:
+                raise RshopNotImplementedError(
+                    f"engine {engine!r}: expected an implementation of op {node.op!r} (node %{node.id} "
+                    f"{node.name!r}), received none. Report it, or use another engine.")
+            args = [names[i] for i in node.inputs]
+            body.append(f"{v} = {emit(node, args, [graph.nodes[i].type for i in node.inputs])}")
+    ns_states = ", ".join(f"s{i}" for i in range(len(graph.states)))
+    ns_consts = ", ".join(f"k{i}" for i in range(len(graph.constants)))
+    head = ["def step(P, x0, states, consts):"]
+    if graph.states:
+        head.append(f"    {ns_states}, = states")
+    if graph.constants:
+        head.append(f"    {ns_consts}, = consts")
+    outs = "".join(f"{names[i]}, " for i in graph.outputs)
+    news = "".join(f"{names[i]}, " for i in graph.final_states)
+    src = "\n".join(head + [f"    {line}" for line in body] + [f"    return ({outs}), ({news})"]) + "\n"
+    code = compile(src, f"<rshop step {engine}>", "exec")
+    exec(code, ns)  # our own generated source, never text from a file
+    fn = ns["step"]
+    fn.__rshop_source__ = src
+    return fn

@@ -1,0 +1,25 @@
+"""rshop_core: the backend-neutral half of rshop.
+
+Write one time step with :func:`Input`, layers and cells; :class:`RecurrentModel` turns
+it into a recurrent layer; ``model.lower(engine)`` runs it natively on numpy, jax,
+torch or tensorflow. Importing this package imports no framework.
+"""
+
+from . import activations, cells, functional, initializers, layers
+from .errors import (RshopConfigError, RshopDTypeError, RshopEngineError, RshopError,
+                     RshopFormatError, RshopNotImplementedError, RshopShapeError)
+from .graph import Node, StepGraph, verify
+from .model import RecurrentModel
+from .options import LoopOptions
+from .specs import ParamSpec, StateSpec
+from .symbolic import Input, Tensor
+from .types import TensorType
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Input", "Tensor", "RecurrentModel", "LoopOptions", "ParamSpec", "StateSpec", "TensorType",
+    "StepGraph", "Node", "verify", "activations", "cells", "functional", "initializers", "layers",
+    "RshopError", "RshopShapeError", "RshopDTypeError", "RshopConfigError", "RshopFormatError",
+    "RshopEngineError", "RshopNotImplementedError",
+]

@@ -1,0 +1,8 @@
+"""Built-in cells with the standard equations and Keras' arguments, defaults and weight layouts."""
+
+from .base import Cell
+from .gru import GRUCell
+from .lstm import LSTMCell
+from .simple_rnn import SimpleRNNCell
+
+__all__ = ["Cell", "SimpleRNNCell", "GRUCell", "LSTMCell"]

@@ -1,0 +1,69 @@
+"""The base of built-in and user cells: a step function plus state shapes."""
+
+from __future__ import annotations
+
+from ..errors import RshopConfigError, RshopShapeError
+from ..layers.base import Layer
+from ..symbolic import Input, Tensor
+
+
+class Cell(Layer):
+    """A reusable step: ``cell(x_t, states) -> (output_t, new_states)``.
+
+    Subclasses set ``state_names`` and implement :meth:`step` and :meth:`state_shapes`.
+    ``input_dim`` may be None: the model from :meth:`get_layer` is then built on first use.
+    """
+
+    state_names: tuple = ()
+
+    def __init__(self, units, input_dim=None, name=None):
+        super().__init__(name)
+        if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
+            raise RshopConfigError(f"{type(self).__name__} {self.name!r}: expected units > 0, received {units!r}.")
+        if input_dim is not None and (not isinstance(input_dim, int) or input_dim <= 0):
+            raise RshopConfigError(
+                f"{type(self).__name__} {self.name!r}: expected input_dim > 0 or None, received {input_dim!r}.")
+        self.units, self.input_dim = units, input_dim
+
+    def state_shapes(self) -> list:
+        return [(self.units,)] * len(self.state_names)
+
+    def step(self, x: Tensor, states: list):
+        raise NotImplementedError
+
+    def __call__(self, x, states):
+        where = f"{type(self).__name__} {self.name!r}"
+        if not isinstance(x, Tensor):
+            raise RshopConfigError(f"{where}: expected an rshop Tensor as x, received {type(x).__name__}.")
+        if x.type.rank != 1 or x.shape[0] is None:
+            raise RshopShapeError(f"{where}: expected x of shape (batch, features), received {x.type.describe()}.")
+        states = list(states)
+        want = self.state_shapes()
+        if len(states) != len(want):
+            raise RshopConfigError(f"{where}: expected {len(want)} states {list(self.state_names)}, received {len(states)}.")
+        for i, (s, w) in enumerate(zip(states, want)):
+            if not isinstance(s, Tensor) or s.shape != w:
+                got = s.type.describe() if isinstance(s, Tensor) else type(s).__name__
+                raise RshopShapeError(f"{where}, state #{i} {self.state_names[i]!r}: expected shape "
+                                      f"(batch, {', '.join(map(str, w))}), received {got}.")
+        return self.step(x, states)
+
+    def get_layer(self, **options):
+        """A :class:`~rshop_core.model.RecurrentModel` running this cell over time.
+
+        ``options`` are the model's: ``return_sequences``, ``return_states``, ``go_backwards``,
+        ``unroll``, ``state_initializer``, ``name``, ``seed``.
+        """
+        from ..model import RecurrentModel
+
+        def builder(input_dim):
+            x = Input((input_dim,), name="x")
+            states = [Input(s, name=n) for s, n in zip(self.state_shapes(), self.state_names)]
+            y, new = self(x, states)
+            return x, y, states, new, None
+
+        options.setdefault("name", self.name.replace("_cell", "") or "rnn")
+        model = RecurrentModel(builder, None, **options)
+        if self.input_dim is not None:
+            model.build(self.input_dim)
+        return model

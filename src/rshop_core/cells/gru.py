@@ -1,0 +1,67 @@
+"""GRUCell with the standard equations and Keras' weight layout (both reset conventions)."""
+
+from __future__ import annotations
+
+from .. import activations, functional as F
+from .base import Cell
+
+
+class GRUCell(Cell):
+    """Gated recurrent unit (Cho et al. 2014), gates ``[z | r | h]`` in Keras' column order::
+
+        z = recurrent_activation(x W_z + h U_z + b_z)          # update gate
+        r = recurrent_activation(x W_r + h U_r + b_r)          # reset gate
+        reset_after=True:  n = activation(x W_h + b_xh + r * (h U_h + b_hh))   (torch.nn.GRU, cuDNN)
+        reset_after=False: n = activation(x W_h + b_h + (r * h) U_h)
+        h_t = z * h_{t-1} + (1 - z) * n
+
+    Weights: ``kernel`` (input_dim, 3 units), ``recurrent_kernel`` (units, 3 units), ``bias``
+    (2, 3 units) with reset_after (row 0 input bias, row 1 recurrent bias) else (3 units,).
+    torch.nn.GRU orders its rows ``[r|z|n]``. One state ``h``; output ``h_t``.
+    """
+
+    state_names = ("h",)
+
+    def __init__(self, units, input_dim=None, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", reset_after=True, name=None):
+        super().__init__(units, input_dim, name)
+        self.activation = activations.get(activation, f"GRUCell {self.name!r} activation")
+        self.recurrent_activation = activations.get(
+            recurrent_activation, f"GRUCell {self.name!r} recurrent_activation")
+        self.use_bias, self.reset_after = use_bias, bool(reset_after)
+        self.inits = (kernel_initializer, recurrent_initializer, bias_initializer)
+
+    def step(self, x, states):
+        (h,) = states
+        u, dt = self.units, x.dtype
+        k = self.add_weight("kernel", (x.shape[-1], 3 * u), self.inits[0], dt)
+        r = self.add_weight("recurrent_kernel", (u, 3 * u), self.inits[1], dt)
+        xw = F.matmul(x, k)
+        b_in = b_rec = None
+        if self.use_bias:
+            if self.reset_after:
+                b = self.add_weight("bias", (2, 3 * u), self.inits[2], dt)
+                b_in, b_rec = (F.reshape(p, [3 * u]) for p in F.split(b, 2, axis=0))
+            else:
+                b_in = self.add_weight("bias", (3 * u,), self.inits[2], dt)
+        if b_in is not None:
+            xw = F.add(xw, b_in)
+        x_z, x_r, x_h = F.split(xw, 3)
+        rz, rr, rh = F.split(r, 3)
+        if self.reset_after:
+            hu = F.matmul(h, r)
+            if b_rec is not None:
+                hu = F.add(hu, b_rec)
+            h_z, h_r, h_h = F.split(hu, 3)
+            z = self.recurrent_activation(F.add(x_z, h_z))
+            reset = self.recurrent_activation(F.add(x_r, h_r))
+            n = self.activation(F.add(x_h, F.multiply(reset, h_h)))
+        else:
+            hu = F.matmul(h, F.concat([rz, rr]))
+            h_z, h_r = F.split(hu, 2)
+            z = self.recurrent_activation(F.add(x_z, h_z))
+            reset = self.recurrent_activation(F.add(x_r, h_r))
+            n = self.activation(F.add(x_h, F.matmul(F.multiply(reset, h), rh)))
+        h_new = F.add(F.multiply(z, h), F.multiply(F.subtract(1.0, z), n))
+        return h_new, [h_new]

@@ -1,0 +1,54 @@
+"""LSTMCell with the standard equations and Keras' weight layout."""
+
+from __future__ import annotations
+
+from .. import activations, functional as F
+from ..initializers import Concatenate
+from .base import Cell
+
+
+class LSTMCell(Cell):
+    """Long short-term memory (Hochreiter & Schmidhuber; forget gate of Gers et al.).
+
+    With ``z = x_t @ kernel + h_{t-1} @ recurrent_kernel + bias`` cut into four gates
+    ``[i | f | g | o]`` (columns, Keras order ``[i|f|c|o]``)::
+
+        i, f, o = recurrent_activation(z_i), recurrent_activation(z_f), recurrent_activation(z_o)
+        g = activation(z_g)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * activation(c_t)
+
+    Weights: ``kernel`` (input_dim, 4 units), ``recurrent_kernel`` (units, 4 units), ``bias``
+    (4 units,). torch.nn.LSTM holds the transposes with rows in the same ``[i|f|g|o]`` order and
+    two biases (their sum is ``bias``). States ``[h, c]``; output ``h_t``.
+    ``unit_forget_bias=True`` initialises the forget bias to ones (the rest by ``bias_initializer``).
+    """
+
+    state_names = ("h", "c")
+
+    def __init__(self, units, input_dim=None, activation="tanh", recurrent_activation="sigmoid",
+                 use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
+                 bias_initializer="zeros", unit_forget_bias=True, name=None):
+        super().__init__(units, input_dim, name)
+        self.activation = activations.get(activation, f"LSTMCell {self.name!r} activation")
+        self.recurrent_activation = activations.get(
+            recurrent_activation, f"LSTMCell {self.name!r} recurrent_activation")
+        self.use_bias, self.unit_forget_bias = use_bias, unit_forget_bias
+        self.inits = (kernel_initializer, recurrent_initializer, bias_initializer)
+
+    def step(self, x, states):
+        h, c = states
+        u, dt = self.units, x.dtype
+        k = self.add_weight("kernel", (x.shape[-1], 4 * u), self.inits[0], dt)
+        r = self.add_weight("recurrent_kernel", (u, 4 * u), self.inits[1], dt)
+        z = F.add(F.matmul(x, k), F.matmul(h, r))
+        if self.use_bias:
+            b_init = self.inits[2]
+            if self.unit_forget_bias:
+                b_init = Concatenate([(u, b_init), (u, "ones"), (2 * u, b_init)])
+            z = F.add(z, self.add_weight("bias", (4 * u,), b_init, dt))
+        zi, zf, zg, zo = F.split(z, 4)
+        i, f, o = self.recurrent_activation(zi), self.recurrent_activation(zf), self.recurrent_activation(zo)
+        c = F.add(F.multiply(f, c), F.multiply(i, self.activation(zg)))
+        h = F.multiply(o, self.activation(c))
+        return h, [h, c]

@@ -1,0 +1,57 @@
+"""The one exception tree of rshop.
+
+Every error rshop raises on purpose is an :class:`RshopError`. Messages follow one
+pattern on every engine: *where* (node, state, argument, time step), *expected*,
+*received*, and, where there is one, *how to fix it*. Validation happens in
+``rshop_core`` before any engine runs, so the same mistake gives the same message
+whichever engine is active.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "RshopError",
+    "RshopShapeError",
+    "RshopDTypeError",
+    "RshopConfigError",
+    "RshopFormatError",
+    "RshopEngineError",
+    "RshopNotImplementedError",
+    "format_message",
+]
+
+
+def format_message(where: str, expected: str, received: str, fix: str | None = None) -> str:
+    """Build the standard ``where: expected ..., received ... . fix`` message."""
+    msg = f"{where}: expected {expected}, received {received}."
+    if fix:
+        msg += f" {fix}"
+    return msg
+
+
+class RshopError(Exception):
+    """Root of every error rshop raises on purpose."""
+
+
+class RshopShapeError(RshopError, ValueError):
+    """A value has the wrong rank or dimension (at build time or at call time)."""
+
+
+class RshopDTypeError(RshopError, TypeError):
+    """A value has the wrong dtype; rshop never casts silently."""
+
+
+class RshopConfigError(RshopError, ValueError):
+    """A wrong argument, option, name or wiring: unknown activation, state count mismatch, ..."""
+
+
+class RshopFormatError(RshopError, ValueError):
+    """A serialized model or IR document is malformed, hostile or of an unknown version."""
+
+
+class RshopEngineError(RshopError, RuntimeError):
+    """The engine cannot be chosen, imported, or was handed another engine's arrays."""
+
+
+class RshopNotImplementedError(RshopEngineError, NotImplementedError):
+    """An engine does not implement an op or option; it names the engine and the op."""

@@ -1,0 +1,119 @@
+"""One function per op of the closed set, for writing step graphs by hand.
+
+Every function takes and returns symbolic :class:`~rshop_core.symbolic.Tensor` values;
+axes are per example (the batch axis is implicit and never counted)::
+
+    from rshop_core import Input, functional as F
+    h = Input((8,)); enc = Input((None, 8))            # a constant: an encoder sequence
+    scores = F.einsum("td,d->t", enc, h)              # (batch, T)
+    context = F.einsum("t,td->d", F.softmax(scores), enc)
+"""
+
+from __future__ import annotations
+
+from .ops import COMPARE, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
+from .symbolic import Tensor, apply, as_tensor
+
+__all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
+    "matmul", "einsum", "softmax", "concat", "split", "slice", "reshape", "transpose",
+    "sum", "mean", "max", "where", "constant", "linear",
+]
+
+
+def _binary(op):
+    def f(a, b, name=None):
+        a = as_tensor(a, b if isinstance(b, Tensor) else None)
+        return apply(op, [a, as_tensor(b, a)], name=name)
+    f.__name__ = f.__qualname__ = op
+    f.__doc__ = f"Elementwise ``{op}(a, b)`` with numpy broadcasting of per-example shapes."
+    return f
+
+
+def _unary(op):
+    def f(x, name=None):
+        return apply(op, [x], name=name)
+    f.__name__ = f.__qualname__ = op
+    f.__doc__ = f"Elementwise ``{op}(x)``."
+    return f
+
+
+for _op in ELEMENTWISE_BINARY + COMPARE:
+    globals()[_op] = _binary(_op)
+for _op in ELEMENTWISE_UNARY:
+    globals()[_op] = _unary(_op)
+
+
+def linear(x, name=None):
+    """The identity activation: returns ``x`` itself, adds no node."""
+    return x
+
+
+def constant(value, dtype="float32"):
+    """A literal, unbatched value."""
+    from .symbolic import Tensor as _T  # noqa: F401  (keeps the public signature small)
+    import numpy as np
+
+    return as_tensor(np.asarray(value, dtype=dtype))
+
+
+def matmul(a, w, name=None):
+    """``a @ w`` with ``w`` an unbatched 2-D matrix: (batch, ..., k) x (k, n) -> (batch, ..., n)."""
+    return apply("matmul", [a, w], name=name)
+
+
+def einsum(equation, *operands, name=None):
+    """``einsum`` over per-example subscripts (no ``...``); batched operands share the batch."""
+    return apply("einsum", list(operands), {"equation": equation}, name=name)
+
+
+def softmax(x, axis=-1, name=None):
+    return apply("softmax", [x], {"axis": axis}, name=name)
+
+
+def concat(values, axis=-1, name=None):
+    return apply("concat", list(values), {"axis": axis}, name=name)
+
+
+def split(x, sizes, axis=-1, name=None):
+    """Cut ``x`` along ``axis`` into pieces of ``sizes`` (a list) or ``sizes`` equal pieces (an int)."""
+    if isinstance(sizes, int) and not isinstance(sizes, bool):
+        n = x.shape[axis]
+        if n is None or n % sizes:
+            from .errors import RshopShapeError
+            raise RshopShapeError(
+                f"node {name or 'split'!r} (op split): expected an axis divisible into {sizes} "
+                f"equal pieces, received {x.type.describe()} (axis {axis}).")
+        sizes = [n // sizes] * sizes
+    return [apply("split", [x], {"sizes": list(sizes), "axis": axis, "index": i}, name=name)
+            for i in range(len(sizes))]
+
+
+def slice(x, begin, end, axis=-1, name=None):  # noqa: A001 - mirrors the op name
+    return apply("slice", [x], {"axis": axis, "begin": begin, "end": end}, name=name)
+
+
+def reshape(x, shape, name=None):
+    """Reshape per example; the batch axis is kept."""
+    return apply("reshape", [x], {"shape": list(shape)}, name=name)
+
+
+def transpose(x, perm, name=None):
+    return apply("transpose", [x], {"perm": list(perm)}, name=name)
+
+
+def sum(x, axes=None, keepdims=False, name=None):  # noqa: A001
+    """Sum over per-example ``axes`` (all of them when None; never the batch)."""
+    return apply("sum", [x], {"axes": axes, "keepdims": keepdims}, name=name)
+
+
+def mean(x, axes=None, keepdims=False, name=None):
+    return apply("mean", [x], {"axes": axes, "keepdims": keepdims}, name=name)
+
+
+def max(x, axes=None, keepdims=False, name=None):  # noqa: A001
+    return apply("max", [x], {"axes": axes, "keepdims": keepdims}, name=name)
+
+
+def where(cond, a, b, name=None):
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    return apply("where", [cond, a, as_tensor(b, a)], name=name)

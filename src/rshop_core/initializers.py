@@ -1,0 +1,280 @@
+"""Initializers for parameters and states, computed by numpy from a seed.
+
+Every engine copies the arrays numpy produced here, so all engines start from
+bit-identical weights. An initializer is a small object with a JSON form
+(``to_json()`` / :func:`get`); strings name the Keras-style defaults.
+
+The random generator of a parameter is ``numpy.random.default_rng([seed, crc32(name)])``:
+a parameter's initial value depends only on the model seed and its qualified name,
+not on the order parameters were created in.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+
+import numpy as np
+
+from .errors import RshopConfigError
+
+__all__ = [
+    "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
+    "TruncatedNormal", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
+    "Orthogonal", "Identity", "Concatenate", "get", "rng_for",
+]
+
+# stddev of a unit normal truncated at +-2, used to keep variance-scaling targets exact
+_TRUNC_STD = 0.87962566103423978
+
+
+def rng_for(seed: int, name: str) -> np.random.Generator:
+    """The generator for the value called ``name`` in a model seeded with ``seed``."""
+    return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
+
+
+def _fans(shape):
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = math.prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def _truncated_normal(rng, shape, mean, std):
+    out = rng.standard_normal(shape)
+    bad = np.abs(out) > 2.0
+    while bad.any():  # redraw outside +-2 std: a deterministic rejection sampler
+        out[bad] = rng.standard_normal(int(bad.sum()))
+        bad = np.abs(out) > 2.0
+    return mean + std * out
+
+
+class Initializer:
+    """Base class: ``init(shape, dtype, rng) -> numpy array``."""
+
+    name = "initializer"
+    random = False
+
+    def config(self) -> dict:
+        return {}
+
+    def to_json(self) -> dict:
+        return {"name": self.name, **self.config()}
+
+    def __call__(self, shape, dtype="float32", rng=None):
+        if self.random and rng is None:
+            raise RshopConfigError(f"initializer {self.name!r}: expected a numpy Generator, received None.")
+        return np.asarray(self._value(tuple(shape), rng), dtype=np.float64).astype(dtype)
+
+    def _value(self, shape, rng):
+        raise NotImplementedError
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other):
+        return isinstance(other, Initializer) and self.to_json() == other.to_json()
+
+    def __hash__(self):
+        return hash(repr(self))
+
+
+class Zeros(Initializer):
+    name = "zeros"
+
+    def _value(self, shape, rng):
+        return np.zeros(shape)
+
+
+class Ones(Initializer):
+    name = "ones"
+
+    def _value(self, shape, rng):
+        return np.ones(shape)
+
+
+class Constant(Initializer):
+    """Every entry equal to ``value`` (a float)."""
+
+    name = "constant"
+
+    def __init__(self, value=0.0):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise RshopConfigError(f"Constant: expected a finite number, received {value!r}.")
+        self.value = float(value)
+
+    def config(self):
+        return {"value": self.value}
+
+    def _value(self, shape, rng):
+        return np.full(shape, self.value)
+
+
+class RandomUniform(Initializer):
+    name = "random_uniform"
+    random = True
+
+    def __init__(self, minval=-0.05, maxval=0.05):
+        self.minval, self.maxval = float(minval), float(maxval)
+
+    def config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+    def _value(self, shape, rng):
+        return rng.uniform(self.minval, self.maxval, shape)
+
+
+class RandomNormal(Initializer):
+    name = "random_normal"
+    random = True
+
+    def __init__(self, mean=0.0, stddev=0.05):
+        self.mean, self.stddev = float(mean), float(stddev)
+
+    def config(self):
+        return {"mean": self.mean, "stddev": self.stddev}
+
+    def _value(self, shape, rng):
+        return self.mean + self.stddev * rng.standard_normal(shape)
+
+
+class TruncatedNormal(RandomNormal):
+    """Normal, redrawn where more than two standard deviations from the mean."""
+
+    name = "truncated_normal"
+
+    def _value(self, shape, rng):
+        return _truncated_normal(rng, shape, self.mean, self.stddev)
+
+
+class _VarianceScaling(Initializer):
+    random = True
+    scale = 1.0
+    mode = "fan_avg"
+    distribution = "uniform"
+
+    def _value(self, shape, rng):
+        fan_in, fan_out = _fans(shape)
+        n = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
+        var = self.scale / max(1.0, n)
+        if self.distribution == "uniform":
+            lim = math.sqrt(3.0 * var)
+            return rng.uniform(-lim, lim, shape)
+        return _truncated_normal(rng, shape, 0.0, math.sqrt(var) / _TRUNC_STD)
+
+
+class GlorotUniform(_VarianceScaling):
+    """Uniform in +-sqrt(6 / (fan_in + fan_out))."""
+
+    name = "glorot_uniform"
+
+
+class GlorotNormal(_VarianceScaling):
+    name = "glorot_normal"
+    distribution = "normal"
+
+
+class HeUniform(_VarianceScaling):
+    name = "he_uniform"
+    scale, mode = 2.0, "fan_in"
+
+
+class HeNormal(_VarianceScaling):
+    name = "he_normal"
+    scale, mode, distribution = 2.0, "fan_in", "normal"
+
+
+class Orthogonal(Initializer):
+    """A (semi-)orthogonal matrix times ``gain``; shapes of rank > 2 are flattened to 2-D."""
+
+    name = "orthogonal"
+    random = True
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def config(self):
+        return {"gain": self.gain}
+
+    def _value(self, shape, rng):
+        if len(shape) < 2:
+            raise RshopConfigError(f"orthogonal: expected a shape of rank >= 2, received {shape}.")
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = rng.standard_normal((max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q = q * np.sign(np.diag(r))  # make the decomposition unique
+        if rows < cols:
+            q = q.T
+        return self.gain * q.reshape(shape)
+
+
+class Identity(Initializer):
+    """``gain`` times the identity matrix (2-D shapes only, need not be square)."""
+
+    name = "identity"
+
+    def __init__(self, gain=1.0):
+        self.gain = float(gain)
+
+    def config(self):
+        return {"gain": self.gain}
+
+    def _value(self, shape, rng):
+        if len(shape) != 2:
+            raise RshopConfigError(f"identity: expected a 2-D shape, received {shape}.")
+        return self.gain * np.eye(*shape)
+
+
+class Concatenate(Initializer):
+    """Pieces along the last axis, each with its own initializer: ``[(size, init), ...]``.
+
+    An LSTM bias with ``unit_forget_bias`` is ``Concatenate([(u, "zeros"), (u, "ones"), (2 * u, "zeros")])``.
+    Each piece draws from the same generator in turn, so the whole is reproducible.
+    """
+
+    name = "concatenate"
+
+    def __init__(self, parts):
+        if not isinstance(parts, (list, tuple)) or not parts:
+            raise RshopConfigError(f"concatenate: expected a list of (size, initializer), received {parts!r}.")
+        self.parts = []
+        for p in parts:
+            if not isinstance(p, (list, tuple)) or len(p) != 2 or not isinstance(p[0], int) or p[0] <= 0:
+                raise RshopConfigError(f"concatenate: expected (size, initializer) pairs, received {p!r}.")
+            self.parts.append((p[0], get(p[1])))
+        self.random = any(i.random for _, i in self.parts)
+
+    def config(self):
+        return {"parts": [[n, i.to_json()] for n, i in self.parts]}
+
+    def _value(self, shape, rng):
+        total = sum(n for n, _ in self.parts)
+        if not shape or shape[-1] != total:
+            raise RshopConfigError(f"concatenate: expected a last axis of {total}, received shape {shape}.")
+        return np.concatenate([i._value(shape[:-1] + (n,), rng) for n, i in self.parts], axis=-1)
+
+
+_REGISTRY = {c.name: c for c in (
+    Zeros, Ones, Constant, RandomUniform, RandomNormal, TruncatedNormal, GlorotUniform,
+    GlorotNormal, HeUniform, HeNormal, Orthogonal, Identity, Concatenate)}
+
+
+def get(spec) -> Initializer:
+    """An :class:`Initializer` from an instance, a name, or a JSON dict ``{"name": ..., **config}``."""
+    if isinstance(spec, Initializer):
+        return spec
+    if isinstance(spec, str) and spec in _REGISTRY:
+        return _REGISTRY[spec]()
+    if isinstance(spec, dict) and spec.get("name") in _REGISTRY:
+        cfg = {k: v for k, v in spec.items() if k != "name"}
+        try:
+            return _REGISTRY[spec["name"]](**cfg)
+        except TypeError:
+            raise RshopConfigError(
+                f"initializer {spec['name']!r}: expected arguments of {_REGISTRY[spec['name']].__name__},"
+                f" received {sorted(cfg)}.") from None
+    raise RshopConfigError(
+        f"initializer: expected one of {sorted(_REGISTRY)} or an Initializer, received {spec!r}.")

@@ -1,0 +1,8 @@
+"""Layers for writing step models: Dense, Activation and the Keras-style merges."""
+
+from .base import Layer
+from .core import Activation, Dense
+from .merge import add, average, concatenate, maximum, multiply, subtract
+
+__all__ = ["Layer", "Dense", "Activation", "add", "subtract", "multiply", "average", "maximum",
+           "concatenate"]

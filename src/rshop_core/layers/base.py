@@ -1,0 +1,54 @@
+"""The base of every layer and cell: a name and parameters declared on first call."""
+
+from __future__ import annotations
+
+import re
+
+from .. import initializers
+from ..dtypes import check_float_dtype
+from ..errors import RshopConfigError
+from ..symbolic import Tensor
+from ..types import TensorType, check_shape
+
+
+def _snake(name: str) -> str:
+    s = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name)
+    return re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s).lower()
+
+
+class Layer:
+    """A callable that adds nodes to a step graph.
+
+    Parameters are declared with :meth:`add_weight` while the layer is first called and
+    are shared by every later call. Their qualified names (``dense/kernel``) are fixed
+    when a model is traced: the layer's ``name``, made unique within that model.
+    """
+
+    def __init__(self, name: str | None = None):
+        if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name)):
+            raise RshopConfigError(
+                f"{type(self).__name__}: expected a name of letters, digits, '_', '-', received {name!r}.")
+        self.name = name or _snake(type(self).__name__)
+        self._weights: dict = {}
+
+    def add_weight(self, local: str, shape, initializer="zeros", dtype="float32", trainable=True) -> Tensor:
+        """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor."""
+        where = f"layer {self.name!r} weight {local!r}"
+        shape = check_shape(shape, where, allow_none=False)
+        dtype = check_float_dtype(dtype, where)
+        if local in self._weights:
+            t = self._weights[local]
+            if t.type.shape != shape:
+                raise RshopConfigError(
+                    f"{where}: expected shape {t.type.shape} (built by an earlier call), received {shape}. "
+                    "A layer called twice must see inputs of the same feature size.")
+            return t
+        spec = {"shape": shape, "dtype": dtype, "initializer": initializers.get(initializer),
+                "trainable": bool(trainable)}
+        t = Tensor("param", (), {}, TensorType(shape, dtype, False), f"{self.name}/{local}",
+                   param=(self, local, spec))
+        self._weights[local] = t
+        return t
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.name!r}>"

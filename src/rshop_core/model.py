@@ -1,0 +1,226 @@
+"""RecurrentModel: a step graph plus states and loop options, i.e. a whole recurrent layer."""
+
+from __future__ import annotations
+
+import secrets
+
+import numpy as np
+
+from . import initializers
+from .dtypes import check_float_dtype
+from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
+from .graph import StepGraph, trace
+from .options import LoopOptions
+from .specs import StateSpec
+from .symbolic import Tensor
+
+__all__ = ["RecurrentModel"]
+
+
+def _as_list(v, what):
+    if v is None:
+        return []
+    if isinstance(v, Tensor):
+        return [v]
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    raise RshopConfigError(f"RecurrentModel: expected {what} as a Tensor or a list of Tensors, received {v!r}.")
+
+
+class RecurrentModel:
+    """A recurrent layer defined by the graph of one time step.
+
+    The step maps ``(input_t, states_{t-1}, constants)`` to ``(output_t, states_t)``; the
+    model runs it over a sequence ``x`` of shape ``(batch, T, *input_shape)``. Its meaning is
+    this loop (the numpy engine *is* this loop)::
+
+        states = initial_state or [init(batch) for init in state initializers]
+        outputs = []
+        for t in (reversed(range(T)) if go_backwards else range(T)):
+            y, states = step(x[:, t], states, constants)
+            outputs.append(y)
+        y = stack(outputs, axis=1) if return_sequences else outputs[-1]
+        return (y, *states) if return_states else y
+
+    Args:
+        input: the ``Input`` of one time step (per-example shape, no batch, no time).
+        output: the step's output Tensor, or a list (the first is the main output).
+        initial_states / final_states: Inputs for the states at t-1, and the Tensors for
+            the states at t, in the same order, of the same shapes and dtypes.
+        constants: Inputs seen unchanged at every step (passed as ``constants=`` at call).
+        return_sequences, return_states, go_backwards, unroll: see :class:`LoopOptions`.
+        state_initializer: one initializer for all states or a list, one per state
+            (default zeros).
+        name: the model's name; seed: the seed of its initial weights (random if None).
+    """
+
+    def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
+                 return_sequences=False, return_states=False, go_backwards=False, unroll=False,
+                 state_initializer=None, name=None, seed=None):
+        self.name = name or "recurrent_model"
+        self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll)
+        self.seed = int(secrets.randbits(31)) if seed is None else int(seed)
+        self._state_initializer = state_initializer
+        self._lowered_cache: dict = {}
+        self._call_layer = None
+        self.graph: StepGraph | None = None
+        self.state_specs: list = []
+        self._weights: dict = {}
+        self._builder = None
+        if callable(input) and not isinstance(input, Tensor):  # deferred: built from input_dim
+            self._builder = input
+            return
+        self._build(input, output, initial_states, final_states, constants)
+
+    # -- building ------------------------------------------------------------------
+    def _build(self, input, output, initial_states, final_states, constants):
+        where = f"RecurrentModel {self.name!r}"
+        if not isinstance(input, Tensor) or input.op != "input":
+            raise RshopConfigError(f"{where}: expected input to be an rshop Input, received {input!r}.")
+        states_in = _as_list(initial_states, "initial_states")
+        states_out = _as_list(final_states, "final_states")
+        outputs = _as_list(output, "output")
+        if len(states_in) != len(states_out):
+            raise RshopConfigError(
+                f"{where}: expected as many final_states as initial_states ({len(states_in)}), "
+                f"received {len(states_out)}.")
+        self.graph = trace([input], states_in, _as_list(constants, "constants"), outputs, states_out, where)
+        dtype = input.dtype
+        if dtype not in ("float32", "float64"):
+            raise RshopDTypeError(f"{where}: expected a floating input, received {input.type.describe()}.")
+        inits = self._state_initializer
+        if inits is None or not isinstance(inits, (list, tuple)):
+            inits = [inits or "zeros"] * len(states_in)
+        if len(inits) != len(states_in):
+            raise RshopConfigError(
+                f"{where}: expected one state_initializer per state ({len(states_in)}), received {len(inits)}.")
+        names, taken = [], set()
+        for i, t in enumerate(states_in):
+            if None in t.shape:
+                raise RshopShapeError(
+                    f"{where}, state #{i} {t.name!r}: expected a fully known shape, received {t.type.describe()}.")
+            base = t.name if not t.name.startswith("input_") else f"state_{i}"
+            n = base if base not in taken else f"{base}_{i}"
+            taken.add(n)
+            names.append(n)
+        self.state_specs = [StateSpec(n, t.shape, t.dtype, initializers.get(init))
+                            for n, t, init in zip(names, states_in, inits)]
+        for i, p in enumerate(self.graph.params.values()):
+            if p.dtype != dtype:
+                raise RshopDTypeError(
+                    f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}.")
+        self._weights = {p.name: p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
+                         for p in self.graph.params.values()}
+
+    def build(self, input_dim: int) -> "RecurrentModel":
+        """Build a model made from a cell without ``input_dim``; returns ``self``."""
+        if self._builder is None:
+            if self.input_shape[-1] != input_dim:
+                raise RshopShapeError(
+                    f"RecurrentModel {self.name!r}: expected input_dim {self.input_shape[-1]} (already "
+                    f"built), received {input_dim}.")
+            return self
+        self._build(*self._builder(input_dim))
+        self._builder = None
+        return self
+
+    @property
+    def built(self) -> bool:
+        return self._builder is None
+
+    def _require_built(self):
+        if self._builder is not None:
+            raise RshopConfigError(
+                f"RecurrentModel {self.name!r}: expected a built model, received one made from a cell "
+                "without input_dim. Pass input_dim= to the cell or call model.build(input_dim).")
+
+    # -- facts -----------------------------------------------------------------------
+    @property
+    def dtype(self) -> str:
+        self._require_built()
+        return self.graph.nodes[self.graph.x[0]].type.dtype
+
+    @property
+    def input_shape(self) -> tuple:
+        """Per-example, per-step shape of x (x itself is (batch, T, *input_shape))."""
+        self._require_built()
+        return self.graph.nodes[self.graph.x[0]].type.shape
+
+    @property
+    def params(self) -> dict:
+        self._require_built()
+        return dict(self.graph.params)
+
+    def __repr__(self):
+        if not self.built:
+            return f"<RecurrentModel {self.name!r} (not built)>"
+        return (f"<RecurrentModel {self.name!r} input {self.input_shape} states "
+                f"{[s.name for s in self.state_specs]} params {len(self._weights)}>")
+
+    def summary(self) -> str:
+        """The step graph in a readable SSA form, then states and parameters."""
+        self._require_built()
+        lines = [f"RecurrentModel {self.name!r}  options {self.options.to_json()}", str(self.graph)]
+        lines += [f"state {s.name}: {s.shape} {s.dtype} init={s.initializer!r}" for s in self.state_specs]
+        lines += [f"param {p.name}: {p.shape} {p.dtype} init={p.initializer!r}"
+                  f"{'' if p.trainable else ' (frozen)'}" for p in self.graph.params.values()]
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """The model's IR as plain JSON values (weights excluded)."""
+        self._require_built()
+        return {"name": self.name, "seed": self.seed, "graph": self.graph.to_json(),
+                "states": [s.to_json() for s in self.state_specs], "options": self.options.to_json()}
+
+    # -- weights ---------------------------------------------------------------------
+    def get_weights(self) -> dict:
+        """A copy of every parameter as a numpy array, keyed by qualified name."""
+        self._require_built()
+        return {k: v.copy() for k, v in self._weights.items()}
+
+    def set_weights(self, weights: dict) -> None:
+        """Replace every parameter; names, shapes and dtypes must match exactly."""
+        self._require_built()
+        self._weights = check_weights(f"RecurrentModel {self.name!r}", self.graph.params, weights)
+        self._call_layer = None
+
+    # -- running ---------------------------------------------------------------------
+    def lower(self, engine: str | None = None, dtype: str | None = None):
+        """The engine's native layer object, initialised from this model's weights.
+
+        ``engine=None`` means the engine chosen at import time (:func:`rshop_backends.backend`).
+        ``dtype`` computes in another float dtype (e.g. ``"float64"`` on numpy).
+        """
+        self._require_built()
+        from rshop_backends import lower  # the engine side is imported only when used
+
+        return lower(self, engine, dtype)
+
+    def __call__(self, x, initial_state=None, constants=None):
+        """Run on the active engine (builds a cell-made model from ``x``'s last axis)."""
+        if self._builder is not None:
+            self.build(int(x.shape[-1]))
+        if self._call_layer is None:
+            self._call_layer = self.lower()
+        return self._call_layer(x, initial_state=initial_state, constants=constants)
+
+
+def check_weights(where: str, specs: dict, weights: dict) -> dict:
+    """Validate a full weights dict against ``specs``; return float copies of it."""
+    if not isinstance(weights, dict):
+        raise RshopConfigError(f"{where}: expected weights as a dict name -> array, received {type(weights).__name__}.")
+    missing = [k for k in specs if k not in weights]
+    extra = [k for k in weights if k not in specs]
+    if missing or extra:
+        raise RshopConfigError(
+            f"{where}: expected weights named exactly {list(specs)}, received missing {missing}, "
+            f"unexpected {extra}.")
+    out = {}
+    for k, spec in specs.items():
+        a = np.asarray(weights[k])
+        if a.shape != spec.shape:
+            raise RshopShapeError(f"{where}, weight {k!r}: expected shape {spec.shape}, received {a.shape}.")
+        if check_float_dtype(a.dtype, f"{where}, weight {k!r}") != spec.dtype:
+            raise RshopDTypeError(f"{where}, weight {k!r}: expected dtype {spec.dtype}, received {a.dtype}.")
+        out[k] = a.copy()
+    return out

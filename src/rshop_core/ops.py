@@ -1,0 +1,329 @@
+"""The closed op set of the rshop IR, documented in one place.
+
+Every node of a step graph has one of the ops below. An op is pure: it maps its
+input values (and JSON attributes) to one output value. Shapes are *per example*;
+the batch axis is implicit and engines add it (see :mod:`rshop_core.types`).
+All axis attributes are stored negative (counted from the last axis), so they mean
+the same thing for batched and unbatched values.
+
+==============  =======  =============================================================
+op              inputs   meaning (per example; ``attrs`` in brackets)
+==============  =======  =============================================================
+input           0        a step argument [role: x|state|constant, index]
+param           0        a trainable or frozen parameter [name]
+constant        0        a literal array [value (nested lists), dtype]
+matmul          2        ``a @ w``; ``w`` unbatched, 2-D
+einsum          1..n     einsum over per-example operands [equation], no ``...``
+add, subtract,  2        elementwise, numpy broadcasting
+multiply,
+divide,
+maximum,
+minimum
+negative, abs,  1        elementwise
+square, sqrt,
+exp, log,
+tanh, sigmoid,
+hard_sigmoid,             ``clip(x / 6 + 1/2, 0, 1)`` (Keras 3)
+relu, softplus,
+softsign, elu
+softmax         1        along [axis]
+concat          1..n     along [axis]; all operands batched alike
+split           1        piece [index] of cutting [axis] into [sizes]
+slice           1        ``x[begin:end]`` on one [axis]
+reshape         1        to per-example [shape] (one -1 allowed)
+transpose       1        permute per-example axes [perm]
+sum, mean, max  1        reduce [axes] (per-example, negative), [keepdims]
+greater,        2        elementwise comparison, bool result
+greater_equal,
+less,
+less_equal,
+equal
+where           3        ``cond ? a : b`` elementwise, cond bool
+==============  =======  =============================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
+from .types import TensorType, dims_compatible
+
+__all__ = ["OpDef", "OPS", "infer_type", "ELEMENTWISE_BINARY", "ELEMENTWISE_UNARY", "COMPARE"]
+
+ELEMENTWISE_BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
+ELEMENTWISE_UNARY = (
+    "negative", "abs", "square", "sqrt", "exp", "log", "tanh", "sigmoid",
+    "hard_sigmoid", "relu", "softplus", "softsign", "elu",
+)
+COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal")
+REDUCE = ("sum", "mean", "max")
+LEAVES = ("input", "param", "constant")
+
+
+@dataclass(frozen=True)
+class OpDef:
+    name: str
+    arity: tuple  # (min, max); max None = any
+    infer: Callable  # (where, types, attrs) -> (TensorType, normalized attrs)
+
+
+def _fail(where, expected, received, fix=None, cls=RshopShapeError):
+    msg = f"{where}: expected {expected}, received {received}."
+    if fix:
+        msg += f" {fix}"
+    raise cls(msg)
+
+
+def _same_dtype(where, types):
+    dts = {t.dtype for t in types}
+    if len(dts) > 1:
+        _fail(where, "operands of one dtype", " and ".join(t.describe() for t in types),
+              "rshop never casts silently: make both operands the same dtype.", RshopDTypeError)
+    return types[0].dtype
+
+
+def _require_float(where, t):
+    if t.dtype not in ("float32", "float64"):
+        _fail(where, "a floating operand", t.describe(), cls=RshopDTypeError)
+
+
+def _norm_axis(where, axis, rank):
+    if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
+        _fail(where, f"an axis in [{-rank}, {rank}) of a rank-{rank} per-example value",
+              repr(axis), "Axes count per example: the batch axis is implicit.", RshopConfigError)
+    return axis - rank if axis >= 0 else axis
+
+
+def _broadcast(where, types):
+    """Broadcast per-example shapes; a batched operand must have the full result rank."""
+    rank = max(t.rank for t in types)
+    out = []
+    for i in range(rank):
+        dim = 1
+        for t in types:
+            j = i - (rank - t.rank)
+            if j < 0:
+                continue
+            d = t.shape[j]
+            if d == 1:
+                continue
+            if dim == 1:
+                dim = d
+            elif d is None or dim is None:
+                dim = d if dim is None else dim
+            elif d != dim:
+                _fail(where, "shapes that broadcast", " and ".join(t.describe() for t in types))
+        out.append(dim)
+    batched = any(t.batched for t in types)
+    for t in types:
+        if t.batched and t.rank != rank:
+            _fail(where, f"batched operands of per-example rank {rank}",
+                  " and ".join(x.describe() for x in types),
+                  "Reshape the lower-rank batched operand so the batch axes line up.")
+    return tuple(out), batched
+
+
+def _elementwise_binary(where, types, attrs):
+    dt = _same_dtype(where, types)
+    shape, batched = _broadcast(where, types)
+    return TensorType(shape, dt, batched), {}
+
+
+def _compare(where, types, attrs):
+    _same_dtype(where, types)
+    shape, batched = _broadcast(where, types)
+    return TensorType(shape, "bool", batched), {}
+
+
+def _unary(where, types, attrs):
+    _require_float(where, types[0])
+    return types[0], {}
+
+
+def _softmax(where, types, attrs):
+    t = types[0]
+    _require_float(where, t)
+    if t.rank == 0:
+        _fail(where, "a value of per-example rank >= 1", t.describe())
+    return t, {"axis": _norm_axis(where, attrs.get("axis", -1), t.rank)}
+
+
+def _matmul(where, types, attrs):
+    a, w = types
+    dt = _same_dtype(where, types)
+    if w.batched or w.rank != 2:
+        _fail(where, "a right operand that is an unbatched 2-D matrix (a parameter)", w.describe(),
+              "For products between two batched values use einsum.")
+    if a.rank < 1 or not dims_compatible(a.shape[-1], w.shape[0]):
+        _fail(where, f"a left operand whose last axis is {w.shape[0]}", a.describe())
+    return TensorType(a.shape[:-1] + (w.shape[1],), dt, a.batched), {}
+
+
+def _einsum(where, types, attrs):
+    eq = attrs.get("equation")
+    if not isinstance(eq, str) or "->" not in eq or "." in eq:
+        _fail(where, "an explicit einsum equation 'ab,bc->ac' without '...'", repr(eq),
+              cls=RshopConfigError)
+    lhs, rhs = eq.replace(" ", "").split("->")
+    terms = lhs.split(",")
+    if len(terms) != len(types):
+        _fail(where, f"{len(terms)} operands for {eq!r}", f"{len(types)}", cls=RshopConfigError)
+    sizes: dict = {}
+    for term, t in zip(terms, types):
+        if not term.isalpha() or len(term) != t.rank or len(set(term)) != len(term):
+            _fail(where, f"operand subscripts {term!r} to name each of its {t.rank} axes once",
+                  t.describe(), cls=RshopConfigError)
+        for c, d in zip(term, t.shape):
+            if c in sizes and not dims_compatible(sizes[c], d):
+                _fail(where, f"axis {c!r} of size {sizes[c]}", f"{d} in {t.describe()}")
+            if sizes.get(c) is None:
+                sizes[c] = d
+    if not rhs.isalpha() and rhs != "" or any(c not in sizes for c in rhs) or len(set(rhs)) != len(rhs):
+        _fail(where, "output subscripts taken from the operands", repr(rhs), cls=RshopConfigError)
+    dt = _same_dtype(where, types)
+    return TensorType(tuple(sizes[c] for c in rhs), dt, any(t.batched for t in types)), {
+        "equation": f"{lhs}->{rhs}"}
+
+
+def _concat(where, types, attrs):
+    dt = _same_dtype(where, types)
+    r = types[0].rank
+    if any(t.rank != r for t in types) or len({t.batched for t in types}) != 1:
+        _fail(where, "operands of one rank, all batched or all unbatched",
+              ", ".join(t.describe() for t in types))
+    axis = _norm_axis(where, attrs.get("axis", -1), r)
+    shape = []
+    for i in range(r):
+        ds = [t.shape[i] for t in types]
+        if i == r + axis:
+            shape.append(None if None in ds else sum(ds))
+        else:
+            known = {d for d in ds if d is not None}
+            if len(known) > 1:
+                _fail(where, f"equal sizes off the concat axis (axis {i})",
+                      ", ".join(t.describe() for t in types))
+            shape.append(known.pop() if known else None)
+    return TensorType(tuple(shape), dt, types[0].batched), {"axis": axis}
+
+
+def _split(where, types, attrs):
+    t = types[0]
+    axis = _norm_axis(where, attrs.get("axis", -1), t.rank)
+    sizes, index = attrs.get("sizes"), attrs.get("index")
+    if not isinstance(sizes, list) or not sizes or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+        _fail(where, "sizes as a list of positive ints", repr(sizes), cls=RshopConfigError)
+    if t.shape[axis] is not None and sum(sizes) != t.shape[axis]:
+        _fail(where, f"sizes adding up to {t.shape[axis]}", f"{sizes} (sum {sum(sizes)})")
+    if not isinstance(index, int) or not 0 <= index < len(sizes):
+        _fail(where, f"an index in [0, {len(sizes)})", repr(index), cls=RshopConfigError)
+    shape = list(t.shape)
+    shape[axis] = sizes[index]
+    return TensorType(tuple(shape), t.dtype, t.batched), {"sizes": sizes, "axis": axis, "index": index}
+
+
+def _slice(where, types, attrs):
+    t = types[0]
+    axis = _norm_axis(where, attrs.get("axis", -1), t.rank)
+    begin, end = attrs.get("begin", 0), attrs.get("end")
+    n = t.shape[axis]
+    ok = isinstance(begin, int) and begin >= 0 and isinstance(end, int) and end > begin
+    if not ok or (n is not None and end > n):
+        _fail(where, f"0 <= begin < end <= {n}", f"begin={begin!r}, end={end!r}", cls=RshopConfigError)
+    shape = list(t.shape)
+    shape[axis] = end - begin
+    return TensorType(tuple(shape), t.dtype, t.batched), {"axis": axis, "begin": begin, "end": end}
+
+
+def _reshape(where, types, attrs):
+    t = types[0]
+    new = attrs.get("shape")
+    if not isinstance(new, list) or not all(isinstance(d, int) and (d > 0 or d == -1) for d in new) \
+            or new.count(-1) > 1:
+        _fail(where, "a shape of positive ints with at most one -1", repr(new), cls=RshopConfigError)
+    if None in t.shape:
+        _fail(where, "a value with a fully known per-example shape", t.describe())
+    total = 1
+    for d in t.shape:
+        total *= d
+    known = 1
+    for d in new:
+        if d != -1:
+            known *= d
+    if (-1 in new and total % known) or (-1 not in new and known != total):
+        _fail(where, f"a shape with {total} elements per example", repr(new))
+    out = tuple(total // known if d == -1 else d for d in new)
+    return TensorType(out, t.dtype, t.batched), {"shape": list(out)}
+
+
+def _transpose(where, types, attrs):
+    t = types[0]
+    perm = attrs.get("perm")
+    if not isinstance(perm, list) or sorted(perm) != list(range(t.rank)):
+        _fail(where, f"a permutation of range({t.rank})", repr(perm), cls=RshopConfigError)
+    return TensorType(tuple(t.shape[p] for p in perm), t.dtype, t.batched), {"perm": perm}
+
+
+def _reduce(where, types, attrs):
+    t = types[0]
+    axes = attrs.get("axes")
+    if axes is None:
+        axes = list(range(t.rank))
+    if isinstance(axes, int):
+        axes = [axes]
+    axes = sorted({_norm_axis(where, a, t.rank) for a in axes})
+    keep = bool(attrs.get("keepdims", False))
+    shape = [1 if (i - t.rank) in axes else d for i, d in enumerate(t.shape)] if keep else \
+        [d for i, d in enumerate(t.shape) if (i - t.rank) not in axes]
+    return TensorType(tuple(shape), t.dtype, t.batched), {"axes": axes, "keepdims": keep}
+
+
+def _where(where, types, attrs):
+    c, a, b = types
+    if c.dtype != "bool":
+        _fail(where, "a bool condition", c.describe(), cls=RshopDTypeError)
+    dt = _same_dtype(where, [a, b])
+    shape, batched = _broadcast(where, types)
+    return TensorType(shape, dt, batched), {}
+
+
+def _leaf(where, types, attrs):  # leaves carry their type on the node itself
+    raise AssertionError("leaf ops are typed where they are created")
+
+
+OPS: dict = {}
+for _n in LEAVES:
+    OPS[_n] = OpDef(_n, (0, 0), _leaf)
+for _n in ELEMENTWISE_BINARY:
+    OPS[_n] = OpDef(_n, (2, 2), _elementwise_binary)
+for _n in COMPARE:
+    OPS[_n] = OpDef(_n, (2, 2), _compare)
+for _n in ELEMENTWISE_UNARY:
+    OPS[_n] = OpDef(_n, (1, 1), _unary)
+for _n in REDUCE:
+    OPS[_n] = OpDef(_n, (1, 1), _reduce)
+OPS.update({
+    "softmax": OpDef("softmax", (1, 1), _softmax),
+    "matmul": OpDef("matmul", (2, 2), _matmul),
+    "einsum": OpDef("einsum", (1, None), _einsum),
+    "concat": OpDef("concat", (1, None), _concat),
+    "split": OpDef("split", (1, 1), _split),
+    "slice": OpDef("slice", (1, 1), _slice),
+    "reshape": OpDef("reshape", (1, 1), _reshape),
+    "transpose": OpDef("transpose", (1, 1), _transpose),
+    "where": OpDef("where", (3, 3), _where),
+})
+
+
+def infer_type(op: str, types: list, attrs: dict, where: str):
+    """Check an op application and return ``(result type, normalized attrs)``."""
+    if op not in OPS:
+        raise RshopConfigError(
+            f"{where}: expected an op of the closed set {sorted(OPS)}, received {op!r}.")
+    lo, hi = OPS[op].arity
+    if len(types) < lo or (hi is not None and len(types) > hi):
+        want = f"{lo}" if lo == hi else f"{lo} or more"
+        raise RshopConfigError(f"{where}: expected {want} inputs for op {op!r}, received {len(types)}.")
+    return OPS[op].infer(where, list(types), dict(attrs))

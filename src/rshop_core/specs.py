@@ -1,0 +1,50 @@
+"""Parameter and state specifications: names, shapes, dtypes and initializers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import initializers
+from .dtypes import check_float_dtype
+from .types import check_shape
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """A parameter: qualified ``name`` (``lstm_cell/kernel``), ``shape``, ``dtype``,
+    ``initializer`` and ``trainable`` flag. Its value is not part of the spec."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+    initializer: initializers.Initializer = field(default_factory=initializers.Zeros)
+    trainable: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", check_shape(self.shape, f"parameter {self.name!r}", False))
+        object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"parameter {self.name!r}"))
+        object.__setattr__(self, "initializer", initializers.get(self.initializer))
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "initializer": self.initializer.to_json(), "trainable": self.trainable}
+
+
+@dataclass(frozen=True)
+class StateSpec:
+    """A recurrent state: ``name``, per-example ``shape``, ``dtype`` and ``initializer``
+    (used when the caller passes no initial state)."""
+
+    name: str
+    shape: tuple
+    dtype: str = "float32"
+    initializer: initializers.Initializer = field(default_factory=initializers.Zeros)
+
+    def __post_init__(self):
+        object.__setattr__(self, "shape", check_shape(self.shape, f"state {self.name!r}", False))
+        object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"state {self.name!r}"))
+        object.__setattr__(self, "initializer", initializers.get(self.initializer))
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
+                "initializer": self.initializer.to_json()}

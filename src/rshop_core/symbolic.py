@@ -1,0 +1,130 @@
+"""Symbolic tensors: what the functional frontend builds a step graph from.
+
+A :class:`Tensor` is a node under construction: an op, its input tensors, JSON
+attributes and a static :class:`~rshop_core.types.TensorType`. Every application
+is type-checked at once, so a shape error surfaces on the line that caused it.
+:func:`rshop_core.graph.trace` later turns the tensors reachable from a model's
+outputs into a topologically ordered SSA graph.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from .dtypes import DEFAULT_FLOAT, check_dtype
+from .errors import RshopConfigError
+from .ops import infer_type
+from .types import TensorType, check_shape
+
+__all__ = ["Tensor", "Input", "apply", "as_tensor"]
+
+_ids = itertools.count()
+
+
+class Tensor:
+    """A symbolic value of a step graph. Supports ``+ - * / @``, unary ``-`` and comparisons."""
+
+    __slots__ = ("op", "inputs", "attrs", "type", "name", "param", "uid", "__weakref__")
+
+    def __init__(self, op, inputs, attrs, type_, name, param=None):
+        self.op, self.inputs, self.attrs, self.type = op, tuple(inputs), attrs, type_
+        self.name, self.param, self.uid = name, param, next(_ids)
+
+    @property
+    def shape(self):
+        """Per-example shape (the batch axis is implicit)."""
+        return self.type.shape
+
+    @property
+    def dtype(self):
+        return self.type.dtype
+
+    def __repr__(self):
+        return f"<rshop Tensor {self.name!r} op={self.op} {self.type.describe()}>"
+
+    # Arithmetic sugar: each maps to one op of the closed set.
+    def __add__(self, o):
+        return apply("add", [self, as_tensor(o, self)])
+
+    def __radd__(self, o):
+        return apply("add", [as_tensor(o, self), self])
+
+    def __sub__(self, o):
+        return apply("subtract", [self, as_tensor(o, self)])
+
+    def __rsub__(self, o):
+        return apply("subtract", [as_tensor(o, self), self])
+
+    def __mul__(self, o):
+        return apply("multiply", [self, as_tensor(o, self)])
+
+    def __rmul__(self, o):
+        return apply("multiply", [as_tensor(o, self), self])
+
+    def __truediv__(self, o):
+        return apply("divide", [self, as_tensor(o, self)])
+
+    def __rtruediv__(self, o):
+        return apply("divide", [as_tensor(o, self), self])
+
+    def __matmul__(self, o):
+        return apply("matmul", [self, o])
+
+    def __neg__(self):
+        return apply("negative", [self])
+
+    def __gt__(self, o):
+        return apply("greater", [self, as_tensor(o, self)])
+
+    def __ge__(self, o):
+        return apply("greater_equal", [self, as_tensor(o, self)])
+
+    def __lt__(self, o):
+        return apply("less", [self, as_tensor(o, self)])
+
+    def __le__(self, o):
+        return apply("less_equal", [self, as_tensor(o, self)])
+
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        raise RshopConfigError(
+            f"{self.name}: expected a concrete value in a Python condition, received a symbolic "
+            "Tensor. Use rshop_core.functional.where for data-dependent choices.")
+
+
+def Input(shape, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
+    """A per-step input of a step model: ``shape`` is per example (no batch axis)."""
+    shape = check_shape(shape, f"Input {name or ''}".strip(), allow_none=True)
+    dtype = check_dtype(dtype, f"Input {name or ''}".strip())
+    t = Tensor("input", (), {}, TensorType(shape, dtype, True), name or "input")
+    if name is None:
+        t.name = f"input_{t.uid}"
+    return t
+
+
+def as_tensor(value, like: Tensor | None = None) -> Tensor:
+    """``value`` if it is a Tensor; otherwise a ``constant`` node (dtype of ``like``)."""
+    if isinstance(value, Tensor):
+        return value
+    dtype = like.dtype if like is not None and like.dtype != "bool" else DEFAULT_FLOAT
+    arr = np.asarray(value, dtype=dtype)
+    if not np.all(np.isfinite(arr)):
+        raise RshopConfigError(f"constant: expected finite numbers, received {value!r}.")
+    return Tensor("constant", (), {"value": arr.tolist(), "dtype": dtype},
+                  TensorType(arr.shape, dtype, False), "constant")
+
+
+def apply(op: str, inputs, attrs: dict | None = None, name: str | None = None) -> Tensor:
+    """Apply ``op`` to symbolic ``inputs``; type-checks at once."""
+    inputs = list(inputs)
+    for i, t in enumerate(inputs):
+        if not isinstance(t, Tensor):
+            raise RshopConfigError(
+                f"{name or op}: expected rshop Tensors as inputs, received {type(t).__name__} at "
+                f"position {i}. Build step graphs from rshop_core.Input and layers.")
+    where = f"node {name or op!r} (op {op})"
+    type_, attrs = infer_type(op, [t.type for t in inputs], attrs or {}, where)
+    return Tensor(op, inputs, attrs, type_, name or op)
