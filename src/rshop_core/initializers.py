@@ -262,7 +262,7 @@ _REGISTRY = {c.name: c for c in (
     GlorotNormal, HeUniform, HeNormal, Orthogonal, Identity, Concatenate)}
 
 
-def get(spec) -> Initializer:
+def get(spec, where: str = "initializer") -> Initializer:
     """An :class:`Initializer` from an instance, a name, or a JSON dict ``{"name": ..., **config}``."""
     if isinstance(spec, Initializer):
         return spec
@@ -274,7 +274,7 @@ def get(spec) -> Initializer:
             return _REGISTRY[spec["name"]](**cfg)
         except TypeError:
             raise RshopConfigError(
-                f"initializer {spec['name']!r}: expected arguments of {_REGISTRY[spec['name']].__name__},"
+                f"{where}: initializer {spec['name']!r} expected arguments of {_REGISTRY[spec['name']].__name__},"
                 f" received {sorted(cfg)}.") from None
     raise RshopConfigError(
-        f"initializer: expected one of {sorted(_REGISTRY)} or an Initializer, received {spec!r}.")
+        f"{where}: expected an initializer in {sorted(_REGISTRY)} or an Initializer, received {spec!r}.")

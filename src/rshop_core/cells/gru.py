@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import activations, functional as F
+from .. import activations, initializers, functional as F
 from .base import Cell
 
 
@@ -30,7 +30,9 @@ class GRUCell(Cell):
         self.recurrent_activation = activations.get(
             recurrent_activation, f"GRUCell {self.name!r} recurrent_activation")
         self.use_bias, self.reset_after = use_bias, bool(reset_after)
-        self.inits = (kernel_initializer, recurrent_initializer, bias_initializer)
+        self.inits = tuple(initializers.get(i, f"{type(self).__name__} {self.name!r} {w}") for i, w in zip(
+            (kernel_initializer, recurrent_initializer, bias_initializer),
+            ("kernel_initializer", "recurrent_initializer", "bias_initializer")))
 
     def step(self, x, states):
         (h,) = states

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import activations, functional as F
+from .. import activations, initializers, functional as F
 from ..initializers import Concatenate
 from .base import Cell
 
@@ -34,7 +34,9 @@ class LSTMCell(Cell):
         self.recurrent_activation = activations.get(
             recurrent_activation, f"LSTMCell {self.name!r} recurrent_activation")
         self.use_bias, self.unit_forget_bias = use_bias, unit_forget_bias
-        self.inits = (kernel_initializer, recurrent_initializer, bias_initializer)
+        self.inits = tuple(initializers.get(i, f"{type(self).__name__} {self.name!r} {w}") for i, w in zip(
+            (kernel_initializer, recurrent_initializer, bias_initializer),
+            ("kernel_initializer", "recurrent_initializer", "bias_initializer")))
 
     def step(self, x, states):
         h, c = states

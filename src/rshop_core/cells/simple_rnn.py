@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import activations, functional as F
+from .. import activations, initializers, functional as F
 from .base import Cell
 
 
@@ -18,7 +18,9 @@ class SimpleRNNCell(Cell):
         super().__init__(units, input_dim, name)
         self.activation = activations.get(activation, f"SimpleRNNCell {self.name!r} activation")
         self.use_bias = use_bias
-        self.inits = (kernel_initializer, recurrent_initializer, bias_initializer)
+        self.inits = tuple(initializers.get(i, f"{type(self).__name__} {self.name!r} {w}") for i, w in zip(
+            (kernel_initializer, recurrent_initializer, bias_initializer),
+            ("kernel_initializer", "recurrent_initializer", "bias_initializer")))
 
     def step(self, x, states):
         (h,) = states

@@ -6,7 +6,7 @@ import re
 
 from .. import initializers
 from ..dtypes import check_float_dtype
-from ..errors import RshopConfigError
+from ..errors import RshopConfigError, RshopShapeError
 from ..symbolic import Tensor
 from ..types import TensorType, check_shape
 
@@ -39,7 +39,7 @@ class Layer:
         if local in self._weights:
             t = self._weights[local]
             if t.type.shape != shape:
-                raise RshopConfigError(
+                raise RshopShapeError(
                     f"{where}: expected shape {t.type.shape} (built by an earlier call), received {shape}. "
                     "A layer called twice must see inputs of the same feature size.")
             return t

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import activations, functional as F
+from .. import activations, initializers, functional as F
 from ..errors import RshopConfigError, RshopShapeError
 from ..symbolic import Tensor
 from .base import Layer
@@ -24,7 +24,8 @@ class Dense(Layer):
             raise RshopConfigError(f"Dense {self.name!r}: expected units > 0, received {units!r}.")
         self.units, self.use_bias = units, bool(use_bias)
         self.activation = activations.get(activation, f"Dense {self.name!r} activation")
-        self.kernel_initializer, self.bias_initializer = kernel_initializer, bias_initializer
+        self.kernel_initializer = initializers.get(kernel_initializer, f"Dense {self.name!r} kernel_initializer")
+        self.bias_initializer = initializers.get(bias_initializer, f"Dense {self.name!r} bias_initializer")
 
     def __call__(self, x):
         _check_tensor(self, x)
