@@ -40,9 +40,10 @@ def _call(engine, name):
     layer = model.lower(engine)
     h = harness(engine)
     native = {k: [h.to_native(a, "float32") for a in v] for k, v in kwargs.items()}
-    x = h.to_native(x, "float64" if x.dtype == np.float64 and name == "wrong_dtype" else "float32")
-    with pytest.raises(RshopError) as info:
-        layer(x, **native)
+    with h.float64_scope():
+        x = h.to_native(x, "float64" if name == "wrong_dtype" else "float32")
+        with pytest.raises(RshopError) as info:
+            layer(x, **native)
     return info.value
 
 

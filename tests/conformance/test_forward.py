@@ -88,7 +88,7 @@ def test_float64_lowering(engine):
     c = CASES["two_state_custom"]
     model = c.build(return_sequences=True, return_states=True)
     x, _ = c.inputs(seed=9)
-    harness(engine)
-    got = run(model, engine, x, dtype="float64")
+    with harness(engine).float64_scope():
+        got = run(model, engine, x, dtype="float64")
     assert got[0].dtype == np.float64
     assert_close(got, reference(model, x), FORWARD_ATOL["float64"], f"{engine} float64")

@@ -34,6 +34,8 @@ class Layer:
     def add_weight(self, local: str, shape, initializer="zeros", dtype="float32", trainable=True) -> Tensor:
         """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor."""
         where = f"layer {self.name!r} weight {local!r}"
+        if not isinstance(local, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", local):
+            raise RshopConfigError(f"{where}: expected a name of letters, digits, '_', '-', received {local!r}.")
         shape = check_shape(shape, where, allow_none=False)
         dtype = check_float_dtype(dtype, where)
         if local in self._weights:

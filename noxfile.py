@@ -1,0 +1,68 @@
+"""The test matrix. Each engine's tests run in a venv holding ONLY that engine.
+
+    nox                      lint, tests for every engine, parity, docs
+    nox -s "tests(backend='jax')"
+    nox -s demo              train the flagship example on the default engine
+    nox -s bench             LSTM layer timings beside the native anchors
+"""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "tests", "parity", "docs"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+CONSTRAINTS = ("-c", "constraints.txt")
+# what each engine needs beyond numpy; tensorflow-cpu: the CPU build, no CUDA libraries
+ENGINE_PACKAGES = {"numpy": [], "jax": ["jax"], "torch": ["torch"], "tensorflow": ["tensorflow-cpu"]}
+ALL = [p for ps in ENGINE_PACKAGES.values() for p in ps]
+QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def install(session, *packages):
+    session.install(*CONSTRAINTS, "-e", ".[test]", *packages)
+
+
+@nox.session(python="3.11")
+@nox.parametrize("backend", list(ENGINE_PACKAGES))
+def tests(session, backend):
+    """Unit tests and the conformance suite with one engine installed; fails unless it ran alone."""
+    install(session, *ENGINE_PACKAGES[backend])
+    env = {"RSHOP_BACKEND": backend, "RSHOP_TEST_ENGINES": backend, "RSHOP_EXPECT_ONLY": backend, **QUIET_TF}
+    session.run("python", "-m", "pytest", "tests", *session.posargs, env=env)
+
+
+@nox.session(python="3.11")
+def parity(session):
+    """Every installed engine at once, compared pairwise."""
+    install(session, *ALL)
+    session.run("python", "-m", "pytest", "tests/conformance/test_parity.py", *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def docs(session):
+    """Run every Python example of README.md and docs/ with all engines installed."""
+    install(session, *ALL)
+    session.run("python", "-m", "pytest", "tests/test_docs.py", *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def lint(session):
+    session.install(*CONSTRAINTS, "ruff")
+    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def demo(session):
+    """Train the flagship example on the default engine, then a parity table over all engines."""
+    install(session, *ALL)
+    session.run("python", "examples/demo.py", *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def bench(session):
+    """LSTMCell layer timings on every engine beside the native anchors (see docs/benchmarks.md)."""
+    install(session, *ALL)
+    session.run("python", "bench/lstm_anchors.py", *session.posargs, env=QUIET_TF)

@@ -1,0 +1,105 @@
+"""The jax engine's spelling of every op: ``jax.numpy`` / ``jax.nn`` expressions.
+
+Values are batched jax arrays of shape (batch, *per_example) or unbatched parameters and
+constants; every axis an emitter writes is negative, so it means the same for both.
+Python operators and ``x[..., a:b]`` indexing come from :data:`codegen.COMMON`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..codegen import einsum_equation, reshape_shape, transpose_perm
+
+
+def _hard_sigmoid(x):
+    """``clip(x / 6 + 1/2, 0, 1)`` (Keras 3)."""
+    return jnp.clip(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def _softsign(x):
+    return x / (1.0 + jnp.abs(x))
+
+
+class _Split:
+    """``_split(x, sizes, axis, index)``: piece ``index`` of one ``jnp.split`` shared by all pieces.
+
+    The IR has one ``split`` node per piece. Slicing each piece separately makes the
+    backward pass pad every piece's cotangent to the full width and add them up (about 12%
+    slower on the LSTM benchmark); one split primitive per value transposes to a single
+    concatenate. The last few splits are remembered by the identity of ``x`` (a reference
+    is kept, so an id is never reused), which is exactly "the same value in this trace";
+    :func:`forget_splits` drops them after each step (the loop calls it) so no tracer outlives
+    its trace.
+    """
+
+    keep = 16
+
+    def __init__(self):
+        self._recent = ()  # ((x, sizes, axis, pieces), ...), newest first; replaced, never mutated
+
+    def __call__(self, x, sizes, axis, index):
+        for src, sz, ax, pieces in self._recent:
+            if src is x and sz == sizes and ax == axis:
+                return pieces[index]
+        cuts = np.cumsum(sizes[:-1]).tolist()
+        pieces = tuple(jnp.split(x, cuts, axis=axis))
+        self._recent = ((x, sizes, axis, pieces),) + self._recent[: self.keep - 1]
+        return pieces[index]
+
+
+_SPLIT = _Split()
+
+
+def forget_splits():
+    """Drop the remembered splits (called by the loop after every traced step)."""
+    _SPLIT._recent = ()
+
+
+NAMESPACE = {"jnp": jnp, "jax": jax, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign,
+             "_split": _SPLIT}
+
+
+def constant(value):
+    """A literal (numpy array, already in the compute dtype if float) as a jax array.
+
+    64-bit integers become int32 when ``jax_enable_x64`` is off (what jax would do anyway,
+    without its truncation warning).
+    """
+    value = np.asarray(value)
+    if value.dtype.kind in "iu" and value.dtype.itemsize == 8 and not jax.config.jax_enable_x64:
+        value = value.astype(np.int32 if value.dtype.kind == "i" else np.uint32)
+    return jnp.asarray(value)
+
+
+def _fn(name):
+    return lambda n, a, t: f"{name}({a[0]})"
+
+
+def _reduce(name):
+    return lambda n, a, t: (f"jnp.{name}({a[0]}, axis={tuple(n.attrs['axes'])}, "
+                            f"keepdims={n.attrs['keepdims']})")
+
+
+EMITTERS = {
+    "split": lambda n, a, t: f"_split({a[0]}, {tuple(n.attrs['sizes'])}, {n.attrs['axis']}, {n.attrs['index']})",
+    "abs": _fn("jnp.abs"), "sqrt": _fn("jnp.sqrt"), "exp": _fn("jnp.exp"), "log": _fn("jnp.log"),
+    "tanh": _fn("jnp.tanh"),
+    "sigmoid": _fn("jax.nn.sigmoid"),  # lax.logistic: never overflows
+    "hard_sigmoid": _fn("_hard_sigmoid"),
+    "relu": _fn("jax.nn.relu"),  # gradient 0 at 0, like the other engines
+    "softplus": _fn("jax.nn.softplus"),  # logaddexp(x, 0): stable
+    "softsign": _fn("_softsign"),
+    "elu": _fn("jax.nn.elu"),  # alpha 1; expm1 of a clamped input, so no inf/nan gradients
+    "maximum": lambda n, a, t: f"jnp.maximum({a[0]}, {a[1]})",
+    "minimum": lambda n, a, t: f"jnp.minimum({a[0]}, {a[1]})",
+    "softmax": lambda n, a, t: f"jax.nn.softmax({a[0]}, axis={n.attrs['axis']})",
+    "einsum": lambda n, a, t: f"jnp.einsum({einsum_equation(n, t)!r}, {', '.join(a)})",
+    "concat": lambda n, a, t: f"jnp.concatenate(({', '.join(a)},), axis={n.attrs['axis']})",
+    "reshape": lambda n, a, t: f"jnp.reshape({a[0]}, {reshape_shape(n, t)})",
+    "transpose": lambda n, a, t: f"jnp.transpose({a[0]}, {transpose_perm(n, t)})",
+    "sum": _reduce("sum"), "mean": _reduce("mean"), "max": _reduce("max"),
+    "where": lambda n, a, t: f"jnp.where({a[0]}, {a[1]}, {a[2]})",
+}

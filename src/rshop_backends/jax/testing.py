@@ -1,0 +1,32 @@
+"""Conformance-suite hooks of the jax engine (every engine has this module)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def float64_scope():
+    """Where float64 arrays can exist: jax makes them only with 64-bit mode on (never set globally)."""
+    return jax.enable_x64(True)
+
+
+def to_native(a: np.ndarray, dtype: str):
+    return jnp.asarray(np.asarray(a, dtype=dtype))
+
+
+def to_numpy(a) -> np.ndarray:
+    return np.asarray(a)
+
+
+def loss_grads(layer, x, weights_out, initial_state=None, constants=None):
+    """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
+    w = jnp.asarray(weights_out)
+
+    def loss(params):
+        y = layer.apply(params, x, initial_state=initial_state, constants=constants)
+        y = y[0] if isinstance(y, tuple) else y
+        return jnp.sum(y * w)
+
+    return {k: np.asarray(v) for k, v in jax.grad(loss)(layer.params).items()}

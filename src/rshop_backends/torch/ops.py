@@ -1,0 +1,66 @@
+"""The torch engine's spelling of every op (float32 and float64).
+
+Each emitter returns one torch expression; the generated step (see
+:mod:`rshop_backends.codegen`) is straight-line code over tensors of shape
+(batch, *per_example) for batched values and (*per_example) for parameters. All axes
+are negative, so they index batched and unbatched tensors alike. Ops in
+``codegen.COMMON`` (Python operators, ``@``, basic slicing) are used as they are.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ..codegen import einsum_equation, reshape_shape, transpose_perm
+
+
+def _hard_sigmoid(x):
+    return torch.clamp(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+NAMESPACE = {"torch": torch, "F": F, "_hard_sigmoid": _hard_sigmoid}
+
+
+def constant(value):
+    """A literal (numpy array, already in the compute dtype) as a CPU tensor.
+
+    A layer moved with ``.to(device)`` / ``.double()`` rebinds these to its device and
+    float dtype (see ``TorchLayer._rebind``).
+    """
+    return torch.as_tensor(value.copy())
+
+
+def _fn(name):
+    return lambda n, a, t: f"{name}({a[0]})"
+
+
+def _reduce(fn):
+    def emit(n, a, t):
+        axes = tuple(n.attrs["axes"])
+        if not axes:  # reducing no axis is the identity (torch reads dim=() as "all dims")
+            return a[0]
+        return f"{fn}({a[0]}, dim={axes}, keepdim={n.attrs['keepdims']})"
+    return emit
+
+
+EMITTERS = {
+    "abs": _fn("torch.abs"), "sqrt": _fn("torch.sqrt"), "exp": _fn("torch.exp"),
+    "log": _fn("torch.log"), "tanh": _fn("torch.tanh"), "sigmoid": _fn("torch.sigmoid"),
+    "hard_sigmoid": _fn("_hard_sigmoid"), "relu": _fn("torch.relu"),
+    # log1p(exp(x)) up to x = 40, x above: exact to float64 rounding, never overflows.
+    "softplus": lambda n, a, t: f"F.softplus({a[0]}, 1.0, 40.0)",
+    "softsign": _fn("F.softsign"),
+    "elu": _fn("F.elu"),
+    "maximum": lambda n, a, t: f"torch.maximum({a[0]}, {a[1]})",
+    "minimum": lambda n, a, t: f"torch.minimum({a[0]}, {a[1]})",
+    "softmax": lambda n, a, t: f"torch.softmax({a[0]}, {n.attrs['axis']})",
+    "einsum": lambda n, a, t: f"torch.einsum({einsum_equation(n, t)!r}, {', '.join(a)})",
+    "concat": lambda n, a, t: f"torch.cat(({', '.join(a)},), {n.attrs['axis']})",
+    "reshape": lambda n, a, t: f"{a[0]}.reshape({reshape_shape(n, t)})",
+    "transpose": lambda n, a, t: f"{a[0]}.permute({transpose_perm(n, t)})",
+    "sum": _reduce("torch.sum"),
+    "mean": _reduce("torch.mean"),
+    "max": _reduce("torch.amax"),
+    "where": lambda n, a, t: f"torch.where({a[0]}, {a[1]}, {a[2]})",
+}

@@ -1,0 +1,33 @@
+"""Conformance-suite hooks of the torch engine (every engine has this module)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import torch
+
+
+def float64_scope():
+    """Where float64 arrays can exist: everywhere on this engine."""
+    return contextlib.nullcontext()
+
+
+def to_native(a: np.ndarray, dtype: str):
+    return torch.from_numpy(np.array(a, dtype=dtype))
+
+
+def to_numpy(a) -> np.ndarray:
+    return a.detach().cpu().numpy()
+
+
+def loss_grads(layer, x, weights_out, initial_state=None, constants=None):
+    """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
+    layer.zero_grad(set_to_none=True)
+    y = layer(x, initial_state=initial_state, constants=constants)
+    y = y[0] if isinstance(y, tuple) else y
+    loss = (y * torch.as_tensor(weights_out, dtype=y.dtype)).sum()
+    if loss.requires_grad:  # False when no trainable parameter reaches the output
+        loss.backward()
+    return {k: np.zeros(tuple(p.shape), p.detach().numpy().dtype) if p.grad is None else to_numpy(p.grad)
+            for k, p in layer.named_parameters()}
