@@ -181,7 +181,8 @@ def tf_cases(x_np, hidden):
                 s = tf.reduce_sum(k_layer(x))
             return tape.gradient(s, k_layer.trainable_variables)
 
-        out["Keras 3 LSTM, TF backend (tf.function)"] = (lambda: kf(x).numpy(), lambda: [g.numpy() for g in keras_fb(x)])
+        out["Keras 3 LSTM, TF backend (tf.function)"] = (lambda: kf(x).numpy(),
+                                                         lambda: [g.numpy() for g in keras_fb(x)])
     return out
 
 

@@ -2,7 +2,8 @@
 
 Every engine lowers the step the same way: one straight-line Python function whose
 lines are the graph's nodes, each an expression in the engine's own API (its
-``ops.EMITTERS``: ``emit(node, arg_names, arg_types) -> expression``). No per-op dispatch happens at run time. The generated function is::
+``ops.EMITTERS``: ``emit(node, arg_names, arg_types) -> expression``). No per-op dispatch
+happens at run time. The generated function is::
 
     def step(P, x0, states, consts):
         s0, s1 = states
@@ -11,7 +12,9 @@ lines are the graph's nodes, each an expression in the engine's own API (its
         ...
         return (v22,), (v22, v20)
 
-``P`` maps qualified parameter names to engine arrays. The source is kept on the
+``P`` maps qualified parameter names to engine arrays. The ``split`` nodes that cut one
+value the same way (one per piece in the IR) become ONE line that unpacks every piece,
+``v10, v12, v15, v17 = <split emitter>``: one split op, whose gradient is one concat. The source is kept on the
 function (``step.__rshop_source__``) for debugging and for ``rshop info``-style reports.
 """
 
@@ -27,10 +30,17 @@ def index(arg: str, axis: int, start: int, stop: int) -> str:
     return f"{arg}[..., {start}:{stop}{', :' * (-axis - 1)}]"
 
 
-def _split(node, a, t):
-    sizes, i = node.attrs["sizes"], node.attrs["index"]
-    start = sum(sizes[:i])
-    return index(a[0], node.attrs["axis"], start, start + sizes[i])
+def _split_all(node, a, t):
+    """All pieces of a split as a tuple of slices (engines may use one native split op)."""
+    sizes, axis = node.attrs["sizes"], node.attrs["axis"]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    return "(" + "".join(f"{index(a[0], axis, b, b + n)}, " for b, n in zip(starts, sizes)) + ")"
+
+
+def split_cuts(node) -> list:
+    """The cut positions of a split (numpy / jax ``split`` take these, not sizes)."""
+    sizes = node.attrs["sizes"]
+    return [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
 
 
 # Ops spelled the same on every engine: Python operators and basic indexing.
@@ -47,7 +57,7 @@ COMMON = {
     "less_equal": lambda n, a, t: f"({a[0]} <= {a[1]})",
     "equal": lambda n, a, t: f"({a[0]} == {a[1]})",
     "matmul": lambda n, a, t: f"({a[0]} @ {a[1]})",
-    "split": _split,
+    "split": _split_all,
     "slice": lambda n, a, t: index(a[0], n.attrs["axis"], n.attrs["begin"], n.attrs["end"]),
 }
 
@@ -87,13 +97,28 @@ def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, 
     table = {**COMMON, **emitters}
     names: dict = {}
     body = []
+    pieces: dict = {}  # (input, sizes, axis) -> {index: node id}: the splits of one value
+    for node in graph.nodes:
+        if node.op == "split":
+            key = (node.inputs[0], tuple(node.attrs["sizes"]), node.attrs["axis"])
+            pieces.setdefault(key, {})[node.attrs["index"]] = node.id
     for node in graph.nodes:
         v = f"v{node.id}"
         if node.op == "input":
             role, i = node.attrs["role"], node.attrs["index"]
             names[node.id] = {"x": f"x{i}", "state": f"s{i}", "constant": f"k{i}"}[role]
             continue
+        if node.id in names:  # a split piece already unpacked with its siblings
+            continue
         names[node.id] = v
+        if node.op == "split":
+            group = pieces[(node.inputs[0], tuple(node.attrs["sizes"]), node.attrs["axis"])]
+            for i in group.values():
+                names[i] = f"v{i}"
+            targets = ", ".join(f"v{group[i]}" if i in group else "_" for i in range(len(node.attrs["sizes"])))
+            t = [graph.nodes[node.inputs[0]].type]
+            body.append(f"{targets}, = {table['split'](node, [names[node.inputs[0]]], t)}")
+            continue
         if node.op == "param":
             body.append(f"{v} = P[{node.attrs['name']!r}]")
         elif node.op == "constant":

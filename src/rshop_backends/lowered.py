@@ -50,7 +50,8 @@ class Lowered:
     """
 
     engine: str = "?"
-    _native: tuple = ()
+    _native: tuple = ()  # the array types this engine accepts
+    _native_names: str = ""  # how error messages name them (default: module.qualname)
 
     def _setup(self, model, dtype, engine_module):
         self.model, self.dtype, self.options = model, dtype, model.options
@@ -60,7 +61,7 @@ class Lowered:
     # -- checks -----------------------------------------------------------------
     def _info(self, arr, what):
         if not isinstance(arr, self._native):
-            want = " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._native)
+            want = self._native_names or " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._native)
             raise RshopEngineError(
                 f"{self.engine} layer of RecurrentModel {self.model.name!r}, {what}: expected {want}, "
                 f"received {type(arr).__module__}.{type(arr).__qualname__}. Convert it to the "

@@ -6,8 +6,15 @@ torch or tensorflow. Importing this package imports no framework.
 """
 
 from . import activations, cells, functional, initializers, layers
-from .errors import (RshopConfigError, RshopDTypeError, RshopEngineError, RshopError,
-                     RshopFormatError, RshopNotImplementedError, RshopShapeError)
+from .errors import (
+                     RshopConfigError,
+                     RshopDTypeError,
+                     RshopEngineError,
+                     RshopError,
+                     RshopFormatError,
+                     RshopNotImplementedError,
+                     RshopShapeError,
+)
 from .graph import Node, StepGraph, verify
 from .model import RecurrentModel
 from .options import LoopOptions

@@ -50,8 +50,9 @@ def linear(x, name=None):
 
 def constant(value, dtype="float32"):
     """A literal, unbatched value."""
-    from .symbolic import Tensor as _T  # noqa: F401  (keeps the public signature small)
     import numpy as np
+
+    from .symbolic import Tensor as _T  # noqa: F401  (keeps the public signature small)
 
     return as_tensor(np.asarray(value, dtype=dtype))
 

@@ -105,7 +105,7 @@ class RecurrentModel:
             names.append(n)
         self.state_specs = [StateSpec(n, t.shape, t.dtype, initializers.get(init))
                             for n, t, init in zip(names, states_in, inits)]
-        for i, p in enumerate(self.graph.params.values()):
+        for p in self.graph.params.values():
             if p.dtype != dtype:
                 raise RshopDTypeError(
                     f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}.")

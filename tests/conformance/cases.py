@@ -57,7 +57,8 @@ class TwoStateCell(Cell):
         first = F.reshape(F.slice(h_new, 0, 6 if u >= 6 else u), [2, 3])
         m_new = F.softmax(m + F.log(1.0 + F.square(first)) * g, axis=-1)
         m_new = m_new * F.sqrt(1.0 + F.abs(F.mean(first, axes=[-1], keepdims=True)))
-        m_new = F.minimum(F.maximum(m_new, 0.01), 2.0) / (1.0 + F.exp(-F.max(F.sum(m_new, axes=-1, keepdims=True), axes=[0], keepdims=True)))
+        total = F.max(F.sum(m_new, axes=-1, keepdims=True), axes=[0], keepdims=True)
+        m_new = F.minimum(F.maximum(m_new, 0.01), 2.0) / (1.0 + F.exp(-total))
         out = F.concat([h_new, F.reshape(m_new, [6])])
         return out, [h_new, m_new]
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rshop_core.errors import (RshopConfigError, RshopDTypeError, RshopEngineError, RshopError,
-                               RshopShapeError)
+from rshop_core.errors import RshopConfigError, RshopDTypeError, RshopEngineError, RshopError, RshopShapeError
 
 from .cases import CASES
 from .conftest import harness

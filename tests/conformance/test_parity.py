@@ -48,8 +48,8 @@ def test_pairwise_grads(pair, case):
     grads = []
     for engine in pair:
         h = harness(engine)
-        conv = (lambda v: None if v is None else [h.to_native(a, "float32") for a in v])
-        grads.append(h.loss_grads(model.lower(engine), h.to_native(x, "float32"), w_out, constants=conv(consts)))
+        native_consts = None if consts is None else [h.to_native(a, "float32") for a in consts]
+        grads.append(h.loss_grads(model.lower(engine), h.to_native(x, "float32"), w_out, constants=native_consts))
     ga, gb = grads
     assert sorted(ga) == sorted(gb)
     scale = max(1.0, max(float(np.max(np.abs(g))) for g in ga.values()))

@@ -32,24 +32,12 @@ def _require_x64(model, dtype):
             "or lower with dtype='float32'.")
 
 
-class _ArrayMeta(type):
-    def __instancecheck__(cls, obj):
-        return isinstance(obj, jax.Array)
-
-
-class _JaxArray(metaclass=_ArrayMeta):
-    """``isinstance(a, _JaxArray)`` is ``isinstance(a, jax.Array)`` (tracers included); it only
-    gives the call-check messages the public name ``jax.Array``."""
-
-
-_JaxArray.__module__, _JaxArray.__qualname__ = "jax", "Array"
-
-
 class JaxLayer(Lowered):
     """A lowered :class:`~rshop_core.RecurrentModel` running on jax (float32, or float64 under x64)."""
 
     engine = "jax"
-    _native = (_JaxArray,)
+    _native = (jax.Array,)  # tracers are jax.Array instances too
+    _native_names = "jax.Array"
 
     def __init__(self, model, dtype, engine_module):
         _require_x64(model, dtype)

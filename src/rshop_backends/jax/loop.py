@@ -11,8 +11,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .ops import forget_splits
-
 
 def _unroll(option, steps: int) -> int:
     """``unroll`` as scan's: False -> 1, True -> T (fully unrolled), k -> k."""
@@ -23,18 +21,7 @@ def _unroll(option, steps: int) -> int:
     return int(option)
 
 
-def _traced(step):
-    """``step`` that forgets its remembered splits once it returns (see :mod:`.ops`)."""
-    def run(P, x_t, states, consts):
-        try:
-            return step(P, x_t, states, consts)
-        finally:
-            forget_splits()
-    return run
-
-
 def scan(step, P, x, states, consts, options):
-    step = _traced(step)
     xs = jnp.swapaxes(x, 0, 1)  # (T, batch, ...)
     if options.go_backwards:
         xs = jnp.flip(xs, axis=0)  # processed forward, so outputs come in processing order

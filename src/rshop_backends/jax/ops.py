@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..codegen import einsum_equation, reshape_shape, transpose_perm
+from ..codegen import einsum_equation, reshape_shape, split_cuts, transpose_perm
 
 
 def _hard_sigmoid(x):
@@ -23,43 +23,7 @@ def _softsign(x):
     return x / (1.0 + jnp.abs(x))
 
 
-class _Split:
-    """``_split(x, sizes, axis, index)``: piece ``index`` of one ``jnp.split`` shared by all pieces.
-
-    The IR has one ``split`` node per piece. Slicing each piece separately makes the
-    backward pass pad every piece's cotangent to the full width and add them up (about 12%
-    slower on the LSTM benchmark); one split primitive per value transposes to a single
-    concatenate. The last few splits are remembered by the identity of ``x`` (a reference
-    is kept, so an id is never reused), which is exactly "the same value in this trace";
-    :func:`forget_splits` drops them after each step (the loop calls it) so no tracer outlives
-    its trace.
-    """
-
-    keep = 16
-
-    def __init__(self):
-        self._recent = ()  # ((x, sizes, axis, pieces), ...), newest first; replaced, never mutated
-
-    def __call__(self, x, sizes, axis, index):
-        for src, sz, ax, pieces in self._recent:
-            if src is x and sz == sizes and ax == axis:
-                return pieces[index]
-        cuts = np.cumsum(sizes[:-1]).tolist()
-        pieces = tuple(jnp.split(x, cuts, axis=axis))
-        self._recent = ((x, sizes, axis, pieces),) + self._recent[: self.keep - 1]
-        return pieces[index]
-
-
-_SPLIT = _Split()
-
-
-def forget_splits():
-    """Drop the remembered splits (called by the loop after every traced step)."""
-    _SPLIT._recent = ()
-
-
-NAMESPACE = {"jnp": jnp, "jax": jax, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign,
-             "_split": _SPLIT}
+NAMESPACE = {"jnp": jnp, "jax": jax, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign}
 
 
 def constant(value):
@@ -84,7 +48,9 @@ def _reduce(name):
 
 
 EMITTERS = {
-    "split": lambda n, a, t: f"_split({a[0]}, {tuple(n.attrs['sizes'])}, {n.attrs['axis']}, {n.attrs['index']})",
+    # one split primitive for all pieces: its transpose is one concatenate (slicing each piece
+    # pads every cotangent to full width; measured ~12% slower backward on the LSTM)
+    "split": lambda n, a, t: f"jnp.split({a[0]}, {split_cuts(n)}, axis={n.attrs['axis']})",
     "abs": _fn("jnp.abs"), "sqrt": _fn("jnp.sqrt"), "exp": _fn("jnp.exp"), "log": _fn("jnp.log"),
     "tanh": _fn("jnp.tanh"),
     "sigmoid": _fn("jax.nn.sigmoid"),  # lax.logistic: never overflows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..codegen import einsum_equation, reshape_shape, transpose_perm
+from ..codegen import einsum_equation, reshape_shape, split_cuts, transpose_perm
 
 
 def _sigmoid(x):
@@ -54,4 +54,5 @@ EMITTERS = {
     "mean": lambda n, a, t: f"np.mean({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})",
     "max": lambda n, a, t: f"np.max({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})",
     "where": lambda n, a, t: f"np.where({a[0]}, {a[1]}, {a[2]})",
+    "split": lambda n, a, t: f"np.split({a[0]}, {split_cuts(n)}, axis={n.attrs['axis']})",
 }

@@ -63,4 +63,5 @@ EMITTERS = {
     "mean": _reduce("torch.mean"),
     "max": _reduce("torch.amax"),
     "where": lambda n, a, t: f"torch.where({a[0]}, {a[1]}, {a[2]})",
+    "split": lambda n, a, t: f"torch.split({a[0]}, {n.attrs['sizes']}, {n.attrs['axis']})",
 }

@@ -40,7 +40,8 @@ class Cell(Layer):
         states = list(states)
         want = self.state_shapes()
         if len(states) != len(want):
-            raise RshopConfigError(f"{where}: expected {len(want)} states {list(self.state_names)}, received {len(states)}.")
+            raise RshopConfigError(
+                f"{where}: expected {len(want)} states {list(self.state_names)}, received {len(states)}.")
         for i, (s, w) in enumerate(zip(states, want)):
             if not isinstance(s, Tensor) or s.shape != w:
                 got = s.type.describe() if isinstance(s, Tensor) else type(s).__name__

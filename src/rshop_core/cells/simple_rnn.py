@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers, functional as F
+from .. import activations, initializers
+from .. import functional as F
 from .base import Cell
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers, functional as F
+from .. import activations, initializers
+from .. import functional as F
 from ..errors import RshopConfigError, RshopShapeError
 from ..symbolic import Tensor
 from .base import Layer

@@ -1,0 +1,74 @@
+"""The tensorflow engine's spelling of every op (``tf.*``, float32 or float64).
+
+Every emitter returns one TensorFlow expression. Values carry the batch axis first,
+so an engine array has rank ``per-example rank + 1`` when batched. Only functions of
+the public ``tf`` API are used; all of them trace inside ``tf.function`` and
+differentiate under ``tf.GradientTape``.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from rshop_backends.codegen import einsum_equation, reshape_shape, transpose_perm
+
+
+def _hard_sigmoid(x):
+    """``clip(x / 6 + 1/2, 0, 1)`` (Keras 3), same shape as ``x``."""
+    return tf.clip_by_value(x / 6.0 + 0.5, 0.0, 1.0)
+
+
+def _softsign(x):
+    """``x / (1 + |x|)``, same shape as ``x``."""
+    return x / (1.0 + tf.abs(x))
+
+
+NAMESPACE = {"tf": tf, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign}
+
+
+def constant(value):
+    """A literal (numpy array, already in the computing dtype) as a ``tf.Tensor``."""
+    return tf.constant(value)
+
+
+def _fn(name):
+    return lambda n, a, t: f"{name}({a[0]})"
+
+
+def _fn2(name):
+    return lambda n, a, t: f"{name}({a[0]}, {a[1]})"
+
+
+def _matmul(n, a, t):
+    """``a @ w`` for ``a`` of any engine rank, ``w`` (k, m): rank-2 ``a`` uses a plain
+    ``tf.matmul`` (the fast path); other ranks contract the last axis with ``tensordot``."""
+    if t[0].rank + int(t[0].batched) == 2:
+        return f"tf.matmul({a[0]}, {a[1]})"
+    return f"tf.tensordot({a[0]}, {a[1]}, 1)"
+
+
+def _reduce(name):
+    return lambda n, a, t: (f"tf.{name}({a[0]}, axis={list(n.attrs['axes'])}, "
+                            f"keepdims={n.attrs['keepdims']})")
+
+
+EMITTERS = {
+    "abs": _fn("tf.abs"), "sqrt": _fn("tf.sqrt"), "exp": _fn("tf.exp"), "log": _fn("tf.math.log"),
+    "tanh": _fn("tf.tanh"), "sigmoid": _fn("tf.sigmoid"),  # tf.sigmoid never overflows
+    "hard_sigmoid": _fn("_hard_sigmoid"), "relu": _fn("tf.nn.relu"),
+    "softplus": _fn("tf.nn.softplus"),  # stable: log1p(exp(-|x|)) + max(x, 0) inside TF
+    "softsign": _fn("_softsign"), "elu": _fn("tf.nn.elu"),  # alpha 1
+    "maximum": _fn2("tf.maximum"), "minimum": _fn2("tf.minimum"),
+    "greater": _fn2("tf.greater"), "greater_equal": _fn2("tf.greater_equal"),
+    "less": _fn2("tf.less"), "less_equal": _fn2("tf.less_equal"), "equal": _fn2("tf.equal"),
+    "matmul": _matmul,
+    # one tf.split for all pieces: its gradient is a single concat (~25% faster fwd+bwd than slices)
+    "split": lambda n, a, t: f"tf.split({a[0]}, {n.attrs['sizes']}, axis={n.attrs['axis']})",
+    "softmax": lambda n, a, t: f"tf.nn.softmax({a[0]}, axis={n.attrs['axis']})",
+    "einsum": lambda n, a, t: f"tf.einsum({einsum_equation(n, t)!r}, {', '.join(a)})",
+    "concat": lambda n, a, t: f"tf.concat([{', '.join(a)}], axis={n.attrs['axis']})",
+    "reshape": lambda n, a, t: f"tf.reshape({a[0]}, {list(reshape_shape(n, t))})",
+    "transpose": lambda n, a, t: f"tf.transpose({a[0]}, {list(transpose_perm(n, t))})",
+    "sum": _reduce("reduce_sum"), "mean": _reduce("reduce_mean"), "max": _reduce("reduce_max"),
+    "where": lambda n, a, t: f"tf.where({a[0]}, {a[1]}, {a[2]})",
+}

@@ -1,0 +1,34 @@
+"""Conformance-suite hooks of the tensorflow engine (every engine has this module)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import numpy as np
+import tensorflow as tf
+
+
+def float64_scope():
+    """Where float64 arrays can exist: everywhere on this engine."""
+    return contextlib.nullcontext()
+
+
+def to_native(a: np.ndarray, dtype: str):
+    return tf.constant(np.asarray(a, dtype=dtype))
+
+
+def to_numpy(a) -> np.ndarray:
+    return np.asarray(a)
+
+
+def loss_grads(layer, x, weights_out, initial_state=None, constants=None):
+    """Gradients of ``sum(output * weights_out)`` w.r.t. every trainable parameter, as numpy arrays."""
+    names = [k for k, p in layer.model.graph.params.items() if p.trainable]
+    variables = [layer.variables_by_name[k] for k in names]
+    with tf.GradientTape() as tape:
+        y = layer(x, initial_state=initial_state, constants=constants)
+        y = y[0] if isinstance(y, tuple) else y
+        loss = tf.reduce_sum(y * tf.constant(weights_out, dtype=y.dtype))
+    grads = tape.gradient(loss, variables)
+    return {k: (np.zeros(v.shape, v.dtype.as_numpy_dtype) if g is None else np.asarray(g))
+            for k, v, g in zip(names, variables, grads)}
