@@ -7,7 +7,7 @@
 3. Lower the trained weights to every installed engine and print a parity table against the
    numpy float64 reference.
 
-    python examples/demo.py [--steps 400] [--engine torch]
+    python examples/demo.py [--steps 1500] [--engine torch]
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def parity_table(model, x):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--engine", default=None, help="train on this engine instead of the default")
     ap.add_argument("--lr", type=float, default=1e-2)
     args = ap.parse_args(argv)
@@ -175,8 +175,9 @@ def main(argv=None):
     print(f"\n\ntest mse after training: {after:.5f}")
     print("\nparity of the trained model, float32 engines vs the numpy float64 reference (512 sequences):")
     parity_table(model, x_test)
-    if not after < before / 4:
-        raise SystemExit("training did not reduce the test error enough: something is wrong")
+    trivial = float(np.mean((1.0 - y_test) ** 2))
+    if not after < trivial / 4:
+        raise SystemExit(f"training reached mse {after:.4f}, not 4x better than guessing ({trivial:.4f})")
 
 
 if __name__ == "__main__":

@@ -100,9 +100,8 @@ class Lowered:
 
     def set_weights(self, weights: dict) -> None:
         """Replace every parameter; names, shapes and dtypes must match (in ``self.dtype``)."""
-        specs = {k: type(p)(p.name, p.shape, self.dtype, p.initializer, p.trainable)
-                 for k, p in self.model.graph.params.items()}
-        self._write_weights(check_weights(f"{self.engine} layer of {self.model.name!r}", specs, weights))
+        self._write_weights(check_weights(f"{self.engine} layer of RecurrentModel {self.model.name!r}",
+                                          self.model.graph.params, weights, self.dtype))
 
     def initial_weights(self) -> dict:
         """The model's weights in this layer's dtype."""

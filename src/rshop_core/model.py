@@ -205,8 +205,13 @@ class RecurrentModel:
         return self._call_layer(x, initial_state=initial_state, constants=constants)
 
 
-def check_weights(where: str, specs: dict, weights: dict) -> dict:
-    """Validate a full weights dict against ``specs``; return float copies of it."""
+def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = None, describe=None) -> dict:
+    """Validate a full weights dict against ``specs``; return ``weights`` as numpy copies.
+
+    ``dtype`` overrides the specs' dtype (a layer lowered to another dtype). ``describe(w) ->
+    (shape, dtype name)`` reads engine arrays (tracers included) without converting them;
+    when given, nothing is copied and ``weights`` itself is returned.
+    """
     if not isinstance(weights, dict):
         raise RshopConfigError(f"{where}: expected weights as a dict name -> array, received {type(weights).__name__}.")
     missing = [k for k in specs if k not in weights]
@@ -217,10 +222,13 @@ def check_weights(where: str, specs: dict, weights: dict) -> dict:
             f"unexpected {extra}.")
     out = {}
     for k, spec in specs.items():
-        a = np.asarray(weights[k])
-        if a.shape != spec.shape:
-            raise RshopShapeError(f"{where}, weight {k!r}: expected shape {spec.shape}, received {a.shape}.")
-        if check_float_dtype(a.dtype, f"{where}, weight {k!r}") != spec.dtype:
-            raise RshopDTypeError(f"{where}, weight {k!r}: expected dtype {spec.dtype}, received {a.dtype}.")
-        out[k] = a.copy()
+        a = weights[k] if describe else np.asarray(weights[k])
+        shape, got = describe(a) if describe else (a.shape, a.dtype)
+        want = dtype or spec.dtype
+        if tuple(shape) != spec.shape:
+            raise RshopShapeError(f"{where}, weight {k!r}: expected shape {spec.shape}, received {tuple(shape)}.")
+        if check_float_dtype(got, f"{where}, weight {k!r}") != want:
+            raise RshopDTypeError(f"{where}, weight {k!r}: expected dtype {want}, received {got}. "
+                                  "rshop never casts silently.")
+        out[k] = a if describe else a.copy()
     return out

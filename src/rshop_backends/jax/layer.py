@@ -17,7 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rshop_core.errors import RshopConfigError, RshopDTypeError, RshopEngineError, RshopShapeError
+from rshop_core.errors import RshopEngineError
+from rshop_core.model import check_weights
 
 from ..lowered import Lowered
 from . import loop
@@ -65,26 +66,8 @@ class JaxLayer(Lowered):
         return self._result(ys, states)
 
     def _check_params(self, params):
-        where = f"jax layer of RecurrentModel {self.model.name!r}, argument params"
-        specs = self.model.graph.params
-        if not isinstance(params, dict):
-            raise RshopConfigError(
-                f"{where}: expected a dict name -> array like layer.params, received {type(params).__name__}.")
-        missing = [k for k in specs if k not in params]
-        extra = [k for k in params if k not in specs]
-        if missing or extra:
-            raise RshopConfigError(f"{where}: expected exactly the names {list(specs)}, received "
-                                   f"missing {missing}, unexpected {extra}.")
-        for k, spec in specs.items():
-            v = params[k]
-            if not (hasattr(v, "shape") and hasattr(v, "dtype")):
-                v = np.asarray(v)
-            shape, dt = tuple(v.shape), np.dtype(v.dtype).name
-            if shape != tuple(spec.shape):
-                raise RshopShapeError(f"{where}, {k!r}: expected shape {tuple(spec.shape)}, received {shape}.")
-            if dt != self.dtype:
-                raise RshopDTypeError(f"{where}, {k!r}: expected dtype {self.dtype}, received {dt}. "
-                                      "rshop never casts silently.")
+        check_weights(f"jax layer of RecurrentModel {self.model.name!r}, argument params",
+                      self.model.graph.params, params, self.dtype, self._describe)
 
     # -- Lowered hooks ---------------------------------------------------------------
     def _describe(self, a):
