@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .. import activations, initializers
 from ..errors import RshopConfigError, RshopShapeError
 from ..layers.base import Layer
 from ..symbolic import Input, Tensor
@@ -24,6 +25,16 @@ class Cell(Layer):
             raise RshopConfigError(
                 f"{type(self).__name__} {self.name!r}: expected input_dim > 0 or None, received {input_dim!r}.")
         self.units, self.input_dim = units, input_dim
+
+    def _resolve(self, **args):
+        """Set each argument as an attribute: activations and initializers by name, checked now."""
+        where = f"{type(self).__name__} {self.name!r}"
+        for key, value in args.items():
+            if key.endswith("activation"):
+                value = activations.get(value, f"{where} {key}")
+            elif key.endswith("initializer"):
+                value = initializers.get(value, f"{where} {key}")
+            setattr(self, key, value)
 
     def state_shapes(self) -> list:
         return [(self.units,)] * len(self.state_names)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers
 from .. import functional as F
 from .base import Cell
 
@@ -27,27 +26,23 @@ class GRUCell(Cell):
                  use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", reset_after=True, name=None):
         super().__init__(units, input_dim, name)
-        self.activation = activations.get(activation, f"GRUCell {self.name!r} activation")
-        self.recurrent_activation = activations.get(
-            recurrent_activation, f"GRUCell {self.name!r} recurrent_activation")
-        self.use_bias, self.reset_after = use_bias, bool(reset_after)
-        self.inits = tuple(initializers.get(i, f"{type(self).__name__} {self.name!r} {w}") for i, w in zip(
-            (kernel_initializer, recurrent_initializer, bias_initializer),
-            ("kernel_initializer", "recurrent_initializer", "bias_initializer")))
+        self._resolve(activation=activation, recurrent_activation=recurrent_activation, use_bias=bool(use_bias),
+                      kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+                      bias_initializer=bias_initializer, reset_after=bool(reset_after))
 
     def step(self, x, states):
         (h,) = states
         u, dt = self.units, x.dtype
-        k = self.add_weight("kernel", (x.shape[-1], 3 * u), self.inits[0], dt)
-        r = self.add_weight("recurrent_kernel", (u, 3 * u), self.inits[1], dt)
+        k = self.add_weight("kernel", (x.shape[-1], 3 * u), self.kernel_initializer, dt)
+        r = self.add_weight("recurrent_kernel", (u, 3 * u), self.recurrent_initializer, dt)
         xw = F.matmul(x, k)
         b_in = b_rec = None
         if self.use_bias:
             if self.reset_after:
-                b = self.add_weight("bias", (2, 3 * u), self.inits[2], dt)
+                b = self.add_weight("bias", (2, 3 * u), self.bias_initializer, dt)
                 b_in, b_rec = (F.reshape(p, [3 * u]) for p in F.split(b, 2, axis=0))
             else:
-                b_in = self.add_weight("bias", (3 * u,), self.inits[2], dt)
+                b_in = self.add_weight("bias", (3 * u,), self.bias_initializer, dt)
         if b_in is not None:
             xw = F.add(xw, b_in)
         x_z, x_r, x_h = F.split(xw, 3)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers
 from .. import functional as F
 from ..initializers import Concatenate
 from .base import Cell
@@ -31,22 +30,18 @@ class LSTMCell(Cell):
                  use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", unit_forget_bias=True, name=None):
         super().__init__(units, input_dim, name)
-        self.activation = activations.get(activation, f"LSTMCell {self.name!r} activation")
-        self.recurrent_activation = activations.get(
-            recurrent_activation, f"LSTMCell {self.name!r} recurrent_activation")
-        self.use_bias, self.unit_forget_bias = use_bias, unit_forget_bias
-        self.inits = tuple(initializers.get(i, f"{type(self).__name__} {self.name!r} {w}") for i, w in zip(
-            (kernel_initializer, recurrent_initializer, bias_initializer),
-            ("kernel_initializer", "recurrent_initializer", "bias_initializer")))
+        self._resolve(activation=activation, recurrent_activation=recurrent_activation, use_bias=bool(use_bias),
+                      kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
+                      bias_initializer=bias_initializer, unit_forget_bias=bool(unit_forget_bias))
 
     def step(self, x, states):
         h, c = states
         u, dt = self.units, x.dtype
-        k = self.add_weight("kernel", (x.shape[-1], 4 * u), self.inits[0], dt)
-        r = self.add_weight("recurrent_kernel", (u, 4 * u), self.inits[1], dt)
+        k = self.add_weight("kernel", (x.shape[-1], 4 * u), self.kernel_initializer, dt)
+        r = self.add_weight("recurrent_kernel", (u, 4 * u), self.recurrent_initializer, dt)
         z = F.add(F.matmul(x, k), F.matmul(h, r))
         if self.use_bias:
-            b_init = self.inits[2]
+            b_init = self.bias_initializer
             if self.unit_forget_bias:
                 b_init = Concatenate([(u, b_init), (u, "ones"), (2 * u, b_init)])
             z = F.add(z, self.add_weight("bias", (4 * u,), b_init, dt))

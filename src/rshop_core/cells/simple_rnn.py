@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers
 from .. import functional as F
 from .base import Cell
 
@@ -17,19 +16,16 @@ class SimpleRNNCell(Cell):
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
                  bias_initializer="zeros", name=None):
         super().__init__(units, input_dim, name)
-        self.activation = activations.get(activation, f"SimpleRNNCell {self.name!r} activation")
-        self.use_bias = use_bias
-        self.inits = tuple(initializers.get(i, f"{type(self).__name__} {self.name!r} {w}") for i, w in zip(
-            (kernel_initializer, recurrent_initializer, bias_initializer),
-            ("kernel_initializer", "recurrent_initializer", "bias_initializer")))
+        self._resolve(activation=activation, use_bias=bool(use_bias), kernel_initializer=kernel_initializer,
+                      recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer)
 
     def step(self, x, states):
         (h,) = states
         u, dt = self.units, x.dtype
-        k = self.add_weight("kernel", (x.shape[-1], u), self.inits[0], dt)
-        r = self.add_weight("recurrent_kernel", (u, u), self.inits[1], dt)
+        k = self.add_weight("kernel", (x.shape[-1], u), self.kernel_initializer, dt)
+        r = self.add_weight("recurrent_kernel", (u, u), self.recurrent_initializer, dt)
         z = F.add(F.matmul(x, k), F.matmul(h, r))
         if self.use_bias:
-            z = F.add(z, self.add_weight("bias", (u,), self.inits[2], dt))
+            z = F.add(z, self.add_weight("bias", (u,), self.bias_initializer, dt))
         h = self.activation(z)
         return h, [h]
