@@ -12,7 +12,8 @@ happens at run time. The generated function is::
         ...
         return (v22,), (v22, v20)
 
-``P`` maps qualified parameter names to engine arrays. The ``split`` nodes that cut one
+``P`` maps qualified parameter names to engine arrays; there is one ``x<i>`` per scanned
+sequence (none when decoding). The ``split`` nodes that cut one
 value the same way (one per piece in the IR) become ONE line that unpacks every piece,
 ``v10, v12, v15, v17 = <split emitter>``: one split op, whose gradient is one concat. The source is kept on the
 function (``step.__rshop_source__``) for debugging and for ``rshop info``-style reports.
@@ -137,7 +138,8 @@ def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, 
             body.append(f"{v} = {emit(node, args, [graph.nodes[i].type for i in node.inputs])}")
     ns_states = ", ".join(f"s{i}" for i in range(len(graph.states)))
     ns_consts = ", ".join(f"k{i}" for i in range(len(graph.constants)))
-    head = ["def step(P, x0, states, consts):"]
+    xs = "".join(f"x{i}, " for i in range(len(graph.x)))  # one slice per scanned sequence
+    head = [f"def step(P, {xs}states, consts):"]
     if graph.states:
         head.append(f"    {ns_states}, = states")
     if graph.constants:

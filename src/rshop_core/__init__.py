@@ -5,7 +5,7 @@ it into a recurrent layer; ``model.lower(engine)`` runs it natively on numpy, ja
 torch or tensorflow. Importing this package imports no framework.
 """
 
-from . import activations, cells, functional, initializers, layers
+from . import activations, cells, functional, initializers, layers, regularizers
 from .errors import (
                      RshopConfigError,
                      RshopDTypeError,
@@ -16,7 +16,9 @@ from .errors import (
                      RshopShapeError,
 )
 from .graph import Node, StepGraph, verify
+from .bidirectional import Bidirectional
 from .model import RecurrentModel
+from .sequential import RecurrentSequential
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Input, Tensor
@@ -25,8 +27,8 @@ from .types import TensorType
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Tensor", "RecurrentModel", "LoopOptions", "ParamSpec", "StateSpec", "TensorType",
-    "StepGraph", "Node", "verify", "activations", "cells", "functional", "initializers", "layers",
+    "Input", "Tensor", "RecurrentModel", "RecurrentSequential", "Bidirectional", "LoopOptions", "ParamSpec", "StateSpec", "TensorType",
+    "StepGraph", "Node", "verify", "activations", "cells", "functional", "initializers", "layers", "regularizers",
     "RshopError", "RshopShapeError", "RshopDTypeError", "RshopConfigError", "RshopFormatError",
     "RshopEngineError", "RshopNotImplementedError",
 ]

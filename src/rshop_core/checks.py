@@ -38,20 +38,40 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
     return tuple(shape)
 
 
-def check_call(model, dtype: str, x, initial_state, constants):
+def check_call(model, dtype: str, x, initial_state, constants, mask=None, lengths=None, ground_truth=None,
+               initial_readout=None, training=False, output_length=None):
     """Validate a call of a lowered ``model``; arguments are ``(shape, dtype)`` descriptions.
 
-    Returns ``(batch, time)``. ``initial_state`` and ``constants`` are lists or None.
+    Returns ``(batch, time)``. ``initial_state`` and ``constants`` are lists or None; the
+    others are single descriptions or None.
     """
     name = f"RecurrentModel {model.name!r}"
-    g = model.graph
+    g, opts = model.graph, model.options
     x_type = g.nodes[g.x[0]].type
-    shape = check_array(f"{name}, argument x", x, x_type.shape, dtype, time=True)
-    batch, steps = shape[0], shape[1]
+    if opts.decode:
+        shape = check_array(f"{name}, argument x", x, x_type.shape, dtype)
+        batch, steps = shape[0], output_length or opts.output_length
+        if steps is None:
+            raise RshopConfigError(
+                f"{name}, argument output_length: expected the number of steps to decode (decode=True and no "
+                "output_length option), received None.")
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise RshopConfigError(f"{name}, argument output_length: expected an int >= 1, received {steps!r}.")
+    else:
+        if output_length is not None:
+            raise RshopConfigError(
+                f"{name}, argument output_length: expected None (the length is x's unless decode=True), "
+                f"received {output_length!r}.")
+        shape = check_array(f"{name}, argument x", x, x_type.shape, dtype, time=True)
+        batch, steps = shape[0], shape[1]
     if steps == 0:
         raise RshopShapeError(
             f"{name}, argument x: expected at least one time step, received shape {shape}. "
             "An empty sequence has no output.")
+    if opts.stateful and batch is not None and batch != opts.batch_size:
+        raise RshopShapeError(
+            f"{name}, argument x: expected batch size {opts.batch_size} (stateful, batch_size="
+            f"{opts.batch_size}), received shape {shape}. A stateful layer never broadcasts its states.")
     if batch == 0:
         raise RshopShapeError(f"{name}, argument x: expected a batch of at least one, received shape {shape}.")
     specs = model.state_specs
@@ -70,4 +90,39 @@ def check_call(model, dtype: str, x, initial_state, constants):
     for i, info in enumerate(constants or ()):
         t = g.nodes[g.constants[i]].type
         check_array(f"{name}, constant #{i}", info, t.shape, dtype, batch)
+    readout = model.readout_spec
+    out_shape = g.nodes[g.outputs[0]].type.shape
+    if ground_truth is not None:
+        if not opts.teacher_force:
+            raise RshopConfigError(
+                f"{name}, argument ground_truth: expected none (the model has teacher_force=False), received one.")
+        gt = check_array(f"{name}, argument ground_truth", ground_truth, out_shape, dtype, batch, time=True)
+        if gt[1] is not None and steps is not None and gt[1] != steps:
+            raise RshopShapeError(
+                f"{name}, argument ground_truth: expected {steps} time steps (one target per step), received "
+                f"shape {gt}.")
+    elif opts.teacher_force and training:
+        raise RshopConfigError(
+            f"{name}, argument ground_truth: expected the targets (batch, time, ...) for a training call of a "
+            "teacher-forced model, received None. Pass ground_truth=, or training=False to feed back the "
+            "model's own outputs.")
+    if initial_readout is not None:
+        if readout is None:
+            raise RshopConfigError(
+                f"{name}, argument initial_readout: expected none (the model has no readout_input), received one.")
+        check_array(f"{name}, argument initial_readout", initial_readout, readout.shape, dtype, batch)
+    if mask is not None and lengths is not None:
+        raise RshopConfigError(f"{name}: expected mask or sequence_lengths, received both.")
+    if mask is not None:
+        m_shape, m_dtype = mask
+        if len(m_shape) != 2 or m_shape[0] != batch or not dims_compatible(m_shape[1], steps) or m_dtype != "bool":
+            raise RshopShapeError(
+                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
+                f"{m_dtype} shape {tuple(m_shape)}.")
+    if lengths is not None:
+        l_shape, l_dtype = lengths
+        if tuple(l_shape) != (batch,) or l_dtype not in ("int32", "int64"):
+            raise RshopShapeError(
+                f"{name}, argument sequence_lengths: expected an int32 or int64 array of shape ({batch},), "
+                f"received {l_dtype} shape {tuple(l_shape)}.")
     return batch, steps

@@ -16,7 +16,7 @@ from .symbolic import Tensor, apply, as_tensor
 
 __all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
     "matmul", "einsum", "softmax", "concat", "split", "slice", "reshape", "transpose",
-    "sum", "mean", "max", "where", "constant", "linear",
+    "sum", "mean", "max", "where", "constant", "linear", "dropout",
 ]
 
 
@@ -113,6 +113,11 @@ def mean(x, axes=None, keepdims=False, name=None):
 
 def max(x, axes=None, keepdims=False, name=None):  # noqa: A001
     return apply("max", [x], {"axes": axes, "keepdims": keepdims}, name=name)
+
+
+def dropout(x, rate, name=None):
+    """Variational dropout: in training, ``x`` times one mask per sequence (scaled by 1/(1-rate))."""
+    return apply("dropout", [x], {"rate": rate}, name=name)
 
 
 def where(cond, a, b, name=None):

@@ -120,6 +120,7 @@ def trace(x, states, constants, outputs, final_states, where: str) -> StepGraph:
     ids = {t.uid: k for k, t in enumerate(order)}
     params: dict = {}
     owner_names: dict = {}
+    owners: dict = {}  # qualified name -> (owning layer or None, its local name): not serialized
     taken: set = set()
     nodes = []
     for k, t in enumerate(order):
@@ -129,19 +130,24 @@ def trace(x, states, constants, outputs, final_states, where: str) -> StepGraph:
             attrs = {"role": role, "index": idx}
         elif t.op == "param":
             owner, local, spec = t.param
-            key = id(owner)
-            if key not in owner_names:
-                owner_names[key] = _unique(owner.name, taken)
-            qual = f"{owner_names[key]}/{local}"
+            if owner is None:  # already qualified (a replayed or nested graph)
+                qual = local
+                taken.add(local.split("/")[0])
+            else:
+                key = id(owner)
+                if key not in owner_names:
+                    owner_names[key] = _unique(owner.name, taken)
+                qual = f"{owner_names[key]}/{local}"
+            owners.setdefault(qual, (owner, local))
             if qual not in params:
                 params[qual] = ParamSpec(qual, spec["shape"], spec["dtype"], spec["initializer"],
-                                         spec["trainable"])
+                                         spec["trainable"], spec.get("regularizer"))
             attrs = {"name": qual}
         name = attrs["name"] if t.op == "param" else t.name
         nodes.append(Node(k, t.op, tuple(ids[i.uid] for i in t.inputs), attrs, t.type, name))
     g = StepGraph(tuple(nodes), tuple(ids[t.uid] for t in x), tuple(ids[t.uid] for t in states),
                   tuple(ids[t.uid] for t in constants), tuple(ids[t.uid] for t in outputs),
-                  tuple(ids[t.uid] for t in final_states), params)
+                  tuple(ids[t.uid] for t in final_states), params, {"param_owners": owners})
     verify(g, where)
     return g
 

@@ -21,7 +21,7 @@ from .errors import RshopConfigError
 __all__ = [
     "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
     "TruncatedNormal", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
-    "Orthogonal", "Identity", "Concatenate", "get", "rng_for",
+    "Orthogonal", "Identity", "Concatenate", "Learned", "get", "rng_for",
 ]
 
 # stddev of a unit normal truncated at +-2, used to keep variance-scaling targets exact
@@ -257,9 +257,28 @@ class Concatenate(Initializer):
         return np.concatenate([i._value(shape[:-1] + (n,), rng) for n, i in self.parts], axis=-1)
 
 
+class Learned(Initializer):
+    """A trainable initial state: a parameter of one example's shape (``initial_state/<name>``),
+    broadcast over the batch, first drawn by ``initializer``. For states only."""
+
+    name = "learned"
+
+    def __init__(self, initializer="zeros"):
+        self.initializer = get(initializer, "learned initializer")
+        if isinstance(self.initializer, Learned):
+            raise RshopConfigError("learned: expected a plain initializer inside, received another learned one.")
+        self.random = self.initializer.random
+
+    def config(self):
+        return {"initializer": self.initializer.to_json()}
+
+    def _value(self, shape, rng):
+        return self.initializer._value(shape, rng)
+
+
 _REGISTRY = {c.name: c for c in (
     Zeros, Ones, Constant, RandomUniform, RandomNormal, TruncatedNormal, GlorotUniform,
-    GlorotNormal, HeUniform, HeNormal, Orthogonal, Identity, Concatenate)}
+    GlorotNormal, HeUniform, HeNormal, Orthogonal, Identity, Concatenate, Learned)}
 
 
 def get(spec, where: str = "initializer") -> Initializer:

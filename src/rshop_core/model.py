@@ -11,10 +11,15 @@ from .dtypes import check_float_dtype
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph, trace
 from .options import LoopOptions
-from .specs import StateSpec
+from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
 
-__all__ = ["RecurrentModel"]
+__all__ = ["RecurrentModel", "learned_state_param"]
+
+
+def learned_state_param(state: str) -> str:
+    """The qualified name of the parameter holding a learned initial state."""
+    return f"initial_state/{state}"
 
 
 def _as_list(v, what):
@@ -48,32 +53,44 @@ class RecurrentModel:
         initial_states / final_states: Inputs for the states at t-1, and the Tensors for
             the states at t, in the same order, of the same shapes and dtypes.
         constants: Inputs seen unchanged at every step (passed as ``constants=`` at call).
-        return_sequences, return_states, go_backwards, unroll: see :class:`LoopOptions`.
+        readout_input: an Input shaped like the (first) output: the output of step t-1
+            (zeros, or ``initial_readout=`` at call, before step 0).
+        teacher_force: with ``ground_truth=`` at a training call, the readout is
+            ground_truth[t-1] instead (needs ``readout_input``).
+        decode, output_length: x is one tensor seen at each of ``output_length`` steps.
+        return_sequences, return_states, go_backwards, unroll, stateful, batch_size,
+            zero_output_for_mask: see :class:`LoopOptions`.
         state_initializer: one initializer for all states or a list, one per state
-            (default zeros).
+            (default zeros): any initializer (random ones are drawn per call from the
+            model seed, the same on every engine) or ``initializers.Learned(...)``.
         name: the model's name; seed: the seed of its initial weights (random if None).
     """
 
     def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
+                 readout_input=None, teacher_force=False, decode=False, output_length=None,
                  return_sequences=False, return_states=False, go_backwards=False, unroll=False,
+                 stateful=False, batch_size=None, zero_output_for_mask=False,
                  state_initializer=None, name=None, seed=None):
         self.name = name or "recurrent_model"
-        self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll)
+        self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll, teacher_force, decode,
+                                   output_length, stateful, batch_size, zero_output_for_mask)
         self.seed = int(secrets.randbits(31)) if seed is None else int(seed)
         self._state_initializer = state_initializer
         self._lowered_cache: dict = {}
         self._call_layer = None
         self.graph: StepGraph | None = None
         self.state_specs: list = []
+        self.readout_spec: StateSpec | None = None
+        self.param_specs: dict = {}
         self._weights: dict = {}
         self._builder = None
         if callable(input) and not isinstance(input, Tensor):  # deferred: built from input_dim
             self._builder = input
             return
-        self._build(input, output, initial_states, final_states, constants)
+        self._build(input, output, initial_states, final_states, constants, readout_input)
 
     # -- building ------------------------------------------------------------------
-    def _build(self, input, output, initial_states, final_states, constants):
+    def _build(self, input, output, initial_states, final_states, constants, readout_input=None):
         where = f"RecurrentModel {self.name!r}"
         if not isinstance(input, Tensor) or input.op != "input":
             raise RshopConfigError(f"{where}: expected input to be an rshop Input, received {input!r}.")
@@ -84,7 +101,24 @@ class RecurrentModel:
             raise RshopConfigError(
                 f"{where}: expected as many final_states as initial_states ({len(states_in)}), "
                 f"received {len(states_out)}.")
-        self.graph = trace([input], states_in, _as_list(constants, "constants"), outputs, states_out, where)
+        if self.options.teacher_force and readout_input is None:
+            raise RshopConfigError(
+                f"{where}: expected readout_input with teacher_force=True, received none. Teacher forcing "
+                "replaces the readout (the previous output) by the ground truth.")
+        hidden_in, hidden_out = [], []
+        if readout_input is not None:
+            if not isinstance(readout_input, Tensor) or readout_input.op != "input":
+                raise RshopConfigError(f"{where}: expected readout_input to be an rshop Input, received "
+                                       f"{readout_input!r}.")
+            if outputs and readout_input.type != outputs[0].type:
+                raise RshopShapeError(
+                    f"{where}, readout_input: expected the type of the output {outputs[0].type.describe()}, "
+                    f"received {readout_input.type.describe()}. The readout is the previous step's output.")
+            hidden_in, hidden_out = [readout_input], outputs[:1]  # the readout is carried as the last state
+        self.graph = trace([input], states_in + hidden_in, _as_list(constants, "constants"), outputs,
+                           states_out + hidden_out, where)
+        if readout_input is not None:
+            self.readout_spec = StateSpec("readout", readout_input.shape, readout_input.dtype, "zeros")
         dtype = input.dtype
         if dtype not in ("float32", "float64"):
             raise RshopDTypeError(f"{where}: expected a floating input, received {input.type.describe()}.")
@@ -103,14 +137,24 @@ class RecurrentModel:
             n = base if base not in taken else f"{base}_{i}"
             taken.add(n)
             names.append(n)
-        self.state_specs = [StateSpec(n, t.shape, t.dtype, initializers.get(init))
+        self.state_specs = [StateSpec(n, t.shape, t.dtype, initializers.get(init, f"{where}, state {n!r}"))
                             for n, t, init in zip(names, states_in, inits)]
-        for p in self.graph.params.values():
+        self.param_specs = dict(self.graph.params)
+        for s in self.state_specs:  # learned initial states are parameters of the model
+            if isinstance(s.initializer, initializers.Learned):
+                name = learned_state_param(s.name)
+                self.param_specs[name] = ParamSpec(name, s.shape, s.dtype, s.initializer.initializer)
+        for p in self.param_specs.values():
             if p.dtype != dtype:
                 raise RshopDTypeError(
                     f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}.")
-        self._weights = {p.name: p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
-                         for p in self.graph.params.values()}
+        values = {}  # weights carried over from nested models (their cells know them)
+        for qual, (owner, local) in self.graph.meta.get("param_owners", {}).items():
+            if hasattr(owner, "initial_value"):
+                values[qual] = owner.initial_value(local)
+        self._weights = {p.name: values[p.name].astype(p.dtype) if p.name in values else
+                         p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
+                         for p in self.param_specs.values()}
 
     def build(self, input_dim: int) -> "RecurrentModel":
         """Build a model made from a cell without ``input_dim``; returns ``self``."""
@@ -120,7 +164,7 @@ class RecurrentModel:
                     f"RecurrentModel {self.name!r}: expected input_dim {self.input_shape[-1]} (already "
                     f"built), received {input_dim}.")
             return self
-        self._build(*self._builder(input_dim))
+        self._build(*self._builder(input_dim))  # (input, output, states, new states, constants[, readout])
         self._builder = None
         return self
 
@@ -149,7 +193,7 @@ class RecurrentModel:
     @property
     def params(self) -> dict:
         self._require_built()
-        return dict(self.graph.params)
+        return dict(self.param_specs)
 
     def __repr__(self):
         if not self.built:
@@ -163,14 +207,16 @@ class RecurrentModel:
         lines = [f"RecurrentModel {self.name!r}  options {self.options.to_json()}", str(self.graph)]
         lines += [f"state {s.name}: {s.shape} {s.dtype} init={s.initializer!r}" for s in self.state_specs]
         lines += [f"param {p.name}: {p.shape} {p.dtype} init={p.initializer!r}"
-                  f"{'' if p.trainable else ' (frozen)'}" for p in self.graph.params.values()]
+                  f"{'' if p.trainable else ' (frozen)'}" for p in self.param_specs.values()]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         """The model's IR as plain JSON values (weights excluded)."""
         self._require_built()
         return {"name": self.name, "seed": self.seed, "graph": self.graph.to_json(),
-                "states": [s.to_json() for s in self.state_specs], "options": self.options.to_json()}
+                "states": [s.to_json() for s in self.state_specs],
+                "readout": None if self.readout_spec is None else self.readout_spec.to_json(),
+                "params": [p.to_json() for p in self.param_specs.values()], "options": self.options.to_json()}
 
     # -- weights ---------------------------------------------------------------------
     def get_weights(self) -> dict:
@@ -181,7 +227,7 @@ class RecurrentModel:
     def set_weights(self, weights: dict) -> None:
         """Replace every parameter; names, shapes and dtypes must match exactly."""
         self._require_built()
-        self._weights = check_weights(f"RecurrentModel {self.name!r}", self.graph.params, weights)
+        self._weights = check_weights(f"RecurrentModel {self.name!r}", self.param_specs, weights)
         self._call_layer = None
 
     # -- running ---------------------------------------------------------------------
@@ -195,6 +241,47 @@ class RecurrentModel:
         from rshop_backends import lower  # the engine side is imported only when used
 
         return lower(self, engine, dtype)
+
+    def get_cell(self, name=None):
+        """This model as a cell usable in another step graph or stack (see :mod:`rshop_core.cells.nested`)."""
+        from .cells.nested import ModelCell
+
+        if self._builder is not None:
+            raise RshopConfigError(
+                f"RecurrentModel {self.name!r}, get_cell: expected a built model, received one made from a cell "
+                "without input_dim. Call model.build(input_dim) first, or give the cell input_dim.")
+        return ModelCell(self, name)
+
+    def clone(self, name: str, prefix: str | None = None, seed: int | None = None, **options) -> "RecurrentModel":
+        """The same step as a new model: parameters renamed ``<prefix>/<name>``, options overridden.
+
+        With ``seed`` the copy draws fresh weights; without, it starts from this model's weights.
+        """
+        from .replay import replay
+        from .symbolic import Input
+
+        self._require_built()
+        g = self.graph
+        env = {i: Input(g.nodes[i].type.shape, g.nodes[i].type.dtype, name=g.nodes[i].name)
+               for i in (*g.x, *g.constants)}
+        for i, s in zip(g.states, self.state_specs):  # state names (and learned-state parameters) prefixed too
+            env[i] = Input(s.shape, s.dtype, name=f"{prefix}/{s.name}" if prefix else s.name)
+        if self.readout_spec:
+            env[g.states[-1]] = Input(self.readout_spec.shape, self.readout_spec.dtype, name="readout")
+        rename = (lambda q: f"{prefix}/{q}") if prefix else None
+        out = replay(g, env, rename=rename)
+        n_user = len(self.state_specs)
+        opts = {**self.options.to_json(), **options}
+        model = RecurrentModel(
+            input=env[g.x[0]], output=[out[i] for i in g.outputs], initial_states=[env[i] for i in g.states[:n_user]],
+            final_states=[out[i] for i in g.final_states[:n_user]], constants=[env[i] for i in g.constants],
+            readout_input=env[g.states[-1]] if self.readout_spec else None,
+            state_initializer=[s.initializer for s in self.state_specs], name=name,
+            seed=self.seed if seed is None else seed, **opts)
+        if seed is None:
+            model._weights.update({(rename(k) if rename else k): v.copy() for k, v in self._weights.items()
+                                   if (rename(k) if rename else k) in model._weights})
+        return model
 
     def __call__(self, x, initial_state=None, constants=None):
         """Run on the active engine (builds a cell-made model from ``x``'s last axis)."""

@@ -39,6 +39,8 @@ less,
 less_equal,
 equal
 where           3        ``cond ? a : b`` elementwise, cond bool
+dropout         1        variational dropout [rate]: training multiplies by one mask per
+                         sequence (drawn per call, scaled by 1/(1-rate)); inference: identity
 ==============  =======  =============================================================
 """
 
@@ -289,6 +291,17 @@ def _where(where, types, attrs):
     return TensorType(shape, dt, batched), {}
 
 
+def _dropout(where, types, attrs):
+    t = types[0]
+    _require_float(where, t)
+    rate = attrs.get("rate")
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+        _fail(where, "a dropout rate in [0, 1)", repr(rate), cls=RshopConfigError)
+    if not t.batched or None in t.shape:
+        _fail(where, "a batched value with a known per-example shape", t.describe())
+    return t, {"rate": float(rate)}
+
+
 def _leaf(where, types, attrs):  # leaves carry their type on the node itself
     raise AssertionError("leaf ops are typed where they are created")
 
@@ -314,6 +327,7 @@ OPS.update({
     "reshape": OpDef("reshape", (1, 1), _reshape),
     "transpose": OpDef("transpose", (1, 1), _transpose),
     "where": OpDef("where", (3, 3), _where),
+    "dropout": OpDef("dropout", (1, 1), _dropout),
 })
 
 

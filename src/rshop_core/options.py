@@ -1,10 +1,23 @@
-"""Loop options of a recurrent model, validated once."""
+"""Loop and wiring options of a recurrent model, validated once."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from .errors import RshopConfigError
+
+
+def _flag(name, v):
+    if not isinstance(v, bool):
+        raise RshopConfigError(f"option {name}: expected True or False, received {v!r}.")
+
+
+def _positive(name, v, allow_none=True):
+    if v is None and allow_none:
+        return
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise RshopConfigError(f"option {name}: expected an int >= 1{' or None' if allow_none else ''}, "
+                               f"received {v!r}.")
 
 
 @dataclass(frozen=True)
@@ -18,21 +31,41 @@ class LoopOptions:
     - ``unroll``: ``False`` (a loop), ``True`` (fully unrolled; T known at trace time),
       or an int k >= 1 (k steps per loop iteration, ``jax.lax.scan(unroll=k)``).
       Unrolling never changes results.
+    - ``teacher_force``: with ``ground_truth=`` at a training call, step t reads
+      ground_truth[t-1] (step 0 the initial readout) in place of its own previous output.
+    - ``decode`` / ``output_length``: x is one tensor (batch, *input_shape) seen at each of
+      ``output_length`` steps (also given at call time).
+    - ``stateful`` / ``batch_size``: the lowered layer keeps its final states as the next
+      call's initial states; the batch size is fixed.
+    - ``zero_output_for_mask``: masked steps output zeros instead of holding the last output.
     """
 
     return_sequences: bool = False
     return_states: bool = False
     go_backwards: bool = False
     unroll: bool | int = False
+    teacher_force: bool = False
+    decode: bool = False
+    output_length: int | None = None
+    stateful: bool = False
+    batch_size: int | None = None
+    zero_output_for_mask: bool = False
 
     def __post_init__(self):
-        for k in ("return_sequences", "return_states", "go_backwards"):
-            if not isinstance(getattr(self, k), bool):
-                raise RshopConfigError(f"option {k}: expected True or False, received {getattr(self, k)!r}.")
+        for k in ("return_sequences", "return_states", "go_backwards", "teacher_force", "decode", "stateful",
+                  "zero_output_for_mask"):
+            _flag(k, getattr(self, k))
         u = self.unroll
         if not (isinstance(u, bool) or (isinstance(u, int) and u >= 1)):
             raise RshopConfigError(f"option unroll: expected True, False or an int >= 1, received {u!r}.")
+        _positive("output_length", self.output_length)
+        _positive("batch_size", self.batch_size)
+        if self.output_length is not None and not self.decode:
+            raise RshopConfigError("option output_length: expected decode=True with it, received decode=False.")
+        if self.stateful and self.batch_size is None:
+            raise RshopConfigError(
+                "option stateful: expected a fixed batch_size with stateful=True, received batch_size=None. "
+                "A stateful layer carries states of one batch size from call to call.")
 
     def to_json(self) -> dict:
-        return {"return_sequences": self.return_sequences, "return_states": self.return_states,
-                "go_backwards": self.go_backwards, "unroll": self.unroll}
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}

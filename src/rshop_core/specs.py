@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import initializers
+from . import initializers, regularizers
 from .dtypes import check_float_dtype
 from .types import check_shape
 
@@ -19,15 +19,18 @@ class ParamSpec:
     dtype: str = "float32"
     initializer: initializers.Initializer = field(default_factory=initializers.Zeros)
     trainable: bool = True
+    regularizer: dict | None = None  # {"l1": a, "l2": b}: see rshop_core.regularizers
 
     def __post_init__(self):
         object.__setattr__(self, "shape", check_shape(self.shape, f"parameter {self.name!r}", False))
         object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"parameter {self.name!r}"))
         object.__setattr__(self, "initializer", initializers.get(self.initializer))
+        object.__setattr__(self, "regularizer", regularizers.get(self.regularizer, f"parameter {self.name!r}"))
 
     def to_json(self) -> dict:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "initializer": self.initializer.to_json(), "trainable": self.trainable}
+                "initializer": self.initializer.to_json(), "trainable": self.trainable,
+                "regularizer": self.regularizer}
 
 
 @dataclass(frozen=True)

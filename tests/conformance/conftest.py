@@ -54,18 +54,25 @@ def as_tuple(result):
     return result if isinstance(result, tuple) else (result,)
 
 
-def run(model, engine, x, dtype="float32", initial_state=None, constants=None, layer=None):
-    """Run ``model`` on ``engine`` with numpy inputs; numpy results as a tuple."""
+def native(h, a, dtype):
+    """A numpy argument as the engine's array: floats in ``dtype``, masks bool, lengths int32."""
+    a = np.asarray(a)
+    return h.to_native(a, "bool" if a.dtype == bool else "int32" if a.dtype.kind in "iu" else dtype)
+
+
+def run(model, engine, x, dtype="float32", initial_state=None, constants=None, layer=None, **kwargs):
+    """Run ``model`` on ``engine`` with numpy inputs (any call keyword too); numpy results as a tuple."""
     h = harness(engine)
     layer = layer or model.lower(engine, dtype)
-    conv = (lambda v: None if v is None else [h.to_native(a, dtype) for a in v])
-    out = layer(h.to_native(x, dtype), initial_state=conv(initial_state), constants=conv(constants))
+    conv = (lambda v: None if v is None else [native(h, a, dtype) for a in v])
+    kwargs = {k: native(h, v, dtype) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    out = layer(native(h, x, dtype), initial_state=conv(initial_state), constants=conv(constants), **kwargs)
     return tuple(h.to_numpy(o) for o in as_tuple(out))
 
 
-def reference(model, x, initial_state=None, constants=None):
+def reference(model, x, initial_state=None, constants=None, **kwargs):
     """The numpy float64 reference run."""
-    return run(model, "numpy", x, "float64", initial_state, constants)
+    return run(model, "numpy", x, "float64", initial_state, constants, **kwargs)
 
 
 def assert_close(got, want, atol, what):

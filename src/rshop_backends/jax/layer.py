@@ -1,10 +1,13 @@
 """The jax engine's layer object: a plain Python object with a pure ``apply``.
 
-``x``: (batch, T, *input_shape) jax array (tracers included). ``layer.params`` is a dict
-(a pytree) qualified name -> jax array. ``layer.apply(params, x, initial_state=None,
-constants=None)`` is pure, so it composes with ``jax.jit``, ``jax.grad`` and ``jax.vmap``;
-``layer(x, ...)`` is ``apply(layer.params, x, ...)``. Both run the engine-neutral call
-checks (shapes and dtypes are static under tracing) and one cached ``jax.jit`` of the loop.
+``x``: (batch, T, *input_shape) jax array (tracers included), or (batch, *input_shape) with
+``decode``. ``layer.params`` is a dict (a pytree) qualified name -> jax array (learned initial
+states included, as ``initial_state/<state>``). ``layer.apply(params, x, initial_state=None,
+constants=None, **kwargs)`` is pure (but for a stateful layer's carry and the numpy-drawn
+dropout masks), so it composes with ``jax.jit``, ``jax.grad`` and ``jax.vmap``; ``layer(x, ...)``
+is ``apply`` with ``layer.params``. Both run the engine-neutral call path of
+:class:`~rshop_backends.lowered.Lowered` (shapes and dtypes are static under tracing) and one
+``jax.jit`` of the loop cached per execution plan.
 
 Frozen parameters (``trainable=False``) are passed through ``jax.lax.stop_gradient`` inside
 ``apply``: ``jax.grad`` w.r.t. ``params`` gives them exact zeros, so an optimizer step
@@ -43,41 +46,90 @@ class JaxLayer(Lowered):
     def __init__(self, model, dtype, engine_module):
         _require_x64(model, dtype)
         self._setup(model, dtype, engine_module)
-        self.frozen = frozenset(k for k, p in model.graph.params.items() if not p.trainable)
+        self.frozen = frozenset(k for k, p in model.param_specs.items() if not p.trainable)
         self.params = {k: jnp.asarray(v) for k, v in self.initial_weights().items()}
-        self._jit = jax.jit(self._forward)
+        self._jits = {}  # plan.key -> jax.jit of the loop
 
     def __repr__(self):
         return (f"<JaxLayer of RecurrentModel {self.model.name!r} dtype {self.dtype} "
                 f"params {list(self.params)}>")
 
     # -- running -------------------------------------------------------------------
-    def apply(self, params, x, initial_state=None, constants=None):
-        """Pure forward pass with ``params`` (same names, shapes and dtype as ``self.params``)."""
-        states, consts = self._check(x, initial_state, constants)
-        self._check_params(params)
-        if states is None:
-            states = self._initial_states(self._describe(x)[0][0])
-        return self._jit(params, x, list(states), list(consts))
+    def apply(self, params, x, initial_state=None, constants=None, **kwargs):
+        """Pure forward pass with ``params`` (same names, shapes and dtype as ``self.params``).
 
-    def _forward(self, params, x, states, consts):
-        P = {k: jax.lax.stop_gradient(v) if k in self.frozen else v for k, v in params.items()}
-        ys, states = loop.scan(self.step_fn, P, x, states, consts, self.options)
-        return self._result(ys, states)
+        Takes the same keyword arguments as ``layer(...)`` (``mask``, ``sequence_lengths``,
+        ``ground_truth``, ``initial_readout``, ``training``, ``output_length``).
+        """
+        self._check_params(params)
+        return self._call(params, x, initial_state, constants, **kwargs)
+
+    def _call(self, P, x, initial_state=None, constants=None, **kwargs):
+        # Frozen parameters stop gradients everywhere they are read (learned initial states too).
+        if self.frozen:
+            P = {k: jax.lax.stop_gradient(v) if k in self.frozen else v for k, v in P.items()}
+        return super()._call(P, x, initial_state, constants, **kwargs)
+
+    def _loop(self, plan, P, xs, states, consts, steps):
+        fn = self._jits.get(plan.key)
+        if fn is None:
+            step, options = self._step(plan), plan.options
+
+            def forward(P, xs, states, consts, steps):
+                return loop.scan(step, P, xs, states, consts, options, steps)
+
+            fn = self._jits[plan.key] = jax.jit(forward, static_argnums=4)
+        return fn(P, list(xs), list(states), list(consts), int(steps))
 
     def _check_params(self, params):
         check_weights(f"jax layer of RecurrentModel {self.model.name!r}, argument params",
-                      self.model.graph.params, params, self.dtype, self._describe)
+                      self.model.param_specs, params, self.dtype, self._describe)
 
     # -- Lowered hooks ---------------------------------------------------------------
     def _describe(self, a):
         return tuple(a.shape), np.dtype(a.dtype).name
 
-    def _initial_states(self, batch):
-        return [jnp.broadcast_to(jnp.asarray(v), (batch,) + v.shape) for v in self._state_values]
+    def _from_numpy(self, a):
+        return jnp.asarray(a)
 
-    def _run(self, x, states, consts):
-        return self._jit(self.params, x, states, consts)
+    def _flip_time(self, y):
+        return jnp.flip(y, axis=1)
+
+    def _concat_last(self, a, b):
+        return jnp.concatenate([a, b], axis=-1)
+
+    def _draw_dropout(self, shape, rate, batch, key, index):
+        """With ``dropout_key`` (a jax PRNG key) masks come from ``jax.random`` — what a jitted
+        training step needs; without one, from numpy like on every engine."""
+        if key is None:
+            return super()._draw_dropout(shape, rate, batch, key, index)
+        keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (batch,) + tuple(shape))
+        return keep.astype(self.dtype) / (1.0 - rate)
+
+    def _broadcast(self, v, batch, like):
+        if batch is None:  # shapes are static under jax tracing; kept for the hook's contract
+            batch = like.shape[0]
+        return jnp.broadcast_to(v, (batch,) + tuple(v.shape))
+
+    def _shift(self, seq, first, backwards):
+        if backwards:
+            return jnp.concatenate([seq[:, 1:], first[:, None]], axis=1)
+        return jnp.concatenate([first[:, None], seq[:, :-1]], axis=1)
+
+    def _lengths_to_mask(self, lengths, steps):
+        return jnp.arange(steps)[None, :] < lengths[:, None]
+
+    def _detach(self, v):
+        return jax.lax.stop_gradient(v)
+
+    def _sum_abs(self, v):
+        return jnp.sum(jnp.abs(v))
+
+    def _sum_square(self, v):
+        return jnp.sum(jnp.square(v))
+
+    def _param_dict(self):
+        return self.params
 
     def _read_weights(self):
         return self.params

@@ -20,12 +20,12 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def loss_grads(layer, x, weights_out, initial_state=None, constants=None):
+def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
     """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
     w = jnp.asarray(weights_out)
 
     def loss(params):
-        y = layer.apply(params, x, initial_state=initial_state, constants=constants)
+        y = layer.apply(params, x, initial_state=initial_state, constants=constants, **call)
         y = y[0] if isinstance(y, tuple) else y
         return jnp.sum(y * w)
 

@@ -21,12 +21,40 @@ class NumpyLayer(Lowered):
     def _describe(self, a):
         return tuple(a.shape), a.dtype.name
 
-    def _initial_states(self, batch):
-        return [np.broadcast_to(v, (batch,) + v.shape).copy() for v in self._state_values]
+    def _from_numpy(self, a):
+        return np.asarray(a)
 
-    def _run(self, x, states, consts):
-        ys, states = loop.scan(self.step_fn, self.params, x, states, consts, self.options)
-        return self._result(ys, states)
+    def _broadcast(self, v, batch, like):
+        return np.broadcast_to(v, (batch,) + v.shape).copy()
+
+    def _shift(self, seq, first, backwards):
+        if backwards:
+            return np.concatenate([seq[:, 1:], first[:, None]], axis=1)
+        return np.concatenate([first[:, None], seq[:, :-1]], axis=1)
+
+    def _lengths_to_mask(self, lengths, steps):
+        return np.arange(steps)[None, :] < lengths[:, None]
+
+    def _detach(self, v):
+        return v
+
+    def _sum_abs(self, v):
+        return np.abs(v).sum()
+
+    def _sum_square(self, v):
+        return np.square(v).sum()
+
+    def _flip_time(self, y):
+        return np.ascontiguousarray(y[:, ::-1])
+
+    def _concat_last(self, a, b):
+        return np.concatenate([a, b], axis=-1)
+
+    def _param_dict(self):
+        return self.params
+
+    def _loop(self, plan, P, xs, states, consts, steps):
+        return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
 
     def _read_weights(self):
         return self.params

@@ -1,9 +1,10 @@
 """The reference loop: the definition every other engine must match.
 
-``scan(step, P, x, states, consts, options) -> (outputs, final_states)`` with
-``x`` of shape (batch, T, ...). It is exactly the loop in
-:class:`rshop_core.RecurrentModel`'s docstring; ``unroll`` cannot change numbers and is
-ignored here.
+``scan(step, P, xs, states, consts, options, length) -> (outputs, final_states)``:
+``xs`` is a list of scanned sequences (batch, T, ...) — possibly empty (decode), then the
+loop runs ``length`` steps — processed in reverse time order with ``go_backwards``. It is
+exactly the loop in :class:`rshop_core.RecurrentModel`'s docstring; ``unroll`` cannot
+change numbers and is ignored here.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 
 
-def scan(step, P, x, states, consts, options):
-    steps = x.shape[1]
-    order = range(steps - 1, -1, -1) if options.go_backwards else range(steps)
+def scan(step, P, xs, states, consts, options, length):
+    order = range(length - 1, -1, -1) if options.go_backwards else range(length)
     seq, ys = [], None
     states = tuple(states)
     for t in order:
-        ys, states = step(P, x[:, t], states, consts)
+        ys, states = step(P, *[x[:, t] for x in xs], states, consts)
         if options.return_sequences:
             seq.append(ys)
     if options.return_sequences:

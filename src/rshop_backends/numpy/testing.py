@@ -23,6 +23,6 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def loss_grads(layer, x, weights_out, initial_state=None, constants=None):
+def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
     """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter (numpy has none)."""
     raise RshopNotImplementedError("engine 'numpy': expected gradients, received an inference-only engine.")

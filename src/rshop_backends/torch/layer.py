@@ -1,8 +1,11 @@
 """The torch engine's layer object: a trainable ``torch.nn.Module``.
 
-``TorchLayer(x, initial_state=None, constants=None)`` with ``x`` a tensor of shape
-(batch, T, *input_shape) returns, like every engine, the output ((batch, T, ...) with
-``return_sequences``, else (batch, ...)) or ``(y, *states)`` with ``return_states``.
+``TorchLayer(x, initial_state=None, constants=None, **kwargs)`` with ``x`` a tensor of
+shape (batch, T, *input_shape) (or (batch, *input_shape) with ``decode``) returns, like
+every engine, the output ((batch, T, ...) with ``return_sequences``, else (batch, ...)) or
+``(y, *states)`` with ``return_states``. The keyword arguments (masks, sequence lengths,
+teacher forcing, ``training``, ``output_length``) are those of
+:class:`~rshop_backends.lowered.Lowered`; the call runs through ``nn.Module.__call__``.
 
 Parameters are ``nn.Parameter``s registered under their qualified names
 (``"lstm_cell/kernel"``), so ``state_dict()`` keys and ``named_parameters()`` names are
@@ -33,6 +36,23 @@ def _dtype_name(dt: torch.dtype) -> str:
     return str(dt).rpartition(".")[2]
 
 
+def _moved(step, anchor):
+    """``step`` with its literals (``_c*`` globals) on ``anchor``'s device, floats in its dtype."""
+    g = dict(step.__globals__)
+    moved = False
+    for k, v in g.items():
+        if k.startswith("_c") and isinstance(v, torch.Tensor):
+            dt = anchor.dtype if v.is_floating_point() else v.dtype
+            if v.device != anchor.device or v.dtype != dt:
+                g[k] = v.to(device=anchor.device, dtype=dt)
+                moved = True
+    if not moved:
+        return step
+    out = types.FunctionType(step.__code__, g, "step")
+    out.__rshop_source__ = step.__rshop_source__
+    return out
+
+
 class TorchLayer(nn.Module, Lowered):
     """A lowered :class:`~rshop_core.RecurrentModel` as a ``torch.nn.Module``.
 
@@ -45,69 +65,100 @@ class TorchLayer(nn.Module, Lowered):
 
     def __init__(self, model, dtype, engine_module):
         nn.Module.__init__(self)
-        self._setup(model, dtype, engine_module)
-        self._step = self.step_fn
+        # the anchor first: _setup compiles the inference step, which reads the layer's device
         self.register_buffer(_ANCHOR, torch.empty(0, dtype=getattr(torch, dtype)), persistent=False)
+        self._steps: dict = {}  # (plan key, device, dtype) -> step with literals on that device
+        self._setup(model, dtype, engine_module)
         weights = self.initial_weights()
-        for q, spec in model.graph.params.items():
+        for q, spec in model.param_specs.items():
             p = nn.Parameter(torch.from_numpy(weights[q]), requires_grad=spec.trainable)
             self.register_parameter(q, p)
-        self._state_cache: dict = {}
 
     def extra_repr(self) -> str:
         return f"model={self.model.name!r}, dtype={self.dtype}, options={self.options.to_json()}"
 
     # -- calling ------------------------------------------------------------------
-    def forward(self, x, initial_state=None, constants=None):
-        """What :meth:`Lowered.__call__` does, with initial states made on ``x``'s device."""
-        states, consts = self._check(x, initial_state, constants)
-        if states is None:
-            states = self._initial_states(x.shape[0], x)
-        return self._run(x, list(states), list(consts))
+    def forward(self, x, initial_state=None, constants=None, **kwargs):
+        """What :meth:`Lowered.__call__` does, on the module's current parameters.
+
+        Keyword arguments (``mask``, ``sequence_lengths``, ``ground_truth``,
+        ``initial_readout``, ``training``, ``output_length``) are those of
+        :meth:`Lowered._call`.
+        """
+        return self._call(self._parameters, x, initial_state, constants, **kwargs)
+
+    # -- Lowered hooks ---------------------------------------------------------------
+    @property
+    def _anchor(self):
+        return getattr(self, _ANCHOR)
 
     def _describe(self, a):
         return tuple(a.shape), _dtype_name(a.dtype)
 
-    def _initial_states(self, batch, like=None):
-        """Each state initializer's value, (batch, *shape), on ``like``'s device and dtype."""
-        like = getattr(self, _ANCHOR) if like is None else like
-        key = (like.device, like.dtype)
-        per_example = self._state_cache.get(key)
-        if per_example is None:
-            per_example = [torch.as_tensor(v, dtype=like.dtype, device=like.device)
-                           for v in self._state_values]
-            self._state_cache[key] = per_example
-        return [v.expand((batch,) + tuple(v.shape)).clone() for v in per_example]
+    def _from_numpy(self, a):
+        # a copy: numpy may hand over read-only views (broadcasts), which torch warns about
+        return torch.from_numpy(np.array(a)).to(self._anchor.device)
 
-    def _run(self, x, states, consts):
+    def _zeros(self, shape, batch, like):
+        self._need_batch(batch, "zero states")
+        return torch.zeros((batch,) + tuple(shape), dtype=self._anchor.dtype, device=self._anchor.device)
+
+    def _broadcast(self, v, batch, like):
+        if batch is None:
+            batch = like.shape[0]
+        # expand + clone: an independent tensor whose gradient flows back into ``v``
+        return v.expand((batch,) + tuple(v.shape)).clone()
+
+    def _shift(self, seq, first, backwards):
+        if backwards:
+            return torch.cat([seq[:, 1:], first[:, None]], dim=1)
+        return torch.cat([first[:, None], seq[:, :-1]], dim=1)
+
+    def _lengths_to_mask(self, lengths, steps):
+        return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
+
+    def _detach(self, v):
+        return v.detach()
+
+    def _sum_abs(self, v):
+        return v.abs().sum()
+
+    def _sum_square(self, v):
+        return v.square().sum()
+
+    def _flip_time(self, y):
+        return torch.flip(y, dims=(1,))
+
+    def _concat_last(self, a, b):
+        return torch.cat([a, b], dim=-1)
+
+    def _param_dict(self):
         # the module's current parameters, read at call time, keyed by qualified name
-        ys, states = loop.scan(self._step, self._parameters, x, states, consts, self.options)
-        return self._result(ys, states)
+        return self._parameters
+
+    def _loop(self, plan, P, xs, states, consts, steps):
+        return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
+
+    def _step(self, plan):
+        """The plan's generated step, with its literals on the anchor's device and dtype."""
+        anchor = self._anchor
+        key = (plan.key, anchor.device, anchor.dtype)
+        step = self._steps.get(key)
+        if step is None:
+            step = self._steps[key] = _moved(super()._step(plan), anchor)
+        return step
 
     # -- device / dtype moves -------------------------------------------------------
     def _apply(self, fn, *args, **kwargs):
         out = super()._apply(fn, *args, **kwargs)
         self._rebind()
+        if self._carried is not None:  # stateful: the carried states follow the move
+            self._carried = [fn(c) for c in self._carried]
         return out
 
     def _rebind(self):
-        """Follow a move: compute in the anchor's dtype, with literals on its device."""
-        anchor = getattr(self, _ANCHOR)
-        self.dtype = _dtype_name(anchor.dtype)
-        g = dict(self.step_fn.__globals__)
-        moved = False
-        for k, v in g.items():
-            if k.startswith("_c") and isinstance(v, torch.Tensor):
-                dt = anchor.dtype if v.is_floating_point() else v.dtype
-                if v.device != anchor.device or v.dtype != dt:
-                    g[k] = v.to(device=anchor.device, dtype=dt)
-                    moved = True
-        if moved:
-            step = types.FunctionType(self.step_fn.__code__, g, "step")
-            step.__rshop_source__ = self.step_fn.__rshop_source__
-            self._step = step
-        else:
-            self._step = self.step_fn
+        """Follow a move: compute in (and check arguments against) the anchor's dtype."""
+        self.dtype = _dtype_name(self._anchor.dtype)
 
     # -- weights ----------------------------------------------------------------------
     def _read_weights(self):

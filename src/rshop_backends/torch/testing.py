@@ -21,10 +21,10 @@ def to_numpy(a) -> np.ndarray:
     return a.detach().cpu().numpy()
 
 
-def loss_grads(layer, x, weights_out, initial_state=None, constants=None):
+def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
     """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
     layer.zero_grad(set_to_none=True)
-    y = layer(x, initial_state=initial_state, constants=constants)
+    y = layer(x, initial_state=initial_state, constants=constants, **call)
     y = y[0] if isinstance(y, tuple) else y
     loss = (y * torch.as_tensor(weights_out, dtype=y.dtype)).sum()
     if loss.requires_grad:  # False when no trainable parameter reaches the output

@@ -3,6 +3,7 @@
 from .base import Cell
 from .gru import GRUCell
 from .lstm import LSTMCell
+from .nested import ModelCell
 from .simple_rnn import SimpleRNNCell
 
-__all__ = ["Cell", "SimpleRNNCell", "GRUCell", "LSTMCell"]
+__all__ = ["Cell", "SimpleRNNCell", "GRUCell", "LSTMCell", "ModelCell"]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers
+from .. import activations, initializers, regularizers
+from .. import functional as F
 from ..errors import RshopConfigError, RshopShapeError
 from ..layers.base import Layer
 from ..symbolic import Input, Tensor
@@ -34,7 +35,30 @@ class Cell(Layer):
                 value = activations.get(value, f"{where} {key}")
             elif key.endswith("initializer"):
                 value = initializers.get(value, f"{where} {key}")
+            elif key.endswith("regularizer"):
+                value = regularizers.get(value, f"{where} {key}")
+            elif key.endswith("dropout"):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                    raise RshopConfigError(f"{where} {key}: expected a rate in [0, 1), received {value!r}.")
+                value = float(value)
             setattr(self, key, value)
+
+    def _kernels(self, x, h, width):
+        """``kernel`` (in, width), ``recurrent_kernel`` (units, width), and x and h after the
+        cell's dropout (``dropout`` on x, ``recurrent_dropout`` on h: one mask per sequence)."""
+        dt = x.dtype
+        k = self.add_weight("kernel", (x.shape[-1], width), self.kernel_initializer, dt,
+                            regularizer=self.kernel_regularizer)
+        r = self.add_weight("recurrent_kernel", (self.units, width), self.recurrent_initializer, dt,
+                            regularizer=self.recurrent_regularizer)
+        if self.dropout:
+            x = F.dropout(x, self.dropout, name=f"{self.name}/dropout")
+        if self.recurrent_dropout:
+            h = F.dropout(h, self.recurrent_dropout, name=f"{self.name}/recurrent_dropout")
+        return k, r, x, h
+
+    def _bias(self, shape, initializer, dtype):
+        return self.add_weight("bias", shape, initializer, dtype, regularizer=self.bias_regularizer)
 
     def state_shapes(self) -> list:
         return [(self.units,)] * len(self.state_names)

@@ -24,31 +24,34 @@ class GRUCell(Cell):
 
     def __init__(self, units, input_dim=None, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", reset_after=True, name=None):
+                 bias_initializer="zeros", reset_after=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
         super().__init__(units, input_dim, name)
         self._resolve(activation=activation, recurrent_activation=recurrent_activation, use_bias=bool(use_bias),
                       kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
-                      bias_initializer=bias_initializer, reset_after=bool(reset_after))
+                      bias_initializer=bias_initializer, reset_after=bool(reset_after),
+                      kernel_regularizer=kernel_regularizer,
+                      recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+                      dropout=dropout, recurrent_dropout=recurrent_dropout)
 
     def step(self, x, states):
         (h,) = states
         u, dt = self.units, x.dtype
-        k = self.add_weight("kernel", (x.shape[-1], 3 * u), self.kernel_initializer, dt)
-        r = self.add_weight("recurrent_kernel", (u, 3 * u), self.recurrent_initializer, dt)
+        k, r, x, h_in = self._kernels(x, h, 3 * u)  # h_in: h after recurrent dropout, for the matmuls
         xw = F.matmul(x, k)
         b_in = b_rec = None
         if self.use_bias:
             if self.reset_after:
-                b = self.add_weight("bias", (2, 3 * u), self.bias_initializer, dt)
+                b = self._bias((2, 3 * u), self.bias_initializer, dt)
                 b_in, b_rec = (F.reshape(p, [3 * u]) for p in F.split(b, 2, axis=0))
             else:
-                b_in = self.add_weight("bias", (3 * u,), self.bias_initializer, dt)
+                b_in = self._bias((3 * u,), self.bias_initializer, dt)
         if b_in is not None:
             xw = F.add(xw, b_in)
         x_z, x_r, x_h = F.split(xw, 3)
         rz, rr, rh = F.split(r, 3)
         if self.reset_after:
-            hu = F.matmul(h, r)
+            hu = F.matmul(h_in, r)
             if b_rec is not None:
                 hu = F.add(hu, b_rec)
             h_z, h_r, h_h = F.split(hu, 3)
@@ -56,10 +59,10 @@ class GRUCell(Cell):
             reset = self.recurrent_activation(F.add(x_r, h_r))
             n = self.activation(F.add(x_h, F.multiply(reset, h_h)))
         else:
-            hu = F.matmul(h, F.concat([rz, rr]))
+            hu = F.matmul(h_in, F.concat([rz, rr]))
             h_z, h_r = F.split(hu, 2)
             z = self.recurrent_activation(F.add(x_z, h_z))
             reset = self.recurrent_activation(F.add(x_r, h_r))
-            n = self.activation(F.add(x_h, F.matmul(F.multiply(reset, h), rh)))
+            n = self.activation(F.add(x_h, F.matmul(F.multiply(reset, h_in), rh)))
         h_new = F.add(F.multiply(z, h), F.multiply(F.subtract(1.0, z), n))
         return h_new, [h_new]

@@ -28,23 +28,26 @@ class LSTMCell(Cell):
 
     def __init__(self, units, input_dim=None, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", unit_forget_bias=True, name=None):
+                 bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
         super().__init__(units, input_dim, name)
         self._resolve(activation=activation, recurrent_activation=recurrent_activation, use_bias=bool(use_bias),
                       kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
-                      bias_initializer=bias_initializer, unit_forget_bias=bool(unit_forget_bias))
+                      bias_initializer=bias_initializer, unit_forget_bias=bool(unit_forget_bias),
+                      kernel_regularizer=kernel_regularizer,
+                      recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+                      dropout=dropout, recurrent_dropout=recurrent_dropout)
 
     def step(self, x, states):
         h, c = states
-        u, dt = self.units, x.dtype
-        k = self.add_weight("kernel", (x.shape[-1], 4 * u), self.kernel_initializer, dt)
-        r = self.add_weight("recurrent_kernel", (u, 4 * u), self.recurrent_initializer, dt)
-        z = F.add(F.matmul(x, k), F.matmul(h, r))
+        u = self.units
+        k, r, x, h_in = self._kernels(x, h, 4 * u)
+        z = F.add(F.matmul(x, k), F.matmul(h_in, r))
         if self.use_bias:
             b_init = self.bias_initializer
             if self.unit_forget_bias:
                 b_init = Concatenate([(u, b_init), (u, "ones"), (2 * u, b_init)])
-            z = F.add(z, self.add_weight("bias", (4 * u,), b_init, dt))
+            z = F.add(z, self._bias((4 * u,), b_init, x.dtype))
         zi, zf, zg, zo = F.split(z, 4)
         i, f, o = self.recurrent_activation(zi), self.recurrent_activation(zf), self.recurrent_activation(zo)
         c = F.add(F.multiply(f, c), F.multiply(i, self.activation(zg)))

@@ -14,18 +14,20 @@ class SimpleRNNCell(Cell):
 
     def __init__(self, units, input_dim=None, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", name=None):
+                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
+                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
         super().__init__(units, input_dim, name)
         self._resolve(activation=activation, use_bias=bool(use_bias), kernel_initializer=kernel_initializer,
-                      recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer)
+                      recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
+                      kernel_regularizer=kernel_regularizer,
+                      recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
+                      dropout=dropout, recurrent_dropout=recurrent_dropout)
 
     def step(self, x, states):
         (h,) = states
-        u, dt = self.units, x.dtype
-        k = self.add_weight("kernel", (x.shape[-1], u), self.kernel_initializer, dt)
-        r = self.add_weight("recurrent_kernel", (u, u), self.recurrent_initializer, dt)
-        z = F.add(F.matmul(x, k), F.matmul(h, r))
+        k, r, x, h_in = self._kernels(x, h, self.units)
+        z = F.add(F.matmul(x, k), F.matmul(h_in, r))
         if self.use_bias:
-            z = F.add(z, self.add_weight("bias", (u,), self.bias_initializer, dt))
+            z = F.add(z, self._bias((self.units,), self.bias_initializer, x.dtype))
         h = self.activation(z)
         return h, [h]

@@ -1,8 +1,8 @@
 """Layers for writing step models: Dense, Activation and the Keras-style merges."""
 
 from .base import Layer
-from .core import Activation, Dense
+from .core import Activation, Dense, Dropout
 from .merge import add, average, concatenate, maximum, multiply, subtract
 
-__all__ = ["Layer", "Dense", "Activation", "add", "subtract", "multiply", "average", "maximum",
+__all__ = ["Layer", "Dense", "Activation", "Dropout", "add", "subtract", "multiply", "average", "maximum",
            "concatenate"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from .. import initializers
+from .. import initializers, regularizers
 from ..dtypes import check_float_dtype
 from ..errors import RshopConfigError, RshopShapeError
 from ..symbolic import Tensor
@@ -31,7 +31,8 @@ class Layer:
         self.name = name or _snake(type(self).__name__)
         self._weights: dict = {}
 
-    def add_weight(self, local: str, shape, initializer="zeros", dtype="float32", trainable=True) -> Tensor:
+    def add_weight(self, local: str, shape, initializer="zeros", dtype="float32", trainable=True,
+                   regularizer=None) -> Tensor:
         """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor."""
         where = f"layer {self.name!r} weight {local!r}"
         if not isinstance(local, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", local):
@@ -45,8 +46,8 @@ class Layer:
                     f"{where}: expected shape {t.type.shape} (built by an earlier call), received {shape}. "
                     "A layer called twice must see inputs of the same feature size.")
             return t
-        spec = {"shape": shape, "dtype": dtype, "initializer": initializers.get(initializer),
-                "trainable": bool(trainable)}
+        spec = {"shape": shape, "dtype": dtype, "initializer": initializers.get(initializer, where),
+                "trainable": bool(trainable), "regularizer": regularizers.get(regularizer, where)}
         t = Tensor("param", (), {}, TensorType(shape, dtype, False), f"{self.name}/{local}",
                    param=(self, local, spec))
         self._weights[local] = t

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers
+from .. import activations, initializers, regularizers
 from .. import functional as F
 from ..errors import RshopConfigError, RshopShapeError
 from ..symbolic import Tensor
@@ -19,7 +19,7 @@ class Dense(Layer):
     """``activation(x @ kernel + bias)``; kernel (in, units), bias (units,)."""
 
     def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", name=None):
+                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, name=None):
         super().__init__(name)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise RshopConfigError(f"Dense {self.name!r}: expected units > 0, received {units!r}.")
@@ -27,18 +27,36 @@ class Dense(Layer):
         self.activation = activations.get(activation, f"Dense {self.name!r} activation")
         self.kernel_initializer = initializers.get(kernel_initializer, f"Dense {self.name!r} kernel_initializer")
         self.bias_initializer = initializers.get(bias_initializer, f"Dense {self.name!r} bias_initializer")
+        self.kernel_regularizer = regularizers.get(kernel_regularizer, f"Dense {self.name!r} kernel_regularizer")
+        self.bias_regularizer = regularizers.get(bias_regularizer, f"Dense {self.name!r} bias_regularizer")
 
     def __call__(self, x):
         _check_tensor(self, x)
         if x.type.rank < 1 or x.shape[-1] is None:
             raise RshopShapeError(
                 f"layer {self.name!r}: expected an input with a known last axis, received {x.type.describe()}.")
-        k = self.add_weight("kernel", (x.shape[-1], self.units), self.kernel_initializer, x.dtype)
+        k = self.add_weight("kernel", (x.shape[-1], self.units), self.kernel_initializer, x.dtype,
+                            regularizer=self.kernel_regularizer)
         y = F.matmul(x, k, name=f"{self.name}/matmul")
         if self.use_bias:
-            y = F.add(y, self.add_weight("bias", (self.units,), self.bias_initializer, x.dtype),
-                      name=f"{self.name}/bias_add")
+            b = self.add_weight("bias", (self.units,), self.bias_initializer, x.dtype,
+                                regularizer=self.bias_regularizer)
+            y = F.add(y, b, name=f"{self.name}/bias_add")
         return self.activation(y)
+
+
+class Dropout(Layer):
+    """Variational dropout of ``rate``: one mask per sequence during training calls, identity otherwise."""
+
+    def __init__(self, rate, name=None):
+        super().__init__(name)
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise RshopConfigError(f"Dropout {self.name!r}: expected a rate in [0, 1), received {rate!r}.")
+        self.rate = float(rate)
+
+    def __call__(self, x):
+        _check_tensor(self, x)
+        return F.dropout(x, self.rate, name=self.name) if self.rate else x
 
 
 class Activation(Layer):

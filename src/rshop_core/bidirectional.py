@@ -1,0 +1,74 @@
+"""Bidirectional: a model run forwards and a copy of it run backwards over the same x.
+
+The backward copy has its own parameters (``backward/...``; the forward ones are
+``forward/...`` and start from the wrapped model's weights) and ``go_backwards`` flipped.
+Its output sequence is flipped back to time order before merging with ``merge_mode``:
+``"concat"`` (last axis), ``"sum"``, ``"mul"``, ``"ave"`` or ``None`` (both, forward first).
+With a ``mask`` or ``sequence_lengths`` the backward pass starts on the padding, which is
+masked (states untouched), so each sequence is effectively reversed within its own length.
+Returned states: the forward model's, then the backward model's.
+"""
+
+from __future__ import annotations
+
+from .errors import RshopConfigError
+from .model import RecurrentModel, check_weights
+
+MERGE_MODES = ("concat", "sum", "mul", "ave", None)
+
+
+class Bidirectional:
+    def __init__(self, model, merge_mode="concat", name=None, seed=None):
+        if not isinstance(model, RecurrentModel):
+            raise RshopConfigError(f"Bidirectional: expected a RecurrentModel, received {model!r}.")
+        if merge_mode not in MERGE_MODES:
+            raise RshopConfigError(f"Bidirectional: expected merge_mode in {list(MERGE_MODES)}, received {merge_mode!r}.")
+        model._require_built()
+        o = model.options
+        for flag in ("decode", "teacher_force", "stateful"):
+            if getattr(o, flag):
+                raise RshopConfigError(f"Bidirectional: expected a model without {flag}=True, received one. Wrap the "
+                                       "model without it.")
+        self.name = name or f"bidirectional_{model.name}"
+        self.merge_mode = merge_mode
+        self.forward = model.clone("forward", prefix="forward")
+        self.backward = model.clone("backward", prefix="backward", seed=model.seed + 1 if seed is None else seed,
+                                    go_backwards=not o.go_backwards)
+        self.options = o
+        self.seed = model.seed
+        self.readout_spec = None
+        self.state_specs = self.forward.state_specs + self.backward.state_specs
+        self.param_specs = {**self.forward.param_specs, **self.backward.param_specs}
+        self._weights = {**self.forward._weights, **self.backward._weights}
+        self._lowered_cache: dict = {}
+        self._call_layer = None
+
+    @property
+    def dtype(self):
+        return self.forward.dtype
+
+    @property
+    def input_shape(self):
+        return self.forward.input_shape
+
+    def __repr__(self):
+        return f"<Bidirectional {self.name!r} of {self.forward.input_shape} merge {self.merge_mode!r}>"
+
+    def get_weights(self) -> dict:
+        return {k: v.copy() for k, v in self._weights.items()}
+
+    def set_weights(self, weights: dict) -> None:
+        self._weights = check_weights(f"Bidirectional {self.name!r}", self.param_specs, weights)
+        for part in (self.forward, self.backward):
+            part._weights = {k: self._weights[k] for k in part.param_specs}
+        self._call_layer = None
+
+    def lower(self, engine: str | None = None, dtype: str | None = None):
+        from rshop_backends import lower
+
+        return lower(self, engine, dtype)
+
+    def __call__(self, x, **kwargs):
+        if self._call_layer is None:
+            self._call_layer = self.lower()
+        return self._call_layer(x, **kwargs)

@@ -1,0 +1,76 @@
+"""Nesting: a RecurrentModel (or RecurrentSequential) used as a cell of another step.
+
+``model.get_cell()`` returns a :class:`ModelCell`. Calling it inside another step graph
+inlines the model's step: its parameters become the parent's, named
+``<cell name>/<their qualified name>`` and starting from the nested model's current
+weights; its states (a readout included) become states of the parent, named
+``<cell name>/<state>``. Nesting goes to any depth.
+"""
+
+from __future__ import annotations
+
+from ..errors import RshopConfigError, RshopShapeError
+from ..layers.base import Layer
+from ..replay import replay
+from ..symbolic import Tensor
+from ..types import TensorType
+from .base import Cell
+
+
+class ModelCell(Cell):
+    """A built RecurrentModel as a cell: ``cell(x, states, constants=None) -> (output, new_states)``."""
+
+    def __init__(self, model, name=None):
+        Layer.__init__(self, name or model.name)
+        model._require_built()
+        self.model = model
+        self.units = None
+        self.input_dim = model.input_shape[-1] if model.input_shape else None
+        g = model.graph
+        names = [s.name for s in model.state_specs] + (["readout"] if model.readout_spec else [])
+        self.state_names = tuple(f"{self.name}/{n}" for n in names)
+        self._state_shapes = [g.nodes[i].type.shape for i in g.states]
+        self._initializers = [s.initializer for s in model.state_specs] + (["zeros"] if model.readout_spec else [])
+
+    def state_shapes(self) -> list:
+        return list(self._state_shapes)
+
+    def initial_value(self, local):
+        """The nested model's current value of its parameter ``local`` (a qualified name)."""
+        return self.model._weights[local]
+
+    def __call__(self, x, states, constants=None):
+        where = f"cell {self.name!r} (nested RecurrentModel {self.model.name!r})"
+        g = self.model.graph
+        want = g.nodes[g.x[0]].type
+        if not isinstance(x, Tensor) or x.type != want:
+            got = x.type.describe() if isinstance(x, Tensor) else type(x).__name__
+            raise RshopShapeError(f"{where}: expected x of type {want.describe()}, received {got}.")
+        states = list(states)
+        if len(states) != len(g.states):
+            raise RshopConfigError(f"{where}: expected {len(g.states)} states {list(self.state_names)}, "
+                                   f"received {len(states)}.")
+        for i, (s, sid) in enumerate(zip(states, g.states)):
+            if not isinstance(s, Tensor) or s.type != g.nodes[sid].type:
+                got = s.type.describe() if isinstance(s, Tensor) else type(s).__name__
+                raise RshopShapeError(f"{where}, state #{i} {self.state_names[i]!r}: expected "
+                                      f"{g.nodes[sid].type.describe()}, received {got}.")
+        constants = list(constants or [])
+        if len(constants) != len(g.constants):
+            raise RshopConfigError(f"{where}: expected {len(g.constants)} constant(s), received {len(constants)}.")
+        env = {g.x[0]: x, **dict(zip(g.states, states)), **dict(zip(g.constants, constants))}
+        out = replay(g, env, lambda n, args: self._param(n.attrs["name"]) if n.op == "param" else None)
+        return out[g.outputs[0]], [out[i] for i in g.final_states]
+
+    def _param(self, qualified):
+        if qualified not in self._weights:  # one symbolic parameter per nested parameter, shared by calls
+            spec = self.model.graph.params[qualified]
+            self._weights[qualified] = Tensor(
+                "param", (), {}, TensorType(spec.shape, spec.dtype, False), f"{self.name}/{qualified}",
+                param=(self, qualified, {"shape": spec.shape, "dtype": spec.dtype, "initializer": spec.initializer,
+                                         "trainable": spec.trainable, "regularizer": spec.regularizer}))
+        return self._weights[qualified]
+
+    def get_layer(self, **options):
+        options.setdefault("state_initializer", self._initializers)
+        return super().get_layer(**options)

@@ -1,0 +1,46 @@
+"""Replay a step graph as symbolic tensors, substituting inputs and rewriting nodes.
+
+Graph rewrites (execution plans, nesting) are written as replays: every node is applied
+again through :func:`rshop_core.symbolic.apply`, so the result is type-checked and then
+traced and verified like any user graph.
+"""
+
+from __future__ import annotations
+
+from .symbolic import Tensor, apply
+from .types import TensorType
+
+
+def param_tensor(spec, qualified: str | None = None) -> Tensor:
+    """A symbolic parameter already carrying its qualified name (``spec`` a ParamSpec)."""
+    name = qualified or spec.name
+    return Tensor("param", (), {}, TensorType(spec.shape, spec.dtype, False), name,
+                  param=(None, name, {"shape": spec.shape, "dtype": spec.dtype,
+                                      "initializer": spec.initializer, "trainable": spec.trainable,
+                                      "regularizer": spec.regularizer}))
+
+
+def replay(graph, inputs: dict, rewrite=None, rename=None) -> dict:
+    """Re-apply every node of ``graph``; returns node id -> Tensor.
+
+    ``inputs`` maps the ids of ``input`` nodes to the Tensors that replace them.
+    ``rewrite(node, args) -> Tensor | None`` may replace a node (None keeps it).
+    ``rename(qualified) -> qualified`` renames parameters (nesting prefixes them).
+    """
+    out: dict = {}
+    for n in graph.nodes:
+        if n.op == "input":
+            out[n.id] = inputs[n.id]
+            continue
+        args = [out[i] for i in n.inputs]
+        new = rewrite(n, args) if rewrite else None
+        if new is not None:
+            out[n.id] = new
+        elif n.op == "param":
+            spec = graph.params[n.attrs["name"]]
+            out[n.id] = param_tensor(spec, rename(spec.name) if rename else None)
+        elif n.op == "constant":
+            out[n.id] = Tensor("constant", (), dict(n.attrs), n.type, n.name)
+        else:
+            out[n.id] = apply(n.op, args, n.attrs, name=n.name)
+    return out
