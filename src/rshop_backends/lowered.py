@@ -3,7 +3,7 @@
 An engine's layer class mixes in :class:`Lowered` and implements small hooks over its own
 arrays: ``_describe(a) -> (shape, dtype)``, ``_native`` (accepted array types),
 ``_from_numpy(a)``, ``_broadcast(v, batch, like)``, ``_shift(seq, first, backwards)``,
-``_lengths_to_mask(lengths, steps)``, ``_detach(v)``, ``_sum_abs(v)``, ``_sum_square(v)``,
+``_lengths_to_mask(lengths, steps, like)``, ``_detach(v)``, ``_sum_abs(v)``, ``_sum_square(v)``,
 ``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``,
 ``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``) and the weight accessors
 ``_read_weights()`` / ``_write_weights(d)``. Everything else — checks, execution plans,
@@ -136,7 +136,7 @@ class Lowered:
             elif src == "ground_truth":
                 xs.append(self._shift(ground_truth, readout, opts.go_backwards))
             else:
-                xs.append(mask if mask is not None else self._lengths_to_mask(sequence_lengths, steps))
+                xs.append(mask if mask is not None else self._lengths_to_mask(sequence_lengths, steps, x))
         user = list(states_given) if states_given is not None else self._default_states(model, P, batch, x)
         g = model.graph
         states = []

@@ -6,6 +6,7 @@ torch or tensorflow. Importing this package imports no framework.
 """
 
 from . import activations, cells, functional, initializers, layers, regularizers
+from .bidirectional import Bidirectional
 from .errors import (
                      RshopConfigError,
                      RshopDTypeError,
@@ -16,10 +17,9 @@ from .errors import (
                      RshopShapeError,
 )
 from .graph import Node, StepGraph, verify
-from .bidirectional import Bidirectional
 from .model import RecurrentModel
-from .sequential import RecurrentSequential
 from .options import LoopOptions
+from .sequential import RecurrentSequential
 from .specs import ParamSpec, StateSpec
 from .symbolic import Input, Tensor
 from .types import TensorType
@@ -27,7 +27,8 @@ from .types import TensorType
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Tensor", "RecurrentModel", "RecurrentSequential", "Bidirectional", "LoopOptions", "ParamSpec", "StateSpec", "TensorType",
+    "Input", "Tensor", "RecurrentModel", "RecurrentSequential", "Bidirectional", "LoopOptions", "ParamSpec",
+    "StateSpec", "TensorType",
     "StepGraph", "Node", "verify", "activations", "cells", "functional", "initializers", "layers", "regularizers",
     "RshopError", "RshopShapeError", "RshopDTypeError", "RshopConfigError", "RshopFormatError",
     "RshopEngineError", "RshopNotImplementedError",

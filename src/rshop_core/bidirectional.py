@@ -22,7 +22,8 @@ class Bidirectional:
         if not isinstance(model, RecurrentModel):
             raise RshopConfigError(f"Bidirectional: expected a RecurrentModel, received {model!r}.")
         if merge_mode not in MERGE_MODES:
-            raise RshopConfigError(f"Bidirectional: expected merge_mode in {list(MERGE_MODES)}, received {merge_mode!r}.")
+            raise RshopConfigError(
+                f"Bidirectional: expected merge_mode in {list(MERGE_MODES)}, received {merge_mode!r}.")
         model._require_built()
         o = model.options
         for flag in ("decode", "teacher_force", "stateful"):

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rshop_core.errors import RshopEngineError
+from rshop_core.errors import RshopConfigError, RshopEngineError
 from rshop_core.model import check_weights
 
 from ..lowered import Lowered
@@ -116,11 +116,18 @@ class JaxLayer(Lowered):
             return jnp.concatenate([seq[:, 1:], first[:, None]], axis=1)
         return jnp.concatenate([first[:, None], seq[:, :-1]], axis=1)
 
-    def _lengths_to_mask(self, lengths, steps):
+    def _lengths_to_mask(self, lengths, steps, like):
         return jnp.arange(steps)[None, :] < lengths[:, None]
 
     def _detach(self, v):
-        return jax.lax.stop_gradient(v)
+        """The carried state of a stateful layer: a concrete array, never a tracer."""
+        v = jax.lax.stop_gradient(v)
+        if isinstance(v, jax.core.Tracer):
+            raise RshopConfigError(
+                f"{self._where}: expected a stateful layer to be called eagerly, received a call under jax.jit "
+                "(a traced state cannot be kept between calls). Inside jit, pass initial_state= and use "
+                "return_states=True to carry states yourself.")
+        return v
 
     def _sum_abs(self, v):
         return jnp.sum(jnp.abs(v))

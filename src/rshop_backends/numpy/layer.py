@@ -32,7 +32,7 @@ class NumpyLayer(Lowered):
             return np.concatenate([seq[:, 1:], first[:, None]], axis=1)
         return np.concatenate([first[:, None], seq[:, :-1]], axis=1)
 
-    def _lengths_to_mask(self, lengths, steps):
+    def _lengths_to_mask(self, lengths, steps, like):
         return np.arange(steps)[None, :] < lengths[:, None]
 
     def _detach(self, v):

@@ -1,11 +1,14 @@
 """The tensorflow engine's layer object: a ``tf.Module`` holding ``tf.Variable`` s.
 
-``layer(x, initial_state=None, constants=None)`` takes ``tf.Tensor`` / ``tf.Variable``
-arguments, x of shape (batch, T, *input_shape). The engine-neutral checks of
-:class:`~rshop_backends.lowered.Lowered` run eagerly on every call (before any tracing,
-so errors read as on every engine), then a ``tf.function`` (``reduce_retracing``) runs
-the loop of :mod:`.loop`: at most two traces whatever the batch sizes and sequence
-lengths, except ``unroll=True`` (which needs a static T): one function per T.
+``layer(x, initial_state=None, constants=None, **kwargs)`` (see
+:class:`~rshop_backends.lowered.Lowered`) takes ``tf.Tensor`` / ``tf.Variable`` arguments,
+x of shape (batch, T, *input_shape) ((batch, *input_shape) with ``decode``). The
+engine-neutral checks and the execution plan (readout, teacher forcing, masks, dropout
+masks, initial and carried states) are handled eagerly on every call (before any tracing,
+so errors read as on every engine), then a ``tf.function`` (``reduce_retracing``) per
+plan runs the loop of :mod:`.loop`: at most two traces per plan whatever the batch sizes,
+sequence lengths and decode lengths, except ``unroll=True`` (which needs a static T): one
+function per T.
 """
 
 from __future__ import annotations
@@ -53,35 +56,75 @@ class TensorFlowLayer(tf.Module, Lowered):
         super().__init__(name=_identifier(model.name))
         self._setup(model, dtype, engine_module)
         self.jit_compile = JIT_COMPILE if jit_compile is None else bool(jit_compile)
-        specs = model.graph.params
+        specs = model.param_specs
         with self.name_scope:
             self.variables_by_name = {
                 k: tf.Variable(v, trainable=specs[k].trainable, name=_identifier(k))
                 for k, v in self.initial_weights().items()}
-        self._functions = {}  # (T for unroll=True else None, jit) -> tf.function
+        self._functions = {}  # (plan key, T for unroll=True else None, jit) -> tf.function
 
     # -- Lowered hooks ------------------------------------------------------------
     def _describe(self, a):
         """(shape with None for unknown dims, dtype name) of a tf.Tensor or tf.Variable."""
         return tuple(a.shape), a.dtype.name
 
-    def _initial_states(self, batch):
-        if batch is None:  # symbolic x inside a caller's tf.function: filled in _run
-            return [None] * len(self._state_values)
-        return [tf.broadcast_to(tf.constant(v), (batch,) + v.shape) for v in self._state_values]
+    @tf.autograph.experimental.do_not_convert  # plain Python control flow: nothing for autograph to convert
+    def _call(self, P, x, *args, **kwargs):
+        return Lowered._call(self, P, x, *args, **kwargs)  # not super(): autograph mis-resolves it
 
-    def _run(self, x, states, consts):
-        if any(s is None for s in states):
-            batch = tf.shape(x)[0]
-            states = [tf.broadcast_to(tf.constant(v), tf.stack([batch, *v.shape]))
-                      if s is None else s for s, v in zip(states, self._state_values, strict=True)]
-        if self.options.unroll is True and x.shape[1] is None:
+    def _from_numpy(self, a):
+        return tf.constant(a)
+
+    def _broadcast(self, v, batch, like):
+        """(batch, *v.shape); ``batch`` None (a symbolic x): the dynamic batch of ``like``."""
+        shape = tuple(v.shape)
+        if batch is None:
+            return tf.broadcast_to(v, tf.stack([tf.shape(like)[0], *shape]))
+        return tf.broadcast_to(v, (batch,) + shape)
+
+    def _shift(self, seq, first, backwards):
+        if backwards:
+            return tf.concat([seq[:, 1:], first[:, None]], axis=1)
+        return tf.concat([first[:, None], seq[:, :-1]], axis=1)
+
+    def _lengths_to_mask(self, lengths, steps, like):
+        if steps is None:  # unknown T while tracing: x's dynamic T
+            steps = tf.shape(like)[1]
+        return tf.range(steps, dtype=lengths.dtype)[None, :] < lengths[:, None]
+
+    def _detach(self, v):
+        return tf.stop_gradient(v)
+
+    def _sum_abs(self, v):
+        return tf.reduce_sum(tf.abs(v))
+
+    def _sum_square(self, v):
+        return tf.reduce_sum(tf.square(v))
+
+    def _flip_time(self, y):
+        return tf.reverse(y, axis=[1])
+
+    def _concat_last(self, a, b):
+        return tf.concat([a, b], axis=-1)
+
+    def _param_dict(self):
+        return self.variables_by_name
+
+    def _loop(self, plan, P, xs, states, consts, steps):
+        unroll = plan.options.unroll is True
+        if unroll and steps is None:
+            shape = tuple(xs[0].shape) if xs else None
             raise RshopShapeError(
                 f"tensorflow layer of RecurrentModel {self.model.name!r}, argument x: expected a static "
-                f"number of time steps for unroll=True, received shape {tuple(x.shape)}. Trace with a "
+                f"number of time steps for unroll=True, received shape {shape}. Trace with a "
                 "fixed T, or use unroll=False or an int.")
-        ys, states = self._function(x.shape[1])(x, tuple(states), tuple(consts))
-        return self._result(ys, states)
+        if xs:
+            length = None  # T from the scanned sequences inside the function: no retrace per T
+        else:  # decode: `steps` iterations; a tensor (one trace for every length) unless unrolled
+            length = steps if unroll else tf.constant(steps, tf.int32)
+        fn = self._function(plan, steps if unroll else None)
+        ys, finals = fn(P, tuple(xs), tuple(states), tuple(consts), length)
+        return list(ys), list(finals)
 
     def _read_weights(self):
         return {k: v.numpy() for k, v in self.variables_by_name.items()}
@@ -91,8 +134,8 @@ class TensorFlowLayer(tf.Module, Lowered):
             self.variables_by_name[k].assign(a)
 
     # -- the traced loop ------------------------------------------------------------
-    def _function(self, steps):
-        """The tf.function running the loop: one per static T for unroll=True, else one.
+    def _function(self, plan, steps):
+        """The tf.function running the loop of ``plan``: one per static T for unroll=True, else one.
 
         ``reduce_retracing``: the first call traces with its exact shapes (fastest: static
         shapes let TF fold the gradient's shape arithmetic), a call with new shapes traces
@@ -101,20 +144,21 @@ class TensorFlowLayer(tf.Module, Lowered):
         TensorFlow cannot hand the loop's gradient accumulators out of an XLA function.
         """
         jit = self.jit_compile and not _tape_recording()
-        key = (steps if self.options.unroll is True else None, jit)
+        key = (plan.key, steps, jit)
         fn = self._functions.get(key)
         if fn is None:
             # A partial (no __code__) makes TF count traces per layer, not per code object:
             # many layers tracing once each is not the "excessive retracing" TF warns about.
-            fn = tf.function(functools.partial(self._loop), reduce_retracing=True, jit_compile=jit,
-                             autograph=False)
+            fn = tf.function(functools.partial(self._traced, self._step(plan), plan.options), reduce_retracing=True,
+                             jit_compile=jit, autograph=False)
             self._functions[key] = fn
         return fn
 
-    def _loop(self, x, states, consts):
+    @staticmethod
+    def _traced(step, options, P, xs, states, consts, length):
         # Read each variable once, outside the while loop; gradients flow through the read.
-        P = {k: v.value() for k, v in self.variables_by_name.items()}
-        return loop.scan(self.step_fn, P, x, states, consts, self.options)
+        P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
+        return loop.scan(step, P, xs, states, consts, options, length)
 
 
 def _tape_recording() -> bool:

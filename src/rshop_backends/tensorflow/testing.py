@@ -21,12 +21,12 @@ def to_numpy(a) -> np.ndarray:
     return np.asarray(a)
 
 
-def loss_grads(layer, x, weights_out, initial_state=None, constants=None):
+def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
     """Gradients of ``sum(output * weights_out)`` w.r.t. every trainable parameter, as numpy arrays."""
-    names = [k for k, p in layer.model.graph.params.items() if p.trainable]
+    names = [k for k, p in layer.model.param_specs.items() if p.trainable]
     variables = [layer.variables_by_name[k] for k in names]
     with tf.GradientTape() as tape:
-        y = layer(x, initial_state=initial_state, constants=constants)
+        y = layer(x, initial_state=initial_state, constants=constants, **call)
         y = y[0] if isinstance(y, tuple) else y
         loss = tf.reduce_sum(y * tf.constant(weights_out, dtype=y.dtype))
     grads = tape.gradient(loss, variables)

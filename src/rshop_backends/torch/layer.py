@@ -114,7 +114,7 @@ class TorchLayer(nn.Module, Lowered):
             return torch.cat([seq[:, 1:], first[:, None]], dim=1)
         return torch.cat([first[:, None], seq[:, :-1]], dim=1)
 
-    def _lengths_to_mask(self, lengths, steps):
+    def _lengths_to_mask(self, lengths, steps, like):
         return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
 
     def _detach(self, v):
