@@ -224,3 +224,31 @@ def test_errors_for_features_a_model_lacks(engine):
         layer.reset_states()
     with pytest.raises(RshopConfigError, match="output_length: expected the number of steps to decode"):
         decode_model(output_length=None).lower(engine)(native(h, np.zeros((3, 5)), "float32"))
+
+
+def test_stateful_training_call_after_call(trainable_engine):
+    """Gradients through a stateful layer, call after call (torch: no in-place / backward-twice errors)."""
+    h = harness(trainable_engine)
+    model = LSTMCell(4, input_dim=3).get_layer(seed=8, stateful=True, batch_size=3, return_sequences=True)
+    layer = model.lower(trainable_engine)
+    w = np.ones((3, 2, 4), np.float32)
+    for a in range(0, 6, 2):
+        grads = h.loss_grads(layer, native(h, X[:, a:a + 2], "float32"), w)
+        assert all(np.isfinite(g).all() for g in grads.values()) and np.abs(grads["lstm_cell/kernel"]).max() > 0
+    assert layer.states is not None and len(layer.states) == 2
+
+
+def test_nested_states_round_trip(engine):
+    """A nested model's flattened states come back with return_states and go in with initial_state."""
+    from .composition_cases import nested_model
+
+    model = nested_model(return_sequences=True, return_states=True)
+    x = rng.standard_normal((3, 6, 4))
+    full = run(model, engine, x)
+    first = run(model, engine, x[:, :4])
+    second = run(model, engine, x[:, 4:], initial_state=list(first[1:]))
+    assert [s.name for s in model.state_specs] == ["stack/lstm/h", "stack/lstm/c", "stack/simple_rnn_cell/h"]
+    assert len(full) == 1 + 3
+    assert np.abs(np.concatenate([first[0], second[0]], 1) - full[0]).max() <= TOL
+    for a, b in zip(second[1:], full[1:]):
+        assert np.abs(a - b).max() <= TOL
