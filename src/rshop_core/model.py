@@ -283,13 +283,13 @@ class RecurrentModel:
                                    if (rename(k) if rename else k) in model._weights})
         return model
 
-    def __call__(self, x, initial_state=None, constants=None):
-        """Run on the active engine (builds a cell-made model from ``x``'s last axis)."""
+    def __call__(self, x, initial_state=None, constants=None, **kwargs):
+        """Run on the active engine (builds a cell-made model from ``x``'s last axis); keywords as the layer's."""
         if self._builder is not None:
             self.build(int(x.shape[-1]))
         if self._call_layer is None:
             self._call_layer = self.lower()
-        return self._call_layer(x, initial_state=initial_state, constants=constants)
+        return self._call_layer(x, initial_state=initial_state, constants=constants, **kwargs)
 
 
 def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = None, describe=None) -> dict:

@@ -75,6 +75,25 @@ def reference(model, x, initial_state=None, constants=None, **kwargs):
     return run(model, "numpy", x, "float64", initial_state, constants, **kwargs)
 
 
+def central_differences(params: dict, loss) -> dict:
+    """d loss / d p for every entry of every float64 array in ``params`` (perturbed in place)."""
+    from .tolerances import FD_EPS
+
+    grads = {}
+    for name, p in params.items():
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            keep = p[idx]
+            p[idx] = keep + FD_EPS
+            up = loss()
+            p[idx] = keep - FD_EPS
+            down = loss()
+            p[idx] = keep
+            g[idx] = (up - down) / (2 * FD_EPS)
+        grads[name] = g
+    return grads
+
+
 def assert_close(got, want, atol, what):
     assert len(got) == len(want), f"{what}: {len(got)} results, expected {len(want)}"
     for i, (g, w) in enumerate(zip(got, want)):

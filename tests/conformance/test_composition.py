@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from .composition_cases import FEATURES, X
-from .conftest import as_tuple, assert_close, harness, native, reference, run
-from .tolerances import FD_EPS, FORWARD_ATOL, GRAD_RTOL
+from .conftest import as_tuple, assert_close, central_differences, harness, native, reference, run
+from .tolerances import FORWARD_ATOL, GRAD_RTOL
 
 SEQ = dict(return_sequences=True, return_states=True)
 
@@ -34,19 +34,7 @@ def _fd_grads(model, x, call, w_out):
         layer.reseed(0)  # the same dropout masks at every evaluation
         return float(np.sum(as_tuple(layer(x, **call))[0] * w_out))
 
-    grads = {}
-    for name, p in layer.params.items():
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            keep = p[idx]
-            p[idx] = keep + FD_EPS
-            up = loss()
-            p[idx] = keep - FD_EPS
-            down = loss()
-            p[idx] = keep
-            g[idx] = (up - down) / (2 * FD_EPS)
-        grads[name] = g
-    return grads
+    return central_differences(layer.params, loss)
 
 
 @pytest.mark.parametrize("feature", GRAD_FEATURES)

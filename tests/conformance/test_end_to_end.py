@@ -11,8 +11,8 @@ from rshop_core import functional as F
 from rshop_core.cells import LSTMCell
 from rshop_core.layers import Dense
 
-from .conftest import harness, native
-from .tolerances import FD_EPS, GRAD_RTOL
+from .conftest import central_differences, harness, native
+from .tolerances import GRAD_RTOL
 
 
 def encoder():
@@ -87,16 +87,8 @@ def test_gradients_flow_through_encoder_and_decoder(trainable_engine):
     got_e, got_d = engine_grads(trainable_engine, e_model.lower(trainable_engine), d_model.lower(trainable_engine))
     for got, layer in ((got_e, e64), (got_d, d64)):
         assert sorted(got) == sorted(layer.params)
-        for name, p in layer.params.items():
-            fd = np.zeros_like(p)
-            for idx in np.ndindex(p.shape):
-                keep = p[idx]
-                p[idx] = keep + FD_EPS
-                up = numpy_loss(e64, d64)
-                p[idx] = keep - FD_EPS
-                down = numpy_loss(e64, d64)
-                p[idx] = keep
-                fd[idx] = (up - down) / (2 * FD_EPS)
+        want = central_differences(layer.params, lambda: numpy_loss(e64, d64))
+        for name, fd in want.items():
             err = float(np.max(np.abs(got[name] - fd)))
             assert np.abs(got[name]).max() > 0, f"no gradient reached {name}"
             assert err <= GRAD_RTOL["float32"] * max(1.0, float(np.abs(fd).max())), f"{name}: {err:.3g}"

@@ -6,30 +6,14 @@ import numpy as np
 import pytest
 
 from .cases import CASES
-from .conftest import as_tuple, harness
-from .tolerances import FD_EPS, GRAD_RTOL
+from .conftest import as_tuple, central_differences, harness
+from .tolerances import GRAD_RTOL
 
 
 def finite_differences(model, x, w_out, constants=None):
     """Central differences of ``sum(y * w_out)`` on the numpy float64 engine, every parameter entry."""
     layer = model.lower("numpy", "float64")
-
-    def loss():
-        return float(np.sum(as_tuple(layer(x, constants=constants))[0] * w_out))
-
-    grads = {}
-    for name, p in layer.params.items():
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            keep = p[idx]
-            p[idx] = keep + FD_EPS
-            up = loss()
-            p[idx] = keep - FD_EPS
-            down = loss()
-            p[idx] = keep
-            g[idx] = (up - down) / (2 * FD_EPS)
-        grads[name] = g
-    return grads
+    return central_differences(layer.params, lambda: float(np.sum(as_tuple(layer(x, constants=constants))[0] * w_out)))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
