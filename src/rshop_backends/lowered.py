@@ -232,6 +232,16 @@ class Lowered:
         """Replace every parameter; names, shapes and dtypes must match (in ``self.dtype``)."""
         self._write_weights(check_weights(self._where, self.model.param_specs, weights, self.dtype))
 
+    def save(self, path):
+        """Write the model with this layer's CURRENT (e.g. trained) weights to a ``.rshop`` file.
+
+        Weights are stored in the model's dtype (a float64 lowering of a float32 model is cast back).
+        """
+        from rshop_core.serialization import save
+
+        weights = {k: v.astype(self.model.param_specs[k].dtype) for k, v in self.get_weights().items()}
+        return save(self.model, path, weights)
+
     def initial_weights(self) -> dict:
         """The model's weights in this layer's dtype."""
         return {k: v.astype(self.dtype) for k, v in self.model._weights.items()}

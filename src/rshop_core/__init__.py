@@ -20,6 +20,7 @@ from .graph import Node, StepGraph, verify
 from .model import RecurrentModel
 from .options import LoopOptions
 from .sequential import RecurrentSequential
+from .serialization import load
 from .specs import ParamSpec, StateSpec
 from .symbolic import Input, Tensor
 from .types import TensorType
@@ -29,7 +30,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Input", "Tensor", "RecurrentModel", "RecurrentSequential", "Bidirectional", "LoopOptions", "ParamSpec",
     "StateSpec", "TensorType",
-    "StepGraph", "Node", "verify", "activations", "cells", "functional", "initializers", "layers", "regularizers",
+    "StepGraph", "Node", "verify", "load",
+    "activations", "cells", "functional", "initializers", "layers", "regularizers",
     "RshopError", "RshopShapeError", "RshopDTypeError", "RshopConfigError", "RshopFormatError",
     "RshopEngineError", "RshopNotImplementedError",
 ]

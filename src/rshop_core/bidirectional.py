@@ -44,6 +44,28 @@ class Bidirectional:
         self._lowered_cache: dict = {}
         self._call_layer = None
 
+    @classmethod
+    def _from_parts(cls, forward, backward, merge_mode, name):
+        """A Bidirectional from its two directions (what loading builds); checks they pair up."""
+        if (forward.input_shape != backward.input_shape or forward.dtype != backward.dtype
+                or forward.options.go_backwards == backward.options.go_backwards
+                or set(forward.param_specs) & set(backward.param_specs)):
+            raise RshopConfigError(f"Bidirectional {name!r}: expected a forward and a backward model of one input, "
+                                   "opposite directions and distinct parameters.")
+        self = cls.__new__(cls)
+        self.name, self.merge_mode, self.forward, self.backward = name, merge_mode, forward, backward
+        self.options, self.seed, self.readout_spec = forward.options, forward.seed, None
+        self.state_specs = forward.state_specs + backward.state_specs
+        self.param_specs = {**forward.param_specs, **backward.param_specs}
+        self._weights = {**forward._weights, **backward._weights}
+        self._lowered_cache, self._call_layer = {}, None
+        return self
+
+    def save(self, path):
+        from .serialization import save
+
+        return save(self, path)
+
     @property
     def dtype(self):
         return self.forward.dtype

@@ -167,9 +167,13 @@ def verify(g: StepGraph, where: str = "step graph") -> StepGraph:
             if not isinstance(i, int) or not 0 <= i < k:
                 fail(n, f"expected inputs that are earlier nodes (ids < {k}), received {i!r}. "
                         "Nodes must be in topological order.")
+        if n.op in ("input", "param", "constant"):
+            keys = {"input": {"role", "index"}, "param": {"name"}, "constant": {"value", "dtype"}}[n.op]
+            if set(n.attrs) != keys:
+                fail(n, f"expected exactly the attributes {sorted(keys)}, received {sorted(map(str, n.attrs))}.")
         if n.op == "input":
             role, idx = n.attrs.get("role"), n.attrs.get("index")
-            group = {"x": g.x, "state": g.states, "constant": g.constants}.get(role)
+            group = {"x": g.x, "state": g.states, "constant": g.constants}.get(role) if isinstance(role, str) else None
             if group is None or not isinstance(idx, int) or idx >= len(group) or group[idx] != k:
                 fail(n, f"expected to be listed as {role} #{idx} of the graph.")
             if not n.type.batched and role != "constant":
@@ -184,10 +188,12 @@ def verify(g: StepGraph, where: str = "step graph") -> StepGraph:
         elif n.op == "constant":
             pass
         else:
-            want, _ = infer_type(n.op, [g.nodes[i].type for i in n.inputs], n.attrs,
-                                 f"{where}, node %{n.id} {n.name!r} (op {n.op})")
+            want, attrs = infer_type(n.op, [g.nodes[i].type for i in n.inputs], n.attrs,
+                                     f"{where}, node %{n.id} {n.name!r} (op {n.op})")
             if want != n.type:
                 fail(n, f"expected type {want.describe()}, received {n.type.describe()}.", RshopShapeError)
+            if attrs != n.attrs:
+                fail(n, f"expected the attributes {attrs}, received {n.attrs}.")
     for role, group in (("x", g.x), ("state", g.states), ("constant", g.constants)):
         for idx, i in enumerate(group):
             if not 0 <= i < len(g.nodes) or g.nodes[i].op != "input" or g.nodes[i].attrs.get("role") != role:

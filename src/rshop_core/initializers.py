@@ -66,7 +66,12 @@ class Initializer:
     def __call__(self, shape, dtype="float32", rng=None):
         if self.random and rng is None:
             raise RshopConfigError(f"initializer {self.name!r}: expected a numpy Generator, received None.")
-        return np.asarray(self._value(tuple(shape), rng), dtype=np.float64).astype(dtype)
+        value = np.asarray(self._value(tuple(shape), rng), dtype=np.float64)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = value.astype(dtype)
+        if out.dtype.kind == "f" and not np.all(np.isfinite(out)):
+            raise RshopConfigError(f"initializer {self!r}: expected values finite in {dtype}, received overflow.")
+        return out
 
     def _value(self, shape, rng):
         raise NotImplementedError
@@ -287,7 +292,7 @@ def get(spec, where: str = "initializer") -> Initializer:
         return spec
     if isinstance(spec, str) and spec in _REGISTRY:
         return _REGISTRY[spec]()
-    if isinstance(spec, dict) and spec.get("name") in _REGISTRY:
+    if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"] in _REGISTRY:
         cfg = {k: v for k, v in spec.items() if k != "name"}
         try:
             return _REGISTRY[spec["name"]](**cfg)

@@ -13,6 +13,7 @@ from .graph import StepGraph, trace
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
+from .types import TensorType
 
 __all__ = ["RecurrentModel", "learned_state_param"]
 
@@ -155,6 +156,64 @@ class RecurrentModel:
         self._weights = {p.name: values[p.name].astype(p.dtype) if p.name in values else
                          p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
                          for p in self.param_specs.values()}
+
+    @classmethod
+    def _from_ir(cls, name, seed, options, graph, states, readout, params, weights=None) -> "RecurrentModel":
+        """A model from already-verified IR parts (what loading builds); checks they agree.
+
+        ``weights`` (already checked against ``params``) are used as they are; without them the
+        initializers draw fresh ones from ``seed``."""
+        self = cls.__new__(cls)
+        where = f"RecurrentModel {name!r}"
+        self.name, self.seed, self.options = name, seed, options
+        self._state_initializer, self._lowered_cache, self._call_layer, self._builder = None, {}, None, None
+        self.graph, self.state_specs, self.readout_spec = graph, list(states), readout
+        hidden = [readout] if readout is not None else []
+        if len(graph.states) != len(states) + len(hidden):
+            raise RshopConfigError(f"{where}: expected {len(graph.states)} state specs for the graph's states, "
+                                   f"received {len(states) + len(hidden)}.")
+        for spec, i in zip(self.state_specs + hidden, graph.states):
+            if graph.nodes[i].type != TensorType(spec.shape, spec.dtype, True):
+                raise RshopShapeError(f"{where}, state {spec.name!r}: expected the graph's "
+                                      f"{graph.nodes[i].type.describe()}, received {spec.shape} {spec.dtype}.")
+        if readout is not None and graph.nodes[graph.outputs[0]].type != graph.nodes[graph.states[-1]].type:
+            raise RshopShapeError(f"{where}: expected the readout to have the output's type.")
+        if options.teacher_force and readout is None:
+            raise RshopConfigError(f"{where}: expected a readout with teacher_force=True, received none.")
+        dtype = self.dtype
+        if dtype not in ("float32", "float64"):
+            raise RshopDTypeError(f"{where}: expected a floating input, received {dtype}.")
+        want = dict(graph.params)
+        for s in self.state_specs:
+            if isinstance(s.initializer, initializers.Learned):
+                n = learned_state_param(s.name)
+                want[n] = ParamSpec(n, s.shape, s.dtype, s.initializer.initializer)
+        if sorted(want) != sorted(params) or any(params[k].shape != want[k].shape for k in want):
+            raise RshopConfigError(f"{where}: expected the parameters {sorted(want)[:20]}, received "
+                                   f"{sorted(params)[:20]}.")
+        self.param_specs = dict(params)
+        for p in self.param_specs.values():
+            if p.dtype != dtype:
+                raise RshopDTypeError(f"{where}, parameter {p.name!r}: expected dtype {dtype}, received {p.dtype}.")
+        if weights is not None:
+            self._weights = {k: np.array(weights[k]) for k in self.param_specs}
+        else:
+            self._weights = {p.name: p.initializer(p.shape, p.dtype, initializers.rng_for(seed, p.name))
+                             for p in self.param_specs.values()}
+        return self
+
+    def save(self, path):
+        """Write this model and its weights to a ``.rshop`` file (see docs/format.md)."""
+        from .serialization import save
+
+        return save(self, path)
+
+    @classmethod
+    def from_keras(cls, step_model, **kwargs) -> "RecurrentModel":
+        """A RecurrentModel from a Keras functional model of one step (see docs/keras.md)."""
+        from rshop_backends.keras.importer import from_keras_step
+
+        return from_keras_step(step_model, **kwargs)
 
     def build(self, input_dim: int) -> "RecurrentModel":
         """Build a model made from a cell without ``input_dim``; returns ``self``."""

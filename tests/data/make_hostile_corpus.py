@@ -1,0 +1,110 @@
+"""Writes tests/data/hostile/*.rshop: model files a loader must refuse with RshopFormatError.
+
+Run from the repository root: ``python tests/data/make_hostile_corpus.py``. The files are
+committed; this script documents how each was made. None of them does anything when loaded by
+rshop, and each is refused before any payload could matter.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+from rshop_core import serialization
+from rshop_core.cells import LSTMCell
+
+OUT = Path(__file__).parent / "hostile"
+
+
+def base():
+    model = LSTMCell(3, input_dim=2).get_layer(seed=0)
+    raw = serialization.dumps(model)
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        return json.loads(zf.read("model.json")), zf.read("weights.safetensors")
+
+
+def pack(members: dict) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(zipfile.ZipInfo(name, (2020, 1, 1, 0, 0, 0)), data)
+    return buf.getvalue()
+
+
+def with_doc(doc, weights=None, text=None) -> bytes:
+    _, w = base()
+    raw = text.encode() if text is not None else json.dumps(doc).encode()
+    return pack({"model.json": raw, "weights.safetensors": weights if weights is not None else w})
+
+
+class Payload:
+    def __reduce__(self):  # what a pickle-based loader would run; rshop never unpickles
+        return (print, ("this must never run",))
+
+
+def corpus() -> dict:
+    doc, weights = base()
+    out = {}
+    out["pickle_file"] = pickle.dumps(Payload())
+    out["pickle_member"] = pack({"model.json": json.dumps(doc).encode(), "weights.safetensors": weights,
+                                 "model.pkl": pickle.dumps(Payload())})
+    out["pickle_as_weights"] = pack({"model.json": json.dumps(doc).encode(),
+                                     "weights.safetensors": pickle.dumps(Payload())})
+    d = json.loads(json.dumps(doc))
+    d["kind"] = {"module": "os", "class_name": "system", "config": {"command": "echo pwned"}}
+    out["keras_style_class_injection"] = with_doc(d)
+    d = json.loads(json.dumps(doc))
+    d["model"]["graph"]["nodes"][4]["op"] = "__import__"
+    out["unknown_op"] = with_doc(d)
+    d = json.loads(json.dumps(doc))
+    d["model"]["graph"]["nodes"][4]["attrs"] = {"module": "subprocess", "class_name": "Popen"}
+    out["attrs_injection"] = with_doc(d)
+    d = json.loads(json.dumps(doc))
+    d["model"]["params"][0]["initializer"] = {"name": "builtins.eval", "source": "__import__('os')"}
+    out["initializer_injection"] = with_doc(d)
+    d = json.loads(json.dumps(doc))
+    d["model"]["params"][0]["shape"] = [2 ** 40, 2 ** 40]
+    out["huge_param_shape"] = with_doc(d)
+    d = json.loads(json.dumps(doc))
+    d["model"]["graph"]["nodes"][0]["type"]["shape"] = [2 ** 20, 2 ** 20, 2 ** 20]
+    out["huge_value_shape"] = with_doc(d)
+    out["deep_nesting"] = with_doc(None, text='{"format": "rshop", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    out["truncated_zip"] = serialization.dumps(LSTMCell(3, input_dim=2).get_layer(seed=0))[:300]
+    out["nan_in_json"] = with_doc(None, text=json.dumps(doc).replace('"seed": 0', '"seed": NaN'))
+    d = json.loads(json.dumps(doc))
+    out["newer_version"] = with_doc({**d, "version": serialization.VERSION + 1})
+    n = struct.unpack("<Q", weights[:8])[0]
+    out["weight_bytes_short"] = with_doc(doc, weights=weights[:-4])
+    header = json.loads(weights[8:8 + n])
+    name = sorted(k for k in header if k != "__metadata__")[0]
+    header[name]["shape"] = [1]
+    raw = json.dumps(header).encode()
+    out["weight_shape_mismatch"] = with_doc(doc, weights=struct.pack("<Q", len(raw)) + raw + weights[8 + n:])
+    raw = weights[8:8 + n].replace(b'"F32"', b'"F64"', 1)
+    out["weight_dtype_mismatch"] = with_doc(doc, weights=weights[:8] + raw + weights[8 + n:])
+    out["weight_header_length_lie"] = with_doc(doc, weights=struct.pack("<Q", 2 ** 62) + weights[8:])
+    header = json.loads(weights[8:8 + n])
+    header.pop(name)
+    raw = json.dumps(header).encode()
+    out["missing_weight"] = with_doc(doc, weights=struct.pack("<Q", len(raw)) + raw + weights[8 + n:])
+    dup = weights[8:8 + n].decode().replace("{", '{"' + name + '": {"dtype": "F32", "shape": [0], '
+                                            '"data_offsets": [0, 0]}, ', 1).encode()
+    out["duplicate_weight"] = with_doc(doc, weights=struct.pack("<Q", len(dup)) + dup + weights[8 + n:])
+    d = json.loads(json.dumps(doc))
+    d["model"]["graph"]["nodes"][5]["inputs"] = [5]
+    out["cyclic_graph"] = with_doc(d)
+    out["not_json"] = with_doc(None, text="\x00\x01not json")
+    out["json_array"] = with_doc(None, text="[1, 2, 3]")
+    out["empty_file"] = b""
+    return out
+
+
+if __name__ == "__main__":
+    OUT.mkdir(exist_ok=True)
+    for name, data in corpus().items():
+        (OUT / f"{name}.rshop").write_bytes(data)
+    print(f"wrote {len(corpus())} files to {OUT}")
