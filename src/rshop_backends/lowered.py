@@ -65,7 +65,7 @@ class Lowered:
 
     @property
     def _where(self):
-        return f"{self.engine} layer of RecurrentModel {self.model.name!r}"
+        return f"{self.engine} layer of {type(self.model).__name__} {self.model.name!r}"
 
     # -- checks -----------------------------------------------------------------
     def _info(self, arr, what):
@@ -96,13 +96,13 @@ class Lowered:
             ys, finals = self._run_model(self.model, P, x, st_info, states_given, k_info, consts_given, **kwargs)
             return self._result(ys, finals)
         # Bidirectional: the forward model, then the backward copy; states split between them
-        n = len(self._parts[0].state_specs)
-        halves = [(st_info, states_given)] * 2 if st_info is None else \
-            [(st_info[:n], states_given[:n]), (st_info[n:], states_given[n:])]
         if st_info is not None and len(st_info) != len(self.model.state_specs):
             raise RshopConfigError(
                 f"{self._where}, argument initial_state: expected {len(self.model.state_specs)} states "
                 f"{[s.name for s in self.model.state_specs]}, received {len(st_info)}.")
+        n = len(self._parts[0].state_specs)
+        halves = [(st_info, states_given)] * 2 if st_info is None else \
+            [(st_info[:n], states_given[:n]), (st_info[n:], states_given[n:])]
         (yf, sf), (yb, sb) = [self._run_model(m, P, x, si, sg, k_info, consts_given, **kwargs)
                               for m, (si, sg) in zip(self._parts, halves)]
         if self.options.return_sequences:  # the backward outputs come in processing order: back to time order
