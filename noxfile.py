@@ -1,6 +1,6 @@
 """The test matrix. Each engine's tests run in a venv holding ONLY that engine.
 
-    nox                      lint, tests for every engine, parity, docs
+    nox                      lint, tests for every engine, parity, keras, docs
     nox -s "tests(backend='jax')"
     nox -s demo              train the flagship example on the default engine
     nox -s bench             LSTM layer timings beside the native anchors
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "parity", "docs"]
+nox.options.sessions = ["lint", "tests", "parity", "keras", "docs"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -46,6 +46,14 @@ def docs(session):
     """Run every Python example of README.md and docs/ with all engines installed."""
     install(session, *ALL)
     session.run("python", "-m", "pytest", "tests/test_docs.py", *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def keras(session):
+    """The Keras 3 integration on every Keras backend (each runs in its own subprocess)."""
+    install(session, *ALL, "keras")
+    session.run("python", "-m", "pytest", "tests/test_keras_integration.py", "tests/test_convert_keras.py",
+                *session.posargs, env=QUIET_TF)
 
 
 @nox.session(python="3.11")

@@ -27,8 +27,13 @@ NAMESPACE = {"tf": tf, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign}
 
 
 def constant(value):
-    """A literal (numpy array, already in the computing dtype) as a ``tf.Tensor``."""
-    return tf.constant(value)
+    """A literal (numpy array, already in the computing dtype) as an eager ``tf.Tensor``.
+
+    Made under ``tf.init_scope`` so that a step first generated inside someone's ``tf.function``
+    (a Keras train step) does not capture a graph tensor that later traces cannot use.
+    """
+    with tf.init_scope():
+        return tf.constant(value)
 
 
 def _fn(name):

@@ -1,0 +1,284 @@
+"""``from_keras_step``: a Keras functional model of ONE time step -> an rshop ``RecurrentModel``.
+
+RecurrentShop's way of writing a cell, with Keras layers::
+
+    x_t, h_tm1 = keras.Input((5,)), keras.Input((10,))
+    h_t = keras.layers.Activation("tanh")(keras.layers.Add()([keras.layers.Dense(10)(x_t),
+                                                            keras.layers.Dense(10, use_bias=False)(h_tm1)]))
+    step = keras.Model([x_t, h_tm1], h_t)
+    rnn = from_keras_step(step, initial_states=[h_tm1], final_states=[h_t], return_sequences=True)
+
+The Keras graph is walked from the requested tensors back to the step model's inputs (through each
+tensor's producing node) and rebuilt with rshop layers and :mod:`rshop_core.functional` ops; the Keras
+weights are then copied into the rshop model. A Keras layer used twice stays one rshop layer (shared
+weights). Only layers and ops with an exact rshop equivalent are accepted (see :data:`SUPPORTED`);
+anything else — ``Lambda`` included, on purpose: it would run arbitrary code — raises
+:class:`~rshop_core.errors.RshopConfigError` naming the layer's class and name.
+
+Which inputs are what: ``initial_states``, ``readout_input`` and ``constants`` name Keras Inputs of the
+step model; the one remaining input is the per-step input ``x_t``. The step's output is ``output=``
+if given, else the first of ``step_model.outputs`` that is not a final state, else the first output.
+"""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+
+from rshop_core import functional as F
+from rshop_core.errors import RshopConfigError
+from rshop_core.layers import Activation, Dense, Dropout
+from rshop_core.model import RecurrentModel
+from rshop_core.symbolic import Input
+
+__all__ = ["from_keras_step", "SUPPORTED"]
+
+# Keras layers (by class name; the exact classes are checked) and keras.ops operations that map exactly
+SUPPORTED_LAYERS = ("InputLayer", "Dense", "Activation", "Add", "Subtract", "Multiply", "Average", "Maximum",
+                    "Minimum", "Concatenate", "Dropout", "Identity", "ReLU", "Softmax", "Reshape")
+_BINARY_OPS = {"Add": F.add, "Subtract": F.subtract, "Multiply": F.multiply, "Divide": F.divide,
+               "TrueDivide": F.divide, "Maximum": F.maximum, "Minimum": F.minimum}
+_UNARY_OPS = {"Tanh": F.tanh, "Sigmoid": F.sigmoid, "Relu": F.relu, "Exp": F.exp, "Log": F.log, "Sqrt": F.sqrt,
+              "Square": F.square, "Absolute": F.abs, "Abs": F.abs, "Negative": F.negative, "Softplus": F.softplus,
+              "Softsign": F.softsign, "HardSigmoid": F.hard_sigmoid}
+SUPPORTED = SUPPORTED_LAYERS + tuple(f"keras.ops.{k}" for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax"))
+
+
+def _name(s: str) -> str:
+    """A Keras name as an rshop layer/Input name (letters, digits, '_', '-')."""
+    return re.sub(r"[^A-Za-z0-9_\-]", "_", s) or "layer"
+
+
+def _is_layer(op, cls_name):
+    cls = getattr(keras.layers, cls_name, None)
+    return cls is not None and type(op) is cls
+
+
+def _unsupported(op, why=None):
+    what = f"{type(op).__name__} {getattr(op, 'name', '?')!r}"
+    raise RshopConfigError(
+        f"from_keras_step, layer {what}: expected a supported layer ({', '.join(SUPPORTED_LAYERS[1:])}) or "
+        "elementwise keras.ops call, received "
+        f"{type(op).__module__}.{type(op).__name__}{' (' + why + ')' if why else ''}. Lambda and custom layers "
+        "are never imported; write that part of the step with rshop layers or rshop_core.functional.")
+
+
+def _regularizer(op, which):
+    r = getattr(op, which, None)
+    if r is None:
+        return None
+    cfg = r.get_config() if hasattr(r, "get_config") else {}
+    if type(r).__name__ not in ("L1", "L2", "L1L2") or not set(cfg) <= {"l1", "l2"}:
+        _unsupported(op, f"{which} {type(r).__name__}")
+    return {"l1": float(cfg.get("l1", 0.0)), "l2": float(cfg.get("l2", 0.0))}
+
+
+def _activation_name(op, fn):
+    name = keras.activations.serialize(fn) if fn is not None else "linear"
+    if isinstance(name, dict):  # a registered object: take its name if it is a plain activation
+        name = name.get("config", name.get("class_name"))
+    if not isinstance(name, str):
+        _unsupported(op, f"activation {fn!r}")
+    return name
+
+
+class _Importer:
+    def __init__(self, inputs: dict):
+        self.inputs = inputs  # id(InputLayer op) -> rshop Input
+        self.memo: dict = {}  # (id(op), node index, tensor index) -> rshop Tensor
+        self.layers: dict = {}  # id(Keras layer) -> (Keras layer, rshop layer or None)
+
+    def rshop_layer(self, op, make):
+        """The one rshop layer standing for Keras layer ``op`` (shared across its calls)."""
+        entry = self.layers.get(id(op))
+        if entry is None:
+            entry = self.layers[id(op)] = (op, make())
+        return entry[1]
+
+    def convert(self, kt):
+        history = getattr(kt, "_keras_history", None)
+        if history is None:
+            raise RshopConfigError(f"from_keras_step: expected Keras tensors of the step model, received {kt!r}.")
+        op, node_index, tensor_index = history
+        key = (id(op), node_index, tensor_index)
+        if key in self.memo:
+            return self.memo[key]
+        if _is_layer(op, "InputLayer"):
+            if id(op) not in self.inputs:
+                raise RshopConfigError(f"from_keras_step: the step reads the Keras Input {op.name!r}, which is not "
+                                       "an input of the step model.")
+            out = self.inputs[id(op)]
+        else:
+            node = op._inbound_nodes[node_index]
+            args = [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in node.arguments.args]
+            if any(isinstance(v, keras.KerasTensor) for v in keras.tree.flatten(node.arguments.kwargs)):
+                _unsupported(op, "Keras tensors given as keyword arguments")
+            outs = self.apply(op, args, node.arguments.kwargs)
+            out = outs if not isinstance(outs, (list, tuple)) else outs[tensor_index]
+        self.memo[key] = out
+        return out
+
+    def _listed(self, op, args):
+        if len(args) == 1 and isinstance(args[0], (list, tuple)):
+            return [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in args[0]]
+        return list(args)
+
+    def apply(self, op, args, kwargs):  # noqa: C901 - one branch per supported layer
+        kind = type(op).__name__
+        if isinstance(op, keras.layers.Layer) and kind in SUPPORTED_LAYERS and _is_layer(op, kind):
+            if kwargs and set(kwargs) - {"training", "mask"}:
+                _unsupported(op, f"call keywords {sorted(kwargs)}")
+            return self._layer(op, kind, args)
+        if type(op).__module__.startswith("keras.src.ops.") and not isinstance(op, keras.layers.Layer):
+            return self._op(op, kind, args, kwargs)
+        _unsupported(op)
+
+    def _layer(self, op, kind, args):
+        nm = _name(op.name)
+        if kind == "Dense":
+            for attr in ("kernel_constraint", "bias_constraint", "activity_regularizer"):
+                if getattr(op, attr, None) is not None:
+                    _unsupported(op, f"{attr} is set")
+            if getattr(op, "lora_enabled", False) or getattr(op, "quantization_mode", None):
+                _unsupported(op, "LoRA or quantized Dense")
+            layer = self.rshop_layer(op, lambda: Dense(
+                op.units, activation=_activation_name(op, op.activation), use_bias=op.use_bias,
+                kernel_regularizer=_regularizer(op, "kernel_regularizer"),
+                bias_regularizer=_regularizer(op, "bias_regularizer"), name=nm))
+            return layer(args[0])
+        if kind == "Activation":
+            return Activation(_activation_name(op, op.activation), name=nm)(args[0])
+        if kind == "Dropout":
+            if getattr(op, "noise_shape", None) is not None:
+                _unsupported(op, "noise_shape is set")
+            return Dropout(float(op.rate), name=nm)(args[0])
+        if kind == "Identity":
+            return args[0]
+        if kind == "ReLU":
+            if op.max_value is not None or float(op.negative_slope) != 0.0 or float(op.threshold) != 0.0:
+                _unsupported(op, "max_value, negative_slope or threshold is set")
+            return F.relu(args[0])
+        if kind == "Softmax":
+            return F.softmax(args[0], axis=self._axis(op, op.axis, args[0]))
+        if kind == "Reshape":
+            return F.reshape(args[0], [int(d) for d in op.target_shape])
+        xs = self._listed(op, args)
+        if kind == "Concatenate":
+            return F.concat(xs, axis=self._axis(op, op.axis, xs[0]))
+        merge = {"Add": F.add, "Subtract": F.subtract, "Multiply": F.multiply, "Maximum": F.maximum,
+                 "Minimum": F.minimum, "Average": F.add}[kind]
+        out = xs[0]
+        for x in xs[1:]:
+            out = merge(out, x)
+        return F.divide(out, float(len(xs))) if kind == "Average" else out
+
+    @staticmethod
+    def _axis(op, axis, like):
+        """A Keras axis (counting the batch) as an rshop per-example negative axis."""
+        if not isinstance(axis, int):
+            _unsupported(op, f"axis {axis!r}")
+        if axis >= 0:
+            if axis == 0:
+                _unsupported(op, "axis 0 is the batch")
+            axis = axis - (len(like.shape) + 1)
+        return axis
+
+    def _op(self, op, kind, args, kwargs):
+        def value(a):
+            if isinstance(a, (int, float)) and not isinstance(a, bool):
+                return float(a)
+            if hasattr(a, "type") and hasattr(a, "op"):  # an rshop Tensor
+                return a
+            _unsupported(op, f"argument {a!r}")
+        if kwargs:
+            _unsupported(op, f"keywords {sorted(kwargs)}")
+        if kind in _BINARY_OPS and len(args) == 2:
+            return _BINARY_OPS[kind](value(args[0]), value(args[1]))
+        if kind in _UNARY_OPS and len(args) == 1:
+            return _UNARY_OPS[kind](value(args[0]))
+        if kind == "Softmax" and len(args) == 1:
+            return F.softmax(value(args[0]), axis=self._axis(op, getattr(op, "axis", -1), args[0]))
+        _unsupported(op)
+
+
+def _as_list(v, what):
+    if v is None:
+        return []
+    if isinstance(v, (list, tuple)):
+        return list(v)
+    if isinstance(v, keras.KerasTensor):
+        return [v]
+    raise RshopConfigError(f"from_keras_step, {what}: expected Keras tensors of the step model, received {v!r}.")
+
+
+def from_keras_step(step_model, initial_states, final_states, readout_input=None, constants=None, output=None,
+                    **options) -> RecurrentModel:
+    """An rshop ``RecurrentModel`` from a Keras functional model of one time step.
+
+    Args:
+        step_model: a ``keras.Model`` built with the functional API from ``keras.Input`` s.
+        initial_states: the Keras Inputs holding the states at t-1.
+        final_states: the Keras tensors of the states at t (same order, shapes).
+        readout_input: a Keras Input shaped like the output: the output of step t-1.
+        constants: Keras Inputs seen unchanged at every step.
+        output: the step's output tensor(s); default: the first output of ``step_model`` that is not
+            a final state, else its first output.
+        **options: ``RecurrentModel`` options (``return_sequences``, ``name``, ``seed``, ...).
+
+    Returns a built ``RecurrentModel`` whose weights are the Keras layers' current weights.
+    """
+    if not isinstance(step_model, keras.Model) or not hasattr(step_model, "_inbound_nodes") \
+            or not getattr(step_model, "inputs", None):
+        raise RshopConfigError(f"from_keras_step: expected a Keras functional model of one step, received "
+                               f"{type(step_model).__name__}.")
+    states_k = _as_list(initial_states, "initial_states")
+    finals_k = _as_list(final_states, "final_states")
+    consts_k = _as_list(constants, "constants")
+    readout_k = _as_list(readout_input, "readout_input")
+
+    def input_op(kt, what):
+        op = getattr(kt, "_keras_history", (None,))[0]
+        if not _is_layer(op, "InputLayer"):
+            raise RshopConfigError(f"from_keras_step, {what}: expected a keras.Input of the step model, received "
+                                   f"{kt!r}.")
+        return op
+
+    model_inputs = keras.tree.flatten(step_model.inputs)
+    role = {}
+    for what, group in (("initial_states", states_k), ("readout_input", readout_k), ("constants", consts_k)):
+        for i, kt in enumerate(group):
+            role[id(input_op(kt, f"{what} #{i}"))] = what
+    free = [kt for kt in model_inputs if id(input_op(kt, "input")) not in role]
+    if len(free) != 1:
+        raise RshopConfigError(
+            f"from_keras_step: expected exactly one step-model input that is neither a state, the readout nor a "
+            f"constant (the input x_t), received {len(free)}: {[kt.name for kt in free]}.")
+    inputs, rs = {}, {}
+    for kt in free + states_k + readout_k + consts_k:
+        if kt.dtype != "float32":
+            raise RshopConfigError(f"from_keras_step, Input {kt.name!r}: expected dtype float32, received {kt.dtype}.")
+        op = input_op(kt, "input")
+        rs[id(kt)] = inputs[id(op)] = Input(tuple(kt.shape[1:]), "float32", name=_name(op.name))
+    if output is None:
+        outs = keras.tree.flatten(step_model.outputs)
+        rest = [o for o in outs if not any(o is f for f in finals_k)]
+        output = rest[:1] or outs[:1]
+    imp = _Importer(inputs)
+    out_r = [imp.convert(t) for t in _as_list(output, "output")]
+    finals_r = [imp.convert(t) for t in finals_k]
+    model = RecurrentModel(
+        input=rs[id(free[0])], output=out_r if len(out_r) > 1 else out_r[0],
+        initial_states=[rs[id(k)] for k in states_k], final_states=finals_r,
+        constants=[rs[id(k)] for k in consts_k], readout_input=rs[id(readout_k[0])] if readout_k else None,
+        **options)
+    # the Keras weights, matched through the layer that owns each parameter
+    by_rshop = {id(r): k for k, r in imp.layers.values() if r is not None}
+    weights = model.get_weights()
+    for qual, (owner, local) in model.graph.meta.get("param_owners", {}).items():
+        k = by_rshop.get(id(owner))
+        if k is not None:
+            weights[qual] = np.asarray(keras.ops.convert_to_numpy(getattr(k, local)), dtype="float32")
+    model.set_weights(weights)
+    return model
