@@ -1,11 +1,12 @@
 """Every ```python block of README.md and docs/*.md runs (blocks of one file share a namespace).
 
-A block whose first line is ``# requires: torch`` (or jax, tensorflow) runs only where that
-engine is installed, and is reported as skipped with that reason elsewhere.
+A block whose first line is ``# requires: torch`` (engines, or other packages such as keras)
+runs only where all of them are installed, and is reported as skipped with that reason elsewhere.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -16,6 +17,13 @@ from rshop_backends import registry
 ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+
+
+def installed(name: str) -> bool:
+    """An rshop engine that is installed, or an importable package."""
+    if name in registry.engines():
+        return registry.info(name).installed()
+    return importlib.util.find_spec(name) is not None
 
 
 def blocks(path):
@@ -30,7 +38,7 @@ def test_doc_examples_run(path, monkeypatch, tmp_path):
         first = src.splitlines()[0] if src.strip() else ""
         need = re.match(r"#\s*requires:\s*(.+)", first)
         if need:
-            missing = [e.strip() for e in need.group(1).split(",") if not registry.info(e.strip()).installed()]
+            missing = [e.strip() for e in need.group(1).split(",") if not installed(e.strip())]
             if missing:
                 pytest.skip(f"{path.name} block {i} needs {missing}, not installed in this session")
         exec(compile(src, f"{path.name}[block {i}]", "exec"), namespace)

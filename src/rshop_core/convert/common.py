@@ -146,10 +146,10 @@ def _candidates(model, kind, units, input_dim, bias_shape):
     """Every CellSpec (without weights) that could have produced ``model``: the cell's own settings
     first when the model still knows its cell, else each activation pair."""
     dropout, recurrent_dropout = _dropouts(model)
-    regs = {}
+    regs, keys = {}, {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
     for q, p in model.param_specs.items():
-        if p.regularizer:
-            regs[{"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}[_local(q)]] = p.regularizer
+        if p.regularizer and _local(q) in keys:  # anything else fails the graph comparison anyway
+            regs[keys[_local(q)]] = p.regularizer
     base = CellSpec(kind, units, input_dim, use_bias=bias_shape is not None, dropout=dropout,
                     recurrent_dropout=recurrent_dropout, regularizers=regs)
     resets = [len(bias_shape) == 2] if kind == "gru" and bias_shape is not None else [True, False]
@@ -275,3 +275,30 @@ class _LoweredStack:
             x = head[0]
         result = (*head, *states)
         return result if len(result) > 1 else result[0]
+
+
+def describe_stack(seq, where: str) -> list:
+    """The CellSpecs (weights included) of a RecurrentSequential of built-in cells only (no plain
+    layers, state_sync or readout), or an RshopConfigError."""
+    seq._require_built()
+    kinds = {cls: kind for kind, cls in CELLS.items()}
+    groups = param_groups(seq)
+    if seq.state_sync or seq.readout is not False or len(seq.items) != len(seq.cells) \
+            or any(type(c) not in kinds for c in seq.cells) or len(groups) != len(seq.cells):
+        raise RshopConfigError(f"{where}: expected a RecurrentSequential of SimpleRNNCell, GRUCell or LSTMCell items "
+                               f"only, without state_sync or readout, received {seq.name!r} with {seq.items}.")
+    w, specs = seq.get_weights(), []
+    for cell, names in zip(seq.cells, groups):
+        weights = {_local(q): w[q] for q in names}
+        regs = {{"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}[_local(q)]: seq.param_specs[q]
+                .regularizer for q in names if seq.param_specs[q].regularizer}
+        specs.append(CellSpec(kinds[type(cell)], cell.units, weights["kernel"].shape[0],
+                              activation=_name_of(cell.activation),
+                              recurrent_activation=_name_of(getattr(cell, "recurrent_activation", None)) or "sigmoid",
+                              use_bias=cell.use_bias, reset_after=getattr(cell, "reset_after", True),
+                              dropout=cell.dropout, recurrent_dropout=cell.recurrent_dropout, regularizers=regs,
+                              weights=weights))
+    if seq.dtype != "float32" or _signature(build_stack(specs, "probe")) != _signature(seq):
+        raise RshopConfigError(f"{where}: expected a float32 stack whose step is exactly its cells, received "
+                               f"{seq.name!r}.")
+    return specs

@@ -18,8 +18,16 @@ from ..bidirectional import Bidirectional
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
 from ..sequential import RecurrentSequential
-from .common import (CellSpec, SequenceStack, build_bidirectional, build_model, build_stack, check_plain_loop,
-                     describe, param_groups)
+from .common import (
+    CellSpec,
+    SequenceStack,
+    build_bidirectional,
+    build_model,
+    build_stack,
+    check_plain_loop,
+    describe,
+    describe_stack,
+)
 
 __all__ = ["from_torch", "to_torch", "torch_states", "rshop_states", "TorchStack"]
 
@@ -46,7 +54,8 @@ def _spec(module, kind, activation, layer, suffix) -> CellSpec:
     if kind == "gru":
         spec.weights = {"kernel": _zrn(w_ih).T.copy(), "recurrent_kernel": _zrn(w_hh).T.copy()}
         if module.bias:
-            spec.weights["bias"] = np.stack([_zrn(p[f"bias_ih_l{layer}{suffix}"]), _zrn(p[f"bias_hh_l{layer}{suffix}"])])
+            b_ih, b_hh = p[f"bias_ih_l{layer}{suffix}"], p[f"bias_hh_l{layer}{suffix}"]
+            spec.weights["bias"] = np.stack([_zrn(b_ih), _zrn(b_hh)])
     else:
         spec.weights = {"kernel": w_ih.T.copy(), "recurrent_kernel": w_hh.T.copy()}
         if module.bias:
@@ -106,7 +115,8 @@ def _units(model, where):
                 raise RshopConfigError(f"{where}: expected a flat TorchStack, received a nested one.")
             sub = _units(layer, where)
             if len(sub) != 1:
-                raise RshopConfigError(f"{where}: expected single-layer items in a TorchStack, item {i} has {len(sub)}.")
+                raise RshopConfigError(f"{where}: expected single-layer items in a TorchStack, item {i} has "
+                                       f"{len(sub)}.")
             out.append(sub[0])
         if len({len(d) for d in out}) != 1:
             raise RshopConfigError(f"{where}: expected every layer of the stack to have the same directions.")
@@ -119,33 +129,12 @@ def _units(model, where):
         return [[describe(model.forward, where), describe(model.backward, where)]]
     if isinstance(model, RecurrentSequential):
         check_plain_loop(model, where)
-        if model.state_sync or model.readout is not False or len(model.items) != len(model.cells):
-            raise RshopConfigError(f"{where}: expected a RecurrentSequential of cells only, without state_sync or "
-                                   "readout, received one with those or with plain layers.")
-        specs = []
-        for cell, names in zip(model.cells, param_groups(model)):
-            single = cell.get_layer(seed=0) if cell.input_dim else None
-            if single is None:
-                raise RshopConfigError(f"{where}: expected cells with input_dim, received {cell.name!r} without.")
-            spec = describe(single, where)
-            w = model.get_weights()
-            spec.weights = {q.rsplit("/", 1)[-1]: w[q] for q in names}
-            specs.append(spec)
-        probe = build_stack(specs, "probe", **model.options.to_json())
-        if len(specs) != len(model.cells) or _sig(probe) != _sig(model):
-            raise RshopConfigError(f"{where}: expected a stack of SimpleRNNCell, GRUCell or LSTMCell items only.")
-        return [[s] for s in specs]
+        return [[s] for s in describe_stack(model, where)]
     if isinstance(model, RecurrentModel):
         check_plain_loop(model, where)
         return [[describe(model, where)]]
     raise RshopConfigError(f"{where}: expected a RecurrentModel, RecurrentSequential, Bidirectional or TorchStack, "
                            f"received {type(model).__name__}.")
-
-
-def _sig(m):
-    from .common import _signature
-
-    return _signature(m)
 
 
 def to_torch(model, batch_first=True):
