@@ -71,15 +71,20 @@ class JaxLayer(Lowered):
         return super()._call(P, x, initial_state, constants, **kwargs)
 
     def _loop(self, plan, P, xs, states, consts, steps):
+        args = (P, list(xs), list(states), list(consts))
+        step, options = self._step(plan), plan.options
+        if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
+            # Already inside someone's jit / grad trace (a training step, Keras' fit): run inline.
+            # A nested jax.jit adds nothing there, and a cached inner executable holding
+            # closed-over constants broke Keras' retrace at a new batch size.
+            return loop.scan(step, *args, options, int(steps))
         fn = self._jits.get(plan.key)
         if fn is None:
-            step, options = self._step(plan), plan.options
-
             def forward(P, xs, states, consts, steps):
                 return loop.scan(step, P, xs, states, consts, options, steps)
 
             fn = self._jits[plan.key] = jax.jit(forward, static_argnums=4)
-        return fn(P, list(xs), list(states), list(consts), int(steps))
+        return fn(*args, int(steps))
 
     def _check_params(self, params):
         check_weights(f"jax layer of RecurrentModel {self.model.name!r}, argument params",
@@ -90,7 +95,7 @@ class JaxLayer(Lowered):
         return tuple(a.shape), np.dtype(a.dtype).name
 
     def _from_numpy(self, a):
-        return jnp.asarray(a)
+        return np.asarray(a)  # numpy: folded into a trace as a literal, never a hoisted argument
 
     def _flip_time(self, y):
         return jnp.flip(y, axis=1)
