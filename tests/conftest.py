@@ -42,6 +42,12 @@ def selected_engines(config) -> list:
 def pytest_configure(config):
     config.rshop_engines = selected_engines(config)
     config.rshop_ran = set()
+    config.rshop_reports = []  # lines tests want in the run's summary (e.g. the fuzzer's count and time)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    for line in getattr(config, "rshop_reports", []):
+        terminalreporter.write_line(line)
 
 
 def pytest_report_header(config):

@@ -159,7 +159,7 @@ def fuzz_case(base, rng):
     return mutate_bytes(base, rng)
 
 
-def test_mutation_fuzzer():
+def test_mutation_fuzzer(request):
     """Every mutated file loads or raises RshopFormatError — nothing else — each within a second."""
     count = int(os.environ.get("RSHOP_FUZZ_COUNT", "10000"))
     seed = int(os.environ.get("RSHOP_FUZZ_SEED", "20261127"))
@@ -180,7 +180,8 @@ def test_mutation_fuzzer():
             pytest.fail(f"fuzz case {i} (seed {seed}) raised {type(e).__name__}: {e}")
         slowest = max(slowest, time.perf_counter() - t)
     elapsed = time.perf_counter() - started
-    print(f"\nfuzzer: {count} mutations (seed {seed}) in {elapsed:.1f} s: {refused} refused, {loaded} loaded; "
-          f"slowest case {slowest * 1e3:.1f} ms")
+    request.config.rshop_reports.append(
+        f"rshop fuzzer: {count} mutations (seed {seed}) in {elapsed:.1f} s: {refused} refused, {loaded} loaded; "
+        f"slowest case {slowest * 1e3:.1f} ms")
     assert slowest < 1.0
     assert refused > count // 2  # the mutations really break things
