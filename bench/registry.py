@@ -1,0 +1,59 @@
+"""Every implementation the harness times, named once: (kind, name) -> family, engine, factory.
+
+A factory is ``factory(weights, x_numpy) -> adapters.Impl``; it imports its framework lazily, so
+this module imports none.  A *family* is what one subprocess runs: an engine, or Keras on one
+backend (KERAS_BACKEND is read when keras is imported, hence one process per backend).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+import anchors_jax
+import anchors_keras
+import anchors_tf
+import anchors_torch
+import rshop_cases
+
+ENGINES = ("torch", "jax", "tensorflow")
+FAMILIES = ENGINES + tuple(f"keras-{b}" for b in ENGINES)
+KERAS_LSTM = "Keras LSTM [{}]"
+KERAS_RNN = "Keras RNN(custom cell) [{}]"
+TORCH_LOOP, JAX_SCAN, JAX_SPLIT, TF_SCAN = ("torch hand loop (unbind)", "jax hand lax.scan",
+                                            "jax hand lax.scan, split gates", "tf.scan hand (tf.function)")
+
+
+def _entries():
+    for kind in ("lstm", "c1"):
+        for engine in ENGINES:
+            yield kind, f"rshop {engine}", engine, partial(getattr(rshop_cases, f"on_{engine}"), kind)
+        if kind == "lstm":
+            yield kind, "torch.nn.LSTM", "torch", anchors_torch.nn_lstm
+        yield kind, TORCH_LOOP, "torch", anchors_torch.lstm_loop if kind == "lstm" else anchors_torch.c1_loop
+        yield kind, JAX_SCAN, "jax", partial(anchors_jax.plain_scan, kind)
+        yield kind, JAX_SPLIT, "jax", partial(anchors_jax.split_scan, kind)
+        yield kind, TF_SCAN, "tensorflow", partial(anchors_tf.scan, kind)
+        for backend in ENGINES:
+            if kind == "lstm":
+                yield kind, KERAS_LSTM.format(backend), f"keras-{backend}", anchors_keras.lstm
+            yield kind, KERAS_RNN.format(backend), f"keras-{backend}", partial(anchors_keras.rnn_cell, kind)
+
+
+IMPLS = {(kind, name): (family, factory) for kind, name, family, factory in _entries()}
+
+
+def engine_of(family):
+    return family.removeprefix("keras-")
+
+
+def in_family(family):
+    return [(kind, name) for (kind, name), (fam, _) in IMPLS.items() if fam == family]
+
+
+def prepare(family):
+    """Process setup of ``family``: Keras' backend must be chosen before keras is imported."""
+    import os
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if family.startswith("keras-"):
+        os.environ["KERAS_BACKEND"] = engine_of(family)
