@@ -18,8 +18,13 @@ def engines() -> dict:
     return {name: e.installed() for name, e in registry.engines().items()}
 
 
-def lower(model, engine: str | None = None, dtype: str | None = None):
-    """Lower ``model`` for ``engine`` (the active one when None) computing in ``dtype``."""
+def lower(model, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
+    """Lower ``model`` for ``engine`` (the active one when None) computing in ``dtype``.
+
+    ``passes``: the optimisation pipeline (pass names of :mod:`rshop_core.passes`; None: the
+    engine's default, ``()``: none). ``fast_path``: run a recognised standard cell (stack) on
+    the engine's fused kernel (True), never (False), or fail unless it can ('require').
+    """
     from rshop_core.dtypes import check_float_dtype
 
     from . import selection
@@ -27,4 +32,6 @@ def lower(model, engine: str | None = None, dtype: str | None = None):
     name = selection.freeze() if engine is None else engine
     mod = registry.load(name)
     dtype = check_float_dtype(dtype or model.dtype, f"lower({name!r}) dtype")
-    return mod.lower(model, dtype)
+    if passes is None and fast_path is True:  # plug-in engines may take (model, dtype) only
+        return mod.lower(model, dtype)
+    return mod.lower(model, dtype, passes=passes, fast_path=fast_path)

@@ -12,27 +12,61 @@ initial states, dropout masks, stateful carry, what a call returns — is here, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from rshop_core import initializers
+from rshop_core import passes as _passes
 from rshop_core.bidirectional import Bidirectional
 from rshop_core.checks import check_array, check_call
-from rshop_core.errors import RshopConfigError, RshopEngineError, RshopShapeError
+from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
 from rshop_core.model import check_weights, learned_state_param
 
 from . import codegen
 
+PARTS = {"step": lambda p: p.graph, "prologue": lambda p: p.prologue, "hoisted": lambda p: p.hoisted.graph}
 
-def compiled_step(model, engine_module, dtype: str, plan):
-    """The generated step of a plan for an engine, cached per (engine, dtype, plan) on the model."""
-    key = (engine_module.NAME, dtype, plan.key)
+
+def compiled_step(model, engine_module, dtype: str, plan, part: str = "step"):
+    """The generated function of a plan's ``part`` (its step, its loop-invariant prologue or its
+    time-parallel part) for an engine, cached per (engine, dtype, plan, part) on the model."""
+    key = (engine_module.NAME, dtype, plan.key, part)
     cache = model._lowered_cache
     if key not in cache:
         ops = engine_module.ops
-        cache[key] = codegen.generate(plan.graph, ops.EMITTERS, ops.NAMESPACE, ops.constant, dtype,
+        cache[key] = codegen.generate(PARTS[part](plan), ops.EMITTERS, ops.NAMESPACE, ops.constant, dtype,
                                       engine_module.NAME)
     return cache[key]
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """What a lowered layer runs for one kind of call: :meth:`Lowered.explain`."""
+
+    model: str
+    engine: str
+    dtype: str
+    call: str  # "inference", "training", ... (the plan's flags)
+    path: str  # "fused ..." or "generic loop"
+    why: str  # why not fused ("" when fused)
+    passes: tuple  # (pass, what it did)
+    ops_per_step: int | None  # of the generic step; None when fused
+    step_source: str | None
+
+    def __str__(self) -> str:
+        lines = [f"RecurrentModel {self.model!r} on {self.engine} ({self.dtype}), {self.call} call",
+                 f"  path: {self.path}"]
+        if self.why:
+            lines.append(f"  not fused: {self.why}")
+        if self.ops_per_step is not None:
+            lines.append(f"  ops per step: {self.ops_per_step}")
+        lines.append("  passes: " + ("none" if not self.passes else ""))
+        lines += [f"    {name}: {said}" for name, said in self.passes]
+        return "\n".join(lines)
+
+    __repr__ = __str__
 
 
 class Lowered:
@@ -52,16 +86,101 @@ class Lowered:
     _native: tuple = ()  # the array types this engine accepts
     _native_names: str = ""  # how error messages name them (default: module.qualname)
 
-    def _setup(self, model, dtype, engine_module):
+    def _setup(self, model, dtype, engine_module, passes=None, fast_path=True):
         self.model, self.dtype, self.options = model, dtype, model.options
         self._engine_module = engine_module
+        where = f"lower({engine_module.NAME!r}) of {type(model).__name__} {model.name!r}"
+        self.passes = _passes.check_pipeline(engine_module.PASSES if passes is None else passes,
+                                             f"{where}, argument passes")
+        # the pipeline for calls being differentiated, where the engine can tell (jax)
+        self.grad_passes = self.passes if passes is not None else getattr(engine_module, "GRAD_PASSES", self.passes)
+        if fast_path not in (True, False, "require"):
+            raise RshopConfigError(f"{where}, argument fast_path: expected True, False or 'require', "
+                                   f"received {fast_path!r}.")
+        self.fast_path = fast_path
+        self._plans: dict = {}  # (model name, training, teacher, masked) -> the plan this layer runs
         self._dropout_rng = np.random.default_rng([model.seed, 0xD0])
         self._carried = None  # stateful: the final states of the last call
         self._parts = [model.forward, model.backward] if isinstance(model, Bidirectional) else [model]
-        self.step_fn = self._step(plan_for(self._parts[0], False, False, False))
+        for part in self._parts:  # fast_path='require' fails now, not at the first call
+            self._plan(part, False, False, False)
+        self.step_fn = self._step(self._plan(self._parts[0], False, False, False))
 
     def _step(self, plan):
-        return compiled_step(self.model, self._engine_module, self.dtype, plan)
+        return self._compiled(plan, "step")
+
+    def _compiled(self, plan, part):
+        return compiled_step(self.model, self._engine_module, self.dtype, plan, part)
+
+    # -- plans: fast path or optimized generic loop ---------------------------------
+    def _plan(self, model, training, teacher, masked, grad=False):
+        """The plan this layer runs for a call of ``model`` with these flags (cached). ``grad``: the
+        call is being differentiated (as far as the engine can tell: :meth:`_differentiated`)."""
+        key = (model.name, bool(training), bool(teacher), bool(masked), bool(grad))
+        if key not in self._plans:
+            raw = plan_for(model, *key[1:4])
+            fused, why = self._fused(raw)
+            if fused is not None:
+                plan = replace(raw, fused=fused, note="")
+            else:
+                if self.fast_path == "require":
+                    raise RshopNotImplementedError(
+                        f"{self.engine} layer of {type(self.model).__name__} {self.model.name!r}: expected a step "
+                        f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}.")
+                plan = replace(_passes.optimize(raw, self.grad_passes if grad else self.passes), note=why)
+            self._plans[key] = plan
+        return self._plans[key]
+
+    def _fused(self, plan):
+        """``(what the engine's fused kernel runs, "")`` or ``(None, why not)``; engines with
+        fused kernels override it."""
+        if not self.fast_path:
+            return None, "the fast path is turned off (fast_path=False)"
+        return None, f"the {self.engine} engine has no fused recurrent kernels"
+
+    def _fused_kernel_name(self, match) -> str:
+        return match.describe()
+
+    def _differentiated(self, P) -> bool:
+        """Whether this call is being differentiated; engines that can tell at trace time override it."""
+        return False
+
+    def explain(self, training=False, masked=False, teacher=False, grad=False) -> Explanation:
+        """Which path (fused kernel or generic loop) and which passes a call with these flags runs
+        (``grad``: a call being differentiated, where the engine tells them apart)."""
+        model = self._parts[0]
+        plan = self._plan(model, training, teacher and training, masked, grad)
+        call = ", ".join(k for k, v in (("training", training), ("teacher forcing", teacher and training),
+                                        ("masked", masked), ("differentiated", grad)) if v) or "inference"
+        if plan.fused is not None:
+            return Explanation(self.model.name, self.engine, self.dtype, call,
+                               f"fused kernel: {self._fused_kernel_name(plan.fused)}", "", (), None, None)
+        src = self._step(plan).__rshop_source__
+        ops = sum(n.op not in ("input", "param", "constant") for n in plan.graph.nodes)
+        return Explanation(self.model.name, self.engine, self.dtype, call, "generic loop (generated step)",
+                           plan.note, plan.report, ops, src)
+
+    def _prelude(self, plan, P, xs):
+        """Before the loop: the plan's loop-invariant values (added to ``P``) and its time-parallel
+        part (its outputs join the scanned sequences)."""
+        if plan.prologue is not None:
+            vals, _ = self._compiled(plan, "prologue")(P, (), ())
+            P = {**P, **dict(zip(plan.prologue_names, vals))}
+        if plan.hoisted is not None:
+            h = plan.hoisted
+            folded = [self._fold_time(xs[i]) for i in h.inputs]
+            ys, _ = self._compiled(plan, "hoisted")(P, *folded, (), ())
+            like = xs[h.inputs[0]]
+            xs = [xs[i] for i in h.keep] + [self._unfold_time(y, like) for y in ys]
+        return P, xs
+
+    def _fold_time(self, a):
+        """(batch, T, ...) -> (batch * T, ...)."""
+        return a.reshape((-1,) + tuple(a.shape[2:]))
+
+    def _unfold_time(self, y, like):
+        """(batch * T, ...) -> (batch, T, ...), batch and T those of ``like``."""
+        return y.reshape(tuple(like.shape[:2]) + tuple(y.shape[1:]))
 
     @property
     def _where(self):
@@ -123,7 +242,8 @@ class Lowered:
             self._one(ground_truth, "argument ground_truth"), self._one(initial_readout, "argument initial_readout"),
             bool(training), output_length)
         teacher = bool(training) and ground_truth is not None
-        plan = plan_for(model, bool(training), teacher, mask is not None or sequence_lengths is not None)
+        plan = self._plan(model, bool(training), teacher, mask is not None or sequence_lengths is not None,
+                          self._differentiated(P))
         opts = model.options
         readout = None
         if model.readout_spec is not None:

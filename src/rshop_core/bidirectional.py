@@ -86,10 +86,14 @@ class Bidirectional:
             part._weights = {k: self._weights[k] for k in part.param_specs}
         self._call_layer = None
 
-    def lower(self, engine: str | None = None, dtype: str | None = None):
+    def lower(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
+        """As :meth:`RecurrentModel.lower <rshop_core.RecurrentModel.lower>`: both directions get the same
+        pipeline and fast path."""
         from rshop_backends import lower
 
-        return lower(self, engine, dtype)
+        return lower(self, engine, dtype, passes=passes, fast_path=fast_path)
+
+    explain = RecurrentModel.explain  # what the forward direction runs (the backward one is its mirror)
 
     def __call__(self, x, **kwargs):
         if self._call_layer is None:

@@ -37,13 +37,25 @@ class Plan:
     ``("dropout", node_id, rate)``.
     """
 
-    key: tuple  # (model name, training, teacher, masked)
+    key: tuple  # (model name, training, teacher, masked[, passes])
     options: object  # the LoopOptions of the model the plan runs (engines read go_backwards etc. here)
     graph: StepGraph
     scan: tuple
     states: tuple
     constants: tuple
     n_outputs: int
+    # set by optimisation passes (rshop_core.passes):
+    prologue: StepGraph | None = None  # loop-invariant values, computed once per call from parameters
+    prologue_names: tuple = ()  # the parameter names the step reads the prologue's outputs as
+    hoisted: object = None  # passes.Hoisted: the part run on whole sequences before the loop
+    report: tuple = ()  # (pass, what it did) per pass run
+    # set by the engine that lowers it:
+    fused: object = None  # patterns.StackMatch when a fused kernel runs the whole loop
+    note: str = ""  # why the plan is not fused
+
+    @property
+    def graph_where(self) -> str:
+        return f"RecurrentModel {self.key[0]!r} execution plan"
 
 
 def plan_for(model, training: bool, teacher: bool, masked: bool) -> Plan:

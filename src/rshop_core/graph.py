@@ -75,12 +75,14 @@ def _unique(base: str, taken: set) -> str:
     return name
 
 
-def trace(x, states, constants, outputs, final_states, where: str) -> StepGraph:
+def trace(x, states, constants, outputs, final_states, where: str, batched_outputs: bool = True) -> StepGraph:
     """Build a :class:`StepGraph` from symbolic tensors.
 
     Every tensor reachable from ``outputs`` and ``final_states`` becomes a node; every
     ``Input`` reached must be among the declared ``x``, ``states`` or ``constants``.
     Parameters get qualified names ``<layer name>/<weight name>``, made unique per graph.
+    ``batched_outputs=False`` is for the loop-invariant prologue of an optimized plan
+    (:mod:`rshop_core.passes`), whose outputs are computed once per call from parameters.
     """
     declared = {}
     for role, group in (("x", x), ("state", states), ("constant", constants)):
@@ -148,11 +150,11 @@ def trace(x, states, constants, outputs, final_states, where: str) -> StepGraph:
     g = StepGraph(tuple(nodes), tuple(ids[t.uid] for t in x), tuple(ids[t.uid] for t in states),
                   tuple(ids[t.uid] for t in constants), tuple(ids[t.uid] for t in outputs),
                   tuple(ids[t.uid] for t in final_states), params, {"param_owners": owners})
-    verify(g, where)
+    verify(g, where, batched_outputs)
     return g
 
 
-def verify(g: StepGraph, where: str = "step graph") -> StepGraph:
+def verify(g: StepGraph, where: str = "step graph", batched_outputs: bool = True) -> StepGraph:
     """Check every invariant of ``g`` (like ``torch.fx.Graph.lint``); return ``g`` or raise."""
     def fail(node, msg, cls=RshopConfigError):
         at = f"{where}, node %{node.id} {node.name!r} (op {node.op})" if node is not None else where
@@ -201,7 +203,7 @@ def verify(g: StepGraph, where: str = "step graph") -> StepGraph:
     if not g.outputs:
         fail(None, "expected at least one output, received none.")
     for k, i in enumerate(g.outputs):
-        if not 0 <= i < len(g.nodes) or not g.nodes[i].type.batched:
+        if not 0 <= i < len(g.nodes) or (batched_outputs and not g.nodes[i].type.batched):
             fail(None, f"expected output #{k} to be a batched value computed from the step's inputs, "
                        f"received {g.nodes[i].type.describe() if 0 <= i < len(g.nodes) else i}.",
                  RshopShapeError)

@@ -60,7 +60,7 @@ class RecurrentModel:
             ground_truth[t-1] instead (needs ``readout_input``).
         decode, output_length: x is one tensor seen at each of ``output_length`` steps.
         return_sequences, return_states, go_backwards, unroll, stateful, batch_size,
-            zero_output_for_mask: see :class:`LoopOptions`.
+            zero_output_for_mask, remat: see :class:`LoopOptions`.
         state_initializer: one initializer for all states or a list, one per state
             (default zeros): any initializer (random ones are drawn per call from the
             model seed, the same on every engine) or ``initializers.Learned(...)``.
@@ -70,11 +70,11 @@ class RecurrentModel:
     def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
                  readout_input=None, teacher_force=False, decode=False, output_length=None,
                  return_sequences=False, return_states=False, go_backwards=False, unroll=False,
-                 stateful=False, batch_size=None, zero_output_for_mask=False,
+                 stateful=False, batch_size=None, zero_output_for_mask=False, remat=False,
                  state_initializer=None, name=None, seed=None):
         self.name = name or "recurrent_model"
         self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll, teacher_force, decode,
-                                   output_length, stateful, batch_size, zero_output_for_mask)
+                                   output_length, stateful, batch_size, zero_output_for_mask, remat)
         self.seed = int(secrets.randbits(31)) if seed is None else int(seed)
         self._state_initializer = state_initializer
         self._lowered_cache: dict = {}
@@ -290,16 +290,26 @@ class RecurrentModel:
         self._call_layer = None
 
     # -- running ---------------------------------------------------------------------
-    def lower(self, engine: str | None = None, dtype: str | None = None):
+    def lower(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
         """The engine's native layer object, initialised from this model's weights.
 
         ``engine=None`` means the engine chosen at import time (:func:`rshop_backends.backend`).
         ``dtype`` computes in another float dtype (e.g. ``"float64"`` on numpy).
+        ``passes`` overrides the engine's optimisation pipeline (``()``: none; see
+        :mod:`rshop_core.passes`); ``fast_path=False`` never uses a fused kernel,
+        ``fast_path="require"`` fails unless one runs the whole loop.
         """
         self._require_built()
         from rshop_backends import lower  # the engine side is imported only when used
 
-        return lower(self, engine, dtype)
+        return lower(self, engine, dtype, passes=passes, fast_path=fast_path)
+
+    def explain(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True,
+                training=False, masked=False, teacher=False):
+        """What ``self.lower(engine, ...)`` runs for a call with these flags: the fused kernel or the
+        generic loop (and why), and what each optimisation pass did. Print it."""
+        layer = self.lower(engine, dtype, passes=passes, fast_path=fast_path)
+        return layer.explain(training=training, masked=masked, teacher=teacher)
 
     def get_cell(self, name=None):
         """This model as a cell usable in another step graph or stack (see :mod:`rshop_core.cells.nested`)."""

@@ -34,13 +34,15 @@ def replay(graph, inputs: dict, rewrite=None, rename=None) -> dict:
             continue
         args = [out[i] for i in n.inputs]
         new = rewrite(n, args) if rewrite else None
-        if new is not None:
-            out[n.id] = new
-        elif n.op == "param":
-            spec = graph.params[n.attrs["name"]]
-            out[n.id] = param_tensor(spec, rename(spec.name) if rename else None)
-        elif n.op == "constant":
-            out[n.id] = Tensor("constant", (), dict(n.attrs), n.type, n.name)
-        else:
-            out[n.id] = apply(n.op, args, n.attrs, name=n.name)
+        out[n.id] = new if new is not None else replay_node(graph, n, args, rename)
     return out
+
+
+def replay_node(graph, n, args, rename=None) -> Tensor:
+    """Node ``n`` of ``graph`` applied again to the symbolic ``args``."""
+    if n.op == "param":
+        spec = graph.params[n.attrs["name"]]
+        return param_tensor(spec, rename(spec.name) if rename else None)
+    if n.op == "constant":
+        return Tensor("constant", (), dict(n.attrs), n.type, n.name)
+    return apply(n.op, args, n.attrs, name=n.name)

@@ -10,10 +10,18 @@ from . import layer, loop, ops
 NAME = "jax"
 
 
-def lower(model, dtype):
+# The default optimisation pipeline (rshop_core.passes). No hoist_inputs: XLA runs the loop
+# with x @ W inside it faster than with it hoisted (ANCHORS.md; measured again in docs/).
+PASSES = ("cse", "fuse_matmuls", "licm")
+# Under jax.grad / value_and_grad (seen at trace time): gates split before the add, which
+# speeds XLA's backward on CPU (and slows its forward, hence not in PASSES).
+GRAD_PASSES = ("cse", "fuse_matmuls", "split_gates", "licm")
+
+
+def lower(model, dtype, passes=None, fast_path=True):
     import sys
 
-    return layer.JaxLayer(model, dtype, sys.modules[__name__])
+    return layer.JaxLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
 
 
-__all__ = ["NAME", "lower", "layer", "loop", "ops"]
+__all__ = ["NAME", "GRAD_PASSES", "PASSES", "lower", "layer", "loop", "ops"]

@@ -36,6 +36,10 @@ def _require_x64(model, dtype):
             "or lower with dtype='float32'.")
 
 
+# jax's autodiff tracer classes (by name: their module is private and has moved between versions)
+_AD_TRACERS = ("JVPTracer", "LinearizeTracer")
+
+
 class JaxLayer(Lowered):
     """A lowered :class:`~rshop_core.RecurrentModel` running on jax (float32, or float64 under x64)."""
 
@@ -43,9 +47,9 @@ class JaxLayer(Lowered):
     _native = (jax.Array,)  # tracers are jax.Array instances too
     _native_names = "jax.Array"
 
-    def __init__(self, model, dtype, engine_module):
+    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
         _require_x64(model, dtype)
-        self._setup(model, dtype, engine_module)
+        self._setup(model, dtype, engine_module, passes, fast_path)
         self.frozen = frozenset(k for k, p in model.param_specs.items() if not p.trainable)
         self.params = {k: jnp.asarray(v) for k, v in self.initial_weights().items()}
         self._jits = {}  # plan.key -> jax.jit of the loop
@@ -73,18 +77,24 @@ class JaxLayer(Lowered):
     def _loop(self, plan, P, xs, states, consts, steps):
         args = (P, list(xs), list(states), list(consts))
         step, options = self._step(plan), plan.options
+
+        def forward(P, xs, states, consts, steps):
+            P, xs = self._prelude(plan, P, xs)
+            return loop.scan(step, P, xs, states, consts, options, steps)
+
         if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
             # Already inside someone's jit / grad trace (a training step, Keras' fit): run inline.
             # A nested jax.jit adds nothing there, and a cached inner executable holding
             # closed-over constants broke Keras' retrace at a new batch size.
-            return loop.scan(step, *args, options, int(steps))
+            return forward(*args, int(steps))
         fn = self._jits.get(plan.key)
         if fn is None:
-            def forward(P, xs, states, consts, steps):
-                return loop.scan(step, P, xs, states, consts, options, steps)
-
             fn = self._jits[plan.key] = jax.jit(forward, static_argnums=4)
         return fn(*args, int(steps))
+
+    def _differentiated(self, P) -> bool:
+        """True when a parameter is traced by jax's autodiff (grad, value_and_grad, vjp, jvp)."""
+        return any(type(v).__name__ in _AD_TRACERS for v in P.values())
 
     def _check_params(self, params):
         check_weights(f"jax layer of RecurrentModel {self.model.name!r}, argument params",

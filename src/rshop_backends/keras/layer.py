@@ -120,11 +120,11 @@ def _eager(engine):
     return tf.init_scope()
 
 
-def _eager_step(step):
-    """Wrap a TensorFlow layer's ``_step(plan)`` (code generation, lazy per plan) in :func:`_eager`."""
-    def compiled(plan):
+def _eager_compiled(compile_part):
+    """Wrap a TensorFlow layer's ``_compiled(plan, part)`` (code generation, lazy per plan) in :func:`_eager`."""
+    def compiled(plan, part):
         with _eager("tensorflow"):
-            return step(plan)
+            return compile_part(plan, part)
     return compiled
 
 
@@ -233,7 +233,7 @@ class RecurrentLayer(keras.layers.Layer):
             with _eager(engine):
                 obj = self._rshop_model.lower(engine, "float32")
             if engine == "tensorflow":
-                obj._step = _eager_step(obj._step)
+                obj._compiled = _eager_compiled(obj._compiled)
             if engine == "torch" and obj._anchor.device != inputs.device:
                 obj.to(inputs.device)  # literals and zero states on the inputs' device
             obj._draw_dropout = self._draw_dropout  # keras.random masks: fresh in every traced step

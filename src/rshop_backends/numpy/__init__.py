@@ -7,10 +7,14 @@ from . import layer, loop, ops
 NAME = "numpy"
 
 
-def lower(model, dtype):
+# The default optimisation pipeline (rshop_core.passes): the reference runs the step exactly as written.
+PASSES = ()
+
+
+def lower(model, dtype, passes=None, fast_path=True):
     import sys
 
-    return layer.NumpyLayer(model, dtype, sys.modules[__name__])
+    return layer.NumpyLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
 
 
-__all__ = ["NAME", "lower", "layer", "loop", "ops"]
+__all__ = ["NAME", "PASSES", "lower", "layer", "loop", "ops"]

@@ -14,8 +14,8 @@ class NumpyLayer(Lowered):
     engine = "numpy"
     _native = (np.ndarray,)
 
-    def __init__(self, model, dtype, engine_module):
-        self._setup(model, dtype, engine_module)
+    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
+        self._setup(model, dtype, engine_module, passes, fast_path)
         self.params = self.initial_weights()
 
     def _describe(self, a):
@@ -54,6 +54,7 @@ class NumpyLayer(Lowered):
         return self.params
 
     def _loop(self, plan, P, xs, states, consts, steps):
+        P, xs = self._prelude(plan, P, xs)
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
 
     def _read_weights(self):

@@ -17,10 +17,14 @@ from rshop_backends.tensorflow import layer, loop, ops  # noqa: E402  (after the
 NAME = "tensorflow"
 
 
-def lower(model, dtype):
+# The default optimisation pipeline (rshop_core.passes): measured: see docs/benchmarks.md.
+PASSES = ("cse", "fuse_matmuls", "licm")
+
+
+def lower(model, dtype, passes=None, fast_path=True):
     import sys
 
-    return layer.TensorFlowLayer(model, dtype, sys.modules[__name__])
+    return layer.TensorFlowLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
 
 
-__all__ = ["NAME", "lower", "layer", "loop", "ops"]
+__all__ = ["NAME", "PASSES", "lower", "layer", "loop", "ops"]

@@ -52,9 +52,9 @@ class TensorFlowLayer(tf.Module, Lowered):
     _native = (tf.Tensor, tf.Variable)
     _native_names = "tf.Tensor or tf.Variable"
 
-    def __init__(self, model, dtype, engine_module, jit_compile=None):
+    def __init__(self, model, dtype, engine_module, jit_compile=None, passes=None, fast_path=True):
         super().__init__(name=_identifier(model.name))
-        self._setup(model, dtype, engine_module)
+        self._setup(model, dtype, engine_module, passes, fast_path)
         self.jit_compile = JIT_COMPILE if jit_compile is None else bool(jit_compile)
         specs = model.param_specs
         with self.name_scope:
@@ -149,16 +149,22 @@ class TensorFlowLayer(tf.Module, Lowered):
         if fn is None:
             # A partial (no __code__) makes TF count traces per layer, not per code object:
             # many layers tracing once each is not the "excessive retracing" TF warns about.
-            fn = tf.function(functools.partial(self._traced, self._step(plan), plan.options), reduce_retracing=True,
-                             jit_compile=jit, autograph=False)
+            fn = tf.function(functools.partial(self._traced, plan), reduce_retracing=True, jit_compile=jit,
+                             autograph=False)
             self._functions[key] = fn
         return fn
 
-    @staticmethod
-    def _traced(step, options, P, xs, states, consts, length):
+    def _traced(self, plan, P, xs, states, consts, length):
         # Read each variable once, outside the while loop; gradients flow through the read.
         P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
-        return loop.scan(step, P, xs, states, consts, options, length)
+        P, xs = self._prelude(plan, P, list(xs))
+        return loop.scan(self._step(plan), P, xs, states, consts, plan.options, length)
+
+    def _fold_time(self, a):
+        return tf.reshape(a, [-1] + a.shape[2:].as_list())
+
+    def _unfold_time(self, y, like):
+        return tf.reshape(y, tf.concat([tf.shape(like)[:2], tf.shape(y)[1:]], axis=0))
 
 
 def _tape_recording() -> bool:

@@ -13,10 +13,15 @@ from . import layer, loop, ops
 NAME = "torch"
 
 
-def lower(model, dtype):
+# The default optimisation pipeline (rshop_core.passes): each op of the eager loop has a fixed
+# cost, so fewer ops per step pays.
+PASSES = ("cse", "fuse_matmuls", "licm", "hoist_inputs")
+
+
+def lower(model, dtype, passes=None, fast_path=True):
     import sys
 
-    return layer.TorchLayer(model, dtype, sys.modules[__name__])
+    return layer.TorchLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
 
 
-__all__ = ["NAME", "lower", "layer", "loop", "ops"]
+__all__ = ["NAME", "PASSES", "lower", "layer", "loop", "ops"]

@@ -26,8 +26,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rshop_core import patterns
+
 from ..lowered import Lowered
-from . import loop
+from . import fused, loop
 
 _ANCHOR = "_rshop_anchor"  # an empty, non-persistent buffer that follows the module's moves
 
@@ -48,7 +50,7 @@ def _moved(step, anchor):
                 moved = True
     if not moved:
         return step
-    out = types.FunctionType(step.__code__, g, "step")
+    out = types.FunctionType(step.__code__, g, step.__name__)
     out.__rshop_source__ = step.__rshop_source__
     return out
 
@@ -63,12 +65,12 @@ class TorchLayer(nn.Module, Lowered):
     engine = "torch"
     _native = (torch.Tensor,)
 
-    def __init__(self, model, dtype, engine_module):
+    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
         nn.Module.__init__(self)
         # the anchor first: _setup compiles the inference step, which reads the layer's device
         self.register_buffer(_ANCHOR, torch.empty(0, dtype=getattr(torch, dtype)), persistent=False)
         self._steps: dict = {}  # (plan key, device, dtype) -> step with literals on that device
-        self._setup(model, dtype, engine_module)
+        self._setup(model, dtype, engine_module, passes, fast_path)
         weights = self.initial_weights()
         for q, spec in model.param_specs.items():
             p = nn.Parameter(torch.from_numpy(weights[q]), requires_grad=spec.trainable)
@@ -137,16 +139,30 @@ class TorchLayer(nn.Module, Lowered):
         return self._parameters
 
     def _loop(self, plan, P, xs, states, consts, steps):
+        if plan.fused is not None:
+            return fused.run(plan.fused, P, xs[0], states, plan.options)
+        P, xs = self._prelude(plan, P, xs)
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
 
-    def _step(self, plan):
-        """The plan's generated step, with its literals on the anchor's device and dtype."""
+    def _fused(self, plan):
+        """A plan that is a stack of standard cells runs on torch's fused kernels (:mod:`.fused`)."""
+        if not self.fast_path:
+            return super()._fused(plan)
+        if plan.options.remat:
+            return None, "remat was requested (the fused kernels keep their own activations)"
+        return patterns.recognize(plan)
+
+    def _fused_kernel_name(self, match) -> str:
+        return " -> ".join(f"torch.{m.kind}" for m in match.layers) + f" ({match.describe()})"
+
+    def _compiled(self, plan, part):
+        """A generated function of the plan, with its literals on the anchor's device and dtype."""
         anchor = self._anchor
-        key = (plan.key, anchor.device, anchor.dtype)
-        step = self._steps.get(key)
-        if step is None:
-            step = self._steps[key] = _moved(super()._step(plan), anchor)
-        return step
+        key = (plan.key, part, anchor.device, anchor.dtype)
+        fn = self._steps.get(key)
+        if fn is None:
+            fn = self._steps[key] = _moved(super()._compiled(plan, part), anchor)
+        return fn
 
     # -- device / dtype moves -------------------------------------------------------
     def _apply(self, fn, *args, **kwargs):

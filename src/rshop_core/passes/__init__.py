@@ -1,0 +1,63 @@
+"""IR -> IR optimisation passes over execution plans, and the per-engine pipelines.
+
+A pipeline is a tuple of pass names run in order on a plan (:mod:`rshop_core.execution`).
+Every pass keeps the numbers (within float rounding: ``split_gates`` and ``fuse_matmuls``
+change the order of additions) and is tested to (``tests/unit/test_passes.py``: outputs and
+gradients with and without each pass, on every engine).
+
+==============  =====  ===============================================================
+pass            kind   what it does
+==============  =====  ===============================================================
+cse             graph  merge duplicate nodes (same op, attributes and inputs)
+fuse_matmuls    graph  ``a @ W1, a @ W2`` -> ``a @ [W1|W2]`` split back
+split_gates     graph  split of ``x@W + h@U + b`` -> per-gate matmuls and adds
+licm            plan   parameter-only values computed once per call (a prologue)
+hoist_inputs    plan   ``x_t @ W`` (and what depends on x alone) for all T before the loop
+==============  =====  ===============================================================
+
+Dead-code elimination is part of every rebuild (only what the outputs and states read is
+traced again). Engines name their default pipeline (``PASSES`` in each engine module);
+``model.lower(engine, passes=...)`` overrides it and ``layer.explain()`` says what ran.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from ..errors import RshopConfigError
+from .algebra import fuse_matmuls, split_gates
+from .cleanup import cse
+from .motion import Hoisted, hoist_inputs, licm
+
+GRAPH_PASSES = {"cse": cse, "fuse_matmuls": fuse_matmuls, "split_gates": split_gates}
+PLAN_PASSES = {"licm": licm, "hoist_inputs": hoist_inputs}
+ORDER = ("cse", "fuse_matmuls", "split_gates", "licm", "hoist_inputs")  # the only valid order
+
+__all__ = ["ORDER", "Hoisted", "check_pipeline", "optimize"]
+
+
+def check_pipeline(passes, where: str) -> tuple:
+    """``passes`` as a tuple of known pass names in pipeline order (each at most once)."""
+    if isinstance(passes, str) or not isinstance(passes, (list, tuple)):
+        raise RshopConfigError(f"{where}: expected a list of pass names from {list(ORDER)}, received {passes!r}.")
+    passes = tuple(passes)
+    unknown = [p for p in passes if p not in ORDER]
+    if unknown:
+        raise RshopConfigError(f"{where}: expected pass names from {list(ORDER)}, received {unknown}.")
+    if len(set(passes)) != len(passes):
+        raise RshopConfigError(f"{where}: expected each pass at most once, received {list(passes)}.")
+    return tuple(p for p in ORDER if p in passes)
+
+
+def optimize(plan, passes: tuple):
+    """``plan`` after ``passes`` (checked names, pipeline order); its ``report`` says what each did."""
+    where = f"{plan.graph_where} optimized"
+    report = []
+    for name in passes:
+        if name in GRAPH_PASSES:
+            graph, said = GRAPH_PASSES[name](plan.graph, where)
+            plan = replace(plan, graph=graph)
+        else:
+            plan, said = PLAN_PASSES[name](plan, where)
+        report.append((name, said or "no change"))
+    return replace(plan, key=plan.key + (passes,), report=tuple(report))

@@ -1,0 +1,105 @@
+"""Passes that rewrite linear algebra: split before the add, one matmul for shared operands.
+
+``split_gates``: a ``split`` (or ``slice``) of ``x @ W + h @ U + b`` along the last axis
+becomes, per piece, ``x @ W[:, piece] + h @ U[:, piece] + b[piece]`` (the flax
+``OptimizedLSTMCell`` formulation). The slices of parameters do not depend on the step, so
+the ``licm`` pass computes them once per call. What it buys is in XLA's backward pass:
+each gate's gradient flows into its own small matmul instead of a concatenation.
+
+``fuse_matmuls``: ``a @ W1``, ``a @ W2``, ... on the same operand ``a`` with parameters of the
+same row count become one ``a @ concat([W1, W2, ...])`` whose result is split back: one
+large matmul in place of several small ones (typical of cells written one ``Dense`` per
+gate). The concatenation of parameters is loop-invariant (``licm``).
+"""
+
+from __future__ import annotations
+
+from .. import functional as F
+from ..replay import param_tensor, replay_node
+from .rebuild import fresh_inputs, live_count, retrace
+
+_LINEAR = ("add", "subtract", "matmul")
+
+
+def _full_on(t, axis, size) -> bool:
+    """Whether ``t`` spans ``size`` on ``axis`` (negative) rather than broadcasting there."""
+    return t.type.rank >= -axis and t.type.shape[axis] == size
+
+
+def _piece(t, axis, begin, end, size, counts):
+    """``t[..., begin:end]`` (on ``axis``) pushed through adds and right-hand matmuls."""
+    if t.op in ("add", "subtract"):
+        a, b = (_piece(u, axis, begin, end, size, counts) if _full_on(u, axis, size) else u for u in t.inputs)
+        counts["pushed"] += 1
+        return F.add(a, b) if t.op == "add" else F.subtract(a, b)
+    if t.op == "matmul" and axis == -1:
+        counts["pushed"] += 1
+        a, w = t.inputs
+        return F.matmul(a, _piece(w, axis, begin, end, size, counts))
+    return F.slice(t, begin, end, axis=axis)
+
+
+def split_gates(graph, where):
+    """Push every last-axis ``split``/``slice`` of an add/matmul tree down to the parameters."""
+    env, xs, states, consts = fresh_inputs(graph)
+    counts = {"pushed": 0, "cuts": 0}
+    memo: dict = {}
+    out = dict(env)
+    for n in graph.nodes:
+        if n.op == "input":
+            continue
+        args = [out[i] for i in n.inputs]
+        src = args[0] if args else None
+        if n.op in ("split", "slice") and n.attrs["axis"] == -1 and src.op in _LINEAR:
+            if n.op == "split":
+                sizes, k = n.attrs["sizes"], n.attrs["index"]
+                begin, end = sum(sizes[:k]), sum(sizes[:k + 1])
+            else:
+                begin, end = n.attrs["begin"], n.attrs["end"]
+            key = (src.uid, begin, end)
+            if key not in memo:
+                memo[key] = _piece(src, -1, begin, end, src.type.shape[-1], counts)
+                counts["cuts"] += 1
+            out[n.id] = memo[key]
+            continue
+        out[n.id] = replay_node(graph, n, args)
+    if not counts["cuts"]:
+        return graph, None
+    new = retrace(graph, out, xs, states, consts, where)
+    return new, (f"{counts['cuts']} gate slice(s) pushed through {counts['pushed']} add/matmul node(s) "
+                 f"({live_count(graph)} -> {live_count(new)} ops)")
+
+
+def fuse_matmuls(graph, where):
+    """One matmul per operand for every group of matmuls that share it (parameters on the right)."""
+    groups: dict = {}  # (left operand id, rows, dtype) -> [matmul node ids]
+    for n in graph.nodes:
+        if n.op == "matmul":
+            w = graph.nodes[n.inputs[1]]
+            if w.op == "param":
+                groups.setdefault((n.inputs[0], w.type.shape[0], w.type.dtype), []).append(n.id)
+    groups = {k: ids for k, ids in groups.items() if len(ids) > 1}
+    if not groups:
+        return graph, None
+    member = {i: k for k, ids in groups.items() for i in ids}
+    env, xs, states, consts = fresh_inputs(graph)
+    fused: dict = {}
+    out = dict(env)
+    for n in graph.nodes:
+        if n.op == "input":
+            continue
+        args = [out[i] for i in n.inputs]
+        key = member.get(n.id)
+        if key is None:
+            out[n.id] = replay_node(graph, n, args)
+            continue
+        ids = groups[key]
+        if key not in fused:
+            ws = [param_tensor(graph.params[graph.nodes[graph.nodes[i].inputs[1]].attrs["name"]]) for i in ids]
+            sizes = [w.type.shape[1] for w in ws]
+            y = F.matmul(args[0], F.concat(ws, axis=-1, name="fused_kernel"), name="fused_matmul")
+            fused[key] = dict(zip(ids, F.split(y, sizes, axis=-1, name="fused_matmul_piece")))
+        out[n.id] = fused[key][n.id]
+    new = retrace(graph, out, xs, states, consts, where)
+    n_in = sum(len(ids) for ids in groups.values())
+    return new, f"{n_in} matmuls on {len(groups)} shared operand(s) fused into {len(groups)}"

@@ -1,0 +1,44 @@
+"""Common-subexpression elimination (dead code goes with every rebuild).
+
+Two nodes with the same op, the same attributes and the same (already merged) inputs
+compute the same value: the later one is replaced by the earlier. Parameters merge by
+qualified name, literals by value and dtype. ``dropout`` nodes never merge: two of them
+on one value draw two different masks.
+"""
+
+from __future__ import annotations
+
+import json
+
+from ..replay import replay_node
+from .rebuild import fresh_inputs, live_count, retrace
+
+
+def _key(node, args):
+    if node.op == "param":
+        return ("param", node.attrs["name"])
+    return (node.op, tuple(a.uid for a in args), json.dumps(node.attrs, sort_keys=True))
+
+
+def cse(graph, where):
+    """``graph`` with duplicate computations merged; returns (graph, what changed or None)."""
+    env, xs, states, consts = fresh_inputs(graph)
+    seen: dict = {}
+    merged = 0
+    out = dict(env)
+    for n in graph.nodes:
+        if n.op == "input":
+            continue
+        args = [out[i] for i in n.inputs]
+        key = None if n.op == "dropout" else _key(n, args)
+        if key in seen:
+            merged += n.op not in ("param", "constant")
+            out[n.id] = seen[key]
+            continue
+        out[n.id] = replay_node(graph, n, args)
+        if key is not None:
+            seen[key] = out[n.id]
+    if not merged:
+        return graph, None
+    new = retrace(graph, out, xs, states, consts, where)
+    return new, f"{merged} duplicate node(s) merged ({live_count(graph)} -> {live_count(new)} ops)"

@@ -1,0 +1,145 @@
+"""Passes that move work out of the per-step loop (they change the plan, not only its graph).
+
+``licm`` (loop-invariant code motion): values computed from parameters and literals alone
+(slices or concatenations of weights made by other passes, a user's ``exp(log_scale)``)
+are computed once per call by the plan's *prologue*; the step reads them as parameters
+named ``~licm/<k>``. Their gradients reach the real parameters through the prologue.
+
+``hoist_inputs``: the part of the step that depends only on the scanned inputs and
+parameters, and contains a matmul (``x_t @ kernel``, and what follows from it alone), is
+computed for all T steps at once before the loop, by running it on the sequence with time
+folded into the batch (every op is per-example, so this is exact). The loop then scans the
+results instead. It pays where each op inside a loop has a fixed cost (eager torch); XLA
+compiles both forms well and, per ANCHORS.md, runs the hoisted one slower, so jax and
+tensorflow leave it out of their pipelines.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..graph import StepGraph
+from ..replay import param_tensor, replay, replay_node
+from ..specs import ParamSpec
+from .rebuild import fresh_inputs, input_like, live_count, retrace
+
+LEAVES = ("input", "param", "constant")
+
+
+@dataclass(frozen=True)
+class Hoisted:
+    """The time-parallel part of a plan, run on whole sequences before the loop.
+
+    ``graph``: a step graph whose x inputs are the plan's scanned sequences listed in
+    ``inputs`` (indices into ``plan.scan``) and whose outputs are sequences the loop scans.
+    The optimized step scans ``[xs[i] for i in keep]`` and then those outputs, in order.
+    """
+
+    graph: StepGraph
+    inputs: tuple
+    keep: tuple
+
+
+def _readers(graph) -> dict:
+    out: dict = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            out.setdefault(i, set()).add(n.id)
+    return out
+
+
+def _frontier(graph, inside: set) -> list:
+    """Nodes of ``inside`` read by a node outside it or returned by the step."""
+    readers = _readers(graph)
+    returned = set(graph.outputs) | set(graph.final_states)
+    return [i for i in sorted(inside) if i in returned or readers.get(i, set()) - inside]
+
+
+def licm(plan, where):
+    g = plan.graph
+    invariant: set = set()
+    for n in g.nodes:
+        if n.op in ("param", "constant") or (n.op not in LEAVES and all(i in invariant for i in n.inputs)):
+            invariant.add(n.id)
+    moved = [i for i in _frontier(g, invariant) if g.nodes[i].op not in ("param", "constant")]
+    if not moved:
+        return plan, None
+    names = tuple(f"~licm/{k}" for k in range(len(moved)))
+    derived = {i: ParamSpec(name, g.nodes[i].type.shape, g.nodes[i].type.dtype) for i, name in zip(moved, names)}
+    # the prologue: parameters in, the moved values out
+    out = _replay_leaves(g, invariant)
+    outs = [out[i] for i in moved]
+    prologue = retrace(g, out, [], [], [], f"{where} (prologue)", outputs=outs, finals=[], batched_outputs=False)
+    env, xs, states, consts = fresh_inputs(g)
+    body = replay(g, env, lambda n, a: param_tensor(derived[n.id]) if n.id in derived else None)
+    new = retrace(g, body, xs, states, consts, where)
+    return (replace(plan, graph=new, prologue=prologue, prologue_names=names),
+            f"{len(moved)} loop-invariant value(s) computed once per call "
+            f"({live_count(g)} -> {live_count(new)} ops per step)")
+
+
+def _replay_leaves(g, nodes: set) -> dict:
+    """Replay only ``nodes`` (no inputs among them)."""
+    out: dict = {}
+    for n in g.nodes:
+        if n.id in nodes:
+            out[n.id] = replay_node(g, n, [out[i] for i in n.inputs])
+    return out
+
+
+def hoist_inputs(plan, where):
+    g = plan.graph
+    xs_ids = set(g.x)
+    parallel: set = set()  # computed from scanned inputs, parameters and literals only
+    for n in g.nodes:
+        if n.op in LEAVES:
+            continue
+        srcs = [g.nodes[i] for i in n.inputs]
+        if all(i in parallel or i in xs_ids or s.op in ("param", "constant") for i, s in zip(n.inputs, srcs)) \
+                and any(i in parallel or i in xs_ids for i in n.inputs):
+            parallel.add(n.id)
+    heavy = {i for i in parallel if g.nodes[i].op in ("matmul", "einsum")}
+    if not heavy:
+        return plan, None
+    # what a heavy node needs, and what follows from heavy nodes without leaving `parallel`
+    keep_set = set(heavy)
+    for n in reversed(g.nodes):
+        if n.id in keep_set:
+            keep_set.update(i for i in n.inputs if i in parallel)
+    for n in g.nodes:
+        if n.id in parallel and any(i in keep_set for i in n.inputs):
+            keep_set.add(n.id)
+    frontier = _frontier(g, keep_set)
+    # the time-parallel graph: the scanned inputs it reads -> the frontier values
+    used = [k for k, i in enumerate(g.x) if any(i in g.nodes[j].inputs for j in keep_set)]
+    pre_in = {g.x[k]: input_like(g.nodes[g.x[k]]) for k in used}
+    pre_out = _replay_from(g, keep_set, pre_in)
+    pre = retrace(g, pre_out, [pre_in[g.x[k]] for k in used], [], [], f"{where} (time-parallel part)",
+                  outputs=[pre_out[i] for i in frontier], finals=[])
+    # the step: frontier values arrive as scanned inputs
+    env, xs, states, consts = fresh_inputs(g)
+    scanned = {i: input_like(g.nodes[i], f"hoisted_{i}") for i in frontier}
+    body = replay(g, env, lambda n, a: scanned.get(n.id))
+    outside = set(range(len(g.nodes))) - keep_set
+    keep = tuple(k for k, i in enumerate(g.x) if any(i in g.nodes[j].inputs for j in outside)
+                 or i in g.outputs or i in g.final_states)
+    new = retrace(g, body, [xs[k] for k in keep] + [scanned[i] for i in frontier], states, consts, where)
+    hoisted = Hoisted(pre, tuple(used), keep)
+    ops = sorted(g.nodes[i].op for i in heavy)
+    return (replace(plan, graph=new, hoisted=hoisted),
+            f"{len(keep_set)} op(s) ({', '.join(ops)}) run on all T steps at once before the loop "
+            f"({live_count(g)} -> {live_count(new)} ops per step)")
+
+
+def _replay_from(g, nodes: set, inputs: dict) -> dict:
+    out = dict(inputs)
+    for n in g.nodes:
+        if n.id in nodes:
+            out[n.id] = replay_node(g, n, [_leaf(g, out, i) for i in n.inputs])
+    return out
+
+
+def _leaf(g, out, i):
+    if i not in out:  # a parameter or literal read by the hoisted part
+        out[i] = replay_node(g, g.nodes[i], [])
+    return out[i]

@@ -1,0 +1,39 @@
+"""Rebuild a step graph through a rewrite: the one mechanism every pass uses.
+
+A pass replays the graph (:func:`rshop_core.replay.replay`) with a ``rewrite(node, args)``
+hook and traces the result again, so what it produces is type-checked and verified like
+any user graph, and nodes nothing reads any more are dropped on the way (dead-code
+elimination comes free with every rebuild).
+"""
+
+from __future__ import annotations
+
+from ..graph import trace
+from ..symbolic import Tensor
+
+
+def input_like(node, name=None) -> Tensor:
+    """A fresh ``input`` tensor of exactly ``node``'s type."""
+    return Tensor("input", (), {}, node.type, name or node.name)
+
+
+def fresh_inputs(graph) -> tuple:
+    """``(env, xs, states, constants)``: new inputs for every argument of ``graph``, by role."""
+    env, groups = {}, []
+    for ids in (graph.x, graph.states, graph.constants):
+        group = [input_like(graph.nodes[i]) for i in ids]
+        env.update(zip(ids, group))
+        groups.append(group)
+    return (env, *groups)
+
+
+def retrace(graph, out, xs, states, constants, where, outputs=None, finals=None, batched_outputs=True):
+    """Trace the replayed values ``out`` (node id -> Tensor) with the given arguments."""
+    outputs = [out[i] for i in graph.outputs] if outputs is None else outputs
+    finals = [out[i] for i in graph.final_states] if finals is None else finals
+    return trace(xs, states, constants, outputs, finals, where, batched_outputs=batched_outputs)
+
+
+def live_count(graph) -> int:
+    """Nodes that compute something (leaves excluded): what a pass's report counts."""
+    return sum(n.op not in ("input", "param", "constant") for n in graph.nodes)
