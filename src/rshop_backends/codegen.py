@@ -88,14 +88,49 @@ def einsum_equation(node, t) -> str:
     return batch_einsum(node.attrs["equation"], [x.batched for x in t])
 
 
-def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, engine: str):
+def _fusions(graph, rules: dict) -> tuple:
+    """Where an engine's fused op replaces two nodes: ``(outer id -> expression builder, absorbed ids)``.
+
+    ``rules[(outer op, inner op)](other, inner_args, types) -> template or None``: the outer
+    node (``add``) reads the inner node (``matmul``, ``multiply``) and one other value; the
+    inner node must be read by nothing else. The template's ``{o}`` is the other value and
+    ``{a}``, ``{b}`` the inner node's arguments.
+    """
+    reads: dict = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            reads[i] = reads.get(i, 0) + 1
+    for i in list(graph.outputs) + list(graph.final_states):
+        reads[i] = reads.get(i, 0) + 2
+    out, absorbed = {}, set()
+    for n in graph.nodes:
+        if len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
+            continue
+        for pos in (1, 0):  # the inner node on the right first: ``x + h @ U`` -> addmm(x, h, U)
+            inner = graph.nodes[n.inputs[pos]]
+            rule = rules.get((n.op, inner.op))
+            if rule is None or reads.get(inner.id) != 1 or inner.id in absorbed or inner.id in out:
+                continue
+            other = graph.nodes[n.inputs[1 - pos]]
+            types = [other.type] + [graph.nodes[i].type for i in inner.inputs] + [n.type]
+            template = rule(types)
+            if template is not None:
+                out[n.id] = (template, n.inputs[1 - pos], inner.inputs)
+                absorbed.add(inner.id)
+                break
+    return out, absorbed
+
+
+def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, engine: str, fusions=None):
     """Compile ``graph``'s step for an engine; returns the function.
 
     ``emitters[op](node, arg_names, arg_types) -> expression``; ``make_constant(np_array)`` turns a
-    literal into an engine array; float values compute in ``dtype``.
+    literal into an engine array; float values compute in ``dtype``. ``fusions``: the engine's
+    two-node fused ops (see :func:`_fusions`), e.g. torch's ``addmm`` and ``addcmul``.
     """
     ns = dict(namespace)
     table = {**COMMON, **emitters}
+    fused, absorbed = _fusions(graph, fusions or {})
     names: dict = {}
     body = []
     pieces: dict = {}  # (input, sizes, axis) -> {index: node id}: the splits of one value
@@ -120,7 +155,13 @@ def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, 
             t = [graph.nodes[node.inputs[0]].type]
             body.append(f"{targets}, = {table['split'](node, [names[node.inputs[0]]], t)}")
             continue
-        if node.op == "param":
+        if node.id in absorbed:  # emitted inside the fused op of its only reader
+            continue
+        if node.id in fused:
+            template, other, inner = fused[node.id]
+            a, b = (names[i] for i in inner)
+            body.append(f"{v} = {template.format(o=names[other], a=a, b=b)}")
+        elif node.op == "param":
             body.append(f"{v} = P[{node.attrs['name']!r}]")
         elif node.op == "constant":
             value = np.asarray(node.attrs["value"], dtype=node.attrs["dtype"])

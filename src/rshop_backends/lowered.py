@@ -37,7 +37,7 @@ def compiled_step(model, engine_module, dtype: str, plan, part: str = "step"):
     if key not in cache:
         ops = engine_module.ops
         cache[key] = codegen.generate(PARTS[part](plan), ops.EMITTERS, ops.NAMESPACE, ops.constant, dtype,
-                                      engine_module.NAME)
+                                      engine_module.NAME, getattr(ops, "FUSIONS", None))
     return cache[key]
 
 

@@ -65,3 +65,28 @@ EMITTERS = {
     "where": lambda n, a, t: f"torch.where({a[0]}, {a[1]}, {a[2]})",
     "split": lambda n, a, t: f"torch.split({a[0]}, {n.attrs['sizes']}, {n.attrs['axis']})",
 }
+
+
+def _addmm(types):
+    """``o + a @ b`` as one ``torch.addmm`` when ``a`` is (batch, k) and ``o`` broadcasts to the result."""
+    o, a, w, out = types
+    if not (a.batched and a.rank == 1 and not w.batched and out.rank == 1):
+        return None
+    if o.batched and o.rank != 1 or not o.batched and o.rank > 1 or o.dtype != out.dtype:
+        return None
+    return "torch.addmm({o}, {a}, {b})"
+
+
+def _addcmul(types):
+    """``o + a * b`` as one ``torch.addcmul`` (float operands; the result has the broadcast shape)."""
+    if any(t.dtype == "bool" for t in types) or len({t.dtype for t in types}) != 1:
+        return None
+    o, a, b, out = types
+    if not (o.batched or a.batched or b.batched):
+        return None
+    return "torch.addcmul({o}, {a}, {b})"
+
+
+# Two nodes as one torch op (rshop_backends.codegen): each op of the eager loop costs a
+# dispatch and an autograd node, whatever its size.
+FUSIONS = {("add", "matmul"): _addmm, ("add", "multiply"): _addcmul}
