@@ -23,10 +23,19 @@ TORCH_LOOP, JAX_SCAN, JAX_SPLIT, TF_SCAN = ("torch hand loop (unbind)", "jax han
                                             "jax hand lax.scan, split gates", "tf.scan hand (tf.function)")
 
 
+# rshop variants beside the default lowering: what the fast path and the passes are worth
+GENERIC, NO_PASSES = "rshop torch, generic loop (fast_path=False)", "rshop {}, no passes"
+
+
 def _entries():
     for kind in ("lstm", "c1"):
         for engine in ENGINES:
             yield kind, f"rshop {engine}", engine, partial(getattr(rshop_cases, f"on_{engine}"), kind)
+        if kind == "lstm":
+            yield kind, GENERIC, "torch", partial(rshop_cases.on_torch, kind, fast_path=False)
+        yield kind, NO_PASSES.format("torch"), "torch", partial(rshop_cases.on_torch, kind, fast_path=False,
+                                                                 passes=())
+        yield kind, NO_PASSES.format("jax"), "jax", partial(rshop_cases.on_jax, kind, passes=())
         if kind == "lstm":
             yield kind, "torch.nn.LSTM", "torch", anchors_torch.nn_lstm
         yield kind, TORCH_LOOP, "torch", anchors_torch.lstm_loop if kind == "lstm" else anchors_torch.c1_loop

@@ -7,6 +7,7 @@ import os
 import platform
 import time
 
+import targets
 import timing
 import workloads as wl
 from registry import ENGINES, JAX_SCAN, JAX_SPLIT, KERAS_LSTM, KERAS_RNN, TF_SCAN, TORCH_LOOP
@@ -181,7 +182,8 @@ def write(results, path):
         f, fl = wl.flops(w, quick), wl.floor_ms(w, quick)
         lines.append(f"| {w} | " + " | ".join(map(str, wl.sizes(w, quick)))
                      + f" | {f[0] / 1e9:.3g} | {f[1] / 1e9:.3g} | {fl[0]:.2f} | {fl[1]:.2f} |")
-    lines += ["", "## Ratios rshop / anchor (lower is better; < 1: rshop is faster)", "", *_ratio_table(ms, wls),
+    lines += ["", *targets.section(ms, results["probes"], quick),
+              "## Ratios rshop / anchor (lower is better; < 1: rshop is faster)", "", *_ratio_table(ms, wls),
               "", "## Timings", "", "![rshop vs anchors](benchmarks.png)", "", *_impl_tables(results, ms, wls, quick)]
     failed = [r for r in results["timings"] if "error" in r]
     if failed:

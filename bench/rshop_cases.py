@@ -1,4 +1,8 @@
-"""rshop itself: the LSTMCell layer and C1 lowered to torch, jax and tensorflow."""
+"""rshop itself: the LSTMCell layer and C1 lowered to torch, jax and tensorflow.
+
+``lower`` keywords pick a variant (``fast_path=False``: the generic loop; ``passes=()``: no
+optimisation pass), so the report shows what the fast path and the passes are worth.
+"""
 
 from __future__ import annotations
 
@@ -13,26 +17,26 @@ def model_with(kind, w, x_np):
     return model
 
 
-def on_torch(kind, w, x_np):
+def on_torch(kind, w, x_np, **lower):
     import torch
 
     torch.set_num_threads(2)
-    layer = model_with(kind, w, x_np).lower("torch")
+    layer = model_with(kind, w, x_np).lower("torch", **lower)
     x = torch.from_numpy(x_np)
     return torch_impl(lambda: layer(x), list(layer.parameters()))
 
 
-def on_jax(kind, w, x_np):
+def on_jax(kind, w, x_np, **lower):
     import jax.numpy as jnp
 
-    layer = model_with(kind, w, x_np).lower("jax")
+    layer = model_with(kind, w, x_np).lower("jax", **lower)
     return jax_impl(layer.apply, layer.params, jnp.asarray(x_np))
 
 
-def on_tensorflow(kind, w, x_np):
+def on_tensorflow(kind, w, x_np, **lower):
     import tensorflow as tf
 
-    layer = model_with(kind, w, x_np).lower("tensorflow")
+    layer = model_with(kind, w, x_np).lower("tensorflow", **lower)
     return tf_impl(layer, list(layer.trainable_variables), tf.constant(x_np))
 
 

@@ -193,3 +193,11 @@ def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, 
     fn = ns["step"]
     fn.__rshop_source__ = src
     return fn
+
+
+def operations(source: str) -> int:
+    """The engine operations a generated step runs per time step: its lines that compute something
+    (parameter lookups, unpacking the arguments and the return are not counted)."""
+    body = source.splitlines()[1:]
+    return sum(1 for line in body if " = " in line and " = P[" not in line
+               and not line.rstrip().endswith(("= states", "= consts")))

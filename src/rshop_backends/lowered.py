@@ -52,7 +52,7 @@ class Explanation:
     path: str  # "fused ..." or "generic loop"
     why: str  # why not fused ("" when fused)
     passes: tuple  # (pass, what it did)
-    ops_per_step: int | None  # of the generic step; None when fused
+    ops_per_step: int | None  # engine operations in the generated step; None when fused
     step_source: str | None
 
     def __str__(self) -> str:
@@ -62,7 +62,7 @@ class Explanation:
             lines.append(f"  not fused: {self.why}")
         if self.ops_per_step is not None:
             lines.append(f"  ops per step: {self.ops_per_step}")
-        lines.append("  passes: " + ("none" if not self.passes else ""))
+        lines.append("  passes:" + ("" if self.passes else " none"))
         lines += [f"    {name}: {said}" for name, said in self.passes]
         return "\n".join(lines)
 
@@ -156,7 +156,7 @@ class Lowered:
             return Explanation(self.model.name, self.engine, self.dtype, call,
                                f"fused kernel: {self._fused_kernel_name(plan.fused)}", "", (), None, None)
         src = self._step(plan).__rshop_source__
-        ops = sum(n.op not in ("input", "param", "constant") for n in plan.graph.nodes)
+        ops = codegen.operations(src)
         return Explanation(self.model.name, self.engine, self.dtype, call, "generic loop (generated step)",
                            plan.note, plan.report, ops, src)
 

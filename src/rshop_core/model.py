@@ -305,11 +305,12 @@ class RecurrentModel:
         return lower(self, engine, dtype, passes=passes, fast_path=fast_path)
 
     def explain(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True,
-                training=False, masked=False, teacher=False):
-        """What ``self.lower(engine, ...)`` runs for a call with these flags: the fused kernel or the
-        generic loop (and why), and what each optimisation pass did. Print it."""
+                training=False, masked=False, teacher=False, grad=False):
+        """What ``self.lower(engine, ...)`` runs for a call with these flags (``grad``: a call being
+        differentiated): the fused kernel or the generic loop (and why), and what each optimisation
+        pass did. Print it."""
         layer = self.lower(engine, dtype, passes=passes, fast_path=fast_path)
-        return layer.explain(training=training, masked=masked, teacher=teacher)
+        return layer.explain(training=training, masked=masked, teacher=teacher, grad=grad)
 
     def get_cell(self, name=None):
         """This model as a cell usable in another step graph or stack (see :mod:`rshop_core.cells.nested`)."""

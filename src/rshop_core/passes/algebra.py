@@ -67,7 +67,7 @@ def split_gates(graph, where):
         return graph, None
     new = retrace(graph, out, xs, states, consts, where)
     return new, (f"{counts['cuts']} gate slice(s) pushed through {counts['pushed']} add/matmul node(s) "
-                 f"({live_count(graph)} -> {live_count(new)} ops)")
+                 f"({live_count(graph)} -> {live_count(new)} nodes)")
 
 
 def fuse_matmuls(graph, where):

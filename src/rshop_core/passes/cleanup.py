@@ -41,4 +41,4 @@ def cse(graph, where):
     if not merged:
         return graph, None
     new = retrace(graph, out, xs, states, consts, where)
-    return new, f"{merged} duplicate node(s) merged ({live_count(graph)} -> {live_count(new)} ops)"
+    return new, f"{merged} duplicate node(s) merged ({live_count(graph)} -> {live_count(new)} nodes)"

@@ -75,7 +75,7 @@ def licm(plan, where):
     new = retrace(g, body, xs, states, consts, where)
     return (replace(plan, graph=new, prologue=prologue, prologue_names=names),
             f"{len(moved)} loop-invariant value(s) computed once per call "
-            f"({live_count(g)} -> {live_count(new)} ops per step)")
+            f"({live_count(g)} -> {live_count(new)} nodes per step)")
 
 
 def _replay_leaves(g, nodes: set) -> dict:
@@ -128,7 +128,7 @@ def hoist_inputs(plan, where):
     ops = sorted(g.nodes[i].op for i in heavy)
     return (replace(plan, graph=new, hoisted=hoisted),
             f"{len(keep_set)} op(s) ({', '.join(ops)}) run on all T steps at once before the loop "
-            f"({live_count(g)} -> {live_count(new)} ops per step)")
+            f"({live_count(g)} -> {live_count(new)} nodes per step)")
 
 
 def _replay_from(g, nodes: set, inputs: dict) -> dict:
