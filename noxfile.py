@@ -4,6 +4,7 @@
     nox -s "tests(backend='jax')"
     nox -s demo              train the flagship example on the default engine
     nox -s bench             LSTM layer timings beside the native anchors
+    nox -s bench_long        memory and time per step at T = 100 ... 10,000 with and without remat
 """
 
 from __future__ import annotations
@@ -74,3 +75,10 @@ def bench(session):
     """LSTMCell layer timings on every engine beside the native anchors (see docs/benchmarks.md)."""
     install(session, *ALL)
     session.run("python", "bench/lstm_anchors.py", *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def bench_long(session):
+    """Long sequences with and without remat on jax, torch, tensorflow (writes docs/benchmarks-long.md)."""
+    install(session, *ALL)
+    session.run("python", "bench/remat.py", *session.posargs, env=QUIET_TF)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .errors import RshopConfigError
@@ -38,6 +39,12 @@ class LoopOptions:
     - ``stateful`` / ``batch_size``: the lowered layer keeps its final states as the next
       call's initial states; the batch size is fixed.
     - ``zero_output_for_mask``: masked steps output zeros instead of holding the last output.
+    - ``remat``: gradient checkpointing of the loop, for long sequences. ``False``: off;
+      ``True``: segments of ceil(sqrt(T)) steps; an int k >= 1: segments of k steps. The
+      backward pass keeps only the states at segment boundaries and recomputes each
+      segment's steps from them, so training memory grows with T / k + k steps instead of
+      T, for about one more forward pass of compute. Never changes results; the numpy
+      engine (no gradients) accepts and ignores it.
     """
 
     return_sequences: bool = False
@@ -50,6 +57,7 @@ class LoopOptions:
     stateful: bool = False
     batch_size: int | None = None
     zero_output_for_mask: bool = False
+    remat: bool | int = False
 
     def __post_init__(self):
         for k in ("return_sequences", "return_states", "go_backwards", "teacher_force", "decode", "stateful",
@@ -58,6 +66,10 @@ class LoopOptions:
         u = self.unroll
         if not (isinstance(u, bool) or (isinstance(u, int) and u >= 1)):
             raise RshopConfigError(f"option unroll: expected True, False or an int >= 1, received {u!r}.")
+        r = self.remat
+        if not (isinstance(r, bool) or (isinstance(r, int) and r >= 1)):
+            raise RshopConfigError(f"option remat: expected True, False or an int >= 1 (steps per checkpointed "
+                                   f"segment), received {r!r}.")
         _positive("output_length", self.output_length)
         _positive("batch_size", self.batch_size)
         if self.output_length is not None and not self.decode:
@@ -69,3 +81,13 @@ class LoopOptions:
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def remat_segment(self, steps: int) -> int | None:
+        """Steps per checkpointed segment of a ``steps``-step loop: None (remat off),
+        ceil(sqrt(steps)) (at least 1) for ``remat=True``, else ``remat``."""
+        if self.remat is False:
+            return None
+        if self.remat is True:
+            root = math.isqrt(max(int(steps), 1))
+            return root if root * root >= steps else root + 1
+        return int(self.remat)

@@ -61,7 +61,7 @@ def to_document(model) -> dict:
 def _model_body(model) -> dict:
     model._require_built()
     g = model.graph
-    return {"name": model.name, "seed": model.seed, "options": model.options.to_json(),
+    return {"name": model.name, "seed": model.seed, "options": _options_json(model.options),
             "graph": {k: v for k, v in g.to_json().items() if k != "params"},
             "params": [p.to_json() for p in model.param_specs.values()],
             "states": [s.to_json() for s in model.state_specs],
@@ -86,6 +86,15 @@ def save(model, path, weights: dict | None = None) -> Path:
     path = Path(path)
     path.write_bytes(dumps(model, weights))
     return path
+
+
+# Options added after version 1, with their defaults: written only when set, so a file not
+# using them is exactly what an older reader accepts; a file without them reads the default.
+LATER_OPTIONS = {"remat": False}
+
+
+def _options_json(options) -> dict:
+    return {k: v for k, v in options.to_json().items() if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
 
 
 # -- reading --------------------------------------------------------------------------
@@ -346,7 +355,9 @@ def _model(body, where, weights=None, partial=False):
     from .model import RecurrentModel
 
     _obj(body, ("name", "seed", "options", "graph", "params", "states", "readout"), where)
-    opts = _obj(body["options"], tuple(LoopOptions.__dataclass_fields__), f"{where}.options")
+    later = tuple(LATER_OPTIONS)
+    opts = _obj(body["options"], tuple(k for k in LoopOptions.__dataclass_fields__ if k not in later),
+                f"{where}.options", optional=later)
     for k, v in opts.items():
         _json_value(v, f"{where}.options.{k}")
     options = LoopOptions(**opts)

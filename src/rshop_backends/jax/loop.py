@@ -7,9 +7,17 @@ contract as :func:`rshop_backends.numpy.loop.scan`: ``xs`` is a list of scanned 
 called as ``step(P, *x_slices, states, consts)``. Outputs are (batch, T, ...) in processing
 order with ``return_sequences``, else the last step's (batch, ...). Pure and traceable: the
 caller jits it (T and ``length`` are static under jit).
+
+``remat`` (k steps per segment, :meth:`LoopOptions.remat_segment`): an outer scan over the
+T // k segments whose body, wrapped in ``jax.checkpoint``, is an inner scan of k steps; the
+backward pass keeps the carry at each segment boundary and recomputes a segment's steps
+while differentiating it. The T % k steps left run in a plain scan after them (fewer than
+k steps: no more memory than one segment). ``unroll`` applies to the inner scans.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +41,9 @@ def scan(step, P, xs, states, consts, options, length):
     states = tuple(states)
     consts = tuple(consts)
     scanned = seqs if seqs else None  # decode: nothing scanned, ``length`` steps
+    segment = options.remat_segment(steps)
+    if segment is not None:
+        return _remat_scan(step, P, seqs, states, consts, options.return_sequences, steps, segment, unroll)
 
     if options.return_sequences:
         def body(carry, x_t):
@@ -44,9 +55,7 @@ def scan(step, P, xs, states, consts, options, length):
         return ys, list(states)
 
     # Only the last output is wanted: carry it instead of stacking every step's.
-    first = tuple(s[0] for s in seqs)
-    shapes = jax.eval_shape(lambda p, x_t, s, k: step(p, *x_t, s, k)[0], P, first, states, consts)
-    last = tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+    last = _zeros_like_output(step, P, seqs, states, consts)
 
     def body_last(carry, x_t):
         s, _ = carry
@@ -55,3 +64,41 @@ def scan(step, P, xs, states, consts, options, length):
 
     (states, ys), _ = jax.lax.scan(body_last, (states, last), scanned, length=steps, unroll=unroll)
     return list(ys), list(states)
+
+
+def _zeros_like_output(step, P, seqs, states, consts):
+    """Zeros shaped like one step's outputs (the carried "last output" before step 0)."""
+    first = tuple(s[0] for s in seqs)
+    shapes = jax.eval_shape(lambda p, x_t, s, k: step(p, *x_t, s, k)[0], P, first, states, consts)
+    return tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
+
+
+def _remat_scan(step, P, seqs, states, consts, keep, steps, k, unroll):
+    """The loop in checkpointed segments of ``k`` steps; ``seqs`` time-major, in processing order."""
+    def one(carry, x_t):
+        s, _ = carry
+        ys, new = step(P, *(x_t or ()), s, consts)
+        return (tuple(new), tuple(ys)), (tuple(ys) if keep else None)
+
+    @functools.partial(jax.checkpoint, prevent_cse=False)  # inside a scan CSE cannot defeat the recompute
+    def segment(carry, seg):
+        return jax.lax.scan(one, carry, seg, length=k, unroll=min(unroll, k))
+
+    n_seg, rest = divmod(steps, k)
+    carry = (states, _zeros_like_output(step, P, seqs, states, consts))
+    pieces = []  # (T_i, batch, ...) output columns of the segments, then of the rest
+    if n_seg:
+        head = tuple(s[:n_seg * k].reshape((n_seg, k) + s.shape[1:]) for s in seqs) if seqs else None
+        carry, out = jax.lax.scan(segment, carry, head, length=n_seg)
+        if keep:
+            pieces.append(tuple(o.reshape((n_seg * k,) + o.shape[2:]) for o in out))
+    if rest:
+        tail = tuple(s[n_seg * k:] for s in seqs) if seqs else None
+        carry, out = jax.lax.scan(one, carry, tail, length=rest, unroll=min(unroll, rest))
+        if keep:
+            pieces.append(out)
+    states, last = carry
+    if not keep:
+        return list(last), list(states)
+    seq = [cols[0] if len(cols) == 1 else jnp.concatenate(cols, axis=0) for cols in zip(*pieces, strict=True)]
+    return [jnp.swapaxes(y, 0, 1) for y in seq], list(states)

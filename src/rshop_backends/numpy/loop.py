@@ -4,7 +4,8 @@
 ``xs`` is a list of scanned sequences (batch, T, ...) — possibly empty (decode), then the
 loop runs ``length`` steps — processed in reverse time order with ``go_backwards``. It is
 exactly the loop in :class:`rshop_core.RecurrentModel`'s docstring; ``unroll`` cannot
-change numbers and is ignored here.
+change numbers and is ignored here. So is ``remat``: it only changes what a backward pass
+keeps in memory, and this engine computes no gradients.
 """
 
 from __future__ import annotations

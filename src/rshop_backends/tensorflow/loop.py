@@ -16,6 +16,18 @@ exactly the loop of :class:`rshop_core.RecurrentModel`; ``unroll`` never changes
 
 The first processed step is peeled off the loop, so the loop variables get their
 shapes and dtypes from a real step (no output shape has to be guessed).
+
+``remat`` (k steps per segment, :meth:`LoopOptions.remat_segment`; T may be unknown at
+trace time, then k = ceil(sqrt(T)) is computed in the graph): the steps are cut into
+ceil(T / k) segments, the last one holding the T % k steps left when k does not divide T.
+The whole loop is one ``tf.custom_gradient`` function of explicit tensor arguments (the
+parameter values, constants, initial states and sequences, so gradients reach them). Its
+forward pass runs the segments in a ``tf.while_loop`` and keeps only the states at each
+segment's start; its gradient walks the segments in reverse in another ``tf.while_loop``,
+recomputing one segment under a fresh ``tf.GradientTape`` and pulling the gradient of its
+end states back to its start. (Differentiating a while loop whose body holds a
+``tf.custom_gradient`` fails in TF when the step uses eager literals, hence this shape.)
+Segments always run as while loops: ``unroll`` has no effect under ``remat``.
 """
 
 from __future__ import annotations
@@ -71,6 +83,8 @@ def _unrolled(step, P, xs, states, consts, options, length):
 
 def scan(step, P, xs, states, consts, options, length=None):
     xs, states, consts = list(xs), tuple(states), tuple(consts)
+    if options.remat is not False:
+        return _remat_scan(step, P, xs, states, consts, options, length)
     if options.unroll is True:
         return _unrolled(step, P, xs, states, consts, options, length)
     k = 1 if options.unroll is False else int(options.unroll)
@@ -111,4 +125,154 @@ def scan(step, P, xs, states, consts, options, length=None):
     _, ys, states, outs = carry
     if keep:
         ys = tuple(_batch_major(ta.stack()) for ta in outs)
+    return list(ys), list(states)
+
+
+# -- remat -----------------------------------------------------------------------------
+def _ceil_sqrt(n):
+    """ceil(sqrt(n)) of a scalar int32 tensor n >= 1, exact (float rounding corrected)."""
+    r = tf.cast(tf.math.sqrt(tf.cast(n, tf.float64)), tf.int32)  # floor sqrt, up to rounding
+    r -= tf.cast(r * r > n, tf.int32)
+    r += tf.cast((r + 1) * (r + 1) <= n, tf.int32)
+    return tf.maximum(r + tf.cast(r * r < n, tf.int32), 1)
+
+
+def _any_length(shape):
+    """A time-major shape with the time dimension unknown (segments differ in length)."""
+    return tf.TensorShape([None]).concatenate(shape[1:])
+
+
+def _segments(seqs, count, lengths):
+    """Per time-major sequence, a TensorArray of its ``count`` segments of ``lengths`` steps."""
+    return [tf.TensorArray(s.dtype, size=count, infer_shape=False, element_shape=_any_length(s.shape))
+            .split(s, lengths) for s in seqs]
+
+
+def _segment(step, names, n_consts, n_states, keep):
+    """``run(count, *params, *consts, *states, *seqs) -> (*outputs, *states)``: ``count`` steps
+    over the segment's time-major slices ``seqs`` (count, batch, ...), in processing order.
+    Outputs are stacked (count, batch, ...) when ``keep``, else the segment's last."""
+    def run(count, *args):
+        P = dict(zip(names, args[:len(names)], strict=True))
+        args = args[len(names):]
+        consts, states, seqs = args[:n_consts], tuple(args[n_consts:n_consts + n_states]), args[n_consts + n_states:]
+        tas = [tf.TensorArray(x.dtype, size=count, infer_shape=True).unstack(x) for x in seqs]
+        ys, states = step(P, *[ta.read(0) for ta in tas], states, consts)
+        outs = ()
+        if keep:
+            outs = tuple(tf.TensorArray(y.dtype, size=count, element_shape=y.shape).write(0, y) for y in ys)
+
+        def one(t, ys, states, outs):
+            ys, states = step(P, *[ta.read(t) for ta in tas], states, consts)
+            if keep:
+                outs = tuple(ta.write(t, y) for ta, y in zip(outs, ys, strict=True))
+            return t + 1, ys, states, outs
+
+        _, ys, states, outs = tf.while_loop(lambda t, *_: t < count, one, (tf.constant(1), ys, tuple(states), outs),
+                                            maximum_iterations=count - 1, parallel_iterations=PARALLEL)
+        if keep:
+            ys = tuple(ta.stack() for ta in outs)
+        return (*ys, *states)
+
+    return run
+
+
+def _remat_scan(step, P, xs, states, consts, options, length):
+    """The loop in segments, differentiated segment by segment in reverse (see the module docstring)."""
+    steps = static_length(xs, length)
+    if steps is not None:
+        k = options.remat_segment(steps)
+        count = -(-steps // k)  # segments; the last may be shorter
+        n = steps
+    else:
+        n = tf.convert_to_tensor(tf.shape(xs[0])[1] if length is None else length, dtype=tf.int32)
+        k = _ceil_sqrt(n) if options.remat is True else tf.constant(int(options.remat), tf.int32)
+        count = (n + k - 1) // k
+    lengths = tf.minimum(k, n - tf.range(count) * k)  # steps of each segment
+    keep, n_states = options.return_sequences, len(states)
+    seqs = [_time_major(x) for x in xs]
+    if options.go_backwards:
+        seqs = [tf.reverse(s, [0]) for s in seqs]  # processed forward: outputs in processing order
+    names = list(P)
+    fixed = [tf.convert_to_tensor(P[q]) for q in names] + list(consts)  # explicit: gradients reach them
+    n_fixed, n_seqs = len(fixed), len(seqs)
+    run = _segment(step, names, len(consts), n_states, keep)
+
+    def cut(out):
+        return list(out[:len(out) - n_states]), list(out[len(out) - n_states:])
+
+    @tf.custom_gradient
+    def loop(*args):
+        # From stopped arguments: an eager tape records nothing in here (the gradient is `grad`).
+        args = [tf.stop_gradient(a) for a in args]
+        fixed, states, seqs = args[:n_fixed], args[n_fixed:len(args) - n_seqs], args[len(args) - n_seqs:]
+        pieces = _segments(seqs, count, lengths)
+        starts = [tf.TensorArray(s.dtype, size=count, element_shape=s.shape).write(0, s) for s in states]
+        ys, states = cut(run(lengths[0], *fixed, *states, *[ta.read(0) for ta in pieces]))  # peeled: shapes
+        outs = []
+        if keep:  # stacked per segment, of different lengths: collected, not carried
+            outs = [tf.TensorArray(y.dtype, size=count, infer_shape=False, element_shape=_any_length(y.shape))
+                    .write(0, y) for y in ys]
+            ys = []
+
+        def body(i, ys, states, starts, outs):
+            starts = [ta.write(i, s) for ta, s in zip(starts, states, strict=True)]
+            new, states = cut(run(lengths[i], *fixed, *states, *[ta.read(i) for ta in pieces]))
+            if keep:
+                return i + 1, ys, states, starts, [ta.write(i, y) for ta, y in zip(outs, new, strict=True)]
+            return i + 1, new, states, starts, outs
+
+        _, ys, states, starts, outs = tf.while_loop(
+            lambda i, *_: i < count, body, (tf.constant(1), ys, states, starts, outs), maximum_iterations=count - 1)
+        if keep:
+            ys = [ta.concat() for ta in outs]  # (T, batch, ...)
+        starts = [ta.stack() for ta in starts]  # (count, batch, ...): all the backward pass keeps
+        result = [*ys, *states]
+
+        def grad(*d_result):
+            d_result = [tf.zeros_like(r) if d is None else d for d, r in zip(d_result, result, strict=True)]
+            d_ys, d_final = d_result[:len(ys)], d_result[len(ys):]
+            d_pieces = _segments(d_ys, count, lengths) if keep else []
+            grad_fixed = [j for j, a in enumerate(fixed) if a.dtype.is_floating]
+            grad_seqs = [j for j, a in enumerate(seqs) if a.dtype.is_floating]
+            d_seqs = [tf.TensorArray(seqs[j].dtype, size=count, infer_shape=False,
+                                     element_shape=_any_length(seqs[j].shape)) for j in grad_seqs]
+
+            def back(i, d_states, d_fixed, d_seqs):
+                start = [s[i] for s in starts]
+                seg = [ta.read(i) for ta in pieces]
+                watched = [fixed[j] for j in grad_fixed] + start + [seg[j] for j in grad_seqs]
+                with tf.GradientTape() as tape:
+                    tape.watch(watched)
+                    new_ys, new_states = cut(run(lengths[i], *fixed, *start, *seg))
+                if keep:
+                    d_new = [ta.read(i) for ta in d_pieces]
+                else:  # only the last segment's output is the result
+                    last = tf.cast(tf.equal(i, count - 1), d_ys[0].dtype) if d_ys else None
+                    d_new = [d * tf.cast(last, d.dtype) for d in d_ys]
+                g = tape.gradient(new_ys + new_states, watched, output_gradients=d_new + list(d_states),
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+                a, b = len(grad_fixed), len(grad_fixed) + n_states
+                d_fixed = [acc + gi for acc, gi in zip(d_fixed, g[:a], strict=True)]
+                d_seqs = [ta.write(i, gi) for ta, gi in zip(d_seqs, g[b:], strict=True)]
+                return i - 1, g[a:b], d_fixed, d_seqs
+
+            # One segment at a time (parallel_iterations=1): a segment's recomputed steps are
+            # all that lives at once, besides what the forward pass kept.
+            _, d_states, d_fixed, d_seqs = tf.while_loop(
+                lambda i, *_: i >= 0, back, (count - 1, d_final, [tf.zeros_like(fixed[j]) for j in grad_fixed],
+                                             d_seqs),
+                maximum_iterations=count, parallel_iterations=1)
+            full_fixed, full_seqs = [None] * n_fixed, [None] * n_seqs
+            for j, d in zip(grad_fixed, d_fixed, strict=True):
+                full_fixed[j] = d
+            for j, ta in zip(grad_seqs, d_seqs, strict=True):
+                full_seqs[j] = ta.concat()
+            return [*full_fixed, *d_states, *full_seqs]
+
+        return result, grad
+
+    ys, states = cut(loop(*fixed, *states, *seqs))
+    if keep:
+        ys = [_batch_major(y) for y in ys]
     return list(ys), list(states)

@@ -13,11 +13,18 @@ Every sequence is cut with ``x.unbind(1)`` (one autograd node for all T slices; 
 walks the unbound slices (of all sequences together) in reverse. ``unroll`` has no
 effect: an eager Python loop is already "unrolled" as far as torch is concerned, and the
 numbers are the same either way.
+
+``remat`` (k steps per segment, :meth:`LoopOptions.remat_segment`): when autograd records
+(grad enabled and some input or parameter requires grad), each segment of k steps runs
+under ``torch.utils.checkpoint.checkpoint(use_reentrant=False)``: the backward pass keeps
+only each segment's inputs (the states at its start and views of x) and reruns the
+segment's steps to get what it differentiates. Without autograd it is the plain loop.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 def _rows(xs, length, backwards):
@@ -31,10 +38,21 @@ def _rows(xs, length, backwards):
     return rows[::-1] if backwards else rows
 
 
+def _records(P, xs, states, consts) -> bool:
+    """Whether autograd would record this loop (remat only pays off then)."""
+    if not torch.is_grad_enabled():
+        return False
+    return any(isinstance(t, torch.Tensor) and t.requires_grad
+               for t in (*P.values(), *xs, *states, *consts))
+
+
 def scan(step, P, xs, states, consts, options, length):
-    rows = _rows(list(xs), length, options.go_backwards)
     states = tuple(states)
     consts = tuple(consts)
+    segment = options.remat_segment(length)
+    if segment is not None and _records(P, xs, states, consts):
+        return _remat_scan(step, P, list(xs), states, consts, options, length, segment)
+    rows = _rows(list(xs), length, options.go_backwards)
     ys = None
     if options.return_sequences:
         seq = []
@@ -46,4 +64,40 @@ def scan(step, P, xs, states, consts, options, length):
     else:
         for row in rows:
             ys, states = step(P, *row, states, consts)
+    return list(ys), list(states)
+
+
+def _segment(step, P, consts, steps, backwards, keep):
+    """The function one checkpoint runs: ``steps`` steps from ``states`` over the slices ``seg``
+    (batch, steps, ...) of the scanned sequences; returns (outputs, states) with outputs
+    stacked (batch, steps, ...) when ``keep``, else the segment's last."""
+    def run(seg, states):
+        seq, ys = [], None
+        for row in _rows(seg, steps, backwards):
+            ys, states = step(P, *row, states, consts)
+            if keep:
+                seq.append(ys)
+        if keep:
+            ys = tuple(torch.stack(col, dim=1) for col in zip(*seq, strict=True))
+        return tuple(ys), tuple(states)
+
+    return run
+
+
+def _remat_scan(step, P, xs, states, consts, options, length, k):
+    backwards, keep = options.go_backwards, options.return_sequences
+    sizes = [k] * (length // k) + ([length % k] if length % k else [])  # segment lengths, processing order
+    # One split per sequence (one autograd node: its backward concatenates once); narrowing
+    # per segment would make the backward O(T^2) (a zero-filled full-length gradient per segment).
+    cuts = [x.split(sizes[::-1] if backwards else sizes, dim=1) for x in xs]
+    if backwards:
+        cuts = [c[::-1] for c in cuts]
+    pieces, ys = [], None
+    for i, n in enumerate(sizes):
+        run = _segment(step, P, consts, n, backwards, keep)
+        ys, states = checkpoint(run, [c[i] for c in cuts], states, use_reentrant=False)
+        if keep:
+            pieces.append(ys)
+    if keep:
+        ys = tuple(cols[0] if len(cols) == 1 else torch.cat(cols, dim=1) for cols in zip(*pieces, strict=True))
     return list(ys), list(states)

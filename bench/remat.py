@@ -1,0 +1,198 @@
+"""Long sequences with and without ``remat``: peak memory and time per step of forward+backward.
+
+``python bench/remat.py`` runs every case in a fresh subprocess (``python bench/remat.py --case
+ENGINE REMAT T``, which prints one JSON line), then writes bench/results/remat.json and the
+generated docs/benchmarks-long.md. The model: ``LSTMCell(256, input_dim=64)`` as a layer with
+``return_sequences=True``, batch 8, float32; the loss is ``sum(y * w)`` and its gradient is taken
+w.r.t. every parameter. The generic loop is measured (``fast_path=False`` where ``lower`` has
+it): a fused kernel does not checkpoint.
+
+- ``first_mb`` (the peak reported): the process's RSS high-water mark after the first call (trace/compile included)
+  minus the RSS once the framework was imported, the data made and the layer lowered.
+- ``call_mb``: one steady-state forward+backward: the kernel's high-water mark is reset
+  (``/proc/self/clear_refs``, as in bench/probe.py), one more call runs, VmHWM minus the RSS
+  before it.
+- ``ms_per_step``: the best of the timed calls divided by T.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from probe import _status_kb
+
+ROOT = Path(__file__).resolve().parents[1]
+ENGINES = ("jax", "torch", "tensorflow")
+LENGTHS = (100, 1_000, 10_000)
+BATCH, INPUT, HIDDEN = 8, 64, 256
+MEMORY_T = 10_000
+TARGET = 0.25
+CASE_TIMEOUT_S = 600  # peak with remat / peak without, at MEMORY_T
+
+
+def _fb(engine, layer, x, w):
+    """A function running one forward+backward and waiting for its result."""
+    if engine == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        grad = jax.jit(jax.grad(lambda p: jnp.sum(layer.apply(p, x) * w)))
+        return lambda: jax.block_until_ready(grad(layer.params))
+    if engine == "torch":
+        def fb():
+            layer.zero_grad(set_to_none=True)
+            (layer(x) * w).sum().backward()
+        return fb
+    import tensorflow as tf
+
+    variables = list(layer.trainable_variables)
+
+    def step():
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(layer(x) * w)
+        return [g.numpy() for g in tape.gradient(loss, variables)]
+    return step
+
+
+def _arrays(engine, x, w):
+    if engine == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(x), jnp.asarray(w)
+    if engine == "torch":
+        import torch
+
+        torch.set_num_threads(2)
+        return torch.from_numpy(x), torch.from_numpy(w)
+    import tensorflow as tf
+
+    return tf.constant(x), tf.constant(w)
+
+
+def case(engine, remat, steps, reps):
+    """One measurement, in this (fresh) process."""
+    import numpy as np
+
+    from rshop_core.cells import LSTMCell
+
+    rng = np.random.default_rng(0)
+    x, w = _arrays(engine, rng.standard_normal((BATCH, steps, INPUT)).astype(np.float32),
+                   rng.standard_normal((BATCH, steps, HIDDEN)).astype(np.float32))
+    model = LSTMCell(HIDDEN, input_dim=INPUT).get_layer(return_sequences=True, remat=remat, seed=0)
+    kw = {"fast_path": False} if "fast_path" in inspect.signature(model.lower).parameters else {}
+    layer = model.lower(engine, **kw)
+    fb = _fb(engine, layer, x, w)
+    base_kb = _status_kb("VmRSS")
+    t = time.perf_counter()
+    fb()
+    first_s = time.perf_counter() - t
+    first_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kb) / 1024
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+        f.write("5")
+    before = _status_kb("VmRSS")
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fb()
+        times.append(time.perf_counter() - t)
+    call_mb = (_status_kb("VmHWM") - before) / 1024
+    return {"engine": engine, "remat": remat, "T": steps, "first_s": first_s, "first_mb": first_mb,
+            "call_mb": call_mb, "ms_per_step": min(times) / steps * 1e3, "reps": reps}
+
+
+def _subprocess(engine, remat, steps, reps):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": f"{ROOT / 'src'}{os.pathsep}{ROOT / 'bench'}"}
+    try:
+        out = subprocess.run([sys.executable, str(Path(__file__)), "--case", engine, json.dumps(remat), str(steps),
+                              "--reps", str(reps)], capture_output=True, text=True, env=env, check=False,
+                             timeout=CASE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        return {"engine": engine, "remat": remat, "T": steps, "error": [f"timed out after {CASE_TIMEOUT_S} s"]}
+    if out.returncode:
+        return {"engine": engine, "remat": remat, "T": steps, "error": out.stderr.strip().splitlines()[-1:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _markdown(rows) -> str:
+    by = {(r["engine"], r["remat"], r["T"]): r for r in rows}
+    lines = ["<!-- Generated by bench/remat.py (nox -s bench_long); do not edit by hand. -->",
+             "# Benchmarks: long sequences and remat", "",
+             f"`LSTMCell({HIDDEN}, input_dim={INPUT})` as a layer with `return_sequences=True`, batch {BATCH}, "
+             "float32, forward + backward of `sum(y * w)` w.r.t. every parameter, the generic loop "
+             f"(`fast_path=False`), on {platform.machine()} CPU ({os.cpu_count()} cores). Each number comes "
+             "from a fresh process. `remat=True` checkpoints segments of ceil(sqrt(T)) steps.", "",
+             f"## Peak memory at T = {MEMORY_T:,}", "",
+             "Peak: the process's RSS high-water mark after the first forward+backward (trace / compile "
+             "included) minus the RSS once the framework was imported, the data made and the layer lowered, "
+             "as in bench/probe.py (MB). Steady: the high-water mark of one more call after resetting it; "
+             "allocators reuse the first call's freed memory, so it mostly shows what the second call needed "
+             "beyond that.", "",
+             "| engine | peak, no remat | peak, remat | ratio | target (<= 0.25) | steady, no remat | steady, remat |",
+             "|---|---|---|---|---|---|---|"]
+    for e in ENGINES:
+        off, on = by.get((e, False, MEMORY_T), {}), by.get((e, True, MEMORY_T), {})
+        if "first_mb" not in off or "first_mb" not in on:
+            lines.append(f"| {e} | {off.get('error', '-')} | {on.get('error', '-')} | | not measured | | |")
+            continue
+        ratio = on["first_mb"] / off["first_mb"] if off["first_mb"] > 0 else float("nan")
+        met = "met" if ratio <= TARGET else f"missed: {ratio / TARGET:.2f}x the target"
+        lines.append(f"| {e} | {off['first_mb']:.0f} | {on['first_mb']:.0f} | {ratio:.2f} | {met} | "
+                     f"{off['call_mb']:.0f} | {on['call_mb']:.0f} |")
+    lines += ["", "## Time per step (ms), forward + backward", "",
+              "The best of the timed calls divided by T; flat means within ±20% of T = 100.", "",
+              "| engine | remat | " + " | ".join(f"T = {t:,}" for t in LENGTHS) + " | T=10,000 / T=100 |",
+              "|---|---|" + "---|" * len(LENGTHS) + "---|"]
+    for e in ENGINES:
+        for remat in (False, True):
+            cells = [by.get((e, remat, t), {}) for t in LENGTHS]
+            shown = [f"{c['ms_per_step']:.3f}" if "ms_per_step" in c else "error" for c in cells]
+            drift = ""
+            if "ms_per_step" in cells[0] and "ms_per_step" in cells[-1]:
+                q = cells[-1]["ms_per_step"] / cells[0]["ms_per_step"]
+                drift = f"{q:.2f}" + ("" if abs(q - 1) <= 0.2 else " (not flat)")
+            lines.append(f"| {e} | {remat} | " + " | ".join(shown) + f" | {drift} |")
+    lines += ["", "Why the remaining memory: the outputs (T x batch x 256 floats, 82 MB at T = 10,000) and their "
+              "gradient are kept by any implementation; remat removes the per-step intermediates (gates, "
+              "activations) of all but one segment.", ""]
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", nargs=3, metavar=("ENGINE", "REMAT", "T"))
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--engines", default=",".join(ENGINES))
+    ap.add_argument("--report", action="store_true", help="only rewrite the doc from bench/results/remat.json")
+    args = ap.parse_args()
+    results = ROOT / "bench" / "results"
+    if args.report:
+        rows = json.loads((results / "remat.json").read_text(encoding="utf-8"))
+        (ROOT / "docs" / "benchmarks-long.md").write_text(_markdown(rows), encoding="utf-8")
+        return
+    if args.case:
+        engine, remat, steps = args.case
+        print(json.dumps(case(engine, json.loads(remat), int(steps), args.reps)))
+        return
+    rows = []
+    for engine in args.engines.split(","):
+        for steps in LENGTHS:
+            for remat in (False, True):
+                row = _subprocess(engine, remat, steps, args.reps if steps < MEMORY_T else 2)
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    results.mkdir(parents=True, exist_ok=True)
+    (results / "remat.json").write_text(json.dumps(rows, indent=1) + "\n", encoding="utf-8")
+    (ROOT / "docs" / "benchmarks-long.md").write_text(_markdown(rows), encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
