@@ -88,6 +88,10 @@ def _replay_leaves(g, nodes: set) -> dict:
 
 
 def hoist_inputs(plan, where):
+    if plan.options.remat:
+        # a (batch, T, ...) projection of the whole sequence and its gradient would outlive every
+        # checkpointed segment: exactly the memory remat is asked to save
+        return plan, "skipped: remat keeps no whole-sequence intermediates"
     g = plan.graph
     xs_ids = set(g.x)
     parallel: set = set()  # computed from scanned inputs, parameters and literals only
