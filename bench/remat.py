@@ -140,11 +140,11 @@ def _markdown(rows) -> str:
              f"(`fast_path=False`), on {platform.machine()} CPU ({os.cpu_count()} cores). Each number comes "
              "from a fresh process. `remat=True` checkpoints segments of ceil(sqrt(T)) steps.", "",
              f"## Peak memory at T = {MEMORY_T:,}", "",
-             "Peak: the process's RSS high-water mark after the first forward+backward (trace / compile "
-             "included) minus the RSS once the framework was imported, the data made and the layer lowered, "
-             "as in bench/probe.py (MB). Steady: the high-water mark of one more call after resetting it; "
-             "allocators reuse the first call's freed memory, so it mostly shows what the second call needed "
-             "beyond that.", "",
+             "Peak: the RSS high-water mark during the first forward+backward minus the RSS just before it, "
+             "once the framework was imported, the data made, the layer lowered and (jax) the gradient compiled "
+             "ahead of time (MB): what one call holds at its peak. TensorFlow traces and optimises its graph "
+             "inside that first call, so its peak includes that. Steady: the same for one more call; allocators "
+             "reuse the first call's freed memory, so it mostly shows what the second call needed beyond that.", "",
              "| engine | peak, no remat | peak, remat | ratio | target (<= 0.25) | steady, no remat | steady, remat |",
              "|---|---|---|---|---|---|---|"]
     for e in ENGINES:
@@ -170,24 +170,27 @@ def _markdown(rows) -> str:
                 drift = f"{q:.2f}" + ("" if abs(q - 1) <= 0.2 else " (not flat)")
             lines.append(f"| {e} | {remat} | " + " | ".join(shown) + f" | {drift} |")
     lines += ["", "## Where the target is missed, and why", "",
-              "Any implementation keeps the outputs (T x batch x 256 floats: 82 MB at T = 10,000), the loss "
-              "weights and the output gradient (82 MB each). What remat removes is the per-step "
-              "intermediates of all but one segment; what is left beyond that, per engine:", "",
-              "- torch: its default pass pipeline hoists the input projection out of the loop "
-              "(`hoist_inputs`: x @ kernel for all T at once, 8 x 10,000 x 1,024 floats = 328 MB, and its "
-              "gradient, another 328 MB). That part runs before the loop and is not checkpointed, so remat "
-              "cannot go below it here; the loop's own intermediates are what shrank.",
-              "- jax: the first call's peak includes XLA's compile and the copies made around the loop "
-              "(segments' outputs reshaped, concatenated and swapped to batch-major, forward and backward: "
-              "several 82 MB buffers); the steady call needs 16 MB more than the first left resident, "
-              "against 942 MB without remat. Not analysed further yet.",
-              "- tensorflow: outputs, their gradient, the forward's TensorArrays and tf.function's "
-              "input/output copies.",
+              "Any implementation keeps the outputs (T x batch x 256 floats: 82 MB at T = 10,000), the product "
+              "with the loss weights and the output gradient (82 MB each): about 250 MB that remat cannot "
+              "remove, against ~1 GB of per-step intermediates it does remove. jax gets closest to that floor.",
+              "",
+              "- torch: the checkpointed segments' outputs are concatenated (a second 82 MB copy while the "
+              "forward ends), and every step allocates a few 8 KB tensors; glibc serves those from its heap, "
+              "whose high-water mark the interleaving of kept outputs and freed temporaries drives up. Run with "
+              "`MALLOC_MMAP_THRESHOLD_=4096` (large allocations returned to the OS at once) the same case "
+              "peaks at 403 MB against 1218 MB: 0.33. What would close the rest: writing each segment's "
+              "outputs into one preallocated output and a caching allocator for the small per-step tensors.",
+              "- tensorflow: the first call also traces and optimises the graph (tens of MB), and the "
+              "custom-gradient loop keeps the states at each segment start and the forward's output "
+              "TensorArray; not broken down further.",
+              "- (`hoist_inputs`, torch's pass that computes x @ kernel for all T before the loop, would keep a "
+              "328 MB projection and its gradient: it skips plans with remat.)",
               "", "Time per step: remat costs about one more forward pass (torch about 2x per step: its eager "
-              "recompute has the same per-op overhead as the forward). Rows marked not flat: without remat, "
-              "tensorflow slows at T = 10,000 (likely the size of what its while-loop gradient accumulates; "
-              "not analysed); torch with remat drifts 22% from T = 100, where its per-segment overhead is "
-              "amortised differently. The machine (2 shared cores) makes single runs noisy.", ""]
+              "recompute has the same per-op overhead as the forward). Without remat, tensorflow's step "
+              "time grows 2.6x from T = 1,000 to 10,000 while its first call holds 1.7 GB of per-step "
+              "accumulators for the gradient; with remat (no such accumulators) it is flat. Not analysed "
+              "further; the remedy today is `remat=True` for sequences that long. The machine (2 shared "
+              "cores) makes single runs noisy.", ""]
     return "\n".join(lines)
 
 
