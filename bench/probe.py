@@ -28,10 +28,11 @@ def _status_kb(field):
     raise KeyError(field)
 
 
-def _import_framework(family):
-    """Import and initialise the family's framework, so that neither counts as the first call."""
+def _import_framework(family, name):
+    """Import and initialise the family's framework (and Keras for a Keras case), so that neither
+    counts as the first call."""
     engine = registry.engine_of(family)
-    if family.startswith("keras-"):
+    if name.startswith("Keras"):
         import keras  # noqa: F401
     if engine == "torch":
         import torch
@@ -53,7 +54,7 @@ def probe(kind, name, workload, mode, quick):
     registry.prepare(family)
     import workloads as wl
 
-    _import_framework(family)
+    _import_framework(family, name)
     x = wl.inputs(workload, quick)
     _, _, d_in, hidden = wl.sizes(workload, quick)
     w = wl.short_weights(wl.rshop_model(kind, d_in, hidden))

@@ -1,8 +1,10 @@
 """Every implementation the harness times, named once: (kind, name) -> family, engine, factory.
 
 A factory is ``factory(weights, x_numpy) -> adapters.Impl``; it imports its framework lazily, so
-this module imports none.  A *family* is what one subprocess runs: an engine, or Keras on one
-backend (KERAS_BACKEND is read when keras is imported, hence one process per backend).
+this module imports none.  A *family* is what one subprocess runs: one engine, with rshop, the
+hand-written anchors and Keras on that backend together (KERAS_BACKEND is read when keras is
+imported, so one process per backend), so that rshop and the anchors it is compared with share one
+process's state: TensorFlow's speed differs by up to 1.5x from one process to the next.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import anchors_torch
 import rshop_cases
 
 ENGINES = ("torch", "jax", "tensorflow")
-FAMILIES = ENGINES + tuple(f"keras-{b}" for b in ENGINES)
+FAMILIES = ENGINES
 KERAS_LSTM = "Keras LSTM [{}]"
 KERAS_RNN = "Keras RNN(custom cell) [{}]"
 TORCH_LOOP, JAX_SCAN, JAX_SPLIT, TF_SCAN = ("torch hand loop (unbind)", "jax hand lax.scan",
@@ -44,15 +46,15 @@ def _entries():
         yield kind, TF_SCAN, "tensorflow", partial(anchors_tf.scan, kind)
         for backend in ENGINES:
             if kind == "lstm":
-                yield kind, KERAS_LSTM.format(backend), f"keras-{backend}", anchors_keras.lstm
-            yield kind, KERAS_RNN.format(backend), f"keras-{backend}", partial(anchors_keras.rnn_cell, kind)
+                yield kind, KERAS_LSTM.format(backend), backend, anchors_keras.lstm
+            yield kind, KERAS_RNN.format(backend), backend, partial(anchors_keras.rnn_cell, kind)
 
 
 IMPLS = {(kind, name): (family, factory) for kind, name, family, factory in _entries()}
 
 
 def engine_of(family):
-    return family.removeprefix("keras-")
+    return family
 
 
 def in_family(family):
@@ -64,5 +66,4 @@ def prepare(family):
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    if family.startswith("keras-"):
-        os.environ["KERAS_BACKEND"] = engine_of(family)
+    os.environ["KERAS_BACKEND"] = engine_of(family)

@@ -113,3 +113,9 @@ def test_pipeline_is_checked_and_ordered():
 def test_optimized_plans_get_their_own_key():
     plan = lstm_plan()
     assert optimize(plan, ("cse",)).key != optimize(plan, ()).key != plan.key
+
+
+def test_split_gates_leaves_wide_gates_whole():
+    wide = plan_for(LSTMCell(256, input_dim=3).get_layer(seed=0), False, False, False)  # gates 1024 wide
+    new = optimize(wide, ("split_gates",))
+    assert ops(new.graph, "matmul") == 2 and "skipped" in dict(new.report)["split_gates"]

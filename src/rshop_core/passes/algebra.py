@@ -19,6 +19,10 @@ from ..replay import param_tensor, replay_node
 from .rebuild import fresh_inputs, live_count, retrace
 
 _LINEAR = ("add", "subtract", "matmul")
+# Wider pre-activations are left whole: on this CPU, XLA's backward gained from splitting 512 wide
+# gates (LSTM, hidden 128: W1/W2 forward+backward -10 to -15%) and lost from splitting 1024 wide ones
+# (hidden 256, W3: +7%), where one wide matmul beats four narrow ones. See docs/performance.md.
+SPLIT_MAX_WIDTH = 512
 
 
 def _full_on(t, axis, size) -> bool:
@@ -42,7 +46,7 @@ def _piece(t, axis, begin, end, size, counts):
 def split_gates(graph, where):
     """Push every last-axis ``split``/``slice`` of an add/matmul tree down to the parameters."""
     env, xs, states, consts = fresh_inputs(graph)
-    counts = {"pushed": 0, "cuts": 0}
+    counts = {"pushed": 0, "cuts": 0, "wide": 0}
     memo: dict = {}
     out = dict(env)
     for n in graph.nodes:
@@ -50,7 +54,10 @@ def split_gates(graph, where):
             continue
         args = [out[i] for i in n.inputs]
         src = args[0] if args else None
-        if n.op in ("split", "slice") and n.attrs["axis"] == -1 and src.op in _LINEAR:
+        cut = n.op in ("split", "slice") and n.attrs["axis"] == -1 and src.op in _LINEAR
+        if cut and src.type.shape[-1] > SPLIT_MAX_WIDTH:
+            counts["wide"] += 1
+        elif cut:
             if n.op == "split":
                 sizes, k = n.attrs["sizes"], n.attrs["index"]
                 begin, end = sum(sizes[:k]), sum(sizes[:k + 1])
@@ -64,7 +71,7 @@ def split_gates(graph, where):
             continue
         out[n.id] = replay_node(graph, n, args)
     if not counts["cuts"]:
-        return graph, None
+        return graph, (f"skipped: gates wider than {SPLIT_MAX_WIDTH} stay whole" if counts["wide"] else None)
     new = retrace(graph, out, xs, states, consts, where)
     return new, (f"{counts['cuts']} gate slice(s) pushed through {counts['pushed']} add/matmul node(s) "
                  f"({live_count(graph)} -> {live_count(new)} nodes)")
