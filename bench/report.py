@@ -166,7 +166,8 @@ def write(results, path):
               f"{'/'.join(f'{v:.1f}' for v in meta['load_start'])} at the start, "
               f"{'/'.join(f'{v:.1f}' for v in meta['load_end'])} at the end (the machine is shared: "
               "a load above ~0.5 inflates the eager torch loops most). " + _loads(results), "",
-             "Method: each engine family (torch, jax, tensorflow, Keras on each backend) runs in its own process. "
+             "Method: each engine runs in its own process, together with the hand-written anchors and Keras on "
+             "that backend (so that rshop and what it is compared with share one process's state). "
              "fwd = the forward pass (torch under `no_grad`); fb = forward + gradients of sum(outputs) w.r.t. all "
              "weights. jax is jitted and waited on with `block_until_ready`; TensorFlow runs in `tf.function` and "
              "is waited on by `.numpy()`; torch uses 2 threads. Every implementation gets the rshop model's weights "

@@ -26,7 +26,28 @@ TARGETS = [
      [("lstm", "torch.nn.LSTM")], 2.5),
 ]
 
-WHY: dict = {}  # target id -> why it is missed and what would close it (filled from measurements)
+# target id -> why it is missed and what would close it (written from the measurements; shown when missed)
+_SPLIT = ("rshop runs the split-gate formulation when jax differentiates (the `split_gates` pass), but its "
+          "per-gate weights are slices of one kernel, made in the plan's "
+          "prologue, and their gradients are joined after the loop, where the hand-written split-gate scan holds "
+          "twelve separate arrays. Only W2 forward+backward misses, and that column moves by up to 25% between "
+          "runs on this machine (the same hand-written scans measured 26-34 ms in two runs today). Next step: "
+          "compare the two compiled HLO modules.")
+WHY: dict = {
+    "jax_lstm": _SPLIT,
+    "jax_c1": _SPLIT,
+    "torch_c1_keras": (
+        "eager torch pays a dispatch and an autograd node for every op of every step. rshop's C1 step is 15 ops "
+        "after its passes and fused emission (19 before), so its forward is 3.5-5x faster than Keras', but "
+        "forward+backward is bounded near 2x because autograd replays a node per op in the backward for both. "
+        "Closing it needs fewer autograd nodes per step: rshop's own reverse mode over the IR (one autograd "
+        "Function per sequence, the weight gradients of all steps as one matmul after the loop), or a compiled "
+        "step (torch.compile, CUDA graphs on GPU) where its compile time is acceptable."),
+    "torch_c1_stretch": (
+        "same cause: torch.nn.LSTM runs all T steps inside one oneDNN call; a Python loop over a custom cell "
+        "cannot, and at these sizes per-op overhead dominates (at W3, where the matmuls dominate, C1 is "
+        "2.8-4.3x torch.nn.LSTM, see the tables)."),
+}
 
 
 def _anchor(ms, w, mode, kind, anchors):
