@@ -15,7 +15,7 @@ gate). The concatenation of parameters is loop-invariant (``licm``).
 from __future__ import annotations
 
 from .. import functional as F
-from ..replay import param_tensor, replay_node
+from ..replay import param_tensor, replay
 from .rebuild import fresh_inputs, live_count, retrace
 
 _LINEAR = ("add", "subtract", "matmul")
@@ -45,31 +45,29 @@ def _piece(t, axis, begin, end, size, counts):
 
 def split_gates(graph, where):
     """Push every last-axis ``split``/``slice`` of an add/matmul tree down to the parameters."""
-    env, xs, states, consts = fresh_inputs(graph)
     counts = {"pushed": 0, "cuts": 0, "wide": 0}
     memo: dict = {}
-    out = dict(env)
-    for n in graph.nodes:
-        if n.op == "input":
-            continue
-        args = [out[i] for i in n.inputs]
-        src = args[0] if args else None
-        cut = n.op in ("split", "slice") and n.attrs["axis"] == -1 and src.op in _LINEAR
-        if cut and src.type.shape[-1] > SPLIT_MAX_WIDTH:
+
+    def rewrite(n, args):
+        if n.op not in ("split", "slice") or n.attrs["axis"] != -1 or args[0].op not in _LINEAR:
+            return None
+        src = args[0]
+        if src.type.shape[-1] > SPLIT_MAX_WIDTH:
             counts["wide"] += 1
-        elif cut:
-            if n.op == "split":
-                sizes, k = n.attrs["sizes"], n.attrs["index"]
-                begin, end = sum(sizes[:k]), sum(sizes[:k + 1])
-            else:
-                begin, end = n.attrs["begin"], n.attrs["end"]
-            key = (src.uid, begin, end)
-            if key not in memo:
-                memo[key] = _piece(src, -1, begin, end, src.type.shape[-1], counts)
-                counts["cuts"] += 1
-            out[n.id] = memo[key]
-            continue
-        out[n.id] = replay_node(graph, n, args)
+            return None
+        if n.op == "split":
+            sizes, k = n.attrs["sizes"], n.attrs["index"]
+            begin, end = sum(sizes[:k]), sum(sizes[:k + 1])
+        else:
+            begin, end = n.attrs["begin"], n.attrs["end"]
+        key = (src.uid, begin, end)
+        if key not in memo:
+            memo[key] = _piece(src, -1, begin, end, src.type.shape[-1], counts)
+            counts["cuts"] += 1
+        return memo[key]
+
+    env, xs, states, consts = fresh_inputs(graph)
+    out = replay(graph, env, rewrite)
     if not counts["cuts"]:
         return graph, (f"skipped: gates wider than {SPLIT_MAX_WIDTH} stay whole" if counts["wide"] else None)
     new = retrace(graph, out, xs, states, consts, where)
@@ -89,24 +87,22 @@ def fuse_matmuls(graph, where):
     if not groups:
         return graph, None
     member = {i: k for k, ids in groups.items() for i in ids}
-    env, xs, states, consts = fresh_inputs(graph)
     fused: dict = {}
-    out = dict(env)
-    for n in graph.nodes:
-        if n.op == "input":
-            continue
-        args = [out[i] for i in n.inputs]
+
+    def rewrite(n, args):
         key = member.get(n.id)
         if key is None:
-            out[n.id] = replay_node(graph, n, args)
-            continue
+            return None
         ids = groups[key]
         if key not in fused:
             ws = [param_tensor(graph.params[graph.nodes[graph.nodes[i].inputs[1]].attrs["name"]]) for i in ids]
             sizes = [w.type.shape[1] for w in ws]
             y = F.matmul(args[0], F.concat(ws, axis=-1, name="fused_kernel"), name="fused_matmul")
             fused[key] = dict(zip(ids, F.split(y, sizes, axis=-1, name="fused_matmul_piece")))
-        out[n.id] = fused[key][n.id]
+        return fused[key][n.id]
+
+    env, xs, states, consts = fresh_inputs(graph)
+    out = replay(graph, env, rewrite)
     new = retrace(graph, out, xs, states, consts, where)
     n_in = sum(len(ids) for ids in groups.values())
     return new, f"{n_in} matmuls on {len(groups)} shared operand(s) fused into {len(groups)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from ..replay import replay_node
+from ..replay import replay, replay_node
 from .rebuild import fresh_inputs, live_count, retrace
 
 
@@ -25,19 +25,19 @@ def cse(graph, where):
     env, xs, states, consts = fresh_inputs(graph)
     seen: dict = {}
     merged = 0
-    out = dict(env)
-    for n in graph.nodes:
-        if n.op == "input":
-            continue
-        args = [out[i] for i in n.inputs]
-        key = None if n.op == "dropout" else _key(n, args)
+
+    def rewrite(n, args):
+        nonlocal merged
+        if n.op == "dropout":
+            return None
+        key = _key(n, args)
         if key in seen:
             merged += n.op not in ("param", "constant")
-            out[n.id] = seen[key]
-            continue
-        out[n.id] = replay_node(graph, n, args)
-        if key is not None:
-            seen[key] = out[n.id]
+            return seen[key]
+        seen[key] = replay_node(graph, n, args)
+        return seen[key]
+
+    out = replay(graph, env, rewrite)
     if not merged:
         return graph, None
     new = retrace(graph, out, xs, states, consts, where)
