@@ -67,7 +67,7 @@ def licm(plan, where):
     names = tuple(f"~licm/{k}" for k in range(len(moved)))
     derived = {i: ParamSpec(name, g.nodes[i].type.shape, g.nodes[i].type.dtype) for i, name in zip(moved, names)}
     # the prologue: parameters in, the moved values out
-    out = _replay_leaves(g, invariant)
+    out = _replay_from(g, invariant, {})
     outs = [out[i] for i in moved]
     prologue = retrace(g, out, [], [], [], f"{where} (prologue)", outputs=outs, finals=[], batched_outputs=False)
     env, xs, states, consts = fresh_inputs(g)
@@ -76,15 +76,6 @@ def licm(plan, where):
     return (replace(plan, graph=new, prologue=prologue, prologue_names=names),
             f"{len(moved)} loop-invariant value(s) computed once per call "
             f"({live_count(g)} -> {live_count(new)} nodes per step)")
-
-
-def _replay_leaves(g, nodes: set) -> dict:
-    """Replay only ``nodes`` (no inputs among them)."""
-    out: dict = {}
-    for n in g.nodes:
-        if n.id in nodes:
-            out[n.id] = replay_node(g, n, [out[i] for i in n.inputs])
-    return out
 
 
 def hoist_inputs(plan, where):
@@ -136,6 +127,8 @@ def hoist_inputs(plan, where):
 
 
 def _replay_from(g, nodes: set, inputs: dict) -> dict:
+    """Replay only ``nodes`` of ``g``, reading ``inputs`` (node id -> Tensor) for the inputs among
+    their arguments; parameters and literals they read are replayed on demand."""
     out = dict(inputs)
     for n in g.nodes:
         if n.id in nodes:
