@@ -257,3 +257,46 @@ def test_traced_call_is_refused(engine):
     with pytest.raises(RshopConfigError, match=r"argument check_numerics: expected an eager call \(concrete values "
                                                r"to inspect\), received a traced one"):
         traced(x, s0)
+
+
+def _readout_model(**options):
+    """The output is fed back: y_t = y_{t-1} - x, with log(y_t) as a second output."""
+    x, h, r = Input((2,), name="x"), Input((2,), name="h"), Input((2,), name="r")
+    d = F.subtract(r, x, name="drain")
+    return RecurrentModel(input=x, initial_states=[h], output=[d, F.log(d, name="log")],
+                          final_states=[F.add(h, x, name="h_new")], readout_input=r, name="r", seed=0,
+                          return_sequences=True, **options)
+
+
+_READOUT: dict = {}
+
+
+def _readout_error(engine, decode, x, **kwargs):
+    if (engine, decode) not in _READOUT:
+        opts = {"decode": True, "output_length": 5} if decode else {"teacher_force": True}
+        _READOUT[engine, decode] = _readout_model(**opts).lower(engine)
+    h = harness(engine)
+    kwargs = {k: h.to_native(v, "float32") if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    with pytest.raises(RshopNumericsError) as info, np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        _READOUT[engine, decode](h.to_native(x, "float32"), initial_readout=h.to_native(S0, "float32"),
+                                 check_numerics=True, **kwargs)
+    return str(info.value)
+
+
+def test_decode_names_the_decode_step(engine):
+    x = np.full((3, 2), 0.1, np.float32)
+    x[2] = 0.8  # row 2: 2.5 - 0.8 * 4 < 0 at decode step 3
+    err = _readout_error(engine, True, x)
+    assert "received NaN at decode step 3 in node %" in err and "'log' (op log; output #1), first in batch " \
+           "element 2." in err, err
+    assert err == _readout_error("numpy", True, x)
+
+
+def test_teacher_forcing_names_the_ground_truth_step(engine):
+    x = np.full((3, 4, 2), 0.1, np.float32)
+    gt = np.ones((3, 4, 2), np.float32)
+    gt[0, 1, 1] = np.nan  # fed as the readout of time step 2
+    err = _readout_error(engine, False, x, ground_truth=gt, training=True)
+    assert err.startswith("RecurrentModel 'r', check_numerics, argument ground_truth at time step 1: expected "
+                          "finite values, received NaN, first in batch element 0."), err
