@@ -5,7 +5,8 @@ arrays: ``_describe(a) -> (shape, dtype)``, ``_native`` (accepted array types),
 ``_from_numpy(a)``, ``_broadcast(v, batch, like)``, ``_shift(seq, first, backwards)``,
 ``_lengths_to_mask(lengths, steps, like)``, ``_detach(v)``, ``_sum_abs(v)``, ``_sum_square(v)``,
 ``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``,
-``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``) and the weight accessors
+``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``), ``_to_host(a)`` (a numpy
+copy, None when ``a`` is traced: ``check_numerics``) and the weight accessors
 ``_read_weights()`` / ``_write_weights(d)``. Everything else — checks, execution plans,
 initial states, dropout masks, stateful carry, what a call returns — is here, once.
 """
@@ -24,7 +25,7 @@ from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplem
 from rshop_core.execution import plan_for
 from rshop_core.model import check_weights, learned_state_param
 
-from . import codegen
+from . import codegen, numerics
 
 PARTS = {"step": lambda p: p.graph, "prologue": lambda p: p.prologue, "hoisted": lambda p: p.hoisted.graph}
 
@@ -73,13 +74,14 @@ class Lowered:
     """Mixin for engine layer objects.
 
     ``layer(x, initial_state=None, constants=None, *, mask=None, sequence_lengths=None,
-    ground_truth=None, initial_readout=None, training=False, output_length=None)``
+    ground_truth=None, initial_readout=None, training=False, output_length=None, check_numerics=False)``
 
     ``x``: (batch, T, *input_shape), or (batch, *input_shape) with ``decode``. Returns the
     output ((batch, T, ...) with ``return_sequences``, else the last step's), followed by the
     final states as a tuple ``(y, *states)`` when ``return_states``; a model with several
     outputs returns them all first. ``training`` turns dropout on and, with ``ground_truth``,
-    teacher forcing.
+    teacher forcing. ``check_numerics=True`` raises :class:`~rshop_core.errors.RshopNumericsError`
+    naming the first time step and node where a NaN or an Inf appears (:mod:`.numerics`).
     """
 
     engine: str = "?"
@@ -204,6 +206,10 @@ class Lowered:
     def _one(self, v, what):
         return None if v is None else self._info(v, what)
 
+    def _to_host(self, a):
+        """A numpy copy of the engine array ``a``, or None when its values are unknown (traced)."""
+        return np.asarray(a)
+
     # -- calling ------------------------------------------------------------------
     def __call__(self, x, initial_state=None, constants=None, **kwargs):
         return self._call(self._param_dict(), x, initial_state, constants, **kwargs)
@@ -234,7 +240,7 @@ class Lowered:
 
     def _run_model(self, model, P, x, st_info, states_given, k_info, consts_given, *, mask=None,
                    sequence_lengths=None, ground_truth=None, initial_readout=None, training=False,
-                   output_length=None, dropout_key=None):
+                   output_length=None, dropout_key=None, check_numerics=False):
         """Run one model's plan; returns (user outputs, user final states)."""
         batch, steps = check_call(
             model, self.dtype, self._info(x, "argument x"), st_info, k_info,
@@ -276,6 +282,9 @@ class Lowered:
             else:  # ("dropout", node, rate): one mask per sequence
                 consts.append(self._draw_dropout(g.nodes[src[1]].type.shape, src[2], batch, dropout_key, src[1]))
         ys, finals = self._loop(plan, P, xs, states, consts, steps)
+        if check_numerics is not False:  # the first NaN/Inf's step and node (before a stateful carry moves)
+            numerics.check(self, model, plan, P, (xs, states, consts, steps), (ys, finals),
+                           states_given is not None, check_numerics)
         user_finals = [f for f, src in zip(finals, plan.states) if src[0] == "state"]
         if opts.stateful:
             self._carried = [self._detach(f) for f in user_finals]

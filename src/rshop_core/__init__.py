@@ -14,6 +14,7 @@ from .errors import (
                      RshopError,
                      RshopFormatError,
                      RshopNotImplementedError,
+                     RshopNumericsError,
                      RshopShapeError,
 )
 from .graph import Node, StepGraph, verify
@@ -33,5 +34,5 @@ __all__ = [
     "StepGraph", "Node", "verify", "load",
     "activations", "cells", "functional", "initializers", "layers", "regularizers",
     "RshopError", "RshopShapeError", "RshopDTypeError", "RshopConfigError", "RshopFormatError",
-    "RshopEngineError", "RshopNotImplementedError",
+    "RshopEngineError", "RshopNotImplementedError", "RshopNumericsError",
 ]

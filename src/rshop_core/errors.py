@@ -17,6 +17,7 @@ __all__ = [
     "RshopFormatError",
     "RshopEngineError",
     "RshopNotImplementedError",
+    "RshopNumericsError",
     "format_message",
 ]
 
@@ -55,3 +56,8 @@ class RshopEngineError(RshopError, RuntimeError):
 
 class RshopNotImplementedError(RshopEngineError, NotImplementedError):
     """An engine does not implement an op or option; it names the engine and the op."""
+
+
+class RshopNumericsError(RshopError, FloatingPointError):
+    """A call with ``check_numerics=True`` met a NaN or an Inf; it names the time step and the node,
+    state or argument where the first one appears."""

@@ -52,6 +52,8 @@ class Plan:
     # set by the engine that lowers it:
     fused: object = None  # patterns.StackMatch when a fused kernel runs the whole loop
     note: str = ""  # why the plan is not fused
+    # a probe plan (rshop_core.probe): the model-graph node id of each output after the first n_outputs
+    probed: tuple = ()
 
     @property
     def graph_where(self) -> str:
@@ -71,7 +73,9 @@ def _input_like(node, name):
     return Input(node.type.shape, node.type.dtype, name=name)
 
 
-def _build(model, training, teacher, masked) -> Plan:
+def _build(model, training, teacher, masked, probe=False) -> Plan:
+    """The plan for these flags; ``probe``: every float value the model's step computes is one more
+    output (after the model's own), named by its model-graph node id in ``Plan.probed``."""
     g, opts = model.graph, model.options
     has_readout = model.readout_spec is not None
     xs, states, consts = [], [], []
@@ -139,6 +143,13 @@ def _build(model, training, teacher, masked) -> Plan:
                 state_src.append(("hold", j))
                 outputs[j] = keep(y, held)
                 finals.append(outputs[j])
+    probed = ()
+    if probe:
+        from .probe import probe_outputs
+
+        probed, extra = probe_outputs(g, out, x)
+        outputs += extra
     graph = trace(xs, states, consts, outputs, finals, f"RecurrentModel {model.name!r} execution plan")
+    n_outputs = len(outputs) - len(probed)
     return Plan((model.name, training, teacher, masked), opts, graph, tuple(scan_src), tuple(state_src),
-                tuple(const_src), len(outputs))
+                tuple(const_src), n_outputs, probed=probed)

@@ -104,6 +104,9 @@ class TensorFlowLayer(tf.Module, Lowered):
     def _flip_time(self, y):
         return tf.reverse(y, axis=[1])
 
+    def _to_host(self, a):
+        return a.numpy() if tf.executing_eagerly() else None
+
     def _concat_last(self, a, b):
         return tf.concat([a, b], axis=-1)
 

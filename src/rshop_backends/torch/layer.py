@@ -131,6 +131,12 @@ class TorchLayer(nn.Module, Lowered):
     def _flip_time(self, y):
         return torch.flip(y, dims=(1,))
 
+    def _to_host(self, a):
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return None
+        a = a.detach().cpu()
+        return (a.float() if a.dtype == torch.bfloat16 else a).numpy()
+
     def _concat_last(self, a, b):
         return torch.cat([a, b], dim=-1)
 
