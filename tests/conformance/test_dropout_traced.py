@@ -199,3 +199,17 @@ def test_tf_function_lstm_dropout_matches_its_mask(request):
         h = sig(z[:, 9:]) * np.tanh(c)
         want.append(h)
     assert np.abs(y - np.stack(want, 1)).max() <= 1e-9
+
+
+def test_tf_checkpoint_carries_the_generator(tf_layer, tmp_path):
+    """The generator is tracked by the tf.Module: restoring a checkpoint replays the same graph masks."""
+    import tensorflow as tf
+
+    f = tf.function(lambda x: tf_layer(x, training=True))
+    x = tf.constant(ONES)
+    ckpt = tf.train.Checkpoint(layer=tf_layer)
+    path = ckpt.write(str(tmp_path / "ckpt"))
+    a = f(x).numpy()
+    ckpt.read(path).assert_consumed()
+    assert np.array_equal(a, f(x).numpy())
+    assert [v.name for v in tf_layer.variables] == []  # the mask model has no parameters; the RNG state is no weight

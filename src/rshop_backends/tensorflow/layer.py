@@ -59,6 +59,7 @@ class TensorFlowLayer(tf.Module, Lowered):
     _UNTRACKED = frozenset({"model", "dtype", "options", "passes", "grad_passes", "fast_path", "step_fn",
                             "_engine_module", "_plans", "_functions", "_carried", "_parts", "_dropout_rng",
                             "_call_x"})
+    _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | _UNTRACKED  # .variables skips them
 
     def __init__(self, model, dtype, engine_module, jit_compile=None, passes=None, fast_path=True):
         super().__init__(name=_identifier(model.name))
