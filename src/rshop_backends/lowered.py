@@ -247,6 +247,7 @@ class Lowered:
             self._one(mask, "argument mask"), self._one(sequence_lengths, "argument sequence_lengths"),
             self._one(ground_truth, "argument ground_truth"), self._one(initial_readout, "argument initial_readout"),
             bool(training), output_length)
+        x = self._check_unknown_dims(model, x, batch, steps)
         teacher = bool(training) and ground_truth is not None
         plan = self._plan(model, bool(training), teacher, mask is not None or sequence_lengths is not None,
                           self._differentiated(P))
@@ -289,6 +290,11 @@ class Lowered:
         if opts.stateful:
             self._carried = [self._detach(f) for f in user_finals]
         return list(ys)[:plan.n_outputs], user_finals
+
+    def _check_unknown_dims(self, model, x, batch, steps):
+        """x, with run-time checks of the dimensions ``check_call`` could not see (unknown while
+        tracing: a ``None`` batch or T); engines with symbolic shapes (tensorflow) override it."""
+        return x
 
     def _result(self, ys: list, states: list):
         out = list(ys)

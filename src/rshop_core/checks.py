@@ -15,20 +15,46 @@ def _dims(shape):
     return ", ".join("?" if d is None else str(d) for d in shape)
 
 
-def check_array(where: str, info, per_example, dtype: str, batch=None, time=False):
-    """Check one argument: ``info`` is ``(shape, dtype)``; returns its shape.
+def _shown(shape) -> str:
+    return "of unknown rank" if shape is None else str(tuple(shape))
 
-    The expected shape is ``(batch, [time,] *per_example)``; ``batch`` (if given) must match.
-    """
-    shape, got_dtype = info
+
+def shape_message(where: str, per_example, shape, time=False) -> str:
+    """The message of an argument whose shape is not ``(batch, [time,] *per_example)``; ``shape``
+    None: an array of unknown rank (a symbolic tensor traced without a shape)."""
     lead = ("batch", "time") if time else ("batch",)
     want = f"({', '.join(lead)}{', ' if per_example else ''}{_dims(per_example)})"
     rank = len(lead) + len(per_example)
-    if len(shape) != rank or not all(dims_compatible(w, d) for w, d in zip(per_example, shape[len(lead):])):
-        raise RshopShapeError(
-            f"{where}: expected an array of shape {want} (rank {rank}), received shape {tuple(shape)} "
+    if shape is None:
+        return (f"{where}: expected an array of shape {want} (rank {rank}), received an array of unknown rank. "
+                "Give it a known rank (in a tf.function, an input_signature TensorSpec with a shape).")
+    return (f"{where}: expected an array of shape {want} (rank {rank}), received shape {tuple(shape)} "
             f"(rank {len(shape)}).")
-    if batch is not None and shape[0] != batch:
+
+
+def empty_time_message(name: str, shape) -> str:
+    """The message of an x with no time step (``shape``: x's shape, the time dimension 0)."""
+    return f"{name}, argument x: expected at least one time step, received shape {tuple(shape)}. " \
+        "An empty sequence has no output."
+
+
+def empty_batch_message(name: str, shape) -> str:
+    """The message of an x with an empty batch (``shape``: x's shape, the batch dimension 0)."""
+    return f"{name}, argument x: expected a batch of at least one, received shape {tuple(shape)}."
+
+
+def check_array(where: str, info, per_example, dtype: str, batch=None, time=False):
+    """Check one argument: ``info`` is ``(shape, dtype)`` (shape None: unknown rank); returns its shape.
+
+    The expected shape is ``(batch, [time,] *per_example)``; ``batch`` (if given) must be
+    compatible (equal, or one of them unknown while tracing).
+    """
+    shape, got_dtype = info
+    rank = (2 if time else 1) + len(per_example)
+    if shape is None or len(shape) != rank or \
+            not all(dims_compatible(w, d) for w, d in zip(per_example, shape[rank - len(per_example):])):
+        raise RshopShapeError(shape_message(where, per_example, shape, time))
+    if not dims_compatible(batch, shape[0]):
         raise RshopShapeError(
             f"{where}: expected batch size {batch} (the batch of x), received shape {tuple(shape)}.")
     if got_dtype != dtype:
@@ -65,15 +91,13 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
         shape = check_array(f"{name}, argument x", x, x_type.shape, dtype, time=True)
         batch, steps = shape[0], shape[1]
     if steps == 0:
-        raise RshopShapeError(
-            f"{name}, argument x: expected at least one time step, received shape {shape}. "
-            "An empty sequence has no output.")
+        raise RshopShapeError(empty_time_message(name, shape))
     if opts.stateful and batch is not None and batch != opts.batch_size:
         raise RshopShapeError(
             f"{name}, argument x: expected batch size {opts.batch_size} (stateful, batch_size="
             f"{opts.batch_size}), received shape {shape}. A stateful layer never broadcasts its states.")
     if batch == 0:
-        raise RshopShapeError(f"{name}, argument x: expected a batch of at least one, received shape {shape}.")
+        raise RshopShapeError(empty_batch_message(name, shape))
     specs = model.state_specs
     if initial_state is not None:
         if len(initial_state) != len(specs):
@@ -115,14 +139,16 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
         raise RshopConfigError(f"{name}: expected mask or sequence_lengths, received both.")
     if mask is not None:
         m_shape, m_dtype = mask
-        if len(m_shape) != 2 or m_shape[0] != batch or not dims_compatible(m_shape[1], steps) or m_dtype != "bool":
+        if m_shape is None or len(m_shape) != 2 or not dims_compatible(m_shape[0], batch) or \
+                not dims_compatible(m_shape[1], steps) or m_dtype != "bool":
             raise RshopShapeError(
                 f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
-                f"{m_dtype} shape {tuple(m_shape)}.")
+                f"{m_dtype} shape {_shown(m_shape)}.")
     if lengths is not None:
         l_shape, l_dtype = lengths
-        if tuple(l_shape) != (batch,) or l_dtype not in ("int32", "int64"):
+        if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch) or \
+                l_dtype not in ("int32", "int64"):
             raise RshopShapeError(
                 f"{name}, argument sequence_lengths: expected an int32 or int64 array of shape ({batch},), "
-                f"received {l_dtype} shape {tuple(l_shape)}.")
+                f"received {l_dtype} shape {_shown(l_shape)}.")
     return batch, steps

@@ -33,6 +33,13 @@ def format_message(where: str, expected: str, received: str, fix: str | None = N
 class RshopError(Exception):
     """Root of every error rshop raises on purpose."""
 
+    # TensorFlow's autograph re-raises any exception that crosses a converted function (the
+    # user's ``tf.function``) as a ``StagingError``, unless the exception carries this marker
+    # (autograph's own convention: ``_attach_error_metadata`` leaves such errors alone). With
+    # it, an RshopError raised while tracing reaches the caller with its type and message.
+    # A plain class attribute: nothing here imports tensorflow.
+    ag_pass_through = True
+
 
 class RshopShapeError(RshopError, ValueError):
     """A value has the wrong rank or dimension (at build time or at call time)."""

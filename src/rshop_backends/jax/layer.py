@@ -4,8 +4,10 @@
 ``decode``. ``layer.params`` is a dict (a pytree) qualified name -> jax array (learned initial
 states included, as ``initial_state/<state>``). ``layer.apply(params, x, initial_state=None,
 constants=None, **kwargs)`` is pure (but for a stateful layer's carry and the numpy-drawn
-dropout masks), so it composes with ``jax.jit``, ``jax.grad`` and ``jax.vmap``; ``layer(x, ...)``
-is ``apply`` with ``layer.params``. Both run the engine-neutral call path of
+dropout masks of eager training calls), so it composes with ``jax.jit``, ``jax.grad`` and
+``jax.vmap``; a training call with dropout under ``jax.jit`` takes ``dropout_key=`` (a jax PRNG
+key; without one it is refused, never frozen into the trace); ``layer(x, ...)`` is ``apply``
+with ``layer.params``. Both run the engine-neutral call path of
 :class:`~rshop_backends.lowered.Lowered` (shapes and dtypes are static under tracing) and one
 ``jax.jit`` of the loop cached per execution plan.
 
@@ -40,6 +42,14 @@ def _require_x64(model, dtype):
 _AD_TRACERS = ("JVPTracer", "LinearizeTracer")
 
 
+def _staged(args) -> bool:
+    """Whether a call is being staged out (jit, vmap, scan...): a traced value without a concrete
+    value. ``jax.grad`` of an eager function traces every call again with concrete values, so
+    numpy-drawn masks stay fresh there; under a staged trace they would become constants."""
+    return any(isinstance(v, jax.core.Tracer) and getattr(v, "to_concrete_value", lambda: None)() is None
+               for v in jax.tree_util.tree_leaves(args))
+
+
 class JaxLayer(Lowered):
     """A lowered :class:`~rshop_core.RecurrentModel` running on jax (float32, or float64 under x64)."""
 
@@ -53,6 +63,7 @@ class JaxLayer(Lowered):
         self.frozen = frozenset(k for k, p in model.param_specs.items() if not p.trainable)
         self.params = {k: jnp.asarray(v) for k, v in self.initial_weights().items()}
         self._jits = {}  # plan.key -> jax.jit of the loop
+        self._staged = False  # whether the call being run is staged out (jit...): see _draw_dropout
 
     def __repr__(self):
         return (f"<JaxLayer of RecurrentModel {self.model.name!r} dtype {self.dtype} "
@@ -72,6 +83,7 @@ class JaxLayer(Lowered):
         # Frozen parameters stop gradients everywhere they are read (learned initial states too).
         if self.frozen:
             P = {k: jax.lax.stop_gradient(v) if k in self.frozen else v for k, v in P.items()}
+        self._staged = _staged((P, x, initial_state, constants, kwargs))
         return super()._call(P, x, initial_state, constants, **kwargs)
 
     def _loop(self, plan, P, xs, states, consts, steps):
@@ -120,6 +132,13 @@ class JaxLayer(Lowered):
         """With ``dropout_key`` (a jax PRNG key) masks come from ``jax.random`` — what a jitted
         training step needs; without one, from numpy like on every engine."""
         if key is None:
+            if self._staged:
+                raise RshopConfigError(
+                    f"{self._where}, argument dropout_key: expected a jax PRNG key for a training call with dropout "
+                    "under jax.jit (or vmap, scan, any staged trace), received None. Masks drawn without a key "
+                    "would be frozen into the traced function and repeat at every call. Pass "
+                    "dropout_key=jax.random.key(seed) as an argument of the jitted function and split it for "
+                    "every step (key, sub = jax.random.split(key)), as in Flax and equinox.")
             return super()._draw_dropout(shape, rate, batch, key, index)
         keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (batch,) + tuple(shape))
         return keep.astype(self.dtype) / (1.0 - rate)

@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from rshop_backends.lowered import Lowered
 from rshop_backends.tensorflow import loop
-from rshop_core.errors import RshopShapeError
+from rshop_core.checks import empty_batch_message, empty_time_message, shape_message
+from rshop_core.errors import RshopConfigError, RshopShapeError
 
 try:  # the one private TF API used: tells whether a gradient tape is active
     from tensorflow.python.eager import record as _record
@@ -51,6 +52,14 @@ class TensorFlowLayer(tf.Module, Lowered):
     engine = "tensorflow"
     _native = (tf.Tensor, tf.Variable)
     _native_names = "tf.Tensor or tf.Variable"
+    # Python-side state that tf.Module must not track: caches keyed by tuples, the model, the
+    # carried states. Tracked, they would be written into checkpoints and SavedModels (where a
+    # dict with tuple keys cannot be saved at all). What is tracked: ``variables_by_name`` and
+    # the dropout generator (so a checkpoint or SavedModel carries the weights and the RNG).
+    _UNTRACKED = frozenset({"model", "dtype", "options", "passes", "grad_passes", "fast_path", "step_fn",
+                            "_engine_module", "_plans", "_functions", "_carried", "_parts", "_dropout_rng",
+                            "_call_x"})
+    _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | _UNTRACKED  # .variables skips them
 
     def __init__(self, model, dtype, engine_module, jit_compile=None, passes=None, fast_path=True):
         super().__init__(name=_identifier(model.name))
@@ -61,16 +70,99 @@ class TensorFlowLayer(tf.Module, Lowered):
             self.variables_by_name = {
                 k: tf.Variable(v, trainable=specs[k].trainable, name=_identifier(k))
                 for k, v in self.initial_weights().items()}
+            # dropout masks of calls traced by the user (tf.function, SavedModel): drawn in the graph
+            self._dropout_generator = tf.random.Generator.from_seed(_generator_seed(model.seed))
         self._functions = {}  # (plan key, T for unroll=True else None, jit) -> tf.function
+        self._call_x = None  # the x of the call being run (its dynamic batch sizes graph-drawn masks)
+
+    def __setattr__(self, name, value):
+        if name in self._UNTRACKED:
+            object.__setattr__(self, name, value)  # plain Python state: not a tf.Module dependency
+        else:
+            super().__setattr__(name, value)
 
     # -- Lowered hooks ------------------------------------------------------------
     def _describe(self, a):
-        """(shape with None for unknown dims, dtype name) of a tf.Tensor or tf.Variable."""
-        return tuple(a.shape), a.dtype.name
+        """(shape with None for unknown dims, or None for an unknown rank; dtype name) of a
+        tf.Tensor or tf.Variable."""
+        return (None if a.shape.rank is None else tuple(a.shape)), a.dtype.name
 
     @tf.autograph.experimental.do_not_convert  # plain Python control flow: nothing for autograph to convert
     def _call(self, P, x, *args, **kwargs):
-        return Lowered._call(self, P, x, *args, **kwargs)  # not super(): autograph mis-resolves it
+        self._call_x = x
+        try:
+            return Lowered._call(self, P, x, *args, **kwargs)  # not super(): autograph mis-resolves it
+        finally:
+            self._call_x = None  # never keep a traced tensor alive past its trace
+
+    def _check_unknown_dims(self, model, x, batch, steps):
+        """Inside a trace with dimensions unknown (a ``None`` batch or T, or feature sizes of
+        ``None`` in the input signature), graph assertions with the messages ``check_call``
+        gives eager calls: a call of the traced function that breaks one raises
+        ``tf.errors.InvalidArgumentError`` with that text (no Python runs at that point)."""
+        shape = tuple(x.shape)
+        if None not in shape or tf.executing_eagerly():
+            return x
+        name = f"RecurrentModel {model.name!r}"
+        lead = 1 if model.options.decode else 2
+        per_example = model.graph.nodes[model.graph.x[0]].type.shape
+        dyn = tf.shape(x)
+        checks = []
+        if batch is None:
+            checks.append(tf.debugging.assert_greater(dyn[0], 0, message=empty_batch_message(name, (0,) + shape[1:])))
+        if steps is None:
+            checks.append(tf.debugging.assert_greater(dyn[1], 0, message=empty_time_message(
+                name, shape[:1] + (0,) + shape[2:])))
+        for i, (want, got) in enumerate(zip(per_example, shape[lead:])):
+            if got is None and want is not None:
+                checks.append(tf.debugging.assert_equal(dyn[lead + i], want, message=shape_message(
+                    f"{name}, argument x", per_example, shape, time=lead == 2)))
+        if not checks:
+            return x
+        with tf.control_dependencies(checks):
+            return tf.identity(x)
+
+    def _draw_dropout(self, shape, rate, batch, key, index):
+        """Eager calls: numpy masks, the same on every engine. Traced calls (a user's
+        ``tf.function``, a SavedModel signature): masks drawn in the graph from the layer's
+        ``tf.random.Generator``, so every run of the traced function gets fresh ones (numpy masks
+        would be frozen into the graph as constants). One mask per sequence either way."""
+        if key is not None or tf.executing_eagerly():
+            return super()._draw_dropout(shape, rate, batch, key, index)
+        n = tf.shape(self._call_x)[0] if batch is None else batch
+        keep = self._dropout_generator.uniform(tf.stack([n, *shape]), dtype=tf.float32) >= rate
+        return tf.cast(keep, self.dtype) / (1.0 - rate)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the dropout masks: numpy's (eager calls) and the graph generator's (traced calls)."""
+        super().reseed(seed)
+        self._dropout_generator.reset_from_seed(_generator_seed(seed))
+
+    def serving_signature(self, output_length=None):
+        """An inference ``tf.function`` for ``tf.saved_model.save(layer, path, signatures=...)``.
+
+        Its inputs: ``x`` with a dynamic batch and T (``tf.TensorSpec([None, None, *input_shape])``;
+        ``[None, *input_shape]`` with ``decode``, running ``output_length`` steps) and the model's
+        constants (``constant_0``, ... of shape ``[None, *shape]``); its outputs: a dict
+        ``output_0``, ``output_1``, ... in the order a call returns them.
+        """
+        part = self._parts[0]
+        g = part.graph
+        if part.options.decode and output_length is None and part.options.output_length is None:
+            raise RshopConfigError(f"{self._where}, serving_signature argument output_length: expected the number of "
+                                   "steps to decode (decode=True and no output_length option), received None.")
+        lead = [None] if part.options.decode else [None, None]
+        names = ["x"] + [f"constant_{i}" for i in range(len(g.constants))]
+        shapes = [g.nodes[g.x[0]].type.shape] + [g.nodes[c].type.shape for c in g.constants]
+        specs = [tf.TensorSpec(lead[:1 if i else None] + list(s), self.dtype, name=n)
+                 for i, (n, s) in enumerate(zip(names, shapes))]
+
+        def serve(x, *constants):
+            out = self(x, constants=list(constants) or None, output_length=output_length)
+            out = out if isinstance(out, tuple) else (out,)
+            return {f"output_{i}": y for i, y in enumerate(out)}
+
+        return tf.function(serve, input_signature=specs, autograph=False)
 
     def _from_numpy(self, a):
         return tf.constant(a)
@@ -168,6 +260,11 @@ class TensorFlowLayer(tf.Module, Lowered):
 
     def _unfold_time(self, y, like):
         return tf.reshape(y, tf.concat([tf.shape(like)[:2], tf.shape(y)[1:]], axis=0))
+
+
+def _generator_seed(seed: int) -> int:
+    """The graph dropout generator's seed for a model / reseed seed (apart from other streams)."""
+    return int(seed) * 256 + 0xD0
 
 
 def _tape_recording() -> bool:
