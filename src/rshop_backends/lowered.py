@@ -4,7 +4,8 @@ An engine's layer class mixes in :class:`Lowered` and implements small hooks ove
 arrays: ``_describe(a) -> (shape, dtype)``, ``_native`` (accepted array types),
 ``_from_numpy(a)``, ``_broadcast(v, batch, like)``, ``_shift(seq, first, backwards)``,
 ``_lengths_to_mask(lengths, steps, like)``, ``_detach(v)``, ``_sum_abs(v)``, ``_sum_square(v)``,
-``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``,
+``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``, ``_concrete(a)`` (numpy values when known
+now, else None) with ``_lengths_guard(model, lengths, steps, like)`` (the runtime check of symbolic lengths),
 ``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``) and the weight accessors
 ``_read_weights()`` / ``_write_weights(d)``. Everything else — checks, execution plans,
 initial states, dropout masks, stateful carry, what a call returns — is here, once.
@@ -19,7 +20,7 @@ import numpy as np
 from rshop_core import initializers
 from rshop_core import passes as _passes
 from rshop_core.bidirectional import Bidirectional
-from rshop_core.checks import check_array, check_call
+from rshop_core.checks import check_array, check_call, check_lengths_values, lengths_message
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
 from rshop_core.model import check_weights, learned_state_param
@@ -204,6 +205,23 @@ class Lowered:
     def _one(self, v, what):
         return None if v is None else self._info(v, what)
 
+    def _concrete(self, a):
+        """``a``'s values as a numpy array when they are known now (eager), else None (traced)."""
+        return np.asarray(a) if isinstance(a, np.ndarray) else None
+
+    def _lengths_guard(self, model, lengths, steps, like):
+        """Check traced ``sequence_lengths`` against [0, T] when the call runs; returns ``(lengths,
+        poison)``: ``poison`` (a per-example bool array) marks rows whose outputs and states become
+        NaN, for engines that cannot raise from inside a trace (jax), else None."""
+        raise RshopEngineError(
+            f"{self._where}, argument sequence_lengths: expected lengths whose values are known at call time, "
+            f"received traced ones, which the {self.engine} engine cannot check. "
+            + lengths_message(model, "?", "?", steps if steps is not None else "T"))
+
+    def _poison(self, v, bad):
+        """``v`` with the rows (batch entries) flagged in ``bad`` replaced by NaN."""
+        raise NotImplementedError
+
     # -- calling ------------------------------------------------------------------
     def __call__(self, x, initial_state=None, constants=None, **kwargs):
         return self._call(self._param_dict(), x, initial_state, constants, **kwargs)
@@ -241,6 +259,13 @@ class Lowered:
             self._one(mask, "argument mask"), self._one(sequence_lengths, "argument sequence_lengths"),
             self._one(ground_truth, "argument ground_truth"), self._one(initial_readout, "argument initial_readout"),
             bool(training), output_length)
+        poison = None  # engines that cannot raise on traced lengths (jax) poison those rows with NaN instead
+        if sequence_lengths is not None:
+            values = self._concrete(sequence_lengths)
+            if values is not None and steps is not None:
+                check_lengths_values(model, values, steps)
+            else:
+                sequence_lengths, poison = self._lengths_guard(model, sequence_lengths, steps, x)
         teacher = bool(training) and ground_truth is not None
         plan = self._plan(model, bool(training), teacher, mask is not None or sequence_lengths is not None,
                           self._differentiated(P))
@@ -277,6 +302,8 @@ class Lowered:
                 consts.append(self._draw_dropout(g.nodes[src[1]].type.shape, src[2], batch, dropout_key, src[1]))
         ys, finals = self._loop(plan, P, xs, states, consts, steps)
         user_finals = [f for f, src in zip(finals, plan.states) if src[0] == "state"]
+        if poison is not None:
+            ys, user_finals = [self._poison(v, poison) for v in ys], [self._poison(v, poison) for v in user_finals]
         if opts.stateful:
             self._carried = [self._detach(f) for f in user_finals]
         return list(ys)[:plan.n_outputs], user_finals

@@ -7,6 +7,8 @@ tensorflow.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import dims_compatible
 
@@ -28,6 +30,12 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
         raise RshopShapeError(
             f"{where}: expected an array of shape {want} (rank {rank}), received shape {tuple(shape)} "
             f"(rank {len(shape)}).")
+    for k, d in enumerate(shape[len(lead):], start=len(lead)):
+        if d == 0:
+            raise RshopShapeError(
+                f"{where}: expected every per-example dimension to be at least 1, received shape {tuple(shape)} "
+                f"(dimension {k} is 0). An empty axis has nothing to compute with (reductions over it differ "
+                "between frameworks): give it at least one entry.")
     if batch is not None and shape[0] != batch:
         raise RshopShapeError(
             f"{where}: expected batch size {batch} (the batch of x), received shape {tuple(shape)}.")
@@ -96,6 +104,11 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
         if not opts.teacher_force:
             raise RshopConfigError(
                 f"{name}, argument ground_truth: expected none (the model has teacher_force=False), received one.")
+        if not training:
+            raise RshopConfigError(
+                f"{name}, argument ground_truth: expected none for a call with training=False (teacher forcing "
+                "happens only in training calls), received one. Pass training=True to teacher-force, or drop "
+                "ground_truth.")
         gt = check_array(f"{name}, argument ground_truth", ground_truth, out_shape, dtype, batch, time=True)
         if gt[1] is not None and steps is not None and gt[1] != steps:
             raise RshopShapeError(
@@ -115,14 +128,38 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
         raise RshopConfigError(f"{name}: expected mask or sequence_lengths, received both.")
     if mask is not None:
         m_shape, m_dtype = mask
-        if len(m_shape) != 2 or m_shape[0] != batch or not dims_compatible(m_shape[1], steps) or m_dtype != "bool":
+        if len(m_shape) != 2 or m_shape[0] != batch or not dims_compatible(m_shape[1], steps):
             raise RshopShapeError(
-                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
-                f"{m_dtype} shape {tuple(m_shape)}.")
+                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received shape "
+                f"{tuple(m_shape)}.")
+        if m_dtype != "bool":
+            raise RshopDTypeError(
+                f"{name}, argument mask: expected dtype bool, received {m_dtype}. rshop never casts silently: "
+                "pass a bool mask (True where a step is real).")
     if lengths is not None:
         l_shape, l_dtype = lengths
-        if tuple(l_shape) != (batch,) or l_dtype not in ("int32", "int64"):
+        if tuple(l_shape) != (batch,):
             raise RshopShapeError(
-                f"{name}, argument sequence_lengths: expected an int32 or int64 array of shape ({batch},), "
-                f"received {l_dtype} shape {tuple(l_shape)}.")
+                f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received shape "
+                f"{tuple(l_shape)}.")
+        if l_dtype not in ("int32", "int64"):
+            raise RshopDTypeError(
+                f"{name}, argument sequence_lengths: expected dtype int32 or int64, received {l_dtype}. rshop "
+                "never casts silently: pass integer lengths.")
     return batch, steps
+
+
+def lengths_message(model, index, value, steps) -> str:
+    """The message for ``sequence_lengths[index] = value`` outside [0, steps] (``value`` may be a
+    placeholder where a runtime check formats it)."""
+    return (f"RecurrentModel {model.name!r}, argument sequence_lengths: expected every length in [0, {steps}] "
+            f"(the time steps of x), received {value} at batch index {index}. Lengths are never clamped: "
+            "fix the lengths or pad x to the longest sequence.")
+
+
+def check_lengths_values(model, values, steps) -> None:
+    """Refuse concrete ``sequence_lengths`` ``values`` (a numpy array) outside [0, steps]."""
+    bad = np.flatnonzero((values < 0) | (values > steps))
+    if bad.size:
+        i = int(bad[0])
+        raise RshopShapeError(lengths_message(model, i, int(values[i]), steps))
