@@ -189,6 +189,11 @@ class Lowered:
 
     # -- checks -----------------------------------------------------------------
     def _info(self, arr, what):
+        if isinstance(arr, np.ma.MaskedArray):  # an ndarray subclass whose mask no engine would honour
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a plain array, received a numpy.ma.MaskedArray (its mask would "
+                "be dropped silently). Pass arr.filled(value) and, for masked time steps, mask= or "
+                "sequence_lengths=.")
         if not isinstance(arr, self._native):
             want = self._native_names or " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._native)
             raise RshopEngineError(
