@@ -58,7 +58,7 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
     x_type = g.nodes[g.x[0]].type
     if opts.decode:
         shape = check_array(f"{name}, argument x", x, x_type.shape, dtype)
-        batch, steps = shape[0], output_length or opts.output_length
+        batch, steps = shape[0], (opts.output_length if output_length is None else output_length)
         if steps is None:
             raise RshopConfigError(
                 f"{name}, argument output_length: expected the number of steps to decode (decode=True and no "
