@@ -48,18 +48,14 @@ def check_param_count(where: str, specs) -> None:
     """Refuse models with more parameter entries than a ``.rshop`` file may hold."""
     from .serialization import MAX_PARAM_ELEMENTS
 
-    sizes = {p.name: math.prod(p.shape) for p in specs}
-    total = sum(sizes.values())
+    specs = list(specs)
+    total = sum(math.prod(p.shape) for p in specs)
     if total > MAX_PARAM_ELEMENTS:
-        big = max(sizes, key=sizes.get)
+        big = max(specs, key=lambda p: math.prod(p.shape))
         raise RshopConfigError(
             f"{where}: expected at most {MAX_PARAM_ELEMENTS} parameter entries in all (the .rshop format's "
-            f"limit), received {total} (the largest, {big!r}, has shape {specs_shape(specs, big)}). "
+            f"limit), received {total} (the largest, {big.name!r}, has shape {big.shape}). "
             "Use fewer units or a smaller input.")
-
-
-def specs_shape(specs, name):
-    return next(p.shape for p in specs if p.name == name)
 
 
 def _as_list(v, what):
@@ -106,6 +102,12 @@ class RecurrentModel:
         name: the model's name; seed: the seed of its initial weights (random if None).
     """
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "__init__" in cls.__dict__:  # keywords passed on with **options are checked against ours
+            cls.__init__ = checked_init(cls.__dict__["__init__"], RecurrentModel.__init__)
+
+    @checked_init
     def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
                  readout_input=None, teacher_force=False, decode=False, output_length=None,
                  return_sequences=False, return_states=False, go_backwards=False, unroll=False,
@@ -399,13 +401,6 @@ class RecurrentModel:
         if self._call_layer is None:
             self._call_layer = self.lower()
         return self._call_layer(x, initial_state=initial_state, constants=constants, **kwargs)
-
-
-_INIT = RecurrentModel.__init__
-RecurrentModel.__init__ = checked_init(_INIT)
-RecurrentModel.__init_subclass__ = classmethod(
-    lambda cls, **kw: setattr(cls, "__init__", checked_init(cls.__dict__["__init__"], _INIT))
-    if "__init__" in cls.__dict__ else None)
 
 
 def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = None, describe=None) -> dict:
