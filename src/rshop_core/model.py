@@ -183,6 +183,10 @@ class RecurrentModel:
         for s in self.state_specs:  # learned initial states are parameters of the model
             if isinstance(s.initializer, initializers.Learned):
                 name = learned_state_param(s.name)
+                if name in self.param_specs:
+                    raise RshopConfigError(
+                        f"{where}, state {s.name!r}: expected its learned initial state {name!r} to be a new "
+                        "parameter, received the name of a layer's parameter. Rename the layer or the state.")
                 self.param_specs[name] = ParamSpec(name, s.shape, s.dtype, s.initializer.initializer)
         for p in self.param_specs.values():
             if p.dtype != dtype:

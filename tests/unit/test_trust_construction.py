@@ -193,3 +193,12 @@ def test_half_precision_lowering_refused(dtype):
         model.lower("numpy", dtype=dtype)
     assert "dtype: expected a floating dtype in ['float32', 'float64'], received" in str(info.value)
     assert "rshop computes in float32 or float64 only" in str(info.value)
+
+
+def test_learned_state_cannot_take_a_layer_parameter_name():
+    x, h = Input((2,), name="x"), Input((2,), name="h")
+    new = Dense(2, name="initial_state", use_bias=False)(F.add(x, h))  # its kernel: 'initial_state/kernel'
+    k = Input((2,), name="kernel")
+    with pytest.raises(RshopConfigError, match=r"state 'kernel': expected its learned initial state "
+                                               r"'initial_state/kernel' to be a new parameter"):
+        RecurrentModel(x, new, [h, k], [new, k], state_initializer=["zeros", initializers.Learned()])
