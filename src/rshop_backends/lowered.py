@@ -20,7 +20,7 @@ import numpy as np
 from rshop_core import initializers
 from rshop_core import passes as _passes
 from rshop_core.bidirectional import Bidirectional
-from rshop_core.checks import check_array, check_call, check_lengths_values, lengths_message
+from rshop_core.checks import check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
 from rshop_core.model import check_weights, learned_state_param
@@ -218,10 +218,10 @@ class Lowered:
         """Check traced ``sequence_lengths`` against [0, T] when the call runs; returns ``(lengths,
         poison)``: ``poison`` (a per-example bool array) marks rows whose outputs and states become
         NaN, for engines that cannot raise from inside a trace (jax), else None."""
-        raise RshopEngineError(
+        raise RshopNotImplementedError(
             f"{self._where}, argument sequence_lengths: expected lengths whose values are known at call time, "
-            f"received traced ones, which the {self.engine} engine cannot check. "
-            + lengths_message(model, "?", "?", steps if steps is not None else "T"))
+            f"received traced ones, which the {self.engine} engine cannot check against [0, T]. Pass concrete "
+            "lengths, or a bool mask.")
 
     def _poison(self, v, bad):
         """``v`` with the rows (batch entries) flagged in ``bad`` replaced by NaN."""
