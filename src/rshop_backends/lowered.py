@@ -5,7 +5,7 @@ arrays: ``_describe(a) -> (shape, dtype)``, ``_native`` (accepted array types),
 ``_from_numpy(a)``, ``_broadcast(v, batch, like)``, ``_shift(seq, first, backwards)``,
 ``_lengths_to_mask(lengths, steps, like)``, ``_detach(v)``, ``_sum_abs(v)``, ``_sum_square(v)``,
 ``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``, ``_concrete(a)`` (numpy values when known
-now, else None) with ``_lengths_guard(model, lengths, steps, like)`` (the runtime check of symbolic lengths),
+now, else None) with ``_lengths_guard(model, lengths, steps, like)`` and ``_poison(v, bad)`` (traced lengths),
 ``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``) and the weight accessors
 ``_read_weights()`` / ``_write_weights(d)``. Everything else — checks, execution plans,
 initial states, dropout masks, stateful carry, what a call returns — is here, once.
