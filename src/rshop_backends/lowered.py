@@ -4,9 +4,11 @@ An engine's layer class mixes in :class:`Lowered` and implements small hooks ove
 arrays: ``_describe(a) -> (shape, dtype)``, ``_native`` (accepted array types),
 ``_from_numpy(a)``, ``_broadcast(v, batch, like)``, ``_shift(seq, first, backwards)``,
 ``_lengths_to_mask(lengths, steps, like)``, ``_detach(v)``, ``_sum_abs(v)``, ``_sum_square(v)``,
-``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``,
-``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``), ``_to_host(a)`` (a numpy
-copy, None when ``a`` is traced: ``check_numerics``) and the weight accessors
+``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``, ``_to_host(a)`` (a numpy copy when the
+values are known now, None when ``a`` is traced: ``check_numerics``, length checks) with
+``_lengths_guard(model, lengths, steps, like)`` and ``_poison(v, bad)`` (traced lengths),
+``_check_unknown_dims(model, x, batch, steps)`` (run-time checks of dims unknown while tracing),
+``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``) and the weight accessors
 ``_read_weights()`` / ``_write_weights(d)``. Everything else — checks, execution plans,
 initial states, dropout masks, stateful carry, what a call returns — is here, once.
 """
@@ -20,7 +22,7 @@ import numpy as np
 from rshop_core import initializers
 from rshop_core import passes as _passes
 from rshop_core.bidirectional import Bidirectional
-from rshop_core.checks import check_array, check_call
+from rshop_core.checks import check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
 from rshop_core.model import check_weights, learned_state_param
@@ -190,6 +192,11 @@ class Lowered:
 
     # -- checks -----------------------------------------------------------------
     def _info(self, arr, what):
+        if isinstance(arr, np.ma.MaskedArray):  # an ndarray subclass whose mask no engine would honour
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a plain array, received a numpy.ma.MaskedArray (its mask would "
+                "be dropped silently). Pass arr.filled(value) and, for masked time steps, mask= or "
+                "sequence_lengths=.")
         if not isinstance(arr, self._native):
             want = self._native_names or " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._native)
             raise RshopEngineError(
@@ -209,6 +216,19 @@ class Lowered:
     def _to_host(self, a):
         """A numpy copy of the engine array ``a``, or None when its values are unknown (traced)."""
         return np.asarray(a)
+
+    def _lengths_guard(self, model, lengths, steps, like):
+        """Check traced ``sequence_lengths`` against [0, T] when the call runs; returns ``(lengths,
+        poison)``: ``poison`` (a per-example bool array) marks rows whose outputs and states become
+        NaN, for engines that cannot raise from inside a trace (jax), else None."""
+        raise RshopNotImplementedError(
+            f"{self._where}, argument sequence_lengths: expected lengths whose values are known at call time, "
+            f"received traced ones, which the {self.engine} engine cannot check against [0, T]. Pass concrete "
+            "lengths, or a bool mask.")
+
+    def _poison(self, v, bad):
+        """``v`` with the rows (batch entries) flagged in ``bad`` replaced by NaN."""
+        raise NotImplementedError
 
     # -- calling ------------------------------------------------------------------
     def __call__(self, x, initial_state=None, constants=None, **kwargs):
@@ -248,6 +268,13 @@ class Lowered:
             self._one(ground_truth, "argument ground_truth"), self._one(initial_readout, "argument initial_readout"),
             bool(training), output_length)
         x = self._check_unknown_dims(model, x, batch, steps)
+        poison = None  # engines that cannot raise on traced lengths (jax) poison those rows with NaN instead
+        if sequence_lengths is not None:
+            values = self._to_host(sequence_lengths)
+            if values is not None and steps is not None:
+                check_lengths_values(model, values, steps)
+            else:
+                sequence_lengths, poison = self._lengths_guard(model, sequence_lengths, steps, x)
         teacher = bool(training) and ground_truth is not None
         plan = self._plan(model, bool(training), teacher, mask is not None or sequence_lengths is not None,
                           self._differentiated(P))
@@ -287,6 +314,8 @@ class Lowered:
             numerics.check(self, model, plan, P, (xs, states, consts, steps), (ys, finals),
                            states_given is not None, check_numerics)
         user_finals = [f for f, src in zip(finals, plan.states) if src[0] == "state"]
+        if poison is not None:
+            ys, user_finals = [self._poison(v, poison) for v in ys], [self._poison(v, poison) for v in user_finals]
         if opts.stateful:
             self._carried = [self._detach(f) for f in user_finals]
         return list(ys)[:plan.n_outputs], user_finals

@@ -7,6 +7,8 @@ tensorflow.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import dims_compatible
 
@@ -54,6 +56,13 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
     if shape is None or len(shape) != rank or \
             not all(dims_compatible(w, d) for w, d in zip(per_example, shape[rank - len(per_example):])):
         raise RshopShapeError(shape_message(where, per_example, shape, time))
+    lead = rank - len(per_example)
+    for k, d in enumerate(shape[lead:], start=lead):
+        if d == 0:
+            raise RshopShapeError(
+                f"{where}: expected every per-example dimension to be at least 1, received shape {tuple(shape)} "
+                f"(dimension {k} is 0). An empty axis has nothing to compute with (reductions over it differ "
+                "between frameworks): give it at least one entry.")
     if not dims_compatible(batch, shape[0]):
         raise RshopShapeError(
             f"{where}: expected batch size {batch} (the batch of x), received shape {tuple(shape)}.")
@@ -76,7 +85,7 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
     x_type = g.nodes[g.x[0]].type
     if opts.decode:
         shape = check_array(f"{name}, argument x", x, x_type.shape, dtype)
-        batch, steps = shape[0], output_length or opts.output_length
+        batch, steps = shape[0], (opts.output_length if output_length is None else output_length)
         if steps is None:
             raise RshopConfigError(
                 f"{name}, argument output_length: expected the number of steps to decode (decode=True and no "
@@ -120,6 +129,11 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
         if not opts.teacher_force:
             raise RshopConfigError(
                 f"{name}, argument ground_truth: expected none (the model has teacher_force=False), received one.")
+        if not training:
+            raise RshopConfigError(
+                f"{name}, argument ground_truth: expected none for a call with training=False (teacher forcing "
+                "happens only in training calls), received one. Pass training=True to teacher-force, or drop "
+                "ground_truth.")
         gt = check_array(f"{name}, argument ground_truth", ground_truth, out_shape, dtype, batch, time=True)
         if gt[1] is not None and steps is not None and gt[1] != steps:
             raise RshopShapeError(
@@ -140,15 +154,38 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
     if mask is not None:
         m_shape, m_dtype = mask
         if m_shape is None or len(m_shape) != 2 or not dims_compatible(m_shape[0], batch) or \
-                not dims_compatible(m_shape[1], steps) or m_dtype != "bool":
+                not dims_compatible(m_shape[1], steps):
             raise RshopShapeError(
-                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
-                f"{m_dtype} shape {_shown(m_shape)}.")
+                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received shape "
+                f"{_shown(m_shape)}.")
+        if m_dtype != "bool":
+            raise RshopDTypeError(
+                f"{name}, argument mask: expected dtype bool, received {m_dtype}. rshop never casts silently: "
+                "pass a bool mask (True where a step is real).")
     if lengths is not None:
         l_shape, l_dtype = lengths
-        if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch) or \
-                l_dtype not in ("int32", "int64"):
+        if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch):
             raise RshopShapeError(
-                f"{name}, argument sequence_lengths: expected an int32 or int64 array of shape ({batch},), "
-                f"received {l_dtype} shape {_shown(l_shape)}.")
+                f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received shape "
+                f"{_shown(l_shape)}.")
+        if l_dtype not in ("int32", "int64"):
+            raise RshopDTypeError(
+                f"{name}, argument sequence_lengths: expected dtype int32 or int64, received {l_dtype}. rshop "
+                "never casts silently: pass integer lengths.")
     return batch, steps
+
+
+def lengths_message(model, index, value, steps) -> str:
+    """The message for ``sequence_lengths[index] = value`` outside [0, steps] (``value`` may be a
+    placeholder where a runtime check formats it)."""
+    return (f"RecurrentModel {model.name!r}, argument sequence_lengths: expected every length in [0, {steps}] "
+            f"(the time steps of x), received {value} at batch index {index}. Lengths are never clamped: "
+            "fix the lengths or pad x to the longest sequence.")
+
+
+def check_lengths_values(model, values, steps) -> None:
+    """Refuse concrete ``sequence_lengths`` ``values`` (a numpy array) outside [0, steps]."""
+    bad = np.flatnonzero((values < 0) | (values > steps))
+    if bad.size:
+        i = int(bad[0])
+        raise RshopShapeError(lengths_message(model, i, int(values[i]), steps))

@@ -20,9 +20,12 @@ def check_dtype(dtype: object, where: str) -> str:
 
 
 def check_float_dtype(dtype: object, where: str) -> str:
-    name = check_dtype(dtype, where)
-    if name not in FLOAT_DTYPES:
+    """Return ``dtype`` as ``"float32"`` or ``"float64"``, or raise naming ``where``. Half
+    precisions (float16, bfloat16) are refused: no engine's results are checked in them."""
+    name = getattr(dtype, "name", dtype)
+    if not isinstance(name, str) or name not in FLOAT_DTYPES:
         raise RshopDTypeError(
-            f"{where}: expected a floating dtype in {list(FLOAT_DTYPES)}, received {name!r}."
+            f"{where}: expected a floating dtype in {list(FLOAT_DTYPES)}, received {name!r}. rshop computes "
+            "in float32 or float64 only."
         )
     return name

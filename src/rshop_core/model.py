@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import secrets
 
 import numpy as np
@@ -10,6 +11,7 @@ from . import initializers
 from .dtypes import check_float_dtype
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph, trace
+from .keywords import checked_init
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
@@ -21,6 +23,39 @@ __all__ = ["RecurrentModel", "learned_state_param"]
 def learned_state_param(state: str) -> str:
     """The qualified name of the parameter holding a learned initial state."""
     return f"initial_state/{state}"
+
+
+def check_seed(where: str, seed) -> int:
+    """``seed`` if it is a non-negative int (not a bool); else an RshopConfigError."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise RshopConfigError(f"{where}, argument seed: expected a non-negative int, received {seed!r}. "
+                               "Seeds are never rounded or parsed: pass an int such as 7.")
+    return int(seed)
+
+
+def check_state_names(where: str, names) -> None:
+    """Refuse two states with one name: they would share a learned initial state and a file entry."""
+    first: dict = {}
+    for i, n in enumerate(names):
+        if n in first:
+            raise RshopConfigError(
+                f"{where}, state #{i} {n!r}: expected a name unique among the states, received the name of "
+                f"state #{first[n]} too. Give each state Input its own name=.")
+        first[n] = i
+
+
+def check_param_count(where: str, specs) -> None:
+    """Refuse models with more parameter entries than a ``.rshop`` file may hold."""
+    from .serialization import MAX_PARAM_ELEMENTS
+
+    specs = list(specs)
+    total = sum(math.prod(p.shape) for p in specs)
+    if total > MAX_PARAM_ELEMENTS:
+        big = max(specs, key=lambda p: math.prod(p.shape))
+        raise RshopConfigError(
+            f"{where}: expected at most {MAX_PARAM_ELEMENTS} parameter entries in all (the .rshop format's "
+            f"limit), received {total} (the largest, {big.name!r}, has shape {big.shape}). "
+            "Use fewer units or a smaller input.")
 
 
 def _as_list(v, what):
@@ -67,6 +102,12 @@ class RecurrentModel:
         name: the model's name; seed: the seed of its initial weights (random if None).
     """
 
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "__init__" in cls.__dict__:  # keywords passed on with **options are checked against ours
+            cls.__init__ = checked_init(cls.__dict__["__init__"], RecurrentModel.__init__)
+
+    @checked_init
     def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
                  readout_input=None, teacher_force=False, decode=False, output_length=None,
                  return_sequences=False, return_states=False, go_backwards=False, unroll=False,
@@ -75,7 +116,7 @@ class RecurrentModel:
         self.name = name or "recurrent_model"
         self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll, teacher_force, decode,
                                    output_length, stateful, batch_size, zero_output_for_mask, remat)
-        self.seed = int(secrets.randbits(31)) if seed is None else int(seed)
+        self.seed = int(secrets.randbits(31)) if seed is None else check_seed(f"RecurrentModel {self.name!r}", seed)
         self._state_initializer = state_initializer
         self._lowered_cache: dict = {}
         self._call_layer = None
@@ -129,26 +170,29 @@ class RecurrentModel:
         if len(inits) != len(states_in):
             raise RshopConfigError(
                 f"{where}: expected one state_initializer per state ({len(states_in)}), received {len(inits)}.")
-        names, taken = [], set()
+        names = []
         for i, t in enumerate(states_in):
             if None in t.shape:
                 raise RshopShapeError(
                     f"{where}, state #{i} {t.name!r}: expected a fully known shape, received {t.type.describe()}.")
-            base = t.name if not t.name.startswith("input_") else f"state_{i}"
-            n = base if base not in taken else f"{base}_{i}"
-            taken.add(n)
-            names.append(n)
+            names.append(t.name if not t.name.startswith("input_") else f"state_{i}")
+        check_state_names(where, names)
         self.state_specs = [StateSpec(n, t.shape, t.dtype, initializers.get(init, f"{where}, state {n!r}"))
                             for n, t, init in zip(names, states_in, inits)]
         self.param_specs = dict(self.graph.params)
         for s in self.state_specs:  # learned initial states are parameters of the model
             if isinstance(s.initializer, initializers.Learned):
                 name = learned_state_param(s.name)
+                if name in self.param_specs:
+                    raise RshopConfigError(
+                        f"{where}, state {s.name!r}: expected its learned initial state {name!r} to be a new "
+                        "parameter, received the name of a layer's parameter. Rename the layer or the state.")
                 self.param_specs[name] = ParamSpec(name, s.shape, s.dtype, s.initializer.initializer)
         for p in self.param_specs.values():
             if p.dtype != dtype:
                 raise RshopDTypeError(
                     f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}.")
+        check_param_count(where, self.param_specs.values())
         values = {}  # weights carried over from nested models (their cells know them)
         for qual, (owner, local) in self.graph.meta.get("param_owners", {}).items():
             if hasattr(owner, "initial_value"):
@@ -168,6 +212,7 @@ class RecurrentModel:
         self.name, self.seed, self.options = name, seed, options
         self._state_initializer, self._lowered_cache, self._call_layer, self._builder = None, {}, None, None
         self.graph, self.state_specs, self.readout_spec = graph, list(states), readout
+        check_state_names(where, [s.name for s in self.state_specs])
         hidden = [readout] if readout is not None else []
         if len(graph.states) != len(states) + len(hidden):
             raise RshopConfigError(f"{where}: expected {len(graph.states)} state specs for the graph's states, "

@@ -99,10 +99,17 @@ class RecurrentSequential(RecurrentModel):
                      "readout_only": lambda: r}[mode]()
         new_states, k = [], 0
         current = list(states)
-        for item in self.items:
+        for i, item in enumerate(self.items):
             if not isinstance(item, Cell):
                 value = item(value)
                 continue
+            declared = getattr(item, "input_dim", None)
+            if declared is not None and value.shape[-1] != declared:
+                came = "the stack's input x" if i == 0 else f"the output of item #{i - 1}"
+                raise RshopShapeError(
+                    f"RecurrentSequential {self.name!r}, item #{i} {type(item).__name__} {item.name!r}: expected its "
+                    f"input_dim {declared} to be the size reaching it, received {value.shape[-1]} ({came}). "
+                    "Drop input_dim= from the cell (it is inferred) or make the sizes agree.")
             if self.state_sync:
                 value, current = item(value, current)
             else:

@@ -156,6 +156,14 @@ class JaxLayer(Lowered):
     def _lengths_to_mask(self, lengths, steps, like):
         return jnp.arange(steps)[None, :] < lengths[:, None]
 
+    def _lengths_guard(self, model, lengths, steps, like):
+        """Under jit the values are unknown and nothing can raise: rows with a length outside
+        [0, T] come out as NaN (outputs and final states), never silently clamped."""
+        return lengths, (lengths < 0) | (lengths > steps)
+
+    def _poison(self, v, bad):
+        return jnp.where(bad.reshape((-1,) + (1,) * (v.ndim - 1)), jnp.asarray(np.nan, v.dtype), v)
+
     def _detach(self, v):
         """The carried state of a stateful layer: a concrete array, never a tracer."""
         v = jax.lax.stop_gradient(v)

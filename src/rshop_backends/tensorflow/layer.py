@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from rshop_backends.lowered import Lowered
 from rshop_backends.tensorflow import loop
-from rshop_core.checks import empty_batch_message, empty_time_message, shape_message
+from rshop_core.checks import empty_batch_message, empty_time_message, lengths_message, shape_message
 from rshop_core.errors import RshopConfigError, RshopShapeError
 
 try:  # the one private TF API used: tells whether a gradient tape is active
@@ -183,6 +183,17 @@ class TensorFlowLayer(tf.Module, Lowered):
         if steps is None:  # unknown T while tracing: x's dynamic T
             steps = tf.shape(like)[1]
         return tf.range(steps, dtype=lengths.dtype)[None, :] < lengths[:, None]
+
+    def _lengths_guard(self, model, lengths, steps, like):
+        """Inside a tf.function: a ``tf.debugging.Assert`` with the eager check's message, run with the call."""
+        n = tf.cast(tf.shape(like)[1], lengths.dtype) if steps is None else tf.constant(steps, lengths.dtype)
+        bad = (lengths < 0) | (lengths > n)
+        i = tf.argmax(tf.cast(bad, tf.int32))
+        template = lengths_message(model, "{}", "{}", "{}")  # the eager message, filled in when it runs
+        check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)),
+                                    [tf.strings.format(template, (n, tf.gather(lengths, i), i))])
+        with tf.control_dependencies([check]):
+            return tf.identity(lengths), None
 
     def _detach(self, v):
         return tf.stop_gradient(v)

@@ -23,7 +23,40 @@ def _softsign(x):
     return x / (1.0 + tf.abs(x))
 
 
-NAMESPACE = {"tf": tf, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign}
+def _unbroadcast(g, shape_a, shape_b):
+    """``g`` (shaped like the broadcast of a and b) summed back to ``shape_a``."""
+    axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=shape_a, s1=shape_b)
+    return tf.reshape(tf.reduce_sum(g, axis=axes), shape_a)
+
+
+def _tie_split(pick):
+    """``pick(a, b)`` (tf.maximum or tf.minimum) with the gradient at ties split 0.5 / 0.5 between
+    ``a`` and ``b``, as jax and torch do (TensorFlow's own gives all of it to ``a``). The forward
+    value is ``pick(a, b)`` itself, bit for bit."""
+
+    @tf.custom_gradient
+    def op(a, b):
+        y = pick(a, b)
+
+        def grad(dy):
+            wa = tf.where(tf.equal(a, b), 0.5, tf.where(tf.equal(y, a), 1.0, 0.0))
+            wa = tf.cast(wa, dy.dtype)
+            sa, sb = tf.shape(a), tf.shape(b)
+            return _unbroadcast(dy * wa, sa, sb), _unbroadcast(dy * (1.0 - wa), sb, sa)
+
+        return y, grad
+
+    def call(a, b):
+        a = tf.convert_to_tensor(a)
+        return op(a, tf.convert_to_tensor(b, dtype=a.dtype))
+
+    return call
+
+
+_maximum, _minimum = _tie_split(tf.maximum), _tie_split(tf.minimum)
+
+NAMESPACE = {"tf": tf, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign, "_maximum": _maximum,
+             "_minimum": _minimum}
 
 
 def constant(value):
@@ -63,7 +96,7 @@ EMITTERS = {
     "hard_sigmoid": _fn("_hard_sigmoid"), "relu": _fn("tf.nn.relu"),
     "softplus": _fn("tf.nn.softplus"),  # stable: log1p(exp(-|x|)) + max(x, 0) inside TF
     "softsign": _fn("_softsign"), "elu": _fn("tf.nn.elu"),  # alpha 1
-    "maximum": _fn2("tf.maximum"), "minimum": _fn2("tf.minimum"),
+    "maximum": _fn2("_maximum"), "minimum": _fn2("_minimum"),  # gradient split at ties, as on jax and torch
     "greater": _fn2("tf.greater"), "greater_equal": _fn2("tf.greater_equal"),
     "less": _fn2("tf.less"), "less_equal": _fn2("tf.less_equal"), "equal": _fn2("tf.equal"),
     "matmul": _matmul,

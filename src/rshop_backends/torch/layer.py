@@ -119,6 +119,14 @@ class TorchLayer(nn.Module, Lowered):
     def _lengths_to_mask(self, lengths, steps, like):
         return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
 
+    def _lengths_guard(self, model, lengths, steps, like):
+        """Traced (torch.compile, jit.trace): rows with a length outside [0, T] come out as NaN."""
+        return lengths, (lengths < 0) | (lengths > steps)
+
+    def _poison(self, v, bad):
+        return torch.where(bad.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full((), float("nan"), dtype=v.dtype,
+                                                                                   device=v.device), v)
+
     def _detach(self, v):
         return v.detach()
 

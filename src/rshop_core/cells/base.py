@@ -5,6 +5,7 @@ from __future__ import annotations
 from .. import activations, initializers, regularizers
 from .. import functional as F
 from ..errors import RshopConfigError, RshopShapeError
+from ..keywords import checked_init
 from ..layers.base import Layer
 from ..symbolic import Input, Tensor
 
@@ -17,6 +18,11 @@ class Cell(Layer):
     """
 
     state_names: tuple = ()
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "__init__" in cls.__dict__:  # a misspelled keyword names the closest valid one
+            cls.__init__ = checked_init(cls.__dict__["__init__"])
 
     def __init__(self, units, input_dim=None, name=None):
         super().__init__(name)
