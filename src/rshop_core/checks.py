@@ -18,7 +18,7 @@ def _dims(shape):
 
 
 def _shown(shape) -> str:
-    return "of unknown rank" if shape is None else str(tuple(shape))
+    return "an array of unknown rank" if shape is None else f"shape {tuple(shape)}"
 
 
 def shape_message(where: str, per_example, shape, time=False) -> str:
@@ -156,7 +156,7 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
         if m_shape is None or len(m_shape) != 2 or not dims_compatible(m_shape[0], batch) or \
                 not dims_compatible(m_shape[1], steps):
             raise RshopShapeError(
-                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received shape "
+                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
                 f"{_shown(m_shape)}.")
         if m_dtype != "bool":
             raise RshopDTypeError(
@@ -166,7 +166,7 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
         l_shape, l_dtype = lengths
         if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch):
             raise RshopShapeError(
-                f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received shape "
+                f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received "
                 f"{_shown(l_shape)}.")
         if l_dtype not in ("int32", "int64"):
             raise RshopDTypeError(

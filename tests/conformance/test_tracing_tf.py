@@ -81,7 +81,7 @@ def test_unknown_rank_refused_by_name(tf, layer):
                             "input_signature TensorSpec with a shape).")
     g = tf.function(lambda x, m: layer(x, mask=m))
     with pytest.raises(RshopShapeError, match=r"argument mask: expected a bool array of shape \(None, None\), "
-                                              r"received bool shape of unknown rank"):
+                                              r"received an array of unknown rank"):
         g.get_concrete_function(tf.TensorSpec([None, None, D]), tf.TensorSpec(None, tf.bool))
 
 
@@ -101,7 +101,7 @@ def test_dynamic_batch_with_static_mask_and_state(tf, layer):
                                atol=1e-6)
     g = tf.function(lambda x, m: layer(x, mask=m))
     with pytest.raises(RshopShapeError, match=r"argument mask: expected a bool array of shape \(4, None\), "
-                                              r"received bool shape \(3, None\)"):
+                                              r"received shape \(3, None\)"):
         g.get_concrete_function(tf.TensorSpec([4, None, D]), tf.TensorSpec([3, None], tf.bool))
 
 
