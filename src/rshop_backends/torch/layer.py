@@ -6,6 +6,8 @@ every engine, the output ((batch, T, ...) with ``return_sequences``, else (batch
 ``(y, *states)`` with ``return_states``. The keyword arguments (masks, sequence lengths,
 teacher forcing, ``training``, ``output_length``) are those of
 :class:`~rshop_backends.lowered.Lowered`; the call runs through ``nn.Module.__call__``.
+``training`` defaults to the module's mode (``.train()`` / ``.eval()``), as for
+``nn.Dropout``: a freshly lowered layer is in train mode.
 
 Parameters are ``nn.Parameter``s registered under their qualified names
 (``"lstm_cell/kernel"``), so ``state_dict()`` keys and ``named_parameters()`` names are
@@ -27,6 +29,7 @@ import torch
 from torch import nn
 
 from rshop_core import patterns
+from rshop_core.errors import RshopConfigError
 
 from ..lowered import Lowered
 from . import fused, loop
@@ -80,14 +83,27 @@ class TorchLayer(nn.Module, Lowered):
         return f"model={self.model.name!r}, dtype={self.dtype}, options={self.options.to_json()}"
 
     # -- calling ------------------------------------------------------------------
-    def forward(self, x, initial_state=None, constants=None, **kwargs):
+    def forward(self, x, initial_state=None, constants=None, *, training=None, **kwargs):
         """What :meth:`Lowered.__call__` does, on the module's current parameters.
 
-        Keyword arguments (``mask``, ``sequence_lengths``, ``ground_truth``,
-        ``initial_readout``, ``training``, ``output_length``) are those of
-        :meth:`Lowered._call`.
+        ``training`` (dropout on; teacher forcing with ``ground_truth``) follows the module's
+        mode, ``self.training`` (``.train()`` / ``.eval()``; a new module is in train mode, as
+        for every ``nn.Module``), unless given. The other keyword arguments (``mask``,
+        ``sequence_lengths``, ``ground_truth``, ``initial_readout``, ``output_length``) are
+        those of :meth:`Lowered._call`.
         """
-        return self._call(self._parameters, x, initial_state, constants, **kwargs)
+        if training is None and self.training:
+            try:
+                return self._call(self._parameters, x, initial_state, constants, training=True, **kwargs)
+            except RshopConfigError as e:
+                missing = "argument ground_truth: expected the targets" in str(e)
+                if kwargs.get("ground_truth") is not None or not missing:
+                    raise
+                # a teacher-forced model, in train mode only because modules start there: say how to leave it
+                raise RshopConfigError(f"{e} This torch layer follows its module mode (train mode, as every new "
+                                       "nn.Module): call layer.eval() for inference.") from None
+        return self._call(self._parameters, x, initial_state, constants,
+                          training=self.training if training is None else bool(training), **kwargs)
 
     # -- Lowered hooks ---------------------------------------------------------------
     @property
