@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from rshop_core import patterns
-from rshop_core.errors import RshopConfigError
+from rshop_core.errors import RshopConfigError, RshopEngineError
 
 from ..lowered import Lowered
 from . import fused, loop
@@ -112,6 +112,27 @@ class TorchLayer(nn.Module, Lowered):
 
     def _describe(self, a):
         return tuple(a.shape), _dtype_name(a.dtype)
+
+    def _info(self, arr, what):
+        """Beyond the type: a dense tensor on the layer's device (sparse, nested or mkldnn tensors
+        and other devices would fail deep inside torch, or run elsewhere than the layer)."""
+        if not isinstance(arr, torch.Tensor):
+            return super()._info(arr, what)  # the engine-neutral "expected torch.Tensor" error
+        if arr.is_nested:
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a dense (torch.strided) tensor, received a nested one. Pad it "
+                "(torch.nested.to_padded_tensor) and pass sequence_lengths= or mask=.")
+        if arr.layout != torch.strided:
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a dense (torch.strided) tensor, received layout {arr.layout}. "
+                "Convert it with .to_dense() first.")
+        device = self._anchor.device
+        if arr.device != device:
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a tensor on the layer's device {device}, received one on "
+                f"{arr.device}. Move the tensor with .to({str(device)!r}), or the layer with "
+                f"layer.to({str(arr.device)!r}).")
+        return super()._info(arr, what)
 
     def _from_numpy(self, a):
         # a copy: numpy may hand over read-only views (broadcasts), which torch warns about
