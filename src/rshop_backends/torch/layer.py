@@ -22,17 +22,22 @@ dtype.
 
 from __future__ import annotations
 
+import dataclasses
 import types
+import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
+from rshop_core import passes as _passes
 from rshop_core import patterns
-from rshop_core.errors import RshopConfigError, RshopEngineError
+from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError
+from rshop_core.execution import plan_for
 
 from ..lowered import Lowered
-from . import fused, loop
+from . import fused, loop, transforms
 
 _ANCHOR = "_rshop_anchor"  # an empty, non-persistent buffer that follows the module's moves
 
@@ -179,7 +184,73 @@ class TorchLayer(nn.Module, Lowered):
         if plan.fused is not None:
             return fused.run(plan.fused, P, xs[0], states, plan.options)
         P, xs = self._prelude(plan, P, xs)
+        if xs and self._now == "torch.export (dynamic T)":  # a Python loop would specialise T
+            return loop.scan_op(self._step(plan), P, xs, states, consts, plan.options, steps)
+        if self._now == "torch.jit.trace":
+            warnings.warn(f"{self._where}: torch.jit.trace records the generic loop unrolled over this call's "
+                          f"{steps} time steps; the traced function is only valid for that T. Use torch.export "
+                          "with a dynamic T, or trace one trace per T.", torch.jit.TracerWarning, stacklevel=2)
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
+
+    # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
+    _now = None  # the transform running the current call (transforms.current), None when eager
+
+    def _run_model(self, model, P, x, *args, **kwargs):
+        self._now = transforms.current(x) if isinstance(x, torch.Tensor) else None
+        try:
+            return super()._run_model(model, P, x, *args, **kwargs)
+        finally:
+            self._now = None
+
+    def _plan(self, model, training, teacher, masked, grad=False, transform=None):
+        """The base plan, unless it is fused and the transform running the call (or ``transform``,
+        for :meth:`explain`) cannot run torch's fused kernels: then the generic loop, and why."""
+        plan = super()._plan(model, training, teacher, masked, grad)
+        why = transforms.fused_blocked(transform or self._now)
+        if plan.fused is None or not why:
+            return plan
+        key = (model.name, bool(training), bool(teacher), bool(masked), bool(grad), why)
+        if key not in self._plans:
+            if self.fast_path == "require":
+                raise RshopNotImplementedError(
+                    f"{self._where}: expected a call that runs on a fused kernel (fast_path='require'), received "
+                    f"one under a transform that cannot: {why}. Call the layer eagerly, or lower it with "
+                    "fast_path=True to let such calls run the generic loop.")
+            raw = plan_for(model, bool(training), bool(teacher), bool(masked))
+            generic = _passes.optimize(raw, self.grad_passes if grad else self.passes)
+            self._plans[key] = replace(generic, note=why)
+        return self._plans[key]
+
+    def explain(self, training=False, masked=False, teacher=False, grad=False, transform=None):
+        """:meth:`Lowered.explain`, and with ``transform`` (one of :data:`transforms.NAMES`) for a call
+        under that torch transform: which path it gets and why (a fused layer falls back to the
+        generic loop where torch cannot run its fused kernels)."""
+        if transform is not None and transform not in transforms.NAMES:
+            raise RshopConfigError(f"{self._where}, explain argument transform: expected one of "
+                                   f"{list(transforms.NAMES)}, received {transform!r}.")
+        if transform in (None, "eager"):
+            return super().explain(training, masked, teacher, grad)
+        self._now = transform
+        try:
+            out = super().explain(training, masked, teacher, grad)
+        finally:
+            self._now = None
+        path = out.path
+        if transform == "torch.export (dynamic T)" and not path.startswith("fused"):
+            path = "generic loop (generated step) in one torch scan higher-order op"
+        elif transform == "torch.jit.trace" and not path.startswith("fused"):
+            path = "generic loop (generated step), unrolled over the traced T (valid for that T only)"
+        return dataclasses.replace(out, call=f"{out.call} under {transform}", path=path)
+
+    def _draw_dropout(self, shape, rate, batch, key, index):
+        """numpy's mask (the same on every engine) for eager calls; under a transform that would freeze
+        it into its graph (torch.compile, export, jit.trace, vmap), a mask drawn in the graph from
+        torch's generator (``torch.manual_seed``), one per sequence as ever."""
+        if key is not None or not transforms.in_graph_rng(self._now):
+            return super()._draw_dropout(shape, rate, batch, key, index)
+        anchor = self._anchor
+        keep = torch.rand((batch,) + tuple(shape), dtype=anchor.dtype, device=anchor.device) >= rate
+        return keep.to(anchor.dtype) / (1.0 - rate)
 
     def _fused(self, plan):
         """A plan that is a stack of standard cells runs on torch's fused kernels (:mod:`.fused`)."""
