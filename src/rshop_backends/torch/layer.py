@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from rshop_core import initializers, patterns
 from rshop_core import passes as _passes
-from rshop_core import patterns
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError
 from rshop_core.execution import plan_for
 
@@ -83,6 +83,7 @@ class TorchLayer(nn.Module, Lowered):
         for q, spec in model.param_specs.items():
             p = nn.Parameter(torch.from_numpy(weights[q]), requires_grad=spec.trainable)
             self.register_parameter(q, p)
+        self._warm()
 
     def extra_repr(self) -> str:
         return f"model={self.model.name!r}, dtype={self.dtype}, options={self.options.to_json()}"
@@ -193,6 +194,26 @@ class TorchLayer(nn.Module, Lowered):
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
 
     # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
+    def _warm(self):
+        """Build now, outside any trace, the plans and generated code of plain and training calls (and
+        of their generic fallbacks): dynamo cannot trace the passes or the code generator, so a first
+        call under ``torch.compile`` must find them built. Masked and teacher-forced calls are built at
+        their first call: make one eagerly before compiling them."""
+        self._state_values = {}
+        for part in self._parts:
+            for spec in part.state_specs:
+                self._state_constant(part, spec)
+            for training in (False, True):
+                plans = [self._plan(part, training, False, False)]
+                if plans[0].fused is not None and self.fast_path != "require":
+                    plans += [self._plan(part, training, False, False, transform=t) for t in transforms.BLOCKED]
+                for plan in plans:
+                    if plan.fused is None:
+                        self._step(plan)
+                        for name in ("prologue", "hoisted"):
+                            if getattr(plan, name) is not None:
+                                self._compiled(plan, name)
+
     _now = None  # the transform running the current call (transforms.current), None when eager
 
     def _run_model(self, model, P, x, *args, **kwargs):
@@ -206,7 +227,7 @@ class TorchLayer(nn.Module, Lowered):
         """The base plan, unless it is fused and the transform running the call (or ``transform``,
         for :meth:`explain`) cannot run torch's fused kernels: then the generic loop, and why."""
         plan = super()._plan(model, training, teacher, masked, grad)
-        why = transforms.fused_blocked(transform or self._now)
+        why = transforms.BLOCKED.get(transform or self._now, "")
         if plan.fused is None or not why:
             return plan
         key = (model.name, bool(training), bool(teacher), bool(masked), bool(grad), why)
@@ -241,6 +262,16 @@ class TorchLayer(nn.Module, Lowered):
         elif transform == "torch.jit.trace" and not path.startswith("fused"):
             path = "generic loop (generated step), unrolled over the traced T (valid for that T only)"
         return dataclasses.replace(out, call=f"{out.call} under {transform}", path=path)
+
+    def _state_constant(self, model, spec):
+        """Cached per state and per device / dtype (numpy cannot run inside a torch.compile trace)."""
+        key = (model.name, spec.name)
+        v = self._state_values.get(key)
+        if v is None:
+            if spec.initializer.random or isinstance(spec.initializer, initializers.Learned):
+                return None  # never asked for: drawn per call, or a parameter
+            v = self._state_values[key] = super()._state_constant(model, spec)
+        return v
 
     def _draw_dropout(self, shape, rate, batch, key, index):
         """numpy's mask (the same on every engine) for eager calls; under a transform that would freeze
@@ -283,6 +314,7 @@ class TorchLayer(nn.Module, Lowered):
     def _rebind(self):
         """Follow a move: compute in (and check arguments against) the anchor's dtype."""
         self.dtype = _dtype_name(self._anchor.dtype)
+        self._warm()  # the generated code with literals on the new device / dtype
 
     # -- weights ----------------------------------------------------------------------
     def _read_weights(self):

@@ -2,8 +2,8 @@
 
 ``current(x)`` names the transform a call runs under: ``"torch.export"``, ``"torch.compile"``,
 ``"torch.jit.trace"``, ``"torch.func.vmap"``, ``"torch.func.jvp"``, ``"torch.func.grad"`` or
-``None`` (eager). ``fused_blocked(name)`` says why torch's fused recurrent kernels cannot run
-under it ("" when they can); the layer then runs the generic loop and ``explain(transform=...)``
+``None`` (eager). ``BLOCKED[name]`` says why torch's fused recurrent kernels cannot run
+under it (absent: they can); the layer then runs the generic loop and ``explain(transform=...)``
 reports it. ``symbolic_time(x)``: T is a symbol of a ``torch.export`` with a dynamic T, where the
 Python loop would specialise T, so the loop becomes one ``scan`` higher-order op. ``in_graph_rng()``:
 numbers drawn by numpy would be frozen into the traced graph, so dropout masks come from torch's
@@ -17,7 +17,7 @@ import torch
 NAMES = ("eager", "torch.compile", "torch.export", "torch.export (dynamic T)", "torch.func.vmap",
          "torch.func.jvp", "torch.func.grad", "torch.jit.trace")
 
-_BLOCKED = {
+BLOCKED = {  # transform -> why torch's fused kernels cannot run under it
     "torch.compile": "torch.compile cannot trace torch's fused recurrent kernels (mkldnn_rnn_layer has no "
                      "fake-tensor implementation)",
     "torch.export (dynamic T)": "torch.export of torch's fused recurrent kernels specialises T (the kernel "
@@ -57,11 +57,6 @@ def current(x=None):
 def symbolic_time(x) -> bool:
     """Whether x's time axis (dim 1) is a symbol rather than a number."""
     return x.dim() > 1 and isinstance(x.shape[1], torch.SymInt)
-
-
-def fused_blocked(name) -> str:
-    """Why the fused kernels cannot run under transform ``name`` ("" when they can)."""
-    return _BLOCKED.get(name, "")
 
 
 def in_graph_rng(name) -> bool:
