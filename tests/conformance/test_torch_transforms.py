@@ -94,6 +94,14 @@ def test_explain_generic_loop_under_export_and_trace(layers):
         layer.explain(transform="jit")
 
 
+def test_fx_symbolic_trace_refused(layers, torch_engine):
+    from rshop_core.errors import RshopEngineError
+
+    with pytest.raises(RshopEngineError, match=r"argument x: expected a tensor, received a torch\.fx Proxy\. "
+                                               r".*use torch\.export"):
+        torch_engine.fx.symbolic_trace(layers["custom"][0])
+
+
 def test_require_refuses_a_transform_without_fused_kernels(torch_engine):
     torch = torch_engine
     layer = lstm_model().lower("torch", fast_path="require").eval()

@@ -98,6 +98,10 @@ class TorchLayer(nn.Module, Lowered):
         ``sequence_lengths``, ``ground_truth``, ``initial_readout``, ``output_length``) are
         those of :meth:`Lowered._call`.
         """
+        if isinstance(x, torch.fx.Proxy):
+            raise RshopEngineError(
+                f"{self._where}, argument x: expected a tensor, received a torch.fx Proxy. torch.fx.symbolic_trace "
+                "cannot trace the layer's checks and loop (Python control flow over shapes); use torch.export.")
         if training is None and self.training:
             try:
                 return self._call(self._parameters, x, initial_state, constants, training=True, **kwargs)
