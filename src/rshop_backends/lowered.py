@@ -352,8 +352,12 @@ class Lowered:
                 rng = initializers.rng_for(model.seed, learned_state_param(s.name))
                 out.append(self._from_numpy(init((batch,) + s.shape, self.dtype, rng)))
             else:
-                out.append(self._broadcast(self._from_numpy(init(s.shape, self.dtype)), batch, like))
+                out.append(self._broadcast(self._state_constant(model, s), batch, like))
         return out
+
+    def _state_constant(self, model, spec):
+        """The per-example initial value of a state with a constant initializer (an engine array)."""
+        return self._from_numpy(spec.initializer(spec.shape, self.dtype))
 
     def _draw_dropout(self, shape, rate, batch, key, index):
         """A dropout mask (batch, *shape) scaled by 1/(1-rate), drawn by numpy from the layer's

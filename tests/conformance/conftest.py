@@ -61,11 +61,15 @@ def native(h, a, dtype):
 
 
 def run(model, engine, x, dtype="float32", initial_state=None, constants=None, layer=None, **kwargs):
-    """Run ``model`` on ``engine`` with numpy inputs (any call keyword too); numpy results as a tuple."""
+    """Run ``model`` on ``engine`` with numpy inputs (any call keyword too); numpy results as a tuple.
+
+    ``training`` is passed explicitly (default False): a torch layer would otherwise follow its
+    module mode, and a new ``nn.Module`` is in train mode."""
     h = harness(engine)
     layer = layer or model.lower(engine, dtype)
     conv = (lambda v: None if v is None else [native(h, a, dtype) for a in v])
     kwargs = {k: native(h, v, dtype) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    kwargs.setdefault("training", False)
     out = layer(native(h, x, dtype), initial_state=conv(initial_state), constants=conv(constants), **kwargs)
     return tuple(h.to_numpy(o) for o in as_tuple(out))
 

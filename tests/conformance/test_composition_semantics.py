@@ -195,9 +195,11 @@ def test_wiring_errors():
 @pytest.mark.parametrize("call,cls,fragment", [
     ({"ground_truth": GT[:, :4], "training": True}, RshopShapeError, "expected 6 time steps (one target per step)"),
     ({"training": True}, RshopConfigError, "expected the targets (batch, time, ...) for a training call"),
-    ({"initial_readout": np.zeros((3, 3))}, RshopShapeError, "initial_readout: expected an array of shape (batch, 2)"),
-    ({"mask": MASK, "sequence_lengths": LENGTHS}, RshopConfigError, "expected mask or sequence_lengths, received both"),
-    ({"mask": MASK[:, :4]}, RshopShapeError, "mask: expected a bool array of shape (3, 6)"),
+    ({"initial_readout": np.zeros((3, 3)), "training": False}, RshopShapeError,
+     "initial_readout: expected an array of shape (batch, 2)"),
+    ({"mask": MASK, "sequence_lengths": LENGTHS, "training": False}, RshopConfigError,
+     "expected mask or sequence_lengths, received both"),
+    ({"mask": MASK[:, :4], "training": False}, RshopShapeError, "mask: expected a bool array of shape (3, 6)"),
 ])
 def test_bad_wiring_calls_same_everywhere(engine, call, cls, fragment):
     model = readout_model()

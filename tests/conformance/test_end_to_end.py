@@ -44,8 +44,9 @@ def numpy_loss(enc_layer, dec_layer):
 
 def test_shapes_and_attention_weights(engine):
     h = harness(engine)
-    seq, hh, cc = encoder().lower(engine)(native(h, SRC, "float32"))
-    y, att = attention_decoder().lower(engine)(native(h, DEC_X, "float32"), initial_state=[hh, cc], constants=[seq])
+    seq, hh, cc = encoder().lower(engine)(native(h, SRC, "float32"), training=False)
+    y, att = attention_decoder().lower(engine)(native(h, DEC_X, "float32"), initial_state=[hh, cc], constants=[seq],
+                                               training=False)
     y, att = h.to_numpy(y), h.to_numpy(att)
     assert y.shape == (2, 4, 3) and att.shape == (2, 4, 5)
     np.testing.assert_allclose(att.sum(-1), 1.0, atol=1e-5)  # one distribution over encoder steps per step

@@ -6,6 +6,8 @@ every engine, the output ((batch, T, ...) with ``return_sequences``, else (batch
 ``(y, *states)`` with ``return_states``. The keyword arguments (masks, sequence lengths,
 teacher forcing, ``training``, ``output_length``) are those of
 :class:`~rshop_backends.lowered.Lowered`; the call runs through ``nn.Module.__call__``.
+``training`` defaults to the module's mode (``.train()`` / ``.eval()``), as for
+``nn.Dropout``: a freshly lowered layer is in train mode.
 
 Parameters are ``nn.Parameter``s registered under their qualified names
 (``"lstm_cell/kernel"``), so ``state_dict()`` keys and ``named_parameters()`` names are
@@ -20,16 +22,22 @@ dtype.
 
 from __future__ import annotations
 
+import dataclasses
 import types
+import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
 from torch import nn
 
-from rshop_core import patterns
+from rshop_core import initializers, patterns
+from rshop_core import passes as _passes
+from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError
+from rshop_core.execution import plan_for
 
 from ..lowered import Lowered
-from . import fused, loop
+from . import fused, loop, transforms
 
 _ANCHOR = "_rshop_anchor"  # an empty, non-persistent buffer that follows the module's moves
 
@@ -75,19 +83,37 @@ class TorchLayer(nn.Module, Lowered):
         for q, spec in model.param_specs.items():
             p = nn.Parameter(torch.from_numpy(weights[q]), requires_grad=spec.trainable)
             self.register_parameter(q, p)
+        self._warm()
 
     def extra_repr(self) -> str:
         return f"model={self.model.name!r}, dtype={self.dtype}, options={self.options.to_json()}"
 
     # -- calling ------------------------------------------------------------------
-    def forward(self, x, initial_state=None, constants=None, **kwargs):
+    def forward(self, x, initial_state=None, constants=None, *, training=None, **kwargs):
         """What :meth:`Lowered.__call__` does, on the module's current parameters.
 
-        Keyword arguments (``mask``, ``sequence_lengths``, ``ground_truth``,
-        ``initial_readout``, ``training``, ``output_length``) are those of
-        :meth:`Lowered._call`.
+        ``training`` (dropout on; teacher forcing with ``ground_truth``) follows the module's
+        mode, ``self.training`` (``.train()`` / ``.eval()``; a new module is in train mode, as
+        for every ``nn.Module``), unless given. The other keyword arguments (``mask``,
+        ``sequence_lengths``, ``ground_truth``, ``initial_readout``, ``output_length``) are
+        those of :meth:`Lowered._call`.
         """
-        return self._call(self._parameters, x, initial_state, constants, **kwargs)
+        if isinstance(x, torch.fx.Proxy):
+            raise RshopEngineError(
+                f"{self._where}, argument x: expected a tensor, received a torch.fx Proxy. torch.fx.symbolic_trace "
+                "cannot trace the layer's checks and loop (Python control flow over shapes); use torch.export.")
+        if training is None and self.training:
+            try:
+                return self._call(self._parameters, x, initial_state, constants, training=True, **kwargs)
+            except RshopConfigError as e:
+                missing = "argument ground_truth: expected the targets" in str(e)
+                if kwargs.get("ground_truth") is not None or not missing:
+                    raise
+                # a teacher-forced model, in train mode only because modules start there: say how to leave it
+                raise RshopConfigError(f"{e} This torch layer follows its module mode (train mode, as every new "
+                                       "nn.Module): call layer.eval() for inference.") from None
+        return self._call(self._parameters, x, initial_state, constants,
+                          training=self.training if training is None else bool(training), **kwargs)
 
     # -- Lowered hooks ---------------------------------------------------------------
     @property
@@ -96,6 +122,27 @@ class TorchLayer(nn.Module, Lowered):
 
     def _describe(self, a):
         return tuple(a.shape), _dtype_name(a.dtype)
+
+    def _info(self, arr, what):
+        """Beyond the type: a dense tensor on the layer's device (sparse, nested or mkldnn tensors
+        and other devices would fail deep inside torch, or run elsewhere than the layer)."""
+        if not isinstance(arr, torch.Tensor):
+            return super()._info(arr, what)  # the engine-neutral "expected torch.Tensor" error
+        if arr.is_nested:
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a dense (torch.strided) tensor, received a nested one. Pad it "
+                "(torch.nested.to_padded_tensor) and pass sequence_lengths= or mask=.")
+        if arr.layout != torch.strided:
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a dense (torch.strided) tensor, received layout {arr.layout}. "
+                "Convert it with .to_dense() first.")
+        device = self._anchor.device
+        if arr.device != device:
+            raise RshopEngineError(
+                f"{self._where}, {what}: expected a tensor on the layer's device {device}, received one on "
+                f"{arr.device}. Move the tensor with .to({str(device)!r}), or the layer with "
+                f"layer.to({str(arr.device)!r}).")
+        return super()._info(arr, what)
 
     def _from_numpy(self, a):
         # a copy: numpy may hand over read-only views (broadcasts), which torch warns about
@@ -156,7 +203,106 @@ class TorchLayer(nn.Module, Lowered):
         if plan.fused is not None:
             return fused.run(plan.fused, P, xs[0], states, plan.options)
         P, xs = self._prelude(plan, P, xs)
+        if xs and self._now == "torch.export (dynamic T)":  # a Python loop would specialise T
+            return loop.scan_op(self._step(plan), P, xs, states, consts, plan.options, steps)
+        if self._now == "torch.jit.trace":
+            warnings.warn(f"{self._where}: torch.jit.trace records the generic loop unrolled over this call's "
+                          f"{steps} time steps; the traced function is only valid for that T. Use torch.export "
+                          "with a dynamic T, or trace one trace per T.", torch.jit.TracerWarning, stacklevel=2)
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
+
+    # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
+    def _warm(self):
+        """Build now, outside any trace, the plans and generated code of plain and training calls (and
+        of their generic fallbacks): dynamo cannot trace the passes or the code generator, so a first
+        call under ``torch.compile`` must find them built. Masked and teacher-forced calls are built at
+        their first call: make one eagerly before compiling them."""
+        self._state_values = {}
+        for part in self._parts:
+            for spec in part.state_specs:
+                self._state_constant(part, spec)
+            for training in (False, True):
+                try:
+                    plans = [self._plan(part, training, False, False)]
+                except RshopNotImplementedError:  # fast_path='require' and a training call is not fused:
+                    continue  # that call raises when it is made (the plain call was checked at lowering)
+                if plans[0].fused is not None and self.fast_path != "require":
+                    plans += [self._plan(part, training, False, False, transform=t) for t in transforms.BLOCKED]
+                for plan in plans:
+                    if plan.fused is None:
+                        self._step(plan)
+                        for name in ("prologue", "hoisted"):
+                            if getattr(plan, name) is not None:
+                                self._compiled(plan, name)
+
+    _now = None  # the transform running the current call (transforms.current), None when eager
+
+    def _run_model(self, model, P, x, *args, **kwargs):
+        self._now = transforms.current(x) if isinstance(x, torch.Tensor) else None
+        try:
+            return super()._run_model(model, P, x, *args, **kwargs)
+        finally:
+            self._now = None
+
+    def _plan(self, model, training, teacher, masked, grad=False, transform=None):
+        """The base plan, unless it is fused and the transform running the call (or ``transform``,
+        for :meth:`explain`) cannot run torch's fused kernels: then the generic loop, and why."""
+        plan = super()._plan(model, training, teacher, masked, grad)
+        why = transforms.BLOCKED.get(transform or self._now, "")
+        if plan.fused is None or not why:
+            return plan
+        key = (model.name, bool(training), bool(teacher), bool(masked), bool(grad), why)
+        if key not in self._plans:
+            if self.fast_path == "require":
+                raise RshopNotImplementedError(
+                    f"{self._where}: expected a call that runs on a fused kernel (fast_path='require'), received "
+                    f"one under a transform that cannot: {why}. Call the layer eagerly, or lower it with "
+                    "fast_path=True to let such calls run the generic loop.")
+            raw = plan_for(model, bool(training), bool(teacher), bool(masked))
+            generic = _passes.optimize(raw, self.grad_passes if grad else self.passes)
+            self._plans[key] = replace(generic, note=why)
+        return self._plans[key]
+
+    def explain(self, training=False, masked=False, teacher=False, grad=False, transform=None):
+        """:meth:`Lowered.explain`, and with ``transform`` (one of :data:`transforms.NAMES`) for a call
+        under that torch transform: which path it gets and why (a fused layer falls back to the
+        generic loop where torch cannot run its fused kernels)."""
+        if transform is not None and transform not in transforms.NAMES:
+            raise RshopConfigError(f"{self._where}, explain argument transform: expected one of "
+                                   f"{list(transforms.NAMES)}, received {transform!r}.")
+        if transform in (None, "eager"):
+            return super().explain(training, masked, teacher, grad)
+        self._now = transform
+        try:
+            out = super().explain(training, masked, teacher, grad)
+        finally:
+            self._now = None
+        path = out.path
+        if transform == "torch.export (dynamic T)" and not path.startswith("fused"):
+            path = "generic loop (generated step) in one torch scan higher-order op"
+        elif transform == "torch.jit.trace" and not path.startswith("fused"):
+            path = "generic loop (generated step), unrolled over the traced T (valid for that T only)"
+        return dataclasses.replace(out, call=f"{out.call} under {transform}", path=path)
+
+    def _state_constant(self, model, spec):
+        """Cached per state and per device / dtype (numpy cannot run inside a torch.compile trace)."""
+        key = (model.name, spec.name)
+        v = self._state_values.get(key)
+        if v is None:
+            if spec.initializer.random or isinstance(spec.initializer, initializers.Learned):
+                return None  # never asked for: drawn per call, or a parameter
+            v = self._state_values[key] = super()._state_constant(model, spec)
+        return v
+
+    def _draw_dropout(self, shape, rate, batch, key, index):
+        """numpy's mask (the same on every engine) for eager calls; under a transform that would freeze
+        it into its graph (torch.compile, export, jit.trace, vmap), a mask drawn in the graph from
+        torch's generator (``torch.manual_seed``), one per sequence as ever."""
+        if key is not None or not transforms.in_graph_rng(self._now):
+            return super()._draw_dropout(shape, rate, batch, key, index)
+        anchor = self._anchor
+        keep = torch.rand((batch,) + tuple(shape), dtype=anchor.dtype, device=anchor.device) >= rate
+        return keep.to(anchor.dtype) / (1.0 - rate)
 
     def _fused(self, plan):
         """A plan that is a stack of standard cells runs on torch's fused kernels (:mod:`.fused`)."""
@@ -189,6 +335,7 @@ class TorchLayer(nn.Module, Lowered):
     def _rebind(self):
         """Follow a move: compute in (and check arguments against) the anchor's dtype."""
         self.dtype = _dtype_name(self._anchor.dtype)
+        self._warm()  # the generated code with literals on the new device / dtype
 
     # -- weights ----------------------------------------------------------------------
     def _read_weights(self):

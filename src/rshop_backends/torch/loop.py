@@ -101,3 +101,28 @@ def _remat_scan(step, P, xs, states, consts, options, length, k):
     if keep:
         ys = tuple(cols[0] if len(cols) == 1 else torch.cat(cols, dim=1) for cols in zip(*pieces, strict=True))
     return list(ys), list(states)
+
+
+def scan_op(step, P, xs, states, consts, options, length):
+    """:func:`scan` as one ``torch._higher_order_ops.scan`` (the loop stays a loop in the graph).
+
+    For ``torch.export`` with a dynamic T, where the Python loop would specialise T to the
+    example's. ``xs`` must not be empty (decode has no scanned sequence: it keeps the Python loop).
+    """
+    from torch._higher_order_ops.scan import scan as _scan
+
+    consts = tuple(consts)
+    n_states = len(states)
+
+    def body(carry, row):
+        ys, new = step(P, *row, tuple(carry), consts)
+        # scan forbids aliasing between its outputs (an output is often also a new state)
+        return [s.clone() for s in new], [y.clone() for y in ys]
+
+    finals, ys = _scan(body, list(states), list(xs), dim=1, reverse=bool(options.go_backwards))
+    # ys come stacked along dim 1 in xs' time order; the loop's outputs are in processing order
+    if options.go_backwards:
+        ys = [torch.flip(y, dims=(1,)) for y in ys]
+    ys = ys if options.return_sequences else [y[:, -1] for y in ys]
+    assert len(finals) == n_states
+    return list(ys), list(finals)

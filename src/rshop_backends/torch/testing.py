@@ -24,6 +24,7 @@ def to_numpy(a) -> np.ndarray:
 def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
     """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
     layer.zero_grad(set_to_none=True)
+    call.setdefault("training", False)  # as on every engine (the module mode would say train)
     y = layer(x, initial_state=initial_state, constants=constants, **call)
     y = y[0] if isinstance(y, tuple) else y
     loss = (y * torch.as_tensor(weights_out, dtype=y.dtype)).sum()
