@@ -14,8 +14,10 @@ import struct
 import zipfile
 from pathlib import Path
 
-from rshop_core import serialization
+from rshop_core import RecurrentModel, serialization
+from rshop_core import functional as F
 from rshop_core.cells import LSTMCell
+from rshop_core.symbolic import Input
 
 OUT = Path(__file__).parent / "hostile"
 
@@ -39,6 +41,76 @@ def with_doc(doc, weights=None, text=None) -> bytes:
     _, w = base()
     raw = text.encode() if text is not None else json.dumps(doc).encode()
     return pack({"model.json": raw, "weights.safetensors": weights if weights is not None else w})
+
+
+def lie_about_size(raw: bytes, member: str, size: int) -> bytes:
+    """``raw`` (a zip without zip64 records) with ``member``'s declared uncompressed size set to
+    ``size`` in both its local header and the central directory: a zip whose sizes lie."""
+    out = bytearray(raw)
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        info = zf.getinfo(member)
+    struct.pack_into("<I", out, info.header_offset + 22, size)  # local file header
+    name = member.encode()
+    at = out.index(b"PK\x01\x02", out.index(b"PK\x01\x02"))
+    while out[at + 46:at + 46 + len(name)] != name:
+        at = out.index(b"PK\x01\x02", at + 4)
+    struct.pack_into("<I", out, at + 24, size)  # central directory entry
+    return bytes(out)
+
+
+def zip_bomb(inflated: int, lie: bool = True) -> bytes:
+    """A valid model.json with a weights member that inflates to ``inflated`` bytes of zeros
+    (deflate packs them about 1000:1); with ``lie`` its declared size is the honest one's."""
+    doc, weights = base()
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("model.json", json.dumps(doc))
+        with zf.open("weights.safetensors", "w", force_zip64=False) as f:
+            f.write(weights[:8 + struct.unpack("<Q", weights[:8])[0]])
+            block = bytes(1 << 20)
+            left = inflated
+            while left > 0:
+                f.write(block[:left])
+                left -= len(block)
+    return lie_about_size(buf.getvalue(), "weights.safetensors", len(weights)) if lie else buf.getvalue()
+
+
+def deflated(doc_text: bytes, weights: bytes) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("model.json", doc_text)
+        zf.writestr("weights.safetensors", weights)
+    return buf.getvalue()
+
+
+def padded_json(pad: int) -> bytes:
+    """A valid model whose model.json is followed by ``pad`` spaces (legal JSON whitespace)."""
+    doc, weights = base()
+    return deflated(json.dumps(doc).encode() + b" " * pad, weights)
+
+
+def small_model(step, name="m"):
+    """A stateless model of one step ``step(x) -> y`` over inputs of shape (4,)."""
+    x = Input((4,), name="x")
+    return RecurrentModel(x, step(x), name=name, seed=0)
+
+
+def huge_constant(n: int) -> bytes:
+    """A valid model whose step adds the sum of a constant of ``n`` zeros."""
+    model = small_model(lambda x: x + F.sum(F.constant([0.0] * n)))
+    doc = serialization.to_document(model)
+    return deflated(json.dumps(doc, separators=(",", ":")).encode(), serialization.safetensors_io.dump({}))
+
+
+def node_chain(n: int) -> bytes:
+    """A valid model whose step is a chain of ``n`` negations (n + 2 nodes)."""
+    doc = serialization.to_document(small_model(lambda x: -x))
+    nodes = doc["model"]["graph"]["nodes"]
+    first = nodes[1]
+    for k in range(2, n + 1):
+        nodes.append({**first, "id": k, "inputs": [k - 1]})
+    doc["model"]["graph"]["outputs"] = [n]
+    return deflated(json.dumps(doc, separators=(",", ":")).encode(), serialization.safetensors_io.dump({}))
 
 
 class Payload:
