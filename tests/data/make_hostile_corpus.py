@@ -96,9 +96,12 @@ def small_model(step, name="m"):
 
 
 def huge_constant(n: int) -> bytes:
-    """A valid model whose step adds the sum of a constant of ``n`` zeros."""
-    model = small_model(lambda x: x + F.sum(F.constant([0.0] * n)))
-    doc = serialization.to_document(model)
+    """A model whose step adds the sum of a constant of ``n`` zeros (as a file: rshop builds none
+    over its limit)."""
+    doc = serialization.to_document(small_model(lambda x: x + F.sum(F.constant([0.0]))))
+    node = next(v for v in doc["model"]["graph"]["nodes"] if v["op"] == "constant")
+    node["attrs"]["value"] = [0] * n
+    node["type"]["shape"] = [n]
     return deflated(json.dumps(doc, separators=(",", ":")).encode(), serialization.safetensors_io.dump({}))
 
 
