@@ -14,7 +14,7 @@ import struct
 import zipfile
 from pathlib import Path
 
-from rshop_core import RecurrentModel, serialization
+from rshop_core import RecurrentModel, limits, serialization
 from rshop_core import functional as F
 from rshop_core.cells import LSTMCell
 from rshop_core.symbolic import Input
@@ -116,6 +116,38 @@ def node_chain(n: int) -> bytes:
     return deflated(json.dumps(doc, separators=(",", ":")).encode(), serialization.safetensors_io.dump({}))
 
 
+def huge_state(n: int) -> bytes:
+    """A pass-through state of ``n`` elements per example: no weights behind what it allocates."""
+    x, h = Input((1,), name="x"), Input((4,), name="h")
+    doc = serialization.to_document(RecurrentModel(x, x, [h], [h * 1.0], name="pass_through", seed=0))
+    for node in doc["model"]["graph"]["nodes"]:
+        if node["type"]["shape"] == [4]:
+            node["type"]["shape"] = [n]
+    doc["model"]["states"][0]["shape"] = [n]
+    return deflated(json.dumps(doc).encode(), serialization.safetensors_io.dump({}))
+
+
+def einsum_model(equation: str) -> bytes:
+    """A model whose step is ``einsum(equation, x, c)``, the equation written into the file as given."""
+    a, b = Input((2, 3), name="a"), Input((3,), name="b")
+    model = RecurrentModel(a, F.einsum("ab,b->a", a, b), constants=[b], name="e", seed=0)
+    text = json.dumps(serialization.to_document(model), ensure_ascii=False).replace("ab,b->a", equation)
+    return deflated(text.encode(), serialization.safetensors_io.dump({}))
+
+
+def renamed(doc, path, name) -> bytes:
+    """``doc`` with the name at ``path`` replaced (a parameter everywhere it is named)."""
+    doc = json.loads(json.dumps(doc))
+    target = doc
+    for k in path[:-1]:
+        target = target[k]
+    old, target[path[-1]] = target[path[-1]], name
+    for node in doc["model"]["graph"]["nodes"]:
+        if node["op"] == "param" and node["attrs"]["name"] == old:
+            node["attrs"]["name"] = node["name"] = name
+    return with_doc(doc)
+
+
 class Payload:
     def __reduce__(self):  # what a pickle-based loader would run; rshop never unpickles
         return (print, ("this must never run",))
@@ -175,6 +207,25 @@ def corpus() -> dict:
     out["not_json"] = with_doc(None, text="\x00\x01not json")
     out["json_array"] = with_doc(None, text="[1, 2, 3]")
     out["empty_file"] = b""
+    # issue #9: files that cost time or memory before rshop bounded them (limits: docs/format.md)
+    out["zip_bomb_lying_size"] = zip_bomb(16 * 2 ** 20)
+    out["zip_bomb_declared_size"] = zip_bomb(16 * 2 ** 20, lie=False)
+    raw = json.dumps(doc).encode()
+    out["json_lying_size"] = lie_about_size(deflated(raw + b" " * (2 * serialization.MAX_JSON_BYTES), weights),
+                                            "model.json", len(raw))
+    out["padded_json"] = padded_json(serialization.MAX_JSON_BYTES)
+    out["huge_constant"] = huge_constant(limits.MAX_CONSTANT_ELEMENTS + 1)
+    out["long_node_chain"] = node_chain(limits.MAX_NODES)
+    d = json.loads(json.dumps(doc))
+    d["model"]["options"]["unroll"] = 1_000_000
+    out["huge_unroll"] = with_doc(d)
+    out["huge_state"] = huge_state(2 ** 31)
+    out["name_with_dot"] = renamed(doc, ("model", "states", 0, "name"), "h.0")
+    out["param_name_with_dot"] = renamed(doc, ("model", "params", 0, "name"), "lstm.cell/kernel")
+    out["name_lone_surrogate"] = renamed(doc, ("model", "graph", "nodes", 3, "name"), "n\ud800")
+    out["name_control_character"] = renamed(doc, ("model", "name"), "m\x1b[2J")
+    out["einsum_non_ascii"] = einsum_model("aβ,β->a")
+    out["einsum_two_arrows"] = einsum_model("ab,b->a->a")
     return out
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import sys
 import threading
 import zipfile
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import pytest
 from tests.conformance.conftest import assert_close, reference, run
 from tests.conformance.tolerances import FORWARD_ATOL
+from tests.data import make_hostile_corpus as corpus
 
 import rshop_core
 from rshop_core import RecurrentModel, limits, serialization
@@ -27,8 +27,7 @@ from rshop_core.initializers import Learned
 from rshop_core.layers import Dense
 from rshop_core.symbolic import Input
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "data"))
-import make_hostile_corpus as corpus  # noqa: E402 - the generator of tests/data/hostile
+HOSTILE = Path(__file__).parents[1] / "data" / "hostile"
 
 _MODEL = {}
 
@@ -450,3 +449,30 @@ def test_unusual_valid_names_run_on_every_engine(engine):
     assert "initial_state/hidden state/ü" in model.param_specs
     x = np.random.default_rng(1).standard_normal((2, 4, 2))
     assert_close(run(model, engine, x), reference(model, x), FORWARD_ATOL["float32"], f"{engine} unusual names")
+
+
+# -- the hostile corpus: each new class refused for its own reason -------------------------
+REASONS = {
+    "zip_bomb_lying_size": "corrupt one (Bad CRC-32 for file 'weights.safetensors')",  # stopped at the declared size
+    "zip_bomb_declared_size": "member 'weights.safetensors': expected exactly",
+    "json_lying_size": "corrupt one (Bad CRC-32 for file 'model.json')",
+    "padded_json": "member 'model.json': expected 0 to 4194304 uncompressed bytes, received a declared size",
+    "huge_constant": "expected a constant of at most 65536 elements",
+    "long_node_chain": "expected 1 to 10000 nodes",
+    "huge_unroll": "option unroll: expected True, False or an int in [1, 128]",
+    "huge_state": "expected states of at most 16777216 elements per example together",
+    "name_with_dot": "expected a name of 1 to 256 printable characters without '.'",
+    "param_name_with_dot": "expected a name of 1 to 256 printable characters without '.'",
+    "name_lone_surrogate": "node #3: expected a name of 1 to 256 printable characters",
+    "name_control_character": "expected a name of 1 to 256 printable characters",
+    "einsum_non_ascii": "expected an einsum equation of ASCII letters",
+    "einsum_two_arrows": "expected an einsum equation of ASCII letters, ',' and one '->'",
+}
+
+
+@pytest.mark.parametrize("stem", sorted(REASONS))
+def test_hostile_corpus_classes_of_issue_9(stem):
+    with pytest.raises(RshopFormatError) as info:
+        rshop_core.load(HOSTILE / f"{stem}.rshop")
+    assert str(info.value).startswith(str(HOSTILE / stem))
+    assert REASONS[stem] in str(info.value)
