@@ -150,7 +150,8 @@ def reference_depth(raw: bytes) -> int:
     '[]', '', '"unterminated [[[', '{"a": "\\u005b[", "b": {}}', '[[["\\\\"]]]'])
 def test_depth_scan_ignores_brackets_in_strings(text):
     raw = text.encode()
-    assert serialization.json_depth(raw) == reference_depth(raw)
+    for chunk in (1, 2, 5, serialization.CHUNK_BYTES):
+        assert serialization.json_depth(raw, chunk) == reference_depth(raw)
 
 
 def test_depth_scan_agrees_with_the_byte_scan_on_random_text():
@@ -167,7 +168,9 @@ def test_depth_scan_agrees_with_the_byte_scan_on_random_text():
             else:
                 tokens.append("[]{},: 1"[int(rng.integers(8))])
         raw = "".join(tokens).encode()
-        assert serialization.json_depth(raw) == reference_depth(raw), raw
+        want = reference_depth(raw)
+        for chunk in (1, 2, 3, 7, serialization.CHUNK_BYTES):  # state carried across chunk boundaries
+            assert serialization.json_depth(raw, chunk) == want, (raw, chunk)
 
 
 def test_deep_nesting_is_refused_before_parsing():
