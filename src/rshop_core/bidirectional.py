@@ -12,6 +12,7 @@ Returned states: the forward model's, then the backward model's.
 from __future__ import annotations
 
 from .errors import RshopConfigError
+from .limits import MAX_NAME, check_name
 from .model import RecurrentModel, check_weights
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
@@ -30,7 +31,7 @@ class Bidirectional:
             if getattr(o, flag):
                 raise RshopConfigError(f"Bidirectional: expected a model without {flag}=True, received one. Wrap the "
                                        "model without it.")
-        self.name = name or f"bidirectional_{model.name}"
+        self.name = check_name(name or f"bidirectional_{model.name}"[:MAX_NAME], "Bidirectional", "model name")
         self.merge_mode = merge_mode
         self.forward = model.clone("forward", prefix="forward")
         self.backward = model.clone("backward", prefix="backward", seed=model.seed + 1 if seed is None else seed,

@@ -9,9 +9,11 @@ build and every load.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import RshopConfigError, RshopShapeError
+from .limits import MAX_CONSTANT_ELEMENTS, MAX_NODES, check_name
 from .ops import OPS, infer_type
 from .specs import ParamSpec
 from .symbolic import Tensor
@@ -160,11 +162,15 @@ def verify(g: StepGraph, where: str = "step graph", batched_outputs: bool = True
         at = f"{where}, node %{node.id} {node.name!r} (op {node.op})" if node is not None else where
         raise cls(f"{at}: {msg}")
 
+    if len(g.nodes) > MAX_NODES:
+        fail(None, f"expected at most {MAX_NODES} nodes in one step graph, received {len(g.nodes)}. Split the "
+                   "step into nested models or loop inside a cell.")
     for k, n in enumerate(g.nodes):
         if n.id != k:
             fail(n, f"expected id {k} (nodes are numbered in order), received {n.id}.")
         if n.op not in OPS:
             fail(n, f"expected an op of the closed set, received {n.op!r}.")
+        check_name(n.name, f"{where}, node %{n.id}", "node name")
         for i in n.inputs:
             if not isinstance(i, int) or not 0 <= i < k:
                 fail(n, f"expected inputs that are earlier nodes (ids < {k}), received {i!r}. "
@@ -188,7 +194,9 @@ def verify(g: StepGraph, where: str = "step graph", batched_outputs: bool = True
                 fail(n, f"expected type {TensorType(spec.shape, spec.dtype, False).describe()} "
                         f"of parameter {spec.name!r}, received {n.type.describe()}.", RshopShapeError)
         elif n.op == "constant":
-            pass
+            if None in n.type.shape or math.prod(n.type.shape) > MAX_CONSTANT_ELEMENTS:
+                fail(n, f"expected a constant of at most {MAX_CONSTANT_ELEMENTS} elements, received "
+                        f"{n.type.describe()}. Pass large arrays as call-time constants or as parameters.")
         else:
             want, attrs = infer_type(n.op, [g.nodes[i].type for i in n.inputs], n.attrs,
                                      f"{where}, node %{n.id} {n.name!r} (op {n.op})")

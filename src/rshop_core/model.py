@@ -12,6 +12,7 @@ from .dtypes import check_float_dtype
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph, trace
 from .keywords import checked_init
+from .limits import check_name, check_states
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
@@ -113,7 +114,7 @@ class RecurrentModel:
                  return_sequences=False, return_states=False, go_backwards=False, unroll=False,
                  stateful=False, batch_size=None, zero_output_for_mask=False, remat=False,
                  state_initializer=None, name=None, seed=None):
-        self.name = name or "recurrent_model"
+        self.name = check_name(name or "recurrent_model", "RecurrentModel", "model name")
         self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll, teacher_force, decode,
                                    output_length, stateful, batch_size, zero_output_for_mask, remat)
         self.seed = int(secrets.randbits(31)) if seed is None else check_seed(f"RecurrentModel {self.name!r}", seed)
@@ -179,6 +180,7 @@ class RecurrentModel:
         check_state_names(where, names)
         self.state_specs = [StateSpec(n, t.shape, t.dtype, initializers.get(init, f"{where}, state {n!r}"))
                             for n, t, init in zip(names, states_in, inits)]
+        check_states(self.state_specs + ([self.readout_spec] if self.readout_spec else []), self.options, where)
         self.param_specs = dict(self.graph.params)
         for s in self.state_specs:  # learned initial states are parameters of the model
             if isinstance(s.initializer, initializers.Learned):
@@ -208,7 +210,7 @@ class RecurrentModel:
         ``weights`` (already checked against ``params``) are used as they are; without them the
         initializers draw fresh ones from ``seed``."""
         self = cls.__new__(cls)
-        where = f"RecurrentModel {name!r}"
+        where = f"RecurrentModel {check_name(name, 'RecurrentModel', 'model name')!r}"
         self.name, self.seed, self.options = name, seed, options
         self._state_initializer, self._lowered_cache, self._call_layer, self._builder = None, {}, None, None
         self.graph, self.state_specs, self.readout_spec = graph, list(states), readout
@@ -221,6 +223,7 @@ class RecurrentModel:
             if graph.nodes[i].type != TensorType(spec.shape, spec.dtype, True):
                 raise RshopShapeError(f"{where}, state {spec.name!r}: expected the graph's "
                                       f"{graph.nodes[i].type.describe()}, received {spec.shape} {spec.dtype}.")
+        check_states(self.state_specs + hidden, options, where)
         if readout is not None and graph.nodes[graph.outputs[0]].type != graph.nodes[graph.states[-1]].type:
             raise RshopShapeError(f"{where}: expected the readout to have the output's type.")
         if options.teacher_force and readout is None:

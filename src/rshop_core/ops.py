@@ -163,18 +163,23 @@ def _matmul(where, types, attrs):
     return TensorType(a.shape[:-1] + (w.shape[1],), dt, a.batched), {}
 
 
+_SUBSCRIPTS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")  # what every engine accepts
+
+
 def _einsum(where, types, attrs):
     eq = attrs.get("equation")
     if not isinstance(eq, str) or "->" not in eq or "." in eq:
         _fail(where, "an explicit einsum equation 'ab,bc->ac' without '...'", repr(eq),
               cls=RshopConfigError)
+    if eq.count("->") != 1 or not all(c in _SUBSCRIPTS or c in ",-> " for c in eq):
+        _fail(where, "an einsum equation of ASCII letters, ',' and one '->'", repr(eq), cls=RshopConfigError)
     lhs, rhs = eq.replace(" ", "").split("->")
     terms = lhs.split(",")
     if len(terms) != len(types):
         _fail(where, f"{len(terms)} operands for {eq!r}", f"{len(types)}", cls=RshopConfigError)
     sizes: dict = {}
     for term, t in zip(terms, types):
-        if not term.isalpha() or len(term) != t.rank or len(set(term)) != len(term):
+        if not set(term) <= _SUBSCRIPTS or len(term) != t.rank or len(set(term)) != len(term):
             _fail(where, f"operand subscripts {term!r} to name each of its {t.rank} axes once",
                   t.describe(), cls=RshopConfigError)
         for c, d in zip(term, t.shape):
@@ -182,7 +187,7 @@ def _einsum(where, types, attrs):
                 _fail(where, f"axis {c!r} of size {sizes[c]}", f"{d} in {t.describe()}")
             if sizes.get(c) is None:
                 sizes[c] = d
-    if not rhs.isalpha() and rhs != "" or any(c not in sizes for c in rhs) or len(set(rhs)) != len(rhs):
+    if any(c not in sizes for c in rhs) or len(set(rhs)) != len(rhs):
         _fail(where, "output subscripts taken from the operands", repr(rhs), cls=RshopConfigError)
     dt = _same_dtype(where, types)
     return TensorType(tuple(sizes[c] for c in rhs), dt, any(t.batched for t in types)), {

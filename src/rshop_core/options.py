@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from .errors import RshopConfigError
+from .limits import MAX_OUTPUT_LENGTH, MAX_UNROLL
 
 
 def _flag(name, v):
@@ -30,12 +31,13 @@ class LoopOptions:
     - ``go_backwards``: process t = T-1 ... 0; the returned sequence is in processing
       order (reversed), as in Keras.
     - ``unroll``: ``False`` (a loop), ``True`` (fully unrolled; T known at trace time),
-      or an int k >= 1 (k steps per loop iteration, ``jax.lax.scan(unroll=k)``).
-      Unrolling never changes results.
+      or an int 1 <= k <= ``MAX_UNROLL`` (128) (k steps per loop iteration,
+      ``jax.lax.scan(unroll=k)``; engines use min(k, T)). Unrolling never changes results.
     - ``teacher_force``: with ``ground_truth=`` at a training call, step t reads
       ground_truth[t-1] (step 0 the initial readout) in place of its own previous output.
     - ``decode`` / ``output_length``: x is one tensor (batch, *input_shape) seen at each of
-      ``output_length`` steps (also given at call time).
+      ``output_length`` steps (also given at call time; the model's default is at most
+      ``MAX_OUTPUT_LENGTH``).
     - ``stateful`` / ``batch_size``: the lowered layer keeps its final states as the next
       call's initial states; the batch size is fixed.
     - ``zero_output_for_mask``: masked steps output zeros instead of holding the last output.
@@ -64,14 +66,20 @@ class LoopOptions:
                   "zero_output_for_mask"):
             _flag(k, getattr(self, k))
         u = self.unroll
-        if not (isinstance(u, bool) or (isinstance(u, int) and u >= 1)):
-            raise RshopConfigError(f"option unroll: expected True, False or an int >= 1, received {u!r}.")
+        if not (isinstance(u, bool) or (isinstance(u, int) and 1 <= u <= MAX_UNROLL)):
+            raise RshopConfigError(f"option unroll: expected True, False or an int in [1, {MAX_UNROLL}], received "
+                                   f"{u!r}. Each unrolled step is traced and compiled; beyond a few dozen "
+                                   "steps unrolling only costs compile time.")
         r = self.remat
         if not (isinstance(r, bool) or (isinstance(r, int) and r >= 1)):
             raise RshopConfigError(f"option remat: expected True, False or an int >= 1 (steps per checkpointed "
                                    f"segment), received {r!r}.")
         _positive("output_length", self.output_length)
         _positive("batch_size", self.batch_size)
+        if self.output_length is not None and self.output_length > MAX_OUTPUT_LENGTH:
+            raise RshopConfigError(f"option output_length: expected at most {MAX_OUTPUT_LENGTH} decode steps as "
+                                   f"the model's default, received {self.output_length}. Give a longer length "
+                                   "at call time.")
         if self.output_length is not None and not self.decode:
             raise RshopConfigError("option output_length: expected decode=True with it, received decode=False.")
         if self.stateful and self.batch_size is None:

@@ -17,6 +17,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
+import struct
 import zipfile
 import zlib
 from pathlib import Path
@@ -27,6 +30,7 @@ from . import initializers, safetensors_io
 from .dtypes import DTYPES
 from .errors import RshopError, RshopFormatError
 from .graph import Node, StepGraph, verify
+from .limits import MAX_CONSTANT_ELEMENTS, MAX_NODES, check_name
 from .ops import OPS
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
@@ -34,13 +38,16 @@ from .types import TensorType
 
 FORMAT = "rshop"
 VERSION = 1
+# Every limit below is listed, with why, in docs/format.md. The largest models of the test
+# suite need 10 KiB of JSON and 63 nodes; a 16-layer LSTM stack 60 KiB and 353 nodes.
 MAX_FILE_BYTES = 4 * 1024 ** 3
-MAX_JSON_BYTES = 64 * 1024 ** 2
+MAX_JSON_BYTES = 4 * 1024 ** 2  # uncompressed model.json
 MAX_DEPTH = 64  # nesting of JSON containers
-MAX_NODES = 100_000
 MAX_ELEMENTS = 2 ** 31  # per-example elements of one value
-MAX_NAME = 256
 MAX_PARAM_ELEMENTS = 2 ** 28  # all parameters of one model together (1 GiB of float32)
+MAX_WEIGHTS_HEADER = 4096  # safetensors header bytes: this plus MAX_HEADER_PER_TENSOR per tensor
+MAX_HEADER_PER_TENSOR = 2048
+CHUNK_BYTES = 1 << 20  # members are inflated this much at a time, never past their expected size
 MEMBERS = ("model.json", "weights.safetensors")
 
 __all__ = ["to_document", "from_document", "save", "load", "dumps", "loads", "VERSION"]
@@ -102,13 +109,37 @@ def load(path):
     """Read a ``.rshop`` file: a RecurrentModel (or Bidirectional) with its weights."""
     path = Path(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            _fail(f"{path}: expected a file of at most {MAX_FILE_BYTES} bytes, received {size}.")
-        data = path.read_bytes()
+        data = _read_regular_file(path)
     except OSError as e:
         raise RshopFormatError(f"{path}: expected a readable .rshop file, received an error: {e}.") from None
     return loads(data, str(path))
+
+
+def _read_regular_file(path: Path) -> bytes:
+    """The bytes of ``path`` if it is a regular file (a symlink to one is fine) of at most
+    MAX_FILE_BYTES. Opened non-blocking, so a named pipe never blocks; the opened descriptor is
+    checked (not the path, which could change in between); and at most MAX_FILE_BYTES + 1 bytes
+    are read whatever size the file reports (a device such as /dev/zero never gets this far)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
+                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            _fail(f"{path}: expected a regular file, received {kind}. Load .rshop files from regular files only.")
+        chunks, total = [], 0
+        while total <= MAX_FILE_BYTES:
+            chunk = os.read(fd, min(CHUNK_BYTES * 16, MAX_FILE_BYTES + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > MAX_FILE_BYTES:
+            _fail(f"{path}: expected a file of at most {MAX_FILE_BYTES} bytes, received more.")
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def loads(data: bytes, where: str = "model file"):
@@ -138,27 +169,97 @@ def _loads(data, where):
     if not zipfile.is_zipfile(io.BytesIO(data)):
         _fail(f"{where}: expected a .rshop zip archive, received something else (first bytes {bytes(data[:8])!r}).")
     try:
-        raw_doc, raw_weights = _members(data, where)
-    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, NotImplementedError) as e:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            infos = _member_infos(zf, where)
+            doc = parse_json(_read_member(zf, infos[MEMBERS[0]], 0, MAX_JSON_BYTES, where), f"{where}: {MEMBERS[0]}")
+            raw_weights = _read_weights_member(zf, infos[MEMBERS[1]], doc, where)
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
         _fail(f"{where}: expected an intact zip archive, received a corrupt one ({str(e)[:120]}).")
-    doc = parse_json(raw_doc, f"{where}: {MEMBERS[0]}")
     tensors, _ = safetensors_io.load(raw_weights)
     return from_document(doc, tensors)  # the file's weights: no initializer runs while loading
 
 
-def _members(data, where):
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        infos = zf.infolist()
-        names = [i.filename for i in infos]
-        if sorted(names) != sorted(MEMBERS):
-            _fail(f"{where}: expected exactly the members {list(MEMBERS)}, received {names[:10]}.")
-        limits = {MEMBERS[0]: MAX_JSON_BYTES, MEMBERS[1]: MAX_FILE_BYTES}
-        for info in infos:
-            if (info.file_size > limits[info.filename] or info.flag_bits & 0x1
-                    or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)):
-                _fail(f"{where}: member {info.filename!r}: expected an unencrypted, stored or deflated member of "
-                      f"at most {limits[info.filename]} bytes, received {info.file_size} bytes.")
-        return zf.read(MEMBERS[0]), zf.read(MEMBERS[1])
+def _member_infos(zf, where) -> dict:
+    infos = zf.infolist()
+    names = [i.filename for i in infos]
+    if sorted(names) != sorted(MEMBERS):
+        _fail(f"{where}: expected exactly the members {list(MEMBERS)}, received {names[:10]}.")
+    for info in infos:
+        if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            _fail(f"{where}: member {info.filename!r}: expected an unencrypted, stored or deflated member, "
+                  f"received compression {info.compress_type} and flags {info.flag_bits:#x}.")
+    return {i.filename: i for i in infos}
+
+
+def _read_member(zf, info, lo, hi, where, head=b"", stream=None) -> bytes:
+    """Member ``info`` inflated, refused unless its declared size and the bytes it really
+    inflates to are both within [lo, hi]. Never trusts the zip: it inflates at most
+    CHUNK_BYTES at a time and stops as soon as more than ``hi`` bytes arrive, so a member
+    that lies about its size costs at most ``hi`` + CHUNK_BYTES bytes of work."""
+    if not lo <= info.file_size <= hi:
+        _fail(f"{where}: member {info.filename!r}: expected {_span(lo, hi)} uncompressed bytes, received a "
+              f"declared size of {info.file_size}.")
+    chunks, total = [head], len(head)
+    f = stream or zf.open(info)
+    with f:
+        while total <= hi:
+            chunk = f.read(min(CHUNK_BYTES, hi + 1 - total))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+    if not lo <= total <= hi:
+        _fail(f"{where}: member {info.filename!r}: expected {_span(lo, hi)} uncompressed bytes, received "
+              f"{'more' if total > hi else total}.")
+    return b"".join(chunks)
+
+
+def _span(lo, hi):
+    return f"exactly {hi}" if lo == hi else f"{lo} to {hi}"
+
+
+def _read_weights_member(zf, info, doc, where) -> bytes:
+    """The weights member, which must be exactly as long as model.json says: its safetensors
+    header (bounded by the number of tensors) and every parameter's bytes (elements x itemsize)."""
+    data_bytes, count = weights_budget(doc)
+    with zf.open(info) as f:
+        head = f.read(8)
+        if len(head) < 8:
+            _fail(f"{where}: member {info.filename!r}: expected at least 8 bytes, received {len(head)}.")
+        (n,) = struct.unpack("<Q", head)
+        limit = MAX_WEIGHTS_HEADER + MAX_HEADER_PER_TENSOR * count
+        if n > limit:
+            _fail(f"{where}: member {info.filename!r}: expected a safetensors header of at most {limit} bytes "
+                  f"for {count} tensors, received a length of {n}.")
+        size = 8 + n + data_bytes
+        return _read_member(zf, info, size, size, where, head, f)
+
+
+def weights_budget(doc) -> tuple:
+    """``(data bytes, tensor count)`` of the weights a model document declares: every parameter's
+    elements x itemsize, checked against the limits before any weight byte is read."""
+    _obj(doc, ("format", "version", "kind", "model"), "document")
+    model = doc["model"]
+    if isinstance(model, dict) and doc["kind"] == "Bidirectional":
+        bodies = [model.get("forward"), model.get("backward")]
+    else:
+        bodies = [model]
+    specs = {}
+    for body in bodies:
+        params = body.get("params") if isinstance(body, dict) else None
+        if not isinstance(params, list) or len(params) > safetensors_io.MAX_TENSORS:
+            _fail(f"model: expected params as a list of at most {safetensors_io.MAX_TENSORS}, received "
+                  f"{type(params).__name__}.")
+        for i, p in enumerate(params):
+            w = f"model.params[{i}]"
+            _obj(p, ("name", "shape", "dtype", "initializer", "trainable", "regularizer"), w)
+            if p["dtype"] not in ("float32", "float64"):
+                _fail(f"{w}: expected dtype float32 or float64, received {p['dtype']!r:.40}.")
+            specs[_str(p["name"], w)] = math.prod(_shape(p["shape"], w, False)) * np.dtype(p["dtype"]).itemsize
+    total = sum(specs.values())
+    if total > MAX_PARAM_ELEMENTS * 8:
+        _fail(f"model: expected at most {MAX_PARAM_ELEMENTS} parameter entries, received {total} bytes of them.")
+    return total, len(specs)
 
 
 def _check_weights(specs: dict, tensors: dict, where: str) -> dict:
@@ -177,31 +278,55 @@ def _check_weights(specs: dict, tensors: dict, where: str) -> dict:
 
 
 def parse_json(raw: bytes, where: str):
-    """Strict JSON: UTF-8, no NaN/Infinity, no duplicate keys, nesting at most MAX_DEPTH."""
-    depth = deepest = 0
-    in_string = escaped = False
-    for b in raw:  # a bounded scan before parsing: deep nesting never reaches the parser
-        if in_string:
-            if escaped:
-                escaped = False
-            elif b == 0x5C:
-                escaped = True
-            elif b == 0x22:
-                in_string = False
-        elif b == 0x22:
-            in_string = True
-        elif b in (0x5B, 0x7B):
-            depth += 1
-            if depth > MAX_DEPTH:
-                _fail(f"{where}: expected JSON nested at most {MAX_DEPTH} deep, received deeper.")
-        elif b in (0x5D, 0x7D):
-            depth -= 1
-        deepest = max(deepest, depth)
+    """Strict JSON: UTF-8, at most MAX_JSON_BYTES, no NaN/Infinity, no duplicate keys, nesting
+    at most MAX_DEPTH (scanned before parsing: deep nesting never reaches the parser)."""
+    if len(raw) > MAX_JSON_BYTES:
+        _fail(f"{where}: expected at most {MAX_JSON_BYTES} bytes of JSON, received {len(raw)}.")
+    if json_depth(raw) > MAX_DEPTH:
+        _fail(f"{where}: expected JSON nested at most {MAX_DEPTH} deep, received deeper.")
     try:
         return json.loads(raw.decode("utf-8"), object_pairs_hook=safetensors_io._no_duplicates,
                           parse_constant=safetensors_io._no_constants)
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         _fail(f"{where}: expected strict JSON, received invalid JSON ({str(e)[:120]}).")
+
+
+def json_depth(raw: bytes, chunk: int = CHUNK_BYTES) -> int:
+    """The deepest nesting of ``[``/``{`` in ``raw``, not counting brackets inside strings.
+
+    Vectorised, in chunks (about 30 bytes of memory per byte of a chunk): a quote opens or closes
+    a string unless it ends an odd run of backslashes, so string membership is the parity of the
+    real quotes up to each byte. Between chunks only the depth, whether a string is open and the
+    parity of a trailing run of backslashes are carried. (A backslash outside a string is invalid
+    JSON: the parser stops there, before any nesting after it, so only the text before it
+    matters, where this scan is exact.)"""
+    data = np.frombuffer(raw, dtype=np.uint8)
+    depth = deepest = inside = odd_run = 0
+    for at in range(0, data.size, chunk):
+        b = data[at:at + chunk]
+        if odd_run:  # the previous chunk ended in an odd run of backslashes: one more stands for it
+            b = np.concatenate((np.full(1, 0x5C, dtype=np.uint8), b))
+        slash = b == 0x5C
+        quotes = np.flatnonzero(b == 0x22)
+        toggle = np.zeros(b.size, dtype=np.uint8)
+        if quotes.size and slash.any():
+            edge = np.zeros(1, dtype=np.int8)
+            edges = np.flatnonzero(np.diff(np.concatenate((edge, slash.view(np.int8), edge))))
+            starts, ends = edges[0::2], edges[1::2]  # runs of backslashes, [start, end)
+            k = np.minimum(np.searchsorted(ends, quotes), ends.size - 1)
+            quotes = quotes[~((ends[k] == quotes) & ((ends[k] - starts[k]) % 2 == 1))]
+        toggle[quotes] = 1
+        outside = np.bitwise_xor.accumulate(toggle) == inside  # 0: outside when no string was open
+        step = np.zeros(b.size, dtype=np.int8)
+        step[((b == 0x5B) | (b == 0x7B)) & outside] = 1
+        step[((b == 0x5D) | (b == 0x7D)) & outside] = -1
+        levels = np.cumsum(step, dtype=np.int32)
+        deepest = max(deepest, depth + int(levels.max()))
+        depth += int(levels[-1])
+        inside ^= int(quotes.size % 2)
+        trailing = b.size if slash.all() else int(np.argmin(slash[::-1]))
+        odd_run = trailing % 2
+    return deepest
 
 
 def _obj(v, keys, where, optional=()):
@@ -214,9 +339,7 @@ def _obj(v, keys, where, optional=()):
 
 
 def _str(v, where):
-    if not isinstance(v, str) or not 0 < len(v) <= MAX_NAME:
-        _fail(f"{where}: expected a name of 1 to {MAX_NAME} characters, received {v!r:.80}.")
-    return v
+    return check_name(v, where, "name", RshopFormatError)
 
 
 def _int(v, where, lo=0, hi=2 ** 63):
@@ -268,6 +391,18 @@ def _json_value(v, where, depth=0):
     _fail(f"{where}: expected JSON scalars and lists as attributes, received {type(v).__name__}.")
 
 
+def _leaves(v, limit) -> int:
+    """How many scalars the nested lists ``v`` hold, counting no further than ``limit`` + 1."""
+    count, stack = 0, [v]
+    while stack and count <= limit:
+        x = stack.pop()
+        if isinstance(x, list):
+            stack.extend(x)
+        else:
+            count += 1
+    return count
+
+
 def _node(v, k, where):
     w = f"{where}, node #{k}"
     _obj(v, ("id", "op", "inputs", "attrs", "type", "name"), w)
@@ -285,6 +420,11 @@ def _node(v, k, where):
         if attrs["dtype"] not in DTYPES or None in t.shape or attrs["dtype"] != t.dtype:
             _fail(f"{w}: expected a constant of a known shape and of the node's dtype, "
                   f"received {attrs['dtype']!r:.40}.")
+        if math.prod(t.shape) > MAX_CONSTANT_ELEMENTS:
+            _fail(f"{w}: expected a constant of at most {MAX_CONSTANT_ELEMENTS} elements, received shape "
+                  f"{t.shape}. Pass large arrays as constants at call time or as parameters.")
+        if _leaves(attrs["value"], MAX_CONSTANT_ELEMENTS) > math.prod(t.shape):
+            _fail(f"{w}: expected a constant value of shape {t.shape}, received more numbers.")
         value = np.asarray(attrs["value"], dtype=object)
         leaves = value.reshape(-1) if value.ndim else [value.item()]
         if not all(isinstance(e, (int, float)) for e in leaves):

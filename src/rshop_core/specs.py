@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from . import initializers, regularizers
 from .dtypes import check_float_dtype
+from .limits import check_name, check_param_name
 from .types import check_shape
 
 
@@ -22,6 +23,7 @@ class ParamSpec:
     regularizer: dict | None = None  # {"l1": a, "l2": b}: see rshop_core.regularizers
 
     def __post_init__(self):
+        check_param_name(self.name, f"parameter {self.name!r:.80}")
         object.__setattr__(self, "shape", check_shape(self.shape, f"parameter {self.name!r}", False))
         object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"parameter {self.name!r}"))
         object.__setattr__(self, "initializer", initializers.get(self.initializer))
@@ -44,6 +46,7 @@ class StateSpec:
     initializer: initializers.Initializer = field(default_factory=initializers.Zeros)
 
     def __post_init__(self):
+        check_name(self.name, f"state {self.name!r:.80}", "state name")
         object.__setattr__(self, "shape", check_shape(self.shape, f"state {self.name!r}", False))
         object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"state {self.name!r}"))
         object.__setattr__(self, "initializer", initializers.get(self.initializer))

@@ -15,6 +15,7 @@ import numpy as np
 
 from .dtypes import DEFAULT_FLOAT, check_dtype
 from .errors import RshopConfigError
+from .limits import check_name
 from .ops import infer_type
 from .types import TensorType, check_shape
 
@@ -97,6 +98,8 @@ class Tensor:
 
 def Input(shape, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
     """A per-step input of a step model: ``shape`` is per example (no batch axis)."""
+    if name is not None:
+        check_name(name, "Input", "name")
     shape = check_shape(shape, f"Input {name or ''}".strip(), allow_none=True)
     dtype = check_dtype(dtype, f"Input {name or ''}".strip())
     t = Tensor("input", (), {}, TensorType(shape, dtype, True), name or "input")
@@ -120,6 +123,8 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
 def apply(op: str, inputs, attrs: dict | None = None, name: str | None = None) -> Tensor:
     """Apply ``op`` to symbolic ``inputs``; type-checks at once."""
     inputs = list(inputs)
+    if name is not None:
+        check_name(name, f"node of op {op}", "name")
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             raise RshopConfigError(

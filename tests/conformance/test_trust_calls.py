@@ -29,7 +29,8 @@ def model(name):
 BAD_CALLS = {
     # name: (model, x, kwargs, error class, fragment of the message)
     "ground_truth_at_inference": (
-        "readout", rng.standard_normal((2, 6, 3)), {"ground_truth": rng.standard_normal((2, 6, 2))},
+        "readout", rng.standard_normal((2, 6, 3)), {"ground_truth": rng.standard_normal((2, 6, 2)),
+                                                           "training": False},
         RshopConfigError, "argument ground_truth: expected none for a call with training=False (teacher forcing "
         "happens only in training calls), received one. Pass training=True to teacher-force, or drop ground_truth."),
     "empty_constant": ("attention", X, {"constants": [np.zeros((2, 0, 8))]}, RshopShapeError,

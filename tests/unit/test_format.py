@@ -86,7 +86,10 @@ def bases():
 
 
 WEIRD = [None, True, False, -1, 0, 1, 2 ** 31, 2 ** 64, -2 ** 63, 1e308, 0.5, "", "x", "float64", "bool", "input",
-         "param", "constant", "glorot_uniform", [], {}, [[[]]], [None], [-1], [0, 0], {"name": "zeros"}, "a" * 5000]
+         "param", "constant", "glorot_uniform", [], {}, [[[]]], [None], [-1], [0, 0], {"name": "zeros"}, "a" * 5000,
+         # issue #9 classes: bad names, equations, loop options and shapes past the limits
+         "a.b", "h\ud800", "x\x1b", "lstm.cell/kernel", "aβ,β->a", "ab,b->a->a", 129, 1_000_000, [2 ** 31],
+         [8192, 8192], [0] * 70_000]
 
 
 def paths(v, prefix=()):
@@ -147,9 +150,27 @@ def mutate_bytes(raw, rng):
     return bytes(raw)
 
 
+def hostile_zip(doc, weights, rng):
+    """The zip-level classes of issue #9: padded or lying model.json, lying or bombed weights."""
+    from tests.data.make_hostile_corpus import deflated, lie_about_size
+
+    raw = json.dumps(doc).encode()
+    roll = rng.random()
+    if roll < 0.25:  # padding past the JSON cap
+        return deflated(raw + b" " * (serialization.MAX_JSON_BYTES + int(rng.integers(-64, 64))), weights)
+    if roll < 0.5:  # weights followed by zeros, the zip declaring the honest size
+        return lie_about_size(deflated(raw, weights + bytes(int(rng.integers(1, 2 ** 22)))), "weights.safetensors",
+                              len(weights))
+    if roll < 0.75:  # a declared size off by a little
+        return lie_about_size(deflated(raw, weights), "weights.safetensors", len(weights) + int(rng.integers(-9, 9)))
+    return lie_about_size(deflated(raw, weights), "model.json", int(rng.integers(0, 2 ** 32)))
+
+
 def fuzz_case(base, rng):
     doc, weights = members(base)
     kind = rng.random()
+    if kind < 0.05:
+        return hostile_zip(doc, weights, rng)
     if kind < 0.55:
         return repack(mutate_doc(doc, rng), weights)
     if kind < 0.7:

@@ -57,7 +57,8 @@ def test_unknown_activation_and_initializer():
 
 
 def test_bad_options():
-    with pytest.raises(RshopConfigError, match="option unroll: expected True, False or an int >= 1, received 0"):
+    msg = r"option unroll: expected True, False or an int in \[1, 128\], received 0"
+    with pytest.raises(RshopConfigError, match=msg):
         readme(unroll=0)
     with pytest.raises(RshopConfigError, match="option go_backwards: expected True or False"):
         readme(go_backwards="yes")

@@ -24,12 +24,13 @@ import jax.numpy as jnp
 
 
 def _unroll(option, steps: int) -> int:
-    """``unroll`` as scan's: False -> 1, True -> T (fully unrolled), k -> k."""
+    """``unroll`` as scan's: False -> 1, True -> T (fully unrolled), k -> min(k, T): never more
+    steps traced than the loop runs."""
     if option is True:
         return max(int(steps), 1)
     if option is False:
         return 1
-    return int(option)
+    return max(min(int(option), int(steps)), 1)
 
 
 def scan(step, P, xs, states, consts, options, length):

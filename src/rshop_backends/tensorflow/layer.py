@@ -35,8 +35,9 @@ JIT_COMPILE = False
 
 
 def _identifier(name: str) -> str:
-    """A valid ``tf.Module`` name made from a model name."""
-    out = re.sub(r"\W", "_", name) or "recurrent_model"
+    """A valid ``tf.Module`` name made from a model name: TensorFlow takes ASCII identifiers only
+    (a name may hold any printable character, docs/format.md)."""
+    out = re.sub(r"[^A-Za-z0-9_]", "_", name) or "recurrent_model"
     return "_" + out if out[0].isdigit() else out
 
 

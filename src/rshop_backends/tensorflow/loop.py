@@ -88,6 +88,9 @@ def scan(step, P, xs, states, consts, options, length=None):
     if options.unroll is True:
         return _unrolled(step, P, xs, states, consts, options, length)
     k = 1 if options.unroll is False else int(options.unroll)
+    steps = static_length(xs, length)
+    if steps is not None:  # the peeled first step runs alone: k > T - 1 would trace steps that never run
+        k = max(min(k, int(steps) - 1), 1)
     if length is None:
         length = tf.shape(xs[0])[1]
     n = tf.convert_to_tensor(length, dtype=tf.int32)

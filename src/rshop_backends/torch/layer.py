@@ -187,10 +187,15 @@ class TorchLayer(nn.Module, Lowered):
         return torch.flip(y, dims=(1,))
 
     def _to_host(self, a):
-        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        """A numpy copy, or None when the values are not there to read: under a transform other than
+        ``torch.func.grad`` (:func:`transforms.current`), and for a tensor functorch has wrapped."""
+        if transforms.current() not in (None, "torch.func.grad"):
             return None
-        a = a.detach().cpu()
-        return (a.float() if a.dtype == torch.bfloat16 else a).numpy()
+        try:
+            a = a.detach().cpu()
+            return (a.float() if a.dtype == torch.bfloat16 else a).numpy()
+        except RuntimeError:  # a functorch-wrapped tensor (the differentiated input of torch.func.grad)
+            return None
 
     def _concat_last(self, a, b):
         return torch.cat([a, b], dim=-1)

@@ -7,6 +7,7 @@ import re
 from .. import initializers, regularizers
 from ..dtypes import check_float_dtype
 from ..errors import RshopConfigError, RshopShapeError
+from ..limits import check_name
 from ..symbolic import Tensor
 from ..types import TensorType, check_shape
 
@@ -28,7 +29,7 @@ class Layer:
         if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name)):
             raise RshopConfigError(
                 f"{type(self).__name__}: expected a name of letters, digits, '_', '-', received {name!r}.")
-        self.name = name or _snake(type(self).__name__)
+        self.name = check_name(name or _snake(type(self).__name__), type(self).__name__, "layer name")
         self._weights: dict = {}
 
     def add_weight(self, local: str, shape, initializer="zeros", dtype="float32", trainable=True,
