@@ -56,7 +56,9 @@ def _native_kwargs(h, kwargs):
     """Floats in float32, masks and lengths in their own dtype (never converted by the harness)."""
     out = {}
     for k, v in kwargs.items():
-        if isinstance(v, list):
+        if isinstance(v, bool):  # training=
+            out[k] = v
+        elif isinstance(v, list):
             out[k] = [native(h, a, "float32") for a in v]
         else:
             out[k] = h.to_native(v, v.dtype.name if v.dtype.kind != "f" or v.dtype == np.float32 else "float32")
