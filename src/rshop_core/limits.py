@@ -17,6 +17,7 @@ MAX_STATE_ELEMENTS = 2 ** 24  # per-example elements of all states together (64 
 MAX_STATEFUL_ELEMENTS = 2 ** 28  # batch_size x state elements a stateful layer keeps (1 GiB of float32)
 MAX_OUTPUT_LENGTH = 2 ** 20  # decode steps a model may declare as its default output_length
 MAX_NODES = 10_000  # nodes of one step graph (a 16-layer LSTM stack has 353)
+MAX_PARAM_ELEMENTS = 2 ** 28  # all parameters of one model together (1 GiB of float32)
 MAX_CONSTANT_ELEMENTS = 65_536  # elements of one constant node (larger arrays: parameters or call-time constants)
 
 NAME_RULE = (f"1 to {MAX_NAME} printable characters without '.' (letters, digits, '_', '-', '/' and the like; "
@@ -53,3 +54,15 @@ def check_states(specs, options, where: str, cls=RshopConfigError) -> None:
     if options.stateful and options.batch_size * total > MAX_STATEFUL_ELEMENTS:
         raise cls(f"{where}: expected batch_size x state elements of at most {MAX_STATEFUL_ELEMENTS} for a "
                   f"stateful layer, received {options.batch_size} x {total}.")
+
+
+def check_param_count(where: str, specs) -> None:
+    """Refuse models with more parameter entries than a ``.rshop`` file may hold."""
+    specs = list(specs)
+    total = sum(math.prod(p.shape) for p in specs)
+    if total > MAX_PARAM_ELEMENTS:
+        big = max(specs, key=lambda p: math.prod(p.shape))
+        raise RshopConfigError(
+            f"{where}: expected at most {MAX_PARAM_ELEMENTS} parameter entries in all (the .rshop format's "
+            f"limit), received {total} (the largest, {big.name!r}, has shape {big.shape}). "
+            "Use fewer units or a smaller input.")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import secrets
 
 import numpy as np
@@ -12,7 +11,7 @@ from .dtypes import check_float_dtype
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph, trace
 from .keywords import checked_init
-from .limits import check_name, check_states
+from .limits import check_name, check_param_count, check_states
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
@@ -43,20 +42,6 @@ def check_state_names(where: str, names) -> None:
                 f"{where}, state #{i} {n!r}: expected a name unique among the states, received the name of "
                 f"state #{first[n]} too. Give each state Input its own name=.")
         first[n] = i
-
-
-def check_param_count(where: str, specs) -> None:
-    """Refuse models with more parameter entries than a ``.rshop`` file may hold."""
-    from .serialization import MAX_PARAM_ELEMENTS
-
-    specs = list(specs)
-    total = sum(math.prod(p.shape) for p in specs)
-    if total > MAX_PARAM_ELEMENTS:
-        big = max(specs, key=lambda p: math.prod(p.shape))
-        raise RshopConfigError(
-            f"{where}: expected at most {MAX_PARAM_ELEMENTS} parameter entries in all (the .rshop format's "
-            f"limit), received {total} (the largest, {big.name!r}, has shape {big.shape}). "
-            "Use fewer units or a smaller input.")
 
 
 def _as_list(v, what):
@@ -199,9 +184,9 @@ class RecurrentModel:
         for qual, (owner, local) in self.graph.meta.get("param_owners", {}).items():
             if hasattr(owner, "initial_value"):
                 values[qual] = owner.initial_value(local)
-        self._weights = {p.name: values[p.name].astype(p.dtype) if p.name in values else
-                         p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
-                         for p in self.param_specs.values()}
+        self._weights = None  # drawn when first needed (_weights): a wide cell builds at once
+        self._carried_weights = {k: v.astype(self.param_specs[k].dtype) for k, v in values.items()
+                                 if k in self.param_specs}
 
     @classmethod
     def _from_ir(cls, name, seed, options, graph, states, readout, params, weights=None) -> "RecurrentModel":
@@ -246,8 +231,7 @@ class RecurrentModel:
         if weights is not None:
             self._weights = {k: np.array(weights[k]) for k in self.param_specs}
         else:
-            self._weights = {p.name: p.initializer(p.shape, p.dtype, initializers.rng_for(seed, p.name))
-                             for p in self.param_specs.values()}
+            self._weights, self._carried_weights = None, {}  # drawn from the seed when first needed
         return self
 
     def save(self, path):
@@ -326,6 +310,22 @@ class RecurrentModel:
                 "params": [p.to_json() for p in self.param_specs.values()], "options": self.options.to_json()}
 
     # -- weights ---------------------------------------------------------------------
+    @property
+    def _weights(self) -> dict:
+        """The current weights. A new model's are drawn from its seed (by parameter name, so the
+        order of drawing never matters) on first use, not when it is built: building
+        ``LSTMCell(2000)`` costs no orthogonal factorisation until something needs the values."""
+        if self._weight_values is None and self.param_specs:
+            self._weight_values = {
+                p.name: self._carried_weights[p.name] if p.name in self._carried_weights else
+                p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
+                for p in self.param_specs.values()}
+        return {} if self._weight_values is None else self._weight_values
+
+    @_weights.setter
+    def _weights(self, values) -> None:
+        self._weight_values = values
+
     def get_weights(self) -> dict:
         """A copy of every parameter as a numpy array, keyed by qualified name."""
         self._require_built()

@@ -30,7 +30,7 @@ from . import initializers, safetensors_io
 from .dtypes import DTYPES
 from .errors import RshopError, RshopFormatError
 from .graph import Node, StepGraph, verify
-from .limits import MAX_CONSTANT_ELEMENTS, MAX_NODES, check_name
+from .limits import MAX_CONSTANT_ELEMENTS, MAX_NODES, MAX_PARAM_ELEMENTS, check_name
 from .ops import OPS
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
@@ -44,7 +44,6 @@ MAX_FILE_BYTES = 4 * 1024 ** 3
 MAX_JSON_BYTES = 4 * 1024 ** 2  # uncompressed model.json
 MAX_DEPTH = 64  # nesting of JSON containers
 MAX_ELEMENTS = 2 ** 31  # per-example elements of one value
-MAX_PARAM_ELEMENTS = 2 ** 28  # all parameters of one model together (1 GiB of float32)
 MAX_WEIGHTS_HEADER = 4096  # safetensors header bytes: this plus MAX_HEADER_PER_TENSOR per tensor
 MAX_HEADER_PER_TENSOR = 2048
 CHUNK_BYTES = 1 << 20  # members are inflated this much at a time, never past their expected size

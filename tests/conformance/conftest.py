@@ -42,6 +42,15 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.xfail(reason=f"{engine}: {reason}", strict=True))
 
 
+def only_engine(request, name: str, what: str) -> str:
+    """For tests of one engine's own behaviour: skip (saying why) unless ``name`` is under test,
+    and record that it ran. ``what``: what the tests cover, for the skip reason."""
+    if name not in request.config.rshop_engines:
+        pytest.skip(f"{what} is the {name} engine's: {name} is not among the engines under test")
+    request.config.rshop_ran.add(name)
+    return name
+
+
 def harness(engine: str):
     """The engine's ``testing`` module: ``to_native``, ``to_numpy``, ``loss_grads``."""
     from rshop_backends import registry

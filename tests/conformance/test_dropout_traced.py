@@ -18,7 +18,7 @@ from rshop_core.cells import LSTMCell
 from rshop_core.errors import RshopConfigError
 from rshop_core.layers import Dropout
 
-from .conftest import reference
+from .conftest import only_engine, reference
 
 B, T, D, RATE = 4, 6, 8, 0.5
 ONES = np.ones((B, T, D), np.float32)
@@ -41,10 +41,7 @@ def assert_one_mask_per_sequence(y):
 
 
 def _engine(request, name):
-    if name not in request.config.rshop_engines:
-        pytest.skip(f"the {name} cases of traced dropout: {name} is not among the engines under test")
-    request.config.rshop_ran.add(name)
-    return name
+    return only_engine(request, name, "drawing dropout masks under its tracing")
 
 
 # -- jax -------------------------------------------------------------------------------------

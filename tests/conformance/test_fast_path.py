@@ -14,7 +14,7 @@ from rshop_core.errors import RshopConfigError, RshopNotImplementedError
 from rshop_core.initializers import RandomNormal
 
 from .cases import CASES
-from .conftest import as_tuple, assert_close, harness, reference, run
+from .conftest import as_tuple, assert_close, harness, only_engine, reference, run
 from .tolerances import FORWARD_ATOL, GRAD_RTOL
 
 B, T, D = 3, 6, 4
@@ -67,10 +67,7 @@ OPTIONS = {"sequences_states": dict(return_sequences=True, return_states=True),
 
 @pytest.fixture
 def torch_engine(request):
-    if "torch" not in request.config.rshop_engines:
-        pytest.skip("the fused fast path is the torch engine's: torch is not among the engines under test")
-    request.config.rshop_ran.add("torch")
-    return "torch"
+    return only_engine(request, "torch", "the fused fast path")
 
 
 def _x(seed=0):

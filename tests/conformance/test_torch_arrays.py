@@ -12,15 +12,15 @@ import pytest
 from rshop_core.cells import LSTMCell
 from rshop_core.errors import RshopEngineError
 
+from .conftest import only_engine
+
 B, T, D, H = 2, 5, 3, 4
 WHERE = "torch layer of RecurrentModel 'lstm'"
 
 
 @pytest.fixture(scope="module")
 def layers(request):
-    if "torch" not in request.config.rshop_engines:
-        pytest.skip("torch tensors are the torch engine's: torch is not among the engines under test")
-    request.config.rshop_ran.add("torch")
+    only_engine(request, "torch", "checking torch tensors")
     model = LSTMCell(H, input_dim=D).get_layer(seed=0)
     return {fast: model.lower("torch", fast_path=fast).eval() for fast in (True, False)}
 

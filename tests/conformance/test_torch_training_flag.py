@@ -12,7 +12,7 @@ from rshop_core.cells import LSTMCell
 from rshop_core.errors import RshopConfigError
 
 from .composition_cases import readout_model
-from .conftest import assert_close
+from .conftest import assert_close, only_engine
 from .tolerances import FORWARD_ATOL
 
 rng = np.random.default_rng(12)
@@ -23,10 +23,7 @@ ATOL = FORWARD_ATOL["float32"]
 
 @pytest.fixture
 def torch_engine(request):
-    if "torch" not in request.config.rshop_engines:
-        pytest.skip("the module mode is the torch engine's: torch is not among the engines under test")
-    request.config.rshop_ran.add("torch")
-    return "torch"
+    return only_engine(request, "torch", "the module mode")
 
 
 def dropout_model():

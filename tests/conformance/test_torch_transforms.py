@@ -17,6 +17,8 @@ from rshop_core.cells import LSTMCell
 from rshop_core.errors import RshopConfigError, RshopNotImplementedError
 from rshop_core.layers import Dense
 
+from .conftest import only_engine
+
 # torch's own warnings, raised by its transforms on their own code, not by rshop's
 pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning"),
               pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")]
@@ -27,9 +29,7 @@ TOL = 1e-6
 
 @pytest.fixture(scope="module")
 def torch_engine(request):
-    if "torch" not in request.config.rshop_engines:
-        pytest.skip("torch transforms are the torch engine's: torch is not among the engines under test")
-    request.config.rshop_ran.add("torch")
+    only_engine(request, "torch", "running under torch transforms")
     import torch
 
     return torch

@@ -25,15 +25,15 @@ from rshop_core.cells import GRUCell, LSTMCell
 from rshop_core.errors import RshopConfigError, RshopShapeError
 from rshop_core.layers import Activation, Dense, add
 
+from .conftest import only_engine
+
 D = 3
 X = np.random.default_rng(0).standard_normal((4, 5, D)).astype(np.float32)
 
 
 @pytest.fixture(scope="module")
 def tf(request):
-    if "tensorflow" not in request.config.rshop_engines:
-        pytest.skip("tensorflow's tracing and SavedModel: tensorflow is not among the engines under test")
-    request.config.rshop_ran.add("tensorflow")
+    only_engine(request, "tensorflow", "tracing and SavedModel export")
     import tensorflow
 
     return tensorflow
