@@ -28,6 +28,7 @@ import json, os, sys, tempfile
 import numpy as np
 import keras
 from rshop_core import Bidirectional, Input, RecurrentModel
+from rshop_core import functional as F
 from rshop_core.cells import GRUCell, LSTMCell
 from rshop_core.layers import Activation, Dense, add
 from rshop_backends.keras import RecurrentLayer
@@ -131,6 +132,21 @@ km.save(path)
 loaded = keras.saving.load_model(path, safe_mode=True)
 report["saved"] = diff(loaded.predict(x, verbose=0), want)
 report["saved_class"] = type(loaded.get_layer("rnn")).__name__
+
+# 6. teacher forcing: a ground-truth Keras input teacher-forces in training calls; predict runs free
+xt, ht, yt = Input((5,), name="x"), Input((4,), name="h"), Input((2,), name="y_tm1")
+h_new = Dense(4, activation="tanh", name="core")(F.concat([xt, ht, yt]))
+m = RecurrentModel(input=xt, initial_states=[ht], output=Dense(2, name="out")(h_new), final_states=[h_new],
+                   readout_input=yt, teacher_force=True, return_sequences=True, seed=5)
+gt = rng.standard_normal((4, 7, 2)).astype("float32")
+inp, truth = keras.Input((7, 5)), keras.Input((7, 2))
+layer = RecurrentLayer(m)
+km = keras.Model([inp, truth], layer(inp, ground_truth=truth))
+ref = m.lower("numpy", "float64")
+report["teacher"] = {
+    "predict_runs_free": diff(km.predict([x, gt], verbose=0), ref(x.astype("float64"))),
+    "training_forces": diff(layer(x, ground_truth=gt, training=True),
+                            ref(x.astype("float64"), ground_truth=gt.astype("float64"), training=True))}
 print("REPORT " + json.dumps(report))
 '''
 
@@ -183,6 +199,11 @@ def test_config_and_keras_file_round_trip(report):
     assert report["config"] < 1e-6
     assert report["saved"] < 1e-6
     assert report["saved_class"] == "RecurrentLayer"
+
+
+def test_ground_truth_teacher_forces_in_fit_only(report):
+    assert report["teacher"]["predict_runs_free"] < 1e-5, report["teacher"]
+    assert report["teacher"]["training_forces"] < 1e-5, report["teacher"]
 
 
 # -- names -------------------------------------------------------------------------------

@@ -211,6 +211,22 @@ def test_compile_fused_layer_and_gradients(torch_engine):
         _close(got[k], p.grad, f"compile d/d {k}")
 
 
+def test_compile_masked_and_teacher_forced_calls_of_a_fresh_layer(torch_engine):
+    """Every kind of call is built at lowering, so a fresh layer's first masked or teacher-forced call can be
+    made inside torch.compile (fullgraph: no graph break into the code generator)."""
+    torch = torch_engine
+    from .composition_cases import readout_model
+
+    layer = readout_model(return_sequences=True).lower("torch")
+    x, gt = _x(torch, 2, 4, 3), _x(torch, 2, 4, 2, seed=1)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    mask[1, 2:] = False
+    compiled = torch.compile(lambda x, gt, m: layer(x, ground_truth=gt, mask=m, training=True),
+                             backend="aot_eager", fullgraph=True)
+    got = compiled(x, gt, mask)
+    _close(got, layer(x, ground_truth=gt, mask=mask, training=True), "compiled teacher-forced masked call")
+
+
 # -- dropout under transforms: drawn in the graph --------------------------------------------------------
 RATE = 0.5
 

@@ -144,7 +144,9 @@ class RecurrentLayer(keras.layers.Layer):
     sequence_lengths=None, ground_truth=None, initial_readout=None, output_length=None)``:
     ``inputs`` (batch, T, *input_shape) (or (batch, *input_shape) with ``decode``); returns what
     the rshop model returns (the output, or a tuple: outputs, then the final states with
-    ``return_states``).
+    ``return_states``). ``training`` is Keras' flag: ``ground_truth`` teacher-forces in ``fit``
+    and is not read by ``predict`` / ``evaluate`` (a Keras functional model is one graph for both,
+    so its ground-truth input is always wired; the engines' own layers refuse it at inference).
     """
 
     def __init__(self, model, **kwargs):
@@ -258,6 +260,8 @@ class RecurrentLayer(keras.layers.Layer):
         if sequence_lengths is not None:
             mask = None  # explicit lengths win over an upstream Keras mask
         self._rt.batch = keras.ops.shape(inputs)[0]
+        if not training:  # one Keras graph serves fit and predict: targets wired in are for fit only
+            ground_truth = None
         return lowered._call(P, inputs, as_list(initial_state), as_list(constants), mask=mask,
                              sequence_lengths=opt(sequence_lengths), ground_truth=opt(ground_truth),
                              initial_readout=opt(initial_readout), training=bool(training),

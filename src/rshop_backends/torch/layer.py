@@ -218,21 +218,23 @@ class TorchLayer(nn.Module, Lowered):
 
     # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
     def _warm(self):
-        """Build now, outside any trace, the plans and generated code of plain and training calls (and
-        of their generic fallbacks): dynamo cannot trace the passes or the code generator, so a first
-        call under ``torch.compile`` must find them built. Masked and teacher-forced calls are built at
-        their first call: make one eagerly before compiling them."""
+        """Build now, outside any trace, the plans and generated code of every kind of call (plain,
+        training, teacher-forced, masked) and of their generic fallbacks: dynamo cannot trace the
+        passes or the code generator, so a first call under ``torch.compile`` must find them built."""
         self._state_values = {}
         for part in self._parts:
             for spec in part.state_specs:
                 self._state_constant(part, spec)
-            for training in (False, True):
+            teach = (False, True) if part.options.teacher_force else (False,)
+            masks = (False,) if part.options.decode else (False, True)  # decode has no time axis to mask
+            for training, teacher, masked in [(tr, te and tr, m) for tr in (False, True) for te in teach
+                                              for m in masks if tr or not te]:
                 try:
-                    plans = [self._plan(part, training, False, False)]
+                    plans = [self._plan(part, training, teacher, masked)]
                 except RshopNotImplementedError:  # fast_path='require' and a training call is not fused:
                     continue  # that call raises when it is made (the plain call was checked at lowering)
                 if plans[0].fused is not None and self.fast_path != "require":
-                    plans += [self._plan(part, training, False, False, transform=t) for t in transforms.BLOCKED]
+                    plans += [self._plan(part, training, teacher, masked, transform=t) for t in transforms.BLOCKED]
                 for plan in plans:
                     if plan.fused is None:
                         self._step(plan)
