@@ -28,7 +28,7 @@ import numpy as np
 
 from . import initializers, safetensors_io
 from .dtypes import DTYPES
-from .errors import RshopError, RshopFormatError
+from .errors import RshopConfigError, RshopError, RshopFormatError
 from .graph import Node, StepGraph, verify
 from .limits import MAX_CONSTANT_ELEMENTS, MAX_NODES, MAX_PARAM_ELEMENTS, check_name
 from .ops import OPS
@@ -104,14 +104,19 @@ def _options_json(options) -> dict:
 
 
 # -- reading --------------------------------------------------------------------------
-def load(path):
-    """Read a ``.rshop`` file: a RecurrentModel (or Bidirectional) with its weights."""
+def load(path, max_weight_bytes: int | None = None):
+    """Read a ``.rshop`` file: a RecurrentModel (or Bidirectional) with its weights.
+
+    Everything but the weights costs bounded work (docs/format.md); the weights cost what the
+    file declares, up to the format's limit. ``max_weight_bytes`` refuses a file declaring more
+    weight bytes than that before any of them is inflated: a bound for files from untrusted sources.
+    """
     path = Path(path)
     try:
         data = _read_regular_file(path)
     except OSError as e:
         raise RshopFormatError(f"{path}: expected a readable .rshop file, received an error: {e}.") from None
-    return loads(data, str(path))
+    return loads(data, str(path), max_weight_bytes)
 
 
 def _read_regular_file(path: Path) -> bytes:
@@ -141,10 +146,15 @@ def _read_regular_file(path: Path) -> bytes:
         os.close(fd)
 
 
-def loads(data: bytes, where: str = "model file"):
-    """Read a ``.rshop`` file's bytes. Any defect raises RshopFormatError and nothing else."""
+def loads(data: bytes, where: str = "model file", max_weight_bytes: int | None = None):
+    """Read a ``.rshop`` file's bytes (``max_weight_bytes`` as in :func:`load`). Any defect raises
+    RshopFormatError and nothing else."""
+    if max_weight_bytes is not None and (isinstance(max_weight_bytes, bool) or not isinstance(max_weight_bytes, int)
+                                         or max_weight_bytes < 0):
+        raise RshopConfigError(f"load, argument max_weight_bytes: expected None or an int >= 0, received "
+                               f"{max_weight_bytes!r}.")
     try:
-        return _loads(data, where)
+        return _loads(data, where, max_weight_bytes)
     except RshopFormatError as e:
         if str(e).startswith(where):
             raise
@@ -160,7 +170,7 @@ def _fail(msg):
     raise RshopFormatError(msg)
 
 
-def _loads(data, where):
+def _loads(data, where, max_weight_bytes=None):
     if not isinstance(data, (bytes, bytearray)):
         _fail(f"{where}: expected bytes, received {type(data).__name__}.")
     if len(data) > MAX_FILE_BYTES:
@@ -171,7 +181,7 @@ def _loads(data, where):
         with zipfile.ZipFile(io.BytesIO(data)) as zf:
             infos = _member_infos(zf, where)
             doc = parse_json(_read_member(zf, infos[MEMBERS[0]], 0, MAX_JSON_BYTES, where), f"{where}: {MEMBERS[0]}")
-            raw_weights = _read_weights_member(zf, infos[MEMBERS[1]], doc, where)
+            raw_weights = _read_weights_member(zf, infos[MEMBERS[1]], doc, where, max_weight_bytes)
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as e:
         _fail(f"{where}: expected an intact zip archive, received a corrupt one ({str(e)[:120]}).")
     tensors, _ = safetensors_io.load(raw_weights)
@@ -217,10 +227,13 @@ def _span(lo, hi):
     return f"exactly {hi}" if lo == hi else f"{lo} to {hi}"
 
 
-def _read_weights_member(zf, info, doc, where) -> bytes:
+def _read_weights_member(zf, info, doc, where, max_weight_bytes=None) -> bytes:
     """The weights member, which must be exactly as long as model.json says: its safetensors
     header (bounded by the number of tensors) and every parameter's bytes (elements x itemsize)."""
     data_bytes, count = weights_budget(doc)
+    if max_weight_bytes is not None and data_bytes > max_weight_bytes:
+        _fail(f"{where}: weights: expected at most {max_weight_bytes} bytes (max_weight_bytes), received a model "
+              f"declaring {data_bytes}.")
     with zf.open(info) as f:
         head = f.read(8)
         if len(head) < 8:

@@ -479,3 +479,22 @@ def test_hostile_corpus_classes_of_issue_9(stem):
         rshop_core.load(HOSTILE / f"{stem}.rshop")
     assert str(info.value).startswith(str(HOSTILE / stem))
     assert REASONS[stem] in str(info.value)
+
+
+def test_max_weight_bytes_refuses_before_inflating(tmp_path, monkeypatch):
+    """A file declaring more weight bytes than the caller allows is refused before any is inflated;
+    one within the bound loads with the same weights."""
+    model = LSTMCell(8, input_dim=3).get_layer(seed=0)
+    path = serialization.save(model, tmp_path / "m.rshop")
+    declared = 4 * (3 * 32 + 8 * 32 + 32)
+    inflated = []
+    real = zipfile.ZipExtFile.read
+    monkeypatch.setattr(zipfile.ZipExtFile, "read", lambda self, n=-1: inflated.append(self.name) or real(self, n))
+    with pytest.raises(RshopFormatError, match=rf"weights: expected at most {declared - 1} bytes \(max_weight_bytes\), "
+                                               rf"received a model declaring {declared}\."):
+        rshop_core.load(path, max_weight_bytes=declared - 1)
+    assert inflated and set(inflated) == {"model.json"}, "only model.json may be inflated before the refusal"
+    loaded = rshop_core.load(path, max_weight_bytes=declared)
+    assert all(np.array_equal(loaded.get_weights()[k], v) for k, v in model.get_weights().items())
+    with pytest.raises(RshopConfigError, match="max_weight_bytes: expected None or an int >= 0"):
+        rshop_core.load(path, max_weight_bytes=-1)
