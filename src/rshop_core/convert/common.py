@@ -111,13 +111,14 @@ _REGULARIZER_KEYS = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias"
 
 def _spec_of(m, weights: dict, param_specs: dict) -> CellSpec:
     """The CellSpec of one recognised cell (:class:`~rshop_core.patterns.CellMatch`): its options
-    as the matcher found them, its weights and regularizers by role."""
+    as the matcher found them, its weights and regularizers by role. ``weights`` is the model's
+    ``get_weights()``: copies already, so float32 arrays are taken as they are."""
     regs = {_REGULARIZER_KEYS[role]: param_specs[q].regularizer for role, q in m.params.items()
             if param_specs[q].regularizer}
     return CellSpec(m.kind, m.units, m.input_dim, activation=m.activation,
                     recurrent_activation=m.recurrent_activation, use_bias=m.bias, reset_after=m.reset_after,
                     dropout=float(m.dropout), recurrent_dropout=float(m.recurrent_dropout), regularizers=regs,
-                    weights={role: np.array(weights[q], dtype=np.float32) for role, q in m.params.items()})
+                    weights={role: np.asarray(weights[q], dtype=np.float32) for role, q in m.params.items()})
 
 
 def describe(model, where: str) -> CellSpec:
