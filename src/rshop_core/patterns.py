@@ -1,41 +1,90 @@
-"""Recognise standard recurrent cells (and stacks of them) in an execution plan's graph.
+"""Recognise built-in recurrent cells (and stacks of them) in a step graph, by structure.
 
-Engines with a fused kernel for a standard cell (torch's oneDNN / cuDNN LSTM, GRU and
-Elman RNN) ask :func:`recognize` whether a plan is exactly such a cell, or a stack of them
-each feeding the next. Matching is structural: the graph of the built-in cell with the
-same sizes is built as a template and compared node by node from the new states back to
-the inputs (commutative ``add``/``multiply`` in either order), binding the template's
-parameters to the model's. So a hand-written step with the same ops matches as well as a
-:class:`~rshop_core.cells.LSTMCell`, and anything extra in the step (a peephole, dropout
-masks, a mask ``where``, a readout) makes it not match — and the reason is reported.
+One matcher serves two callers: torch's fast path (:func:`recognize`, on an execution plan:
+is this a stack of cells torch's fused kernels compute?) and the torch / Keras converters
+(:func:`match_stack`, on a model's step graph: which built-in cell is this, with which
+options and which parameter in which role?).
 
-Templates (what the fused kernels compute, in Keras' weight layout):
+Matching is structural and takes a few milliseconds whatever the sizes: the graph of the
+built-in cell with the same sizes is built once as a template (cached) and compared node by
+node from the new states back to the inputs (commutative ``add``/``multiply`` in either
+order), binding the template's parameters to the model's. The template's options are not
+enumerated: its activation nodes are *slots* that match any activation op of
+:mod:`rshop_core.activations` (or none, for ``linear``), the same one wherever the slot
+appears, and its dropout nodes match a ``dropout`` op of any rate (or none). So a
+hand-written step with the same ops matches as well as a :class:`~rshop_core.cells.LSTMCell`,
+and anything extra in the step (a peephole, a mask ``where``, a readout) makes it not match
+— and the reason is reported.
 
-- ``lstm``: :class:`LSTMCell` with tanh / sigmoid, with or without bias;
-- ``gru``: :class:`GRUCell` with tanh / sigmoid, ``reset_after=True``, with or without bias;
-- ``rnn_tanh`` / ``rnn_relu``: :class:`SimpleRNNCell` with tanh / relu, with or without bias.
+Templates (Keras' weight layout), tried per cell in this order, with and without bias:
+
+- ``lstm``: :class:`LSTMCell`;
+- ``gru``: :class:`GRUCell`, ``reset_after=True`` then ``False``;
+- ``rnn``: :class:`SimpleRNNCell`.
+
+torch's fused kernels compute LSTM and GRU (``reset_after``) with tanh / sigmoid and Elman
+RNNs with tanh or relu, without dropout: :attr:`CellMatch.kernel` names the kernel, or is
+None.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 
 COMMUTATIVE = ("add", "multiply", "maximum", "minimum")
-KINDS = ("lstm", "gru", "rnn_tanh", "rnn_relu")
-N_STATES = {"lstm": 2, "gru": 1, "rnn_tanh": 1, "rnn_relu": 1}
+KINDS = ("lstm", "gru", "rnn")
+N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
+VARIANTS = {"lstm": ((True, True), (False, True)),  # (use_bias, reset_after), in the order tried
+            "gru": ((True, True), (False, True), (True, False), (False, False)),
+            "rnn": ((True, True), (False, True))}
+SLOTS = ("activation", "recurrent_activation", "dropout", "recurrent_dropout")
+NOT_STANDARD = "is not a standard LSTM, GRU (reset_after) or tanh/relu RNN cell"
 
 
 @dataclass(frozen=True)
 class CellMatch:
-    """One recognised cell: ``params`` maps its local weight names to the plan's parameters."""
+    """One recognised cell: its kind (``"rnn"``, ``"gru"``, ``"lstm"``), sizes and options, and
+    ``params``: its roles (``"kernel"``, ``"recurrent_kernel"``, ``"bias"``) -> the graph's
+    qualified parameter names. ``states`` are the indices of its states in the graph.
+    ``recurrent_activation`` and ``reset_after`` keep their defaults where the kind has none."""
 
     kind: str
     input_dim: int
     units: int
     bias: bool
-    params: dict  # "kernel" / "recurrent_kernel" / "bias" -> qualified name
-    states: tuple  # indices of its states in the plan
+    params: dict
+    states: tuple
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    reset_after: bool = True
+    dropout: float = 0.0
+    recurrent_dropout: float = 0.0
+
+    @property
+    def kernel(self):
+        """The torch kernel computing this cell (``"lstm"``, ``"gru"``, ``"rnn_tanh"``, ``"rnn_relu"``),
+        or None when there is none (other activations, ``reset_after=False``, dropout)."""
+        if self.dropout or self.recurrent_dropout:
+            return None
+        if self.kind == "rnn":
+            return f"rnn_{self.activation}" if self.activation in ("tanh", "relu") else None
+        if (self.activation, self.recurrent_activation) != ("tanh", "sigmoid") or not self.reset_after:
+            return None
+        return self.kind
+
+    def summary(self) -> str:
+        """``lstm(4->5)`` for a cell torch computes; the options that differ otherwise."""
+        extra = [] if self.bias else ["no bias"]
+        if self.kernel is None:
+            extra.append(f"activation={self.activation}")
+            if self.kind != "rnn":
+                extra.append(f"recurrent_activation={self.recurrent_activation}")
+            if self.kind == "gru":
+                extra.append(f"reset_after={self.reset_after}")
+            extra += [f"{k}={getattr(self, k)}" for k in ("dropout", "recurrent_dropout") if getattr(self, k)]
+        return f"{self.kernel or self.kind}({self.input_dim}->{self.units}{''.join(', ' + e for e in extra)})"
 
 
 @dataclass(frozen=True)
@@ -45,40 +94,72 @@ class StackMatch:
     layers: tuple  # CellMatch, first layer first
 
     def describe(self) -> str:
-        kinds = [f"{m.kind}({m.input_dim}->{m.units}{'' if m.bias else ', no bias'})" for m in self.layers]
-        return " -> ".join(kinds)
+        return " -> ".join(m.summary() for m in self.layers)
+
+
+@lru_cache(maxsize=None)
+def _activation_ops() -> dict:
+    """``(op, attrs as JSON)`` -> activation name, for every activation that is one op."""
+    from . import activations
+    from .symbolic import Input
+
+    x, table = Input((1,), name="x"), {}
+    for name in activations.names():
+        y = activations.get(name)(x)
+        if y is not x:
+            table[(y.op, json.dumps(y.attrs, sort_keys=True))] = name
+    return table
 
 
 @lru_cache(maxsize=256)
-def _template(kind: str, input_dim: int, units: int, bias: bool, dtype: str):
+def _template(kind: str, input_dim: int, units: int, bias: bool, reset_after: bool, dtype: str):
+    """The cell's graph at these sizes; its activation nodes are named for their slot, and it
+    has both dropouts (rate 0.5: any rate matches, and so does none)."""
+    from . import functional as F
     from .cells import GRUCell, LSTMCell, SimpleRNNCell
     from .graph import trace
     from .symbolic import Input
 
+    opts = {"use_bias": bias, "dropout": 0.5, "recurrent_dropout": 0.5, "name": "t"}
     if kind == "lstm":
-        cell = LSTMCell(units, use_bias=bias, name="t")
+        cell = LSTMCell(units, **opts)
     elif kind == "gru":
-        cell = GRUCell(units, use_bias=bias, reset_after=True, name="t")
+        cell = GRUCell(units, reset_after=reset_after, **opts)
     else:
-        cell = SimpleRNNCell(units, activation=kind[4:], use_bias=bias, name="t")
+        cell = SimpleRNNCell(units, **opts)
+    cell.activation = lambda v: F.tanh(v, name="activation")
+    if kind != "rnn":
+        cell.recurrent_activation = lambda v: F.tanh(v, name="recurrent_activation")
     x = Input((input_dim,), dtype, name="x")
     states = [Input((units,), dtype, name=f"s{i}") for i in range(N_STATES[kind])]
     y, new = cell(x, states)
-    return trace([x], states, [], [y], list(new), f"{kind} template")
+    g = trace([x], states, [], [y], list(new), f"{kind} template")
+    slots = {n.id: n.name.rsplit("/", 1)[-1] for n in g.nodes if n.name.rsplit("/", 1)[-1] in SLOTS}
+    return g, slots
 
 
 class _Matcher:
-    """Binds template nodes to graph nodes (one to one) while comparing structure."""
+    """Binds template nodes to graph nodes (one to one) while comparing structure; ``chosen``
+    holds what each slot turned out to be (an activation name, or a dropout rate)."""
 
-    def __init__(self, t, g, x_at, state_ids):
-        self.t, self.g = t, g
+    def __init__(self, t, slots, g, x_at, state_ids):
+        self.t, self.slots, self.g = t, slots, g
         self.bind = {t.x[0]: x_at}
         self.bind.update(zip(t.states, state_ids))
         self.taken = {x_at: t.x[0], **{s: ts for ts, s in zip(t.states, state_ids)}}
+        self.chosen = {}
+
+    def _save(self):
+        return dict(self.bind), dict(self.taken), dict(self.chosen)
+
+    def _restore(self, saved):
+        self.bind, self.taken, self.chosen = (dict(d) for d in saved)
 
     def same(self, ti, gi) -> bool:
         if ti in self.bind:
             return self.bind[ti] == gi
+        if ti in self.slots:
+            return self._slot(ti, gi)
         if gi in self.taken:
             return False
         tn, gn = self.t.nodes[ti], self.g.nodes[gi]
@@ -89,22 +170,56 @@ class _Matcher:
         if tn.op != "param" and tn.attrs != gn.attrs:
             return False
         if tn.op in COMMUTATIVE:
-            saved = (dict(self.bind), dict(self.taken))
+            saved = self._save()
             if not self._all(tn.inputs, gn.inputs):
-                self.bind, self.taken = dict(saved[0]), dict(saved[1])
+                self._restore(saved)
                 if not self._all(tn.inputs, gn.inputs[::-1]):
-                    self.bind, self.taken = saved
+                    self._restore(saved)
                     return False
         elif not self._all(tn.inputs, gn.inputs):
             return False
         self.bind[ti], self.taken[gi] = gi, ti
         return True
 
+    def _slot(self, ti, gi) -> bool:
+        """A slot node is either the graph's op of that kind (the same one wherever the slot is
+        used) applied to what the template applies it to, or absent (``linear`` / no dropout)."""
+        slot, tn, gn = self.slots[ti], self.t.nodes[ti], self.g.nodes[gi]
+        was = self.chosen.get(slot)
+        if slot.endswith("dropout"):
+            value = float(gn.attrs["rate"]) if gn.op == "dropout" else None
+            absent = 0.0
+        else:
+            value = _activation_ops().get((gn.op, json.dumps(gn.attrs, sort_keys=True)))
+            absent = "linear"
+        if value is not None and was in (None, value) and gi not in self.taken and gn.type == tn.type:
+            saved = self._save()
+            self.chosen[slot] = value
+            if self.same(tn.inputs[0], gn.inputs[0]):
+                self.bind[ti], self.taken[gi] = gi, ti
+                return True
+            self._restore(saved)
+        if was in (None, absent):
+            saved = self._save()
+            self.chosen[slot] = absent
+            if self.same(tn.inputs[0], gi):
+                return True
+            self._restore(saved)
+        return False
+
     def _all(self, tis, gis) -> bool:
         return all(self.same(a, b) for a, b in zip(tis, gis))
 
+    def resolve(self, ti) -> int:
+        """The graph node template node ``ti`` matched (an absent slot is its input's)."""
+        while ti not in self.bind:
+            ti = self.t.nodes[ti].inputs[0]
+        return self.bind[ti]
+
 
 def _match_cell(g, kind, x_at, first_state):
+    """``(CellMatch, (node ids it computes, its output's id))`` for the cell of ``kind`` reading
+    node ``x_at`` and the graph's states from ``first_state``, or ``(None, None)``."""
     n = N_STATES[kind]
     state_ids = g.states[first_state:first_state + n]
     if len(state_ids) < n:
@@ -113,33 +228,33 @@ def _match_cell(g, kind, x_at, first_state):
     xt = g.nodes[x_at].type
     if xt.rank != 1 or any(g.nodes[s].type.shape != (units,) for s in state_ids):
         return None, None
-    for bias in (True, False):
-        t = _template(kind, xt.shape[0], units, bias, xt.dtype)
-        m = _Matcher(t, g, x_at, state_ids)
-        finals = g.final_states[first_state:first_state + n]
+    finals = g.final_states[first_state:first_state + n]
+    for bias, reset_after in VARIANTS[kind]:
+        t, slots = _template(kind, xt.shape[0], units, bias, reset_after, xt.dtype)
+        m = _Matcher(t, slots, g, x_at, state_ids)
         if all(m.same(a, b) for a, b in zip(t.final_states, finals)):
             params = {t.nodes[ti].attrs["name"].split("/", 1)[1]: g.nodes[gi].attrs["name"]
                       for ti, gi in m.bind.items() if t.nodes[ti].op == "param"}
             covered = {gi for ti, gi in m.bind.items() if t.nodes[ti].op not in ("input", "param", "constant")}
-            out = m.bind[t.outputs[0]]
-            return CellMatch(kind, xt.shape[0], units, bias, params, tuple(range(first_state, first_state + n))), \
-                (covered, out)
+            out = m.resolve(t.outputs[0])
+            options = {k: m.chosen[k] for k in SLOTS if k in m.chosen}
+            if kind == "gru":
+                options["reset_after"] = reset_after
+            match = CellMatch(kind, xt.shape[0], units, bias, params, tuple(range(first_state, first_state + n)),
+                              **options)
+            return match, (covered, out)
     return None, None
 
 
-def recognize(plan):
-    """``(StackMatch, "")`` when ``plan`` is a stack of standard cells, else ``(None, reason)``."""
-    g = plan.graph
-    if plan.scan != ("x",):
-        extra = [s for s in plan.scan if s != "x"]
-        return None, ("the step scans " + " and ".join(extra) if extra else "decode feeds x at every step") \
-            + ", which fused kernels do not take"
-    if any(src[0] != "state" for src in plan.states):
-        return None, "the step carries a readout or held outputs, which fused kernels do not"
+def match_stack(g):
+    """``(StackMatch, "")`` when step graph ``g`` computes exactly built-in cells, each reading the
+    previous one's output (the first reads x), else ``(None, reason)``."""
     if g.constants:
         return None, "the step reads constants (attention memory or dropout masks), which fused kernels do not take"
     if len(g.outputs) != 1:
         return None, "the step has several outputs"
+    if len(g.x) != 1:
+        return None, f"the step reads {len(g.x)} inputs, where a cell reads one"
     layers, covered, x_at, i = [], set(), g.x[0], 0
     while i < len(g.states):
         for kind in KINDS:
@@ -148,8 +263,7 @@ def recognize(plan):
                 break
         else:
             what = "first" if not layers else f"#{len(layers) + 1}"
-            return None, (f"the {what} cell's step (states from #{i}) is not a standard LSTM, GRU (reset_after) "
-                          "or tanh/relu RNN cell")
+            return None, f"the {what} cell's step (states from #{i}) {NOT_STANDARD}"
         layers.append(m)
         covered |= extra[0]
         x_at = extra[1]
@@ -162,3 +276,22 @@ def recognize(plan):
     if busy - covered:
         return None, f"the step computes {len(busy - covered)} value(s) beyond the standard cells"
     return StackMatch(tuple(layers)), ""
+
+
+def recognize(plan):
+    """``(StackMatch, "")`` when ``plan`` is a stack of cells torch's fused kernels compute (every
+    layer's :attr:`CellMatch.kernel` is set), else ``(None, reason)``."""
+    if plan.scan != ("x",):
+        extra = [s for s in plan.scan if s != "x"]
+        return None, ("the step scans " + " and ".join(extra) if extra else "decode feeds x at every step") \
+            + ", which fused kernels do not take"
+    if any(src[0] != "state" for src in plan.states):
+        return None, "the step carries a readout or held outputs, which fused kernels do not"
+    match, why = match_stack(plan.graph)
+    if match is None:
+        return None, why
+    for i, m in enumerate(match.layers):
+        if m.kernel is None:
+            what = "first" if i == 0 else f"#{i + 1}"
+            return None, f"the {what} cell, {m.summary()}, {NOT_STANDARD} (the ones torch's fused kernels compute)"
+    return match, ""

@@ -52,7 +52,7 @@ def run(match, P, x, states, options):
         hx = [states[i].unsqueeze(0) for i in m.states]
         args = (seq, tuple(hx) if m.kind == "lstm" else hx[0], torch_weights(m, P), m.bias, 1, 0.0, False, False,
                 True)
-        out = KERNELS[m.kind](*args)
+        out = KERNELS[m.kernel](*args)
         seq, new = out[0], out[1:]
         for i, s in zip(m.states, new):
             finals[i] = s.squeeze(0)

@@ -320,7 +320,7 @@ class TorchLayer(nn.Module, Lowered):
         return patterns.recognize(plan)
 
     def _fused_kernel_name(self, match) -> str:
-        return " -> ".join(f"torch.{m.kind}" for m in match.layers) + f" ({match.describe()})"
+        return " -> ".join(f"torch.{m.kernel}" for m in match.layers) + f" ({match.describe()})"
 
     def _compiled(self, plan, part):
         """A generated function of the plan, with its literals on the anchor's device and dtype."""

@@ -7,13 +7,11 @@ Nothing here imports a framework.
 
 from __future__ import annotations
 
-import itertools
-import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .. import activations, initializers
+from .. import initializers, patterns
 from ..bidirectional import Bidirectional
 from ..cells import GRUCell, LSTMCell, SimpleRNNCell
 from ..errors import RshopConfigError
@@ -108,92 +106,45 @@ def build_bidirectional(fwd: CellSpec, bwd: CellSpec, merge_mode, name: str, **o
 
 
 # -- recognising a built-in cell in a model --------------------------------------------------
-def _signature(model):
-    """The step graph without names: what must agree for two models to compute the same thing."""
-    g = model.graph
-    nodes = []
-    for n in g.nodes:
-        attrs = {"local": _local(n.attrs["name"])} if n.op == "param" else n.attrs
-        nodes.append((n.op, n.inputs, json.dumps(attrs, sort_keys=True, default=repr), n.type.to_json()))
-    return nodes, g.x, g.states, g.constants, g.outputs, g.final_states
+_REGULARIZER_KEYS = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
 
 
-def _dropouts(model) -> tuple:
-    rates = {"dropout": 0.0, "recurrent_dropout": 0.0}
-    for n in model.graph.nodes:
-        if n.op == "dropout":
-            rates[_local(n.name) if _local(n.name) in rates else "dropout"] = float(n.attrs["rate"])
-    return rates["dropout"], rates["recurrent_dropout"]
-
-
-def _owner_cell(model):
-    owners = {id(o): o for o, _ in model.graph.meta.get("param_owners", {}).values() if o is not None}
-    if len(owners) == 1:
-        (cell,) = owners.values()
-        if type(cell) in CELLS.values():
-            return cell
-    return None
-
-
-def _name_of(fn):
-    for name in activations.names():
-        if activations.get(name) is fn:
-            return name
-    return None
-
-
-def _candidates(model, kind, units, input_dim, bias_shape):
-    """Every CellSpec (without weights) that could have produced ``model``: the cell's own settings
-    first when the model still knows its cell, else each activation pair."""
-    dropout, recurrent_dropout = _dropouts(model)
-    regs, keys = {}, {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
-    for q, p in model.param_specs.items():
-        if p.regularizer and _local(q) in keys:  # anything else fails the graph comparison anyway
-            regs[keys[_local(q)]] = p.regularizer
-    base = CellSpec(kind, units, input_dim, use_bias=bias_shape is not None, dropout=dropout,
-                    recurrent_dropout=recurrent_dropout, regularizers=regs)
-    resets = [len(bias_shape) == 2] if kind == "gru" and bias_shape is not None else [True, False]
-    cell = _owner_cell(model)
-    if cell is not None and isinstance(cell, CELLS[kind]):
-        yield replace(base, activation=_name_of(cell.activation),
-                      recurrent_activation=_name_of(getattr(cell, "recurrent_activation", None)) or "sigmoid",
-                      reset_after=getattr(cell, "reset_after", True))
-    names = activations.names()
-    preferred = ["tanh", "sigmoid", "relu"] + [n for n in names if n not in ("tanh", "sigmoid", "relu")]
-    rec = preferred if kind != "rnn" else ["sigmoid"]
-    for act, ract, reset in itertools.product(preferred, rec, resets if kind == "gru" else [True]):
-        yield replace(base, activation=act, recurrent_activation=ract, reset_after=reset)
+def _spec_of(m, weights: dict, param_specs: dict) -> CellSpec:
+    """The CellSpec of one recognised cell (:class:`~rshop_core.patterns.CellMatch`): its options
+    as the matcher found them, its weights and regularizers by role. ``weights`` is the model's
+    ``get_weights()``: copies already, so float32 arrays are taken as they are."""
+    regs = {_REGULARIZER_KEYS[role]: param_specs[q].regularizer for role, q in m.params.items()
+            if param_specs[q].regularizer}
+    return CellSpec(m.kind, m.units, m.input_dim, activation=m.activation,
+                    recurrent_activation=m.recurrent_activation, use_bias=m.bias, reset_after=m.reset_after,
+                    dropout=float(m.dropout), recurrent_dropout=float(m.recurrent_dropout), regularizers=regs,
+                    weights={role: np.asarray(weights[q], dtype=np.float32) for role, q in m.params.items()})
 
 
 def describe(model, where: str) -> CellSpec:
     """The :class:`CellSpec` (weights included) of a model that runs exactly one built-in cell, or an
-    RshopConfigError saying why ``model`` is not one. Loop options are not checked here."""
+    RshopConfigError saying why ``model`` is not one. Loop options are not checked here.
+
+    Recognition is structural (:func:`rshop_core.patterns.match_stack`): milliseconds, whatever the
+    sizes, and a hand-written step with the cell's ops is recognised as the cell."""
     if not isinstance(model, RecurrentModel) or isinstance(model, RecurrentSequential):
         raise RshopConfigError(f"{where}: expected a RecurrentModel of one built-in cell, received {model!r}.")
     model._require_built()
-    groups = param_groups(model)
-    weights = {_local(q): v for q, v in model.get_weights().items()}
-    if len(groups) != 1 or not {"kernel", "recurrent_kernel"} <= set(weights) or model.readout_spec is not None \
-            or model.graph.constants:
-        raise RshopConfigError(f"{where}: expected a model running one built-in cell (SimpleRNNCell, GRUCell, "
-                               f"LSTMCell), received {model.name!r} with parameters {sorted(model.params)}.")
-    k, r = weights["kernel"], weights["recurrent_kernel"]
-    units, input_dim, n = r.shape[0], k.shape[0], r.shape[1] // max(r.shape[0], 1)
-    kind = {1: "rnn", 3: "gru", 4: "lstm"}.get(n)
-    bias = weights.get("bias")
-    if kind is not None and model.dtype == "float32":
-        want = _signature(model)
-        for cand in _candidates(model, kind, units, input_dim, None if bias is None else bias.shape):
-            try:
-                ref = cand.cell("probe").get_layer(seed=0)
-            except RshopConfigError:
-                continue
-            if _signature(ref) == want:
-                cand.weights = {k: v.copy() for k, v in weights.items()}
-                return cand
-    raise RshopConfigError(f"{where}: expected a float32 model whose step is exactly one SimpleRNNCell, GRUCell or "
-                           f"LSTMCell, received {model.name!r} ({model.dtype}), whose step graph is not one. Only "
-                           "models made by cell.get_layer(...), from_torch or from_keras (or copies) convert.")
+    if model.dtype != "float32":
+        raise RshopConfigError(f"{where}: expected a float32 model, received {model.name!r} ({model.dtype}); "
+                               "frameworks' recurrent layers hold float32 weights. Build it with dtype='float32'.")
+    if model.readout_spec is not None:
+        why = "it feeds its output back (readout)"
+    else:
+        match, why = patterns.match_stack(model.graph)
+        if match is not None and len(match.layers) == 1:
+            return _spec_of(match.layers[0], model.get_weights(), model.param_specs)
+        if match is not None:
+            why = f"it runs {len(match.layers)} cells one after the other ({match.describe()})"
+    raise RshopConfigError(f"{where}: expected a model whose step is exactly one built-in cell (SimpleRNNCell, "
+                           f"GRUCell or LSTMCell), received {model.name!r}, whose step graph is not one: {why}. "
+                           "Convert a model made by cell.get_layer(...), from_torch or from_keras (or a copy), or a "
+                           "RecurrentSequential of cells.")
 
 
 def check_plain_loop(model, where: str, allowed=()) -> None:
@@ -287,18 +238,12 @@ def describe_stack(seq, where: str) -> list:
             or any(type(c) not in kinds for c in seq.cells) or len(groups) != len(seq.cells):
         raise RshopConfigError(f"{where}: expected a RecurrentSequential of SimpleRNNCell, GRUCell or LSTMCell items "
                                f"only, without state_sync or readout, received {seq.name!r} with {seq.items}.")
-    w, specs = seq.get_weights(), []
-    for cell, names in zip(seq.cells, groups):
-        weights = {_local(q): w[q] for q in names}
-        regs = {{"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}[_local(q)]: seq.param_specs[q]
-                .regularizer for q in names if seq.param_specs[q].regularizer}
-        specs.append(CellSpec(kinds[type(cell)], cell.units, weights["kernel"].shape[0],
-                              activation=_name_of(cell.activation),
-                              recurrent_activation=_name_of(getattr(cell, "recurrent_activation", None)) or "sigmoid",
-                              use_bias=cell.use_bias, reset_after=getattr(cell, "reset_after", True),
-                              dropout=cell.dropout, recurrent_dropout=cell.recurrent_dropout, regularizers=regs,
-                              weights=weights))
-    if seq.dtype != "float32" or _signature(build_stack(specs, "probe")) != _signature(seq):
+    match, why = patterns.match_stack(seq.graph) if seq.dtype == "float32" else (None, f"its dtype is {seq.dtype}")
+    if match is not None and len(match.layers) != len(seq.cells):
+        match, why = None, f"its step runs {len(match.layers)} cells ({match.describe()}), not its {len(seq.cells)}"
+    if match is None:
         raise RshopConfigError(f"{where}: expected a float32 stack whose step is exactly its cells, received "
-                               f"{seq.name!r}.")
+                               f"{seq.name!r}: {why}.")
+    w = seq.get_weights()
+    specs = [_spec_of(m, w, seq.param_specs) for m in match.layers]
     return specs
