@@ -176,7 +176,7 @@ def write(results, path):
              "## Workloads and the FLOP floor", "",
              "FLOPs count the matmuls: forward 8·B·T·h·(d+h); forward + backward (weight gradients and dh, no dx) "
              f"8·B·T·h·(2d+3h). Floor = FLOPs / {wl.PEAK_GFLOPS:.0f} GFLOP/s (this CPU's best sgemm rate, "
-             "ANCHORS.md). C1's peepholes are elementwise: the same floor.", "",
+             "measured once through oneDNN). C1's peepholes are elementwise: the same floor.", "",
              "| workload | batch | T | input | hidden | fwd GFLOP | fb GFLOP | floor fwd ms | floor fb ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for w in wls:

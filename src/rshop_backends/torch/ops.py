@@ -25,8 +25,8 @@ NAMESPACE = {"torch": torch, "F": F, "_hard_sigmoid": _hard_sigmoid}
 def constant(value):
     """A literal (numpy array, already in the compute dtype) as a CPU tensor.
 
-    A layer moved with ``.to(device)`` / ``.double()`` rebinds these to its device and
-    float dtype (see ``TorchLayer._rebind``).
+    A layer moved with ``.to(device)`` / ``.double()`` runs a copy of the generated step
+    whose literals are on its device and in its float dtype (``torch/layer.py`` ``_moved``).
     """
     return torch.as_tensor(value.copy())
 
