@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import os
 import platform
@@ -34,10 +35,8 @@ def machine(quick, workloads, start, load_start):
         pass
     versions = []
     for dist in ("numpy", "torch", "jax", "jaxlib", "tensorflow-cpu", "keras", "rshop"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             versions.append(f"{dist} {md.version(dist)}")
-        except md.PackageNotFoundError:
-            pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions,
             "quick": quick, "workloads": workloads, "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(start)),
             "seconds": time.time() - start, "load_start": load_start, "load_end": os.getloadavg()}

@@ -72,7 +72,7 @@ def _addmm(types):
     o, a, w, out = types
     if not (a.batched and a.rank == 1 and not w.batched and out.rank == 1):
         return None
-    if o.batched and o.rank != 1 or not o.batched and o.rank > 1 or o.dtype != out.dtype:
+    if (o.batched and o.rank != 1) or (not o.batched and o.rank > 1) or o.dtype != out.dtype:
         return None
     return "torch.addmm({o}, {a}, {b})"
 
@@ -81,7 +81,7 @@ def _addcmul(types):
     """``o + a * b`` as one ``torch.addcmul`` (float operands; the result has the broadcast shape)."""
     if any(t.dtype == "bool" for t in types) or len({t.dtype for t in types}) != 1:
         return None
-    o, a, b, out = types
+    o, a, b, _out = types
     if not (o.batched or a.batched or b.batched):
         return None
     return "torch.addcmul({o}, {a}, {b})"
