@@ -8,8 +8,8 @@ eager (the torch forward runs under ``no_grad``, as inference does).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 
 @dataclass

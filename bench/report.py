@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata as md
 import os
 import platform
@@ -34,10 +35,8 @@ def machine(quick, workloads, start, load_start):
         pass
     versions = []
     for dist in ("numpy", "torch", "jax", "jaxlib", "tensorflow-cpu", "keras", "rshop"):
-        try:
+        with contextlib.suppress(md.PackageNotFoundError):
             versions.append(f"{dist} {md.version(dist)}")
-        except md.PackageNotFoundError:
-            pass
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "versions": versions,
             "quick": quick, "workloads": workloads, "date": time.strftime("%Y-%m-%d %H:%M", time.localtime(start)),
             "seconds": time.time() - start, "load_start": load_start, "load_end": os.getloadavg()}
@@ -176,7 +175,7 @@ def write(results, path):
              "## Workloads and the FLOP floor", "",
              "FLOPs count the matmuls: forward 8·B·T·h·(d+h); forward + backward (weight gradients and dh, no dx) "
              f"8·B·T·h·(2d+3h). Floor = FLOPs / {wl.PEAK_GFLOPS:.0f} GFLOP/s (this CPU's best sgemm rate, "
-             "ANCHORS.md). C1's peepholes are elementwise: the same floor.", "",
+             "measured once through oneDNN). C1's peepholes are elementwise: the same floor.", "",
              "| workload | batch | T | input | hidden | fwd GFLOP | fb GFLOP | floor fwd ms | floor fb ms |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for w in wls:

@@ -46,7 +46,7 @@ def run(family, workloads, quick):
                     row["fb"] = timing.measure(impl.fb, workload, quick)
                     print(f"{workload} {kind:4} {name:<40} fwd {row['fwd']['ms']:9.2f}  fb {row['fb']['ms']:9.2f} ms"
                           f"  err {row['max_err']:.1e}", file=sys.stderr, flush=True)
-                except Exception as e:  # noqa: BLE001 - one failing case must not lose the others
+                except Exception as e:  # one failing case must not lose the others
                     row["error"] = f"{type(e).__name__}: {e}"
                     traceback.print_exc()
                 rows.append(row)

@@ -10,7 +10,7 @@ WORKLOADS = {"W1": (32, 100, 64, 128), "W2": (8, 500, 64, 128), "W3": (64, 1000,
 QUICK = {"W1": (8, 20, 16, 32), "W2": (4, 60, 16, 32), "W3": (8, 40, 32, 64)}
 MODELS = ("lstm", "c1")
 MODEL_TITLES = {"lstm": "LSTMCell layer", "c1": "C1: peephole LSTM"}
-PEAK_GFLOPS = 450.0  # this CPU's best sgemm rate through oneDNN (../shared/ANCHORS.md)
+PEAK_GFLOPS = 450.0  # this CPU's best sgemm rate through oneDNN, measured once on the benchmark machine
 SEED = 0
 
 

@@ -1,47 +1,44 @@
-"""Every ```python block of README.md and docs/*.md runs (blocks of one file share a namespace).
+"""Every ```python block of README.md and docs/*.md runs, one test per block (see tests/doc_blocks.py).
 
-A block whose first line is ``# requires: torch`` (engines, or other packages such as keras)
-runs only where all of them are installed, and is reported as skipped with that reason elsewhere.
+Blocks of one file share a namespace and run in order. A block whose first line is ``# requires: torch``
+(engines, or other packages such as keras) is skipped alone where one of them is missing; a later block
+that reads a name such a block binds is skipped with a reason naming it; every other block still runs.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import re
 from pathlib import Path
 
 import pytest
 
-from rshop_backends import registry
+import doc_blocks
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+CASES = [(p, i) for p in FILES for i in range(len(doc_blocks.blocks(p)))]
 
 
-def installed(name: str) -> bool:
-    """An rshop engine that is installed, or an importable package."""
-    if name in registry.engines():
-        return registry.info(name).installed()
-    return importlib.util.find_spec(name) is not None
+@pytest.fixture(scope="module")
+def doc_outcomes(tmp_path_factory):
+    """``outcomes(path)``: what became of each block of one file, run once for all of its tests."""
+    runs: dict = {}
+
+    def outcomes(path):
+        if path not in runs:
+            runs[path] = doc_blocks.run_blocks(path.name, doc_blocks.blocks(path), tmp_path_factory.mktemp(path.stem))
+        return runs[path]
+
+    return outcomes
 
 
-def blocks(path):
-    return BLOCK.findall(path.read_text(encoding="utf-8"))
-
-
-@pytest.mark.parametrize("path", [p for p in FILES if blocks(p)], ids=lambda p: p.name)
-def test_doc_examples_run(path, monkeypatch, tmp_path):
-    monkeypatch.chdir(tmp_path)
-    namespace: dict = {"__name__": "__docs__"}
-    for i, src in enumerate(blocks(path)):
-        first = src.splitlines()[0] if src.strip() else ""
-        need = re.match(r"#\s*requires:\s*(.+)", first)
-        if need:
-            missing = [e.strip() for e in need.group(1).split(",") if not installed(e.strip())]
-            if missing:
-                pytest.skip(f"{path.name} block {i} needs {missing}, not installed in this session")
-        exec(compile(src, f"{path.name}[block {i}]", "exec"), namespace)
+@pytest.mark.parametrize(("path", "block"), CASES, ids=[f"{p.name}[{i}]" for p, i in CASES])
+def test_doc_block_runs(doc_outcomes, path, block):
+    outcome = doc_outcomes(path)[block]
+    if outcome.status == "skipped":
+        pytest.skip(outcome.reason)
+    if outcome.error is not None:
+        raise outcome.error
+    assert outcome.status == "passed"
 
 
 def test_every_doc_is_linked_from_readme():

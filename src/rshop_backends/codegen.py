@@ -91,10 +91,11 @@ def einsum_equation(node, t) -> str:
 def _fusions(graph, rules: dict) -> tuple:
     """Where an engine's fused op replaces two nodes: ``(outer id -> expression builder, absorbed ids)``.
 
-    ``rules[(outer op, inner op)](other, inner_args, types) -> template or None``: the outer
-    node (``add``) reads the inner node (``matmul``, ``multiply``) and one other value; the
-    inner node must be read by nothing else. The template's ``{o}`` is the other value and
-    ``{a}``, ``{b}`` the inner node's arguments.
+    ``rules[(outer op, inner op)](types) -> template or None``, ``types`` being the types of
+    the other value, of the inner node's arguments, then of the outer node: the outer node
+    (``add``) reads the inner node (``matmul``, ``multiply``) and one other value; the inner
+    node must be read by nothing else. The template's ``{o}`` is the other value and ``{a}``,
+    ``{b}`` the inner node's arguments.
     """
     reads: dict = {}
     for n in graph.nodes:

@@ -7,6 +7,7 @@ Nothing here imports a framework: installation is checked with ``find_spec``.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.metadata
 import importlib.util
@@ -29,10 +30,8 @@ class EngineInfo:
     def versions(self) -> dict:
         out = {}
         for d in self.distributions:
-            try:
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
                 out[d] = importlib.metadata.version(d)
-            except importlib.metadata.PackageNotFoundError:
-                pass
         return out
 
 

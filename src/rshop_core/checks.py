@@ -73,7 +73,7 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
     return tuple(shape)
 
 
-def check_call(model, dtype: str, x, initial_state, constants, mask=None, lengths=None, ground_truth=None,
+def check_call(model, dtype: str, x, initial_state, constants, mask=None, lengths=None, ground_truth=None,  # noqa: C901 - one argument after another
                initial_readout=None, training=False, output_length=None):
     """Validate a call of a lowered ``model``; arguments are ``(shape, dtype)`` descriptions.
 

@@ -89,7 +89,7 @@ def split(x, sizes, axis=-1, name=None):
             for i in range(len(sizes))]
 
 
-def slice(x, begin, end, axis=-1, name=None):  # noqa: A001 - mirrors the op name
+def slice(x, begin, end, axis=-1, name=None):  # shadows the builtin: mirrors the op name
     return apply("slice", [x], {"axis": axis, "begin": begin, "end": end}, name=name)
 
 
@@ -102,7 +102,7 @@ def transpose(x, perm, name=None):
     return apply("transpose", [x], {"perm": list(perm)}, name=name)
 
 
-def sum(x, axes=None, keepdims=False, name=None):  # noqa: A001
+def sum(x, axes=None, keepdims=False, name=None):
     """Sum over per-example ``axes`` (all of them when None; never the batch)."""
     return apply("sum", [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
@@ -111,7 +111,7 @@ def mean(x, axes=None, keepdims=False, name=None):
     return apply("mean", [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 
-def max(x, axes=None, keepdims=False, name=None):  # noqa: A001
+def max(x, axes=None, keepdims=False, name=None):
     return apply("max", [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 

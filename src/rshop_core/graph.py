@@ -156,7 +156,7 @@ def trace(x, states, constants, outputs, final_states, where: str, batched_outpu
     return g
 
 
-def verify(g: StepGraph, where: str = "step graph", batched_outputs: bool = True) -> StepGraph:
+def verify(g: StepGraph, where: str = "step graph", batched_outputs: bool = True) -> StepGraph:  # noqa: C901 - a flat list of invariants
     """Check every invariant of ``g`` (like ``torch.fx.Graph.lint``); return ``g`` or raise."""
     def fail(node, msg, cls=RshopConfigError):
         at = f"{where}, node %{node.id} {node.name!r} (op {node.op})" if node is not None else where

@@ -189,7 +189,7 @@ class RecurrentModel:
                                  if k in self.param_specs}
 
     @classmethod
-    def _from_ir(cls, name, seed, options, graph, states, readout, params, weights=None) -> "RecurrentModel":
+    def _from_ir(cls, name, seed, options, graph, states, readout, params, weights=None) -> RecurrentModel:
         """A model from already-verified IR parts (what loading builds); checks they agree.
 
         ``weights`` (already checked against ``params``) are used as they are; without them the
@@ -241,13 +241,13 @@ class RecurrentModel:
         return save(self, path)
 
     @classmethod
-    def from_keras(cls, step_model, **kwargs) -> "RecurrentModel":
+    def from_keras(cls, step_model, **kwargs) -> RecurrentModel:
         """A RecurrentModel from a Keras functional model of one step (see docs/keras.md)."""
         from rshop_backends.keras.importer import from_keras_step
 
         return from_keras_step(step_model, **kwargs)
 
-    def build(self, input_dim: int) -> "RecurrentModel":
+    def build(self, input_dim: int) -> RecurrentModel:
         """Build a model made from a cell without ``input_dim``; returns ``self``."""
         if self._builder is None:
             if self.input_shape[-1] != input_dim:
@@ -370,7 +370,7 @@ class RecurrentModel:
                 "without input_dim. Call model.build(input_dim) first, or give the cell input_dim.")
         return ModelCell(self, name)
 
-    def clone(self, name: str, prefix: str | None = None, seed: int | None = None, **options) -> "RecurrentModel":
+    def clone(self, name: str, prefix: str | None = None, seed: int | None = None, **options) -> RecurrentModel:
         """The same step as a new model: parameters renamed ``<prefix>/<name>``, options overridden.
 
         With ``seed`` the copy draws fresh weights; without, it starts from this model's weights.

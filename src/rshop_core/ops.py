@@ -46,8 +46,8 @@ dropout         1        variational dropout [rate]: training multiplies by one 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import TensorType, dims_compatible

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 
 COMMUTATIVE = ("add", "multiply", "maximum", "minimum")
 KINDS = ("lstm", "gru", "rnn")
@@ -97,7 +97,7 @@ class StackMatch:
         return " -> ".join(m.summary() for m in self.layers)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _activation_ops() -> dict:
     """``(op, attrs as JSON)`` -> activation name, for every activation that is one op."""
     from . import activations

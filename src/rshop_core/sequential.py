@@ -132,7 +132,7 @@ class RecurrentSequential(RecurrentModel):
         y, new = self._run_items(x, states, readout)
         return x, y, states, new, None, readout
 
-    def build(self, input_dim: int | None = None) -> "RecurrentSequential":
+    def build(self, input_dim: int | None = None) -> RecurrentSequential:
         """Build the stack for ``input_dim`` (default: the first cell's ``input_dim``)."""
         input_dim = input_dim or self._input_dim()
         if input_dim is None:

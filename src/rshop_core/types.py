@@ -64,7 +64,7 @@ class TensorType:
         return {"shape": list(self.shape), "dtype": self.dtype, "batched": self.batched}
 
     @classmethod
-    def from_json(cls, d: dict) -> "TensorType":
+    def from_json(cls, d: dict) -> TensorType:
         return cls(tuple(d["shape"]), d["dtype"], bool(d["batched"]))
 
 

@@ -94,7 +94,7 @@ def test_stateful_continues_and_resets(engine):
     assert np.abs(np.concatenate(parts, 1) - full).max() <= TOL
     layer.reset_states()
     assert np.abs(run(model, engine, X[:, :2], layer=layer)[0] - full[:, :2]).max() <= TOL
-    with pytest.raises(RshopShapeError, match="expected batch size 3 .* never broadcasts"):
+    with pytest.raises(RshopShapeError, match=r"expected batch size 3 .* never broadcasts"):
         run(model, engine, X[:2], layer=layer)
 
 
@@ -109,7 +109,7 @@ def test_learned_and_random_initial_states(engine):
     sig = lambda v: 1 / (1 + np.exp(-v))
     c = sig(z[:, 4:8]) * c0 + sig(z[:, :4]) * np.tanh(z[:, 8:12])
     h = sig(z[:, 12:]) * np.tanh(c)
-    y, h_got, c_got = run(model, engine, X[:, :1])
+    _y, h_got, c_got = run(model, engine, X[:, :1])
     assert np.abs(h_got - h).max() <= TOL and np.abs(c_got - c).max() <= TOL
 
 
@@ -187,7 +187,7 @@ def test_wiring_errors():
         RecurrentModel(input=x, initial_states=[h], output=hn, final_states=[hn], teacher_force=True)
     with pytest.raises(RshopConfigError, match="expected a fixed batch_size with stateful=True"):
         RecurrentModel(input=x, initial_states=[h], output=hn, final_states=[hn], stateful=True)
-    with pytest.raises(RshopShapeError, match="state_sync.*expected every cell to have the states"):
+    with pytest.raises(RshopShapeError, match=r"state_sync.*expected every cell to have the states"):
         s = RecurrentSequential(state_sync=True)
         s.add(LSTMCell(4, input_dim=3)).add(GRUCell(4)).build()
 
@@ -218,7 +218,7 @@ def test_errors_for_features_a_model_lacks(engine):
     h = harness(engine)
     plain = GRUCell(4, input_dim=3).get_layer(seed=0)
     layer = plain.lower(engine)
-    with pytest.raises(RshopConfigError, match="ground_truth: expected none .*teacher_force=False"):
+    with pytest.raises(RshopConfigError, match=r"ground_truth: expected none .*teacher_force=False"):
         layer(native(h, X, "float32"), ground_truth=native(h, GT, "float32"))
     with pytest.raises(RshopConfigError, match="initial_readout: expected none"):
         layer(native(h, X, "float32"), initial_readout=native(h, GT[:, 0], "float32"))

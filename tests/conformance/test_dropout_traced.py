@@ -188,7 +188,7 @@ def test_tf_function_lstm_dropout_matches_its_mask(request):
     gen = layer._dropout_generator
     mask = (gen.uniform((B, D), dtype=tf.float32).numpy() >= RATE) / (1 - RATE)
     w = {k.split("/")[-1]: v for k, v in layer.get_weights().items()}
-    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    sig = lambda v: 1 / (1 + np.exp(-v))
     h, c, want = np.zeros((B, 3)), np.zeros((B, 3)), []
     for t in range(T):
         z = (x[:, t] * mask) @ w["kernel"] + h @ w["recurrent_kernel"] + w["bias"]

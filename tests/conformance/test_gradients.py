@@ -39,7 +39,11 @@ def test_gradients_match_finite_differences(trainable_engine, case, options):
 
 
 def test_frozen_parameter_gets_no_update(trainable_engine):
-    """A parameter declared trainable=False is excluded from what autodiff trains."""
+    """A parameter declared trainable=False gets a zero gradient; a trainable one beside it does not.
+
+    The harness lists every parameter (frozen ones included), so a frozen parameter that autodiff
+    did train shows up as a non-zero gradient here on every engine.
+    """
     from rshop_core import Input, RecurrentModel
     from rshop_core.layers import Layer
 
@@ -47,12 +51,20 @@ def test_frozen_parameter_gets_no_update(trainable_engine):
         def __call__(self, x):
             return x @ self.add_weight("kernel", (3, 3), "identity", trainable=False)
 
+    class Trained(Layer):
+        def __call__(self, x):
+            return x @ self.add_weight("kernel", (3, 3), "identity")
+
     x_t, h = Input((3,)), Input((3,))
-    out = (Frozen()(x_t) + h) * 0.5
+    out = (Frozen()(x_t) + Trained()(h)) * 0.5
     model = RecurrentModel(input=x_t, initial_states=[h], output=out, final_states=[out], seed=0)
     assert not model.params["frozen/kernel"].trainable
+    assert model.params["trained/kernel"].trainable
     h_ = harness(trainable_engine)
     layer = model.lower(trainable_engine)
     x = np.random.default_rng(0).standard_normal((2, 3, 3))
     grads = h_.loss_grads(layer, h_.to_native(x, "float32"), np.ones((2, 3), np.float32))
-    assert np.all(grads.get("frozen/kernel", np.zeros(1)) == 0)
+    assert sorted(grads) == ["frozen/kernel", "trained/kernel"]
+    assert np.all(grads["frozen/kernel"] == 0), f"{trainable_engine}: frozen/kernel got {grads['frozen/kernel']}"
+    # the loss does reach a trainable kernel (so the zero above is freezing, not a loss that never flows)
+    assert float(np.max(np.abs(grads["trained/kernel"]))) > 1e-3

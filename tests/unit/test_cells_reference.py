@@ -40,7 +40,7 @@ def test_lstm_gate_order_and_forget_bias():
         i, f, g, o = z[:, :5], z[:, 5:10], z[:, 10:15], z[:, 15:]
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         h = sigmoid(o) * np.tanh(c)
-    y, h_out, c_out = run(m, X)
+    y, _h_out, c_out = run(m, X)
     np.testing.assert_allclose(y, h, atol=1e-6)
     np.testing.assert_allclose(c_out, c, atol=1e-6)
 

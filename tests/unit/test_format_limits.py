@@ -71,7 +71,7 @@ def test_zip_bomb_with_lying_sizes_stops_after_the_expected_bytes(inflated):
     data = corpus.zip_bomb(64 * 2 ** 20)  # declares the honest weights size, inflates to 64 MiB
     assert len(data) < 2 ** 17
     inflated["bytes"] = 0
-    with pytest.raises(RshopFormatError, match="weights.safetensors"):
+    with pytest.raises(RshopFormatError, match=r"weights\.safetensors"):
         serialization.loads(data, "bomb")
     expected = len(small()["weights"]) + len(json.dumps(small()["doc"]))
     assert inflated["bytes"] <= expected + serialization.CHUNK_BYTES
@@ -90,7 +90,7 @@ def test_weights_member_size_comes_from_model_json():
     """One byte more or less than the parameters need is refused, whatever the zip says."""
     w = small()["weights"]
     for bad in (w + b"\0", w[:-1]):
-        with pytest.raises(RshopFormatError, match="weights.safetensors': expected exactly"):
+        with pytest.raises(RshopFormatError, match=r"weights\.safetensors': expected exactly"):
             load_doc(doc_copy(), bad)
 
 
@@ -117,7 +117,7 @@ def test_json_member_lying_about_its_size_stops_at_the_cap(inflated):
     data = corpus.lie_about_size(corpus.deflated(doc + b" " * (3 * serialization.MAX_JSON_BYTES), small()["weights"]),
                                  "model.json", len(doc))
     inflated["bytes"] = 0
-    with pytest.raises(RshopFormatError, match="model.json"):
+    with pytest.raises(RshopFormatError, match=r"model\.json"):
         serialization.loads(data, "lying json")
     assert inflated["bytes"] <= len(doc) + serialization.CHUNK_BYTES
 
@@ -184,7 +184,7 @@ def test_deep_nesting_is_refused_before_parsing():
 def test_padded_json_over_the_cap_is_refused(inflated):
     data = corpus.padded_json(serialization.MAX_JSON_BYTES)
     inflated["bytes"] = 0
-    with pytest.raises(RshopFormatError, match="model.json"):
+    with pytest.raises(RshopFormatError, match=r"model\.json"):
         serialization.loads(data, "padded")
     assert inflated["bytes"] <= serialization.MAX_JSON_BYTES + serialization.CHUNK_BYTES
 
@@ -239,7 +239,7 @@ def test_node_chain_at_the_cap_loads():
 def test_symlink_to_a_device_is_refused(tmp_path):
     link = tmp_path / "zero.rshop"
     link.symlink_to("/dev/zero")
-    with pytest.raises(RshopFormatError, match="zero.rshop: expected a regular file, received a device"):
+    with pytest.raises(RshopFormatError, match=r"zero\.rshop: expected a regular file, received a device"):
         rshop_core.load(link)
 
 
@@ -252,7 +252,7 @@ def test_named_pipe_is_refused_without_blocking(tmp_path):
     def load():
         try:
             rshop_core.load(fifo)
-        except Exception as e:  # noqa: BLE001 - the assertion below names what is expected
+        except Exception as e:  # the assertion below names what is expected
             result["error"] = e
 
     worker = threading.Thread(target=load, daemon=True)
@@ -378,9 +378,9 @@ def test_empty_input_name_is_refused():  # a model or layer given "" takes its d
 
 @pytest.mark.parametrize("name", BAD_NAMES, ids=["dot", "surrogate", "control", "long", "nul"])
 def test_bad_names_are_refused_when_built(name):
-    with pytest.raises(RshopConfigError, match="expected a name of 1 to 256 printable characters without '.'"):
+    with pytest.raises(RshopConfigError, match=r"expected a name of 1 to 256 printable characters without '\.'"):
         Input((2,), name=name)
-    with pytest.raises(RshopConfigError, match="LSTMCell: expected a (layer )?name of"):
+    with pytest.raises(RshopConfigError, match=r"LSTMCell: expected a (layer )?name of"):
         LSTMCell(3, input_dim=2, name=name)
     with pytest.raises(RshopConfigError, match="model name of 1 to 256 printable characters"):
         LSTMCell(3, input_dim=2).get_layer(name=name)
@@ -416,11 +416,12 @@ def test_bad_names_are_refused_in_a_file(where, bad):
         for n in doc["model"]["graph"]["nodes"]:
             if n["op"] == "param" and n["attrs"]["name"] == old:
                 n["attrs"]["name"] = n["name"] = bad
-    with pytest.raises(RshopFormatError, match="printable characters without '.'|qualified parameter name"):
+    with pytest.raises(RshopFormatError, match=r"printable characters without '\.'|qualified parameter name"):
         load_doc(doc)
 
 
-@pytest.mark.parametrize("eq", ["ａb,b->ａ", "ab,b->a\u0301", "ab,b->a->a", "aβ,β->a", "ab,b-a"])
+@pytest.mark.parametrize("eq", ["ａb,b->ａ",  # noqa: RUF001 - full-width letters on purpose
+                                 "ab,b->a\u0301", "ab,b->a->a", "aβ,β->a", "ab,b-a"])
 def test_einsum_equations_are_ascii_when_built(eq):
     a, b = Input((2, 3), name="a"), Input((3,), name="b")
     with pytest.raises(RshopConfigError, match="einsum equation"):

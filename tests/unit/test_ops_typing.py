@@ -71,7 +71,7 @@ def test_split_slice_reshape_transpose_concat():
 def test_einsum_checks():
     a, b = Input((7, 8)), Input((8,))
     assert F.einsum("td,d->t", a, b).shape == (7,)
-    with pytest.raises(RshopConfigError, match="without '...'"):
+    with pytest.raises(RshopConfigError, match=r"without '\.\.\.'"):
         F.einsum("...d,d->...", a, b)
     with pytest.raises(RshopShapeError, match="axis 'd' of size 8"):
         F.einsum("td,d->t", a, Input((9,)))
@@ -87,7 +87,7 @@ def test_where_needs_bool():
 
 
 def test_python_condition_on_symbolic_tensor():
-    with pytest.raises(RshopConfigError, match="use rshop_core.functional.where|Use rshop_core.functional.where"):
+    with pytest.raises(RshopConfigError, match=r"[uU]se rshop_core\.functional\.where"):
         if Input((3,)) > 0.0:
             pass
 

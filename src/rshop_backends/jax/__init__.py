@@ -11,7 +11,7 @@ NAME = "jax"
 
 
 # The default optimisation pipeline (rshop_core.passes). No hoist_inputs: XLA runs the loop
-# with x @ W inside it faster than with it hoisted (ANCHORS.md; measured again in docs/).
+# with x @ W inside it faster than with it hoisted (measured: docs/performance.md).
 PASSES = ("cse", "fuse_matmuls", "licm")
 # Under jax.grad / value_and_grad (seen at trace time): gates split before the add, which
 # speeds XLA's backward on CPU (and slows its forward, hence not in PASSES).

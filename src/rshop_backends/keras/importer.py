@@ -125,7 +125,7 @@ class _Importer:
             return [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in args[0]]
         return list(args)
 
-    def apply(self, op, args, kwargs):  # noqa: C901 - one branch per supported layer
+    def apply(self, op, args, kwargs):  # one branch per supported layer
         kind = type(op).__name__
         if isinstance(op, keras.layers.Layer) and kind in SUPPORTED_LAYERS and _is_layer(op, kind):
             if kwargs and set(kwargs) - {"training", "mask"}:

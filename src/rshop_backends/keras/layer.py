@@ -34,9 +34,7 @@ How it works:
 Not supported: ``stateful=True`` models (carry states with ``initial_state=`` and
 ``return_states=True``), float64 (Keras computes in float32 here), random (non-learned) state
 initializers inside jitted/traced Keras steps (they are drawn by numpy per call and would be
-frozen into the trace), mixed precision. Known bug on the JAX backend: when ``fit`` retraces Keras'
-jitted train step for a new batch size (a smaller last batch), its first run fails with "Execution supplied
-N arguments but compiled program expected M"; use ``jit_compile=False`` or batches of one size.
+frozen into the trace), mixed precision.
 """
 
 from __future__ import annotations

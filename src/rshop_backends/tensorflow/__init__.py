@@ -12,7 +12,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from rshop_backends.tensorflow import layer, loop, ops  # noqa: E402  (after the log setting)
+from rshop_backends.tensorflow import layer, loop, ops  # after the log setting
 
 NAME = "tensorflow"
 

@@ -225,10 +225,9 @@ class TensorFlowLayer(tf.Module, Lowered):
                 f"tensorflow layer of RecurrentModel {self.model.name!r}, argument x: expected a static "
                 f"number of time steps for unroll=True, received shape {shape}. Trace with a "
                 "fixed T, or use unroll=False or an int.")
-        if xs:
-            length = None  # T from the scanned sequences inside the function: no retrace per T
-        else:  # decode: `steps` iterations; a tensor (one trace for every length) unless unrolled
-            length = steps if unroll else tf.constant(steps, tf.int32)
+        # with xs, T comes from the scanned sequences inside the function (no retrace per T); a decode
+        # runs `steps` iterations, given as a tensor (one trace for every length) unless unrolled
+        length = None if xs else (steps if unroll else tf.constant(steps, tf.int32))
         fn = self._function(plan, steps if unroll else None)
         ys, finals = fn(P, tuple(xs), tuple(states), tuple(consts), length)
         return list(ys), list(finals)

@@ -41,16 +41,10 @@ from rshop_core.errors import RshopShapeError
 PARALLEL = 32
 
 
-def _time_major(x):
-    """(batch, T, ...) -> (T, batch, ...)."""
+def _swap_batch_time(x):
+    """(batch, T, ...) -> (T, batch, ...), and back: the same transpose both ways."""
     rank = len(x.shape)
     return tf.transpose(x, [1, 0] + list(range(2, rank)))
-
-
-def _batch_major(seq):
-    """(T, batch, ...) -> (batch, T, ...)."""
-    rank = len(seq.shape)
-    return tf.transpose(seq, [1, 0] + list(range(2, rank)))
 
 
 def static_length(xs, length):
@@ -94,7 +88,7 @@ def scan(step, P, xs, states, consts, options, length=None):
     if length is None:
         length = tf.shape(xs[0])[1]
     n = tf.convert_to_tensor(length, dtype=tf.int32)
-    tas = [tf.TensorArray(x.dtype, size=n, infer_shape=True).unstack(_time_major(x)) for x in xs]
+    tas = [tf.TensorArray(x.dtype, size=n, infer_shape=True).unstack(_swap_batch_time(x)) for x in xs]
     backwards, keep = options.go_backwards, options.return_sequences
 
     def read(t):  # the scanned slices at processing position t: (batch, ...) each
@@ -127,7 +121,7 @@ def scan(step, P, xs, states, consts, options, length=None):
                           parallel_iterations=PARALLEL)
     _, ys, states, outs = carry
     if keep:
-        ys = tuple(_batch_major(ta.stack()) for ta in outs)
+        ys = tuple(_swap_batch_time(ta.stack()) for ta in outs)
     return list(ys), list(states)
 
 
@@ -193,7 +187,7 @@ def _remat_scan(step, P, xs, states, consts, options, length):
         count = (n + k - 1) // k
     lengths = tf.minimum(k, n - tf.range(count) * k)  # steps of each segment
     keep, n_states = options.return_sequences, len(states)
-    seqs = [_time_major(x) for x in xs]
+    seqs = [_swap_batch_time(x) for x in xs]
     if options.go_backwards:
         seqs = [tf.reverse(s, [0]) for s in seqs]  # processed forward: outputs in processing order
     names = list(P)
@@ -277,5 +271,5 @@ def _remat_scan(step, P, xs, states, consts, options, length):
 
     ys, states = cut(loop(*fixed, *states, *seqs))
     if keep:
-        ys = [_batch_major(y) for y in ys]
+        ys = [_swap_batch_time(y) for y in ys]
     return list(ys), list(states)

@@ -22,8 +22,12 @@ def to_numpy(a) -> np.ndarray:
 
 
 def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
-    """Gradients of ``sum(output * weights_out)`` w.r.t. every trainable parameter, as numpy arrays."""
-    names = [k for k, p in layer.model.param_specs.items() if p.trainable]
+    """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays.
+
+    The tape watches what tensorflow trains (``trainable=True`` variables); a frozen variable is not
+    watched, so its gradient comes back as zeros. Every parameter is listed, so a test can see that.
+    """
+    names = list(layer.variables_by_name)
     variables = [layer.variables_by_name[k] for k in names]
     with tf.GradientTape() as tape:
         y = layer(x, initial_state=initial_state, constants=constants, **call)

@@ -31,10 +31,7 @@ def _rows(xs, length, backwards):
     """Per time step, the tuple of slices of every scanned sequence, in processing order."""
     if not xs:
         return [()] * length
-    if len(xs) == 1:
-        rows = [(xt,) for xt in xs[0].unbind(1)]
-    else:
-        rows = list(zip(*[x.unbind(1) for x in xs], strict=True))
+    rows = [(xt,) for xt in xs[0].unbind(1)] if len(xs) == 1 else list(zip(*[x.unbind(1) for x in xs], strict=True))
     return rows[::-1] if backwards else rows
 
 

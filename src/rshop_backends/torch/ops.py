@@ -25,8 +25,8 @@ NAMESPACE = {"torch": torch, "F": F, "_hard_sigmoid": _hard_sigmoid}
 def constant(value):
     """A literal (numpy array, already in the compute dtype) as a CPU tensor.
 
-    A layer moved with ``.to(device)`` / ``.double()`` rebinds these to its device and
-    float dtype (see ``TorchLayer._rebind``).
+    A layer moved with ``.to(device)`` / ``.double()`` runs a copy of the generated step
+    whose literals are on its device and in its float dtype (``torch/layer.py`` ``_moved``).
     """
     return torch.as_tensor(value.copy())
 
@@ -72,7 +72,7 @@ def _addmm(types):
     o, a, w, out = types
     if not (a.batched and a.rank == 1 and not w.batched and out.rank == 1):
         return None
-    if o.batched and o.rank != 1 or not o.batched and o.rank > 1 or o.dtype != out.dtype:
+    if (o.batched and o.rank != 1) or (not o.batched and o.rank > 1) or o.dtype != out.dtype:
         return None
     return "torch.addmm({o}, {a}, {b})"
 
@@ -81,7 +81,7 @@ def _addcmul(types):
     """``o + a * b`` as one ``torch.addcmul`` (float operands; the result has the broadcast shape)."""
     if any(t.dtype == "bool" for t in types) or len({t.dtype for t in types}) != 1:
         return None
-    o, a, b, out = types
+    o, a, b, _out = types
     if not (o.batched or a.batched or b.batched):
         return None
     return "torch.addcmul({o}, {a}, {b})"

@@ -2,8 +2,9 @@
 
 A pipeline is a tuple of pass names run in order on a plan (:mod:`rshop_core.execution`).
 Every pass keeps the numbers (within float rounding: ``split_gates`` and ``fuse_matmuls``
-change the order of additions) and is tested to (``tests/unit/test_passes.py``: outputs and
-gradients with and without each pass, on every engine).
+change the order of additions) and is tested to (``tests/conformance/test_passes.py``: outputs
+and gradients with and without each pass, on every engine; ``tests/unit/test_passes.py``: what
+each pass rewrites).
 
 ==============  =====  ===============================================================
 pass            kind   what it does

@@ -10,8 +10,8 @@ parameters, and contains a matmul (``x_t @ kernel``, and what follows from it al
 computed for all T steps at once before the loop, by running it on the sequence with time
 folded into the batch (every op is per-example, so this is exact). The loop then scans the
 results instead. It pays where each op inside a loop has a fixed cost (eager torch); XLA
-compiles both forms well and, per ANCHORS.md, runs the hoisted one slower, so jax and
-tensorflow leave it out of their pipelines.
+compiles both forms well and runs the hoisted one slower (docs/performance.md, "The default
+pipeline of each engine"), so jax and tensorflow leave it out of their pipelines.
 """
 
 from __future__ import annotations

@@ -1,0 +1,45 @@
+"""Project files agree with each other: the pre-commit lint is `nox -s lint`, typing markers ship, one version."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11 (the nox sessions' interpreter)
+
+
+def _pin(text: str, package: str) -> str:
+    found = re.findall(rf"\b{package}==([0-9][^\s\"']*)", text)
+    assert len(found) == 1, f"expected one {package}== pin, found {found}"
+    return found[0]
+
+
+def test_pre_commit_runs_the_lint_session():
+    hook = (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8")
+    nox = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    assert _pin(hook, "ruff") == _pin((ROOT / "constraints.txt").read_text(encoding="utf-8"), "ruff")
+    lint = re.search(r'session\.run\("ruff", (.*?)\)', nox).group(1)
+    nox_args = re.findall(r'"([^"]+)"', lint)
+    entry = re.search(r"entry:\s*ruff (.+)", hook).group(1).split()
+    assert entry == nox_args, f"pre-commit runs ruff {entry}, nox -s lint runs ruff {nox_args}"
+    assert re.search(r"pass_filenames:\s*false", hook), "the hook must lint the same paths, not staged files only"
+
+
+def test_typing_markers_ship_in_the_wheel():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    data = project["tool"]["setuptools"]["package-data"]
+    for package in ("rshop_core", "rshop_backends"):
+        assert (ROOT / "src" / package / "py.typed").is_file()
+        assert "py.typed" in data[package]
+
+
+def test_version_has_one_source():
+    import rshop_core
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
+    assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rshop_core.__version__"}
+    assert re.fullmatch(r"\d+\.\d+\.\d+", rshop_core.__version__)
