@@ -129,7 +129,7 @@ def from_keras(layer):
     import keras
 
     where = f"from_keras({type(layer).__name__})"
-    if isinstance(layer, keras.Sequential) or isinstance(layer, (list, tuple)):
+    if isinstance(layer, (keras.Sequential, list, tuple)):
         items = list(layer.layers if isinstance(layer, keras.Sequential) else layer)
         return _from_stack(keras, items, where, getattr(layer, "name", "keras_stack"))
     return _convert_one(keras, layer, where, f"keras_{getattr(layer, 'name', 'layer')}")
