@@ -25,7 +25,8 @@ from rshop_core.bidirectional import Bidirectional
 from rshop_core.checks import check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
-from rshop_core.model import check_weights, learned_state_param
+from rshop_core.model import learned_state_param
+from rshop_core.weights import check_weights
 
 from . import codegen, numerics
 

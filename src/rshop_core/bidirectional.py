@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from .errors import RshopConfigError
 from .limits import MAX_NAME, check_name
-from .model import RecurrentModel, check_weights
+from .model import RecurrentModel
+from .weights import check_weights
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 

@@ -73,14 +73,31 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
     return tuple(shape)
 
 
-def check_call(model, dtype: str, x, initial_state, constants, mask=None, lengths=None, ground_truth=None,  # noqa: C901 - one argument after another
+def check_call(model, dtype: str, x, initial_state, constants, mask=None, lengths=None, ground_truth=None,
                initial_readout=None, training=False, output_length=None):
     """Validate a call of a lowered ``model``; arguments are ``(shape, dtype)`` descriptions.
 
     Returns ``(batch, time)``. ``initial_state`` and ``constants`` are lists or None; the
-    others are single descriptions or None.
+    others are single descriptions or None. The arguments are checked in this order, so the
+    first wrong one is the one reported.
     """
     name = f"RecurrentModel {model.name!r}"
+    batch, steps = _check_x(model, name, dtype, x, output_length)
+    _check_initial_state(model, name, dtype, initial_state, batch)
+    _check_constants(model, name, dtype, constants, batch)
+    _check_ground_truth(model, name, dtype, ground_truth, training, batch, steps)
+    _check_initial_readout(model, name, dtype, initial_readout, batch)
+    if mask is not None and lengths is not None:
+        raise RshopConfigError(f"{name}: expected mask or sequence_lengths, received both.")
+    if mask is not None:
+        _check_mask(name, mask, batch, steps)
+    if lengths is not None:
+        _check_lengths_array(name, lengths, batch)
+    return batch, steps
+
+
+def _check_x(model, name, dtype, x, output_length) -> tuple:
+    """x (and, when decoding, the number of steps): returns ``(batch, steps)``."""
     g, opts = model.graph, model.options
     x_type = g.nodes[g.x[0]].type
     if opts.decode:
@@ -107,14 +124,23 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
             f"{opts.batch_size}), received shape {shape}. A stateful layer never broadcasts its states.")
     if batch == 0:
         raise RshopShapeError(empty_batch_message(name, shape))
+    return batch, steps
+
+
+def _check_initial_state(model, name, dtype, initial_state, batch) -> None:
+    if initial_state is None:
+        return
     specs = model.state_specs
-    if initial_state is not None:
-        if len(initial_state) != len(specs):
-            raise RshopConfigError(
-                f"{name}, argument initial_state: expected {len(specs)} states "
-                f"{[s.name for s in specs]}, received {len(initial_state)}.")
-        for i, (spec, info) in enumerate(zip(specs, initial_state)):
-            check_array(f"{name}, initial state #{i} {spec.name!r}", info, spec.shape, dtype, batch)
+    if len(initial_state) != len(specs):
+        raise RshopConfigError(
+            f"{name}, argument initial_state: expected {len(specs)} states "
+            f"{[s.name for s in specs]}, received {len(initial_state)}.")
+    for i, (spec, info) in enumerate(zip(specs, initial_state)):
+        check_array(f"{name}, initial state #{i} {spec.name!r}", info, spec.shape, dtype, batch)
+
+
+def _check_constants(model, name, dtype, constants, batch) -> None:
+    g = model.graph
     n_const = len(g.constants)
     given = 0 if constants is None else len(constants)
     if given != n_const:
@@ -123,56 +149,67 @@ def check_call(model, dtype: str, x, initial_state, constants, mask=None, length
     for i, info in enumerate(constants or ()):
         t = g.nodes[g.constants[i]].type
         check_array(f"{name}, constant #{i}", info, t.shape, dtype, batch)
-    readout = model.readout_spec
-    out_shape = g.nodes[g.outputs[0]].type.shape
-    if ground_truth is not None:
-        if not opts.teacher_force:
+
+
+def _check_ground_truth(model, name, dtype, ground_truth, training, batch, steps) -> None:
+    """ground_truth: given exactly when a teacher-forced model is called in training."""
+    g, opts = model.graph, model.options
+    if ground_truth is None:
+        if opts.teacher_force and training:
             raise RshopConfigError(
-                f"{name}, argument ground_truth: expected none (the model has teacher_force=False), received one.")
-        if not training:
-            raise RshopConfigError(
-                f"{name}, argument ground_truth: expected none for a call with training=False (teacher forcing "
-                "happens only in training calls), received one. Pass training=True to teacher-force, or drop "
-                "ground_truth.")
-        gt = check_array(f"{name}, argument ground_truth", ground_truth, out_shape, dtype, batch, time=True)
-        if gt[1] is not None and steps is not None and gt[1] != steps:
-            raise RshopShapeError(
-                f"{name}, argument ground_truth: expected {steps} time steps (one target per step), received "
-                f"shape {gt}.")
-    elif opts.teacher_force and training:
+                f"{name}, argument ground_truth: expected the targets (batch, time, ...) for a training call of a "
+                "teacher-forced model, received None. Pass ground_truth=, or training=False to feed back the "
+                "model's own outputs.")
+        return
+    if not opts.teacher_force:
         raise RshopConfigError(
-            f"{name}, argument ground_truth: expected the targets (batch, time, ...) for a training call of a "
-            "teacher-forced model, received None. Pass ground_truth=, or training=False to feed back the "
-            "model's own outputs.")
-    if initial_readout is not None:
-        if readout is None:
-            raise RshopConfigError(
-                f"{name}, argument initial_readout: expected none (the model has no readout_input), received one.")
-        check_array(f"{name}, argument initial_readout", initial_readout, readout.shape, dtype, batch)
-    if mask is not None and lengths is not None:
-        raise RshopConfigError(f"{name}: expected mask or sequence_lengths, received both.")
-    if mask is not None:
-        m_shape, m_dtype = mask
-        if m_shape is None or len(m_shape) != 2 or not dims_compatible(m_shape[0], batch) or \
-                not dims_compatible(m_shape[1], steps):
-            raise RshopShapeError(
-                f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
-                f"{_shown(m_shape)}.")
-        if m_dtype != "bool":
-            raise RshopDTypeError(
-                f"{name}, argument mask: expected dtype bool, received {m_dtype}. rshop never casts silently: "
-                "pass a bool mask (True where a step is real).")
-    if lengths is not None:
-        l_shape, l_dtype = lengths
-        if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch):
-            raise RshopShapeError(
-                f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received "
-                f"{_shown(l_shape)}.")
-        if l_dtype not in ("int32", "int64"):
-            raise RshopDTypeError(
-                f"{name}, argument sequence_lengths: expected dtype int32 or int64, received {l_dtype}. rshop "
-                "never casts silently: pass integer lengths.")
-    return batch, steps
+            f"{name}, argument ground_truth: expected none (the model has teacher_force=False), received one.")
+    if not training:
+        raise RshopConfigError(
+            f"{name}, argument ground_truth: expected none for a call with training=False (teacher forcing "
+            "happens only in training calls), received one. Pass training=True to teacher-force, or drop "
+            "ground_truth.")
+    out_shape = g.nodes[g.outputs[0]].type.shape
+    gt = check_array(f"{name}, argument ground_truth", ground_truth, out_shape, dtype, batch, time=True)
+    if gt[1] is not None and steps is not None and gt[1] != steps:
+        raise RshopShapeError(
+            f"{name}, argument ground_truth: expected {steps} time steps (one target per step), received "
+            f"shape {gt}.")
+
+
+def _check_initial_readout(model, name, dtype, initial_readout, batch) -> None:
+    if initial_readout is None:
+        return
+    readout = model.readout_spec
+    if readout is None:
+        raise RshopConfigError(
+            f"{name}, argument initial_readout: expected none (the model has no readout_input), received one.")
+    check_array(f"{name}, argument initial_readout", initial_readout, readout.shape, dtype, batch)
+
+
+def _check_mask(name, mask, batch, steps) -> None:
+    m_shape, m_dtype = mask
+    if m_shape is None or len(m_shape) != 2 or not dims_compatible(m_shape[0], batch) or \
+            not dims_compatible(m_shape[1], steps):
+        raise RshopShapeError(
+            f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
+            f"{_shown(m_shape)}.")
+    if m_dtype != "bool":
+        raise RshopDTypeError(
+            f"{name}, argument mask: expected dtype bool, received {m_dtype}. rshop never casts silently: "
+            "pass a bool mask (True where a step is real).")
+
+
+def _check_lengths_array(name, lengths, batch) -> None:
+    l_shape, l_dtype = lengths
+    if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch):
+        raise RshopShapeError(
+            f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received "
+            f"{_shown(l_shape)}.")
+    if l_dtype not in ("int32", "int64"):
+        raise RshopDTypeError(
+            f"{name}, argument sequence_lengths: expected dtype int32 or int64, received {l_dtype}. rshop "
+            "never casts silently: pass integer lengths.")
 
 
 def lengths_message(model, index, value, steps) -> str:

@@ -7,7 +7,6 @@ import secrets
 import numpy as np
 
 from . import initializers
-from .dtypes import check_float_dtype
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph, trace
 from .keywords import checked_init
@@ -16,6 +15,7 @@ from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
 from .types import TensorType
+from .weights import check_weights
 
 __all__ = ["RecurrentModel", "learned_state_param"]
 
@@ -409,31 +409,3 @@ class RecurrentModel:
             self._call_layer = self.lower()
         return self._call_layer(x, initial_state=initial_state, constants=constants, **kwargs)
 
-
-def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = None, describe=None) -> dict:
-    """Validate a full weights dict against ``specs``; return ``weights`` as numpy copies.
-
-    ``dtype`` overrides the specs' dtype (a layer lowered to another dtype). ``describe(w) ->
-    (shape, dtype name)`` reads engine arrays (tracers included) without converting them;
-    when given, nothing is copied and ``weights`` itself is returned.
-    """
-    if not isinstance(weights, dict):
-        raise RshopConfigError(f"{where}: expected weights as a dict name -> array, received {type(weights).__name__}.")
-    missing = [k for k in specs if k not in weights]
-    extra = [k for k in weights if k not in specs]
-    if missing or extra:
-        raise RshopConfigError(
-            f"{where}: expected weights named exactly {list(specs)}, received missing {missing}, "
-            f"unexpected {extra}.")
-    out = {}
-    for k, spec in specs.items():
-        a = weights[k] if describe else np.asarray(weights[k])
-        shape, got = describe(a) if describe else (a.shape, a.dtype)
-        want = dtype or spec.dtype
-        if tuple(shape) != spec.shape:
-            raise RshopShapeError(f"{where}, weight {k!r}: expected shape {spec.shape}, received {tuple(shape)}.")
-        if check_float_dtype(got, f"{where}, weight {k!r}") != want:
-            raise RshopDTypeError(f"{where}, weight {k!r}: expected dtype {want}, received {got}. "
-                                  "rshop never casts silently.")
-        out[k] = a if describe else a.copy()
-    return out

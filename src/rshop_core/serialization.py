@@ -35,6 +35,7 @@ from .ops import OPS
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .types import TensorType
+from .weights import check_file_weights
 
 FORMAT = "rshop"
 VERSION = 1
@@ -274,21 +275,6 @@ def weights_budget(doc) -> tuple:
     return total, len(specs)
 
 
-def _check_weights(specs: dict, tensors: dict, where: str) -> dict:
-    missing = sorted(set(specs) - set(tensors))
-    extra = sorted(set(tensors) - set(specs))
-    if missing or extra:
-        _fail(f"{where}: weights: expected exactly the parameters {sorted(specs)[:20]}, received missing "
-              f"{missing[:20]}, unexpected {extra[:20]}.")
-    for k, spec in specs.items():
-        if tensors[k].shape != spec.shape or tensors[k].dtype.name != spec.dtype:
-            _fail(f"{where}: weight {k!r}: expected {spec.dtype} {spec.shape}, received {tensors[k].dtype} "
-                  f"{tensors[k].shape}.")
-        if not np.all(np.isfinite(tensors[k])):
-            _fail(f"{where}: weight {k!r}: expected finite numbers, received NaN or infinity.")
-    return {k: tensors[k] for k in specs}
-
-
 def parse_json(raw: bytes, where: str):
     """Strict JSON: UTF-8, at most MAX_JSON_BYTES, no NaN/Infinity, no duplicate keys, nesting
     at most MAX_DEPTH (scanned before parsing: deep nesting never reaches the parser)."""
@@ -497,7 +483,7 @@ def from_document(doc, weights: dict | None = None):
             _fail(f"model: expected merge_mode in {list(MERGE_MODES)}, received {body['merge_mode']!r:.40}.")
         parts = [_model(body[k], f"model.{k}", weights, partial=True) for k in ("forward", "backward")]
         if weights is not None:
-            _check_weights({**parts[0].param_specs, **parts[1].param_specs}, weights, "model")
+            check_file_weights({**parts[0].param_specs, **parts[1].param_specs}, weights, "model")
         return Bidirectional._from_parts(*parts, body["merge_mode"], _str(body["name"], "model name"))
     _fail(f"document: expected kind 'RecurrentModel' or 'Bidirectional', received {doc['kind']!r:.80}. "
           "Model files name no classes or modules to import.")
@@ -545,6 +531,6 @@ def _model(body, where, weights=None, partial=False):
     if weights is not None:
         if partial:  # one direction of a Bidirectional: its own share of the file's weights
             weights = {k: weights[k] for k in params if k in weights}
-        weights = _check_weights(params, weights, where)
+        weights = check_file_weights(params, weights, where)
     return RecurrentModel._from_ir(_str(body["name"], f"{where} name"), _int(body["seed"], f"{where} seed"), options,
                                    graph, states, readout, params, weights)

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rshop_core.errors import RshopConfigError, RshopEngineError
-from rshop_core.model import check_weights
+from rshop_core.weights import check_weights
 
 from ..lowered import Lowered
 from . import loop

@@ -46,7 +46,7 @@ import numpy as np
 
 from rshop_core.bidirectional import Bidirectional
 from rshop_core.errors import RshopConfigError, RshopDTypeError
-from rshop_core.model import check_weights
+from rshop_core.weights import check_weights
 
 __all__ = ["RecurrentLayer", "keras_weight_name", "rshop_weight_name", "ENGINES"]
 
