@@ -54,6 +54,53 @@ def _as_list(v, what):
     raise RshopConfigError(f"RecurrentModel: expected {what} as a Tensor or a list of Tensors, received {v!r}.")
 
 
+def _readout_wiring(where, readout_input, outputs) -> tuple:
+    """``(extra state Inputs, extra final states)`` that carry a readout as the last state."""
+    if readout_input is None:
+        return [], []
+    if not isinstance(readout_input, Tensor) or readout_input.op != "input":
+        raise RshopConfigError(f"{where}: expected readout_input to be an rshop Input, received "
+                               f"{readout_input!r}.")
+    if outputs and readout_input.type != outputs[0].type:
+        raise RshopShapeError(
+            f"{where}, readout_input: expected the type of the output {outputs[0].type.describe()}, "
+            f"received {readout_input.type.describe()}. The readout is the previous step's output.")
+    return [readout_input], outputs[:1]
+
+
+def _check_floating(where, graph) -> None:
+    x_type = graph.nodes[graph.x[0]].type
+    if x_type.dtype not in ("float32", "float64"):
+        raise RshopDTypeError(f"{where}: expected a floating input, received {x_type.describe()}.")
+
+
+def _check_param_dtypes(where, param_specs, dtype) -> None:
+    for p in param_specs.values():
+        if p.dtype != dtype:
+            raise RshopDTypeError(
+                f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}.")
+
+
+def _check_parts(where, graph, state_specs, readout_spec, options) -> dict:
+    """The checks a model's parts pass however they were made (built from Tensors or loaded from
+    a file): unique state names, states the loop can carry, learned initial states that are new
+    parameters, every parameter of the input's dtype. Returns the model's parameter specs: the
+    graph's, then one per learned initial state."""
+    check_state_names(where, [s.name for s in state_specs])
+    check_states(state_specs + ([readout_spec] if readout_spec else []), options, where)
+    param_specs = dict(graph.params)
+    for s in state_specs:  # learned initial states are parameters of the model
+        if isinstance(s.initializer, initializers.Learned):
+            name = learned_state_param(s.name)
+            if name in param_specs:
+                raise RshopConfigError(
+                    f"{where}, state {s.name!r}: expected its learned initial state {name!r} to be a new "
+                    "parameter, received the name of a layer's parameter. Rename the layer or the state.")
+            param_specs[name] = ParamSpec(name, s.shape, s.dtype, s.initializer.initializer)
+    _check_param_dtypes(where, param_specs, graph.nodes[graph.x[0]].type.dtype)
+    return param_specs
+
+
 class RecurrentModel:
     """A recurrent layer defined by the graph of one time step.
 
@@ -91,14 +138,13 @@ class RecurrentModel:
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if "__init__" in cls.__dict__:  # keywords passed on with **options are checked against ours
-            cls.__init__ = checked_init(cls.__dict__["__init__"], RecurrentModel.__init__)
+            cls.__init__ = checked_init(cls.__dict__["__init__"], RecurrentModel._configure)
 
     @checked_init
-    def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
-                 readout_input=None, teacher_force=False, decode=False, output_length=None,
-                 return_sequences=False, return_states=False, go_backwards=False, unroll=False,
-                 stateful=False, batch_size=None, zero_output_for_mask=False, remat=False,
-                 state_initializer=None, name=None, seed=None):
+    def _configure(self, teacher_force=False, decode=False, output_length=None, return_sequences=False,
+                   return_states=False, go_backwards=False, unroll=False, stateful=False, batch_size=None,
+                   zero_output_for_mask=False, remat=False, state_initializer=None, name=None, seed=None):
+        """Set the model's options (every keyword but the step's Tensors) and empty parts."""
         self.name = check_name(name or "recurrent_model", "RecurrentModel", "model name")
         self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll, teacher_force, decode,
                                    output_length, stateful, batch_size, zero_output_for_mask, remat)
@@ -110,12 +156,31 @@ class RecurrentModel:
         self.state_specs: list = []
         self.readout_spec: StateSpec | None = None
         self.param_specs: dict = {}
-        self._weights: dict = {}
+        self._weights = {}
         self._builder = None
-        if callable(input) and not isinstance(input, Tensor):  # deferred: built from input_dim
-            self._builder = input
-            return
+
+    def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
+                 readout_input=None, **options):
+        self._configure(**options)
         self._build(input, output, initial_states, final_states, constants, readout_input)
+
+    __init__ = checked_init(__init__, _configure)  # a misspelled option names the closest valid keyword
+
+    @classmethod
+    def deferred(cls, builder, **options) -> RecurrentModel:
+        """A model whose step is built once the input size is known (:meth:`build`, or the first call).
+
+        ``builder(input_dim) -> (input, output, initial_states, final_states, constants[, readout_input])``
+        returns what :class:`RecurrentModel` takes; ``options`` are the model's keywords. A cell
+        without ``input_dim`` makes its layer this way."""
+        self = cls.__new__(cls)
+        self._defer(builder, **options)
+        return self
+
+    def _defer(self, builder, **options) -> None:
+        """Configure ``self`` with ``options`` and leave building to ``builder`` (see :meth:`deferred`)."""
+        self._configure(**options)
+        self._builder = builder
 
     # -- building ------------------------------------------------------------------
     def _build(self, input, output, initial_states, final_states, constants, readout_input=None):
@@ -133,23 +198,25 @@ class RecurrentModel:
             raise RshopConfigError(
                 f"{where}: expected readout_input with teacher_force=True, received none. Teacher forcing "
                 "replaces the readout (the previous output) by the ground truth.")
-        hidden_in, hidden_out = [], []
-        if readout_input is not None:
-            if not isinstance(readout_input, Tensor) or readout_input.op != "input":
-                raise RshopConfigError(f"{where}: expected readout_input to be an rshop Input, received "
-                                       f"{readout_input!r}.")
-            if outputs and readout_input.type != outputs[0].type:
-                raise RshopShapeError(
-                    f"{where}, readout_input: expected the type of the output {outputs[0].type.describe()}, "
-                    f"received {readout_input.type.describe()}. The readout is the previous step's output.")
-            hidden_in, hidden_out = [readout_input], outputs[:1]  # the readout is carried as the last state
+        hidden_in, hidden_out = _readout_wiring(where, readout_input, outputs)
         self.graph = trace([input], states_in + hidden_in, _as_list(constants, "constants"), outputs,
                            states_out + hidden_out, where)
         if readout_input is not None:
             self.readout_spec = StateSpec("readout", readout_input.shape, readout_input.dtype, "zeros")
-        dtype = input.dtype
-        if dtype not in ("float32", "float64"):
-            raise RshopDTypeError(f"{where}: expected a floating input, received {input.type.describe()}.")
+        _check_floating(where, self.graph)
+        self.state_specs = self._state_specs_of(where, states_in)
+        self.param_specs = _check_parts(where, self.graph, self.state_specs, self.readout_spec, self.options)
+        check_param_count(where, self.param_specs.values())
+        values = {}  # weights carried over from nested models (their cells know them)
+        for qual, (owner, local) in self.graph.meta.get("param_owners", {}).items():
+            if hasattr(owner, "initial_value"):
+                values[qual] = owner.initial_value(local)
+        self._weights = None  # drawn when first needed (_weights): a wide cell builds at once
+        self._carried_weights = {k: v.astype(self.param_specs[k].dtype) for k, v in values.items()
+                                 if k in self.param_specs}
+
+    def _state_specs_of(self, where, states_in) -> list:
+        """One StateSpec per state Input, named after it, with its ``state_initializer``."""
         inits = self._state_initializer
         if inits is None or not isinstance(inits, (list, tuple)):
             inits = [inits or "zeros"] * len(states_in)
@@ -162,31 +229,8 @@ class RecurrentModel:
                 raise RshopShapeError(
                     f"{where}, state #{i} {t.name!r}: expected a fully known shape, received {t.type.describe()}.")
             names.append(t.name if not t.name.startswith("input_") else f"state_{i}")
-        check_state_names(where, names)
-        self.state_specs = [StateSpec(n, t.shape, t.dtype, initializers.get(init, f"{where}, state {n!r}"))
-                            for n, t, init in zip(names, states_in, inits)]
-        check_states(self.state_specs + ([self.readout_spec] if self.readout_spec else []), self.options, where)
-        self.param_specs = dict(self.graph.params)
-        for s in self.state_specs:  # learned initial states are parameters of the model
-            if isinstance(s.initializer, initializers.Learned):
-                name = learned_state_param(s.name)
-                if name in self.param_specs:
-                    raise RshopConfigError(
-                        f"{where}, state {s.name!r}: expected its learned initial state {name!r} to be a new "
-                        "parameter, received the name of a layer's parameter. Rename the layer or the state.")
-                self.param_specs[name] = ParamSpec(name, s.shape, s.dtype, s.initializer.initializer)
-        for p in self.param_specs.values():
-            if p.dtype != dtype:
-                raise RshopDTypeError(
-                    f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}.")
-        check_param_count(where, self.param_specs.values())
-        values = {}  # weights carried over from nested models (their cells know them)
-        for qual, (owner, local) in self.graph.meta.get("param_owners", {}).items():
-            if hasattr(owner, "initial_value"):
-                values[qual] = owner.initial_value(local)
-        self._weights = None  # drawn when first needed (_weights): a wide cell builds at once
-        self._carried_weights = {k: v.astype(self.param_specs[k].dtype) for k, v in values.items()
-                                 if k in self.param_specs}
+        return [StateSpec(n, t.shape, t.dtype, initializers.get(init, f"{where}, state {n!r}"))
+                for n, t, init in zip(names, states_in, inits)]
 
     @classmethod
     def _from_ir(cls, name, seed, options, graph, states, readout, params, weights=None) -> RecurrentModel:
@@ -199,7 +243,6 @@ class RecurrentModel:
         self.name, self.seed, self.options = name, seed, options
         self._state_initializer, self._lowered_cache, self._call_layer, self._builder = None, {}, None, None
         self.graph, self.state_specs, self.readout_spec = graph, list(states), readout
-        check_state_names(where, [s.name for s in self.state_specs])
         hidden = [readout] if readout is not None else []
         if len(graph.states) != len(states) + len(hidden):
             raise RshopConfigError(f"{where}: expected {len(graph.states)} state specs for the graph's states, "
@@ -208,26 +251,17 @@ class RecurrentModel:
             if graph.nodes[i].type != TensorType(spec.shape, spec.dtype, True):
                 raise RshopShapeError(f"{where}, state {spec.name!r}: expected the graph's "
                                       f"{graph.nodes[i].type.describe()}, received {spec.shape} {spec.dtype}.")
-        check_states(self.state_specs + hidden, options, where)
         if readout is not None and graph.nodes[graph.outputs[0]].type != graph.nodes[graph.states[-1]].type:
             raise RshopShapeError(f"{where}: expected the readout to have the output's type.")
         if options.teacher_force and readout is None:
             raise RshopConfigError(f"{where}: expected a readout with teacher_force=True, received none.")
-        dtype = self.dtype
-        if dtype not in ("float32", "float64"):
-            raise RshopDTypeError(f"{where}: expected a floating input, received {dtype}.")
-        want = dict(graph.params)
-        for s in self.state_specs:
-            if isinstance(s.initializer, initializers.Learned):
-                n = learned_state_param(s.name)
-                want[n] = ParamSpec(n, s.shape, s.dtype, s.initializer.initializer)
+        _check_floating(where, graph)
+        want = _check_parts(where, graph, self.state_specs, readout, options)
         if sorted(want) != sorted(params) or any(params[k].shape != want[k].shape for k in want):
             raise RshopConfigError(f"{where}: expected the parameters {sorted(want)[:20]}, received "
                                    f"{sorted(params)[:20]}.")
         self.param_specs = dict(params)
-        for p in self.param_specs.values():
-            if p.dtype != dtype:
-                raise RshopDTypeError(f"{where}, parameter {p.name!r}: expected dtype {dtype}, received {p.dtype}.")
+        _check_param_dtypes(where, self.param_specs, self.dtype)
         if weights is not None:
             self._weights = {k: np.array(weights[k]) for k in self.param_specs}
         else:

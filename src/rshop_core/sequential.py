@@ -43,7 +43,7 @@ class RecurrentSequential(RecurrentModel):
         self.items: list = []
         self.state_sync, self.readout = bool(state_sync), readout
         self._readout_activation = activations.get(readout_activation, "RecurrentSequential readout_activation")
-        super().__init__(self._compose, None, name=name or "recurrent_sequential", **options)
+        self._defer(self._compose, name=name or "recurrent_sequential", **options)  # built from input_dim
 
     def add(self, item):
         """Append a cell, a RecurrentModel or a plain layer; returns ``self``."""

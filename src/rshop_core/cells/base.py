@@ -26,28 +26,40 @@ class Cell(Layer):
 
     def __init__(self, units, input_dim=None, name=None):
         super().__init__(name)
+        self.units, self.input_dim = self._checked_sizes(units, input_dim)
+
+    def _checked_sizes(self, units, input_dim) -> tuple:
+        """``(units, input_dim)``, refused unless units is an int > 0 and input_dim one or None."""
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise RshopConfigError(f"{type(self).__name__} {self.name!r}: expected units > 0, received {units!r}.")
         if input_dim is not None and (not isinstance(input_dim, int) or input_dim <= 0):
             raise RshopConfigError(
                 f"{type(self).__name__} {self.name!r}: expected input_dim > 0 or None, received {input_dim!r}.")
-        self.units, self.input_dim = units, input_dim
+        return units, input_dim
 
-    def _resolve(self, **args):
-        """Set each argument as an attribute: activations and initializers by name, checked now."""
+    def _resolve_activations(self, **named) -> None:
+        """Set each keyword as an attribute: an activation, by name or callable, checked now."""
         where = f"{type(self).__name__} {self.name!r}"
-        for key, value in args.items():
-            if key.endswith("activation"):
-                value = activations.get(value, f"{where} {key}")
-            elif key.endswith("initializer"):
-                value = initializers.get(value, f"{where} {key}")
-            elif key.endswith("regularizer"):
-                value = regularizers.get(value, f"{where} {key}")
-            elif key.endswith("dropout"):
-                if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-                    raise RshopConfigError(f"{where} {key}: expected a rate in [0, 1), received {value!r}.")
-                value = float(value)
-            setattr(self, key, value)
+        for key, value in named.items():
+            setattr(self, key, activations.get(value, f"{where} {key}"))
+
+    def _resolve_kernels(self, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
+                         kernel_regularizer, recurrent_regularizer, bias_regularizer, dropout,
+                         recurrent_dropout) -> None:
+        """Set and check the options :meth:`_kernels` and :meth:`_bias` read: initializers and
+        regularizers by name, dropout rates in [0, 1)."""
+        where = f"{type(self).__name__} {self.name!r}"
+        self.use_bias = bool(use_bias)
+        for key, value in (("kernel_initializer", kernel_initializer), ("recurrent_initializer", recurrent_initializer),
+                           ("bias_initializer", bias_initializer)):
+            setattr(self, key, initializers.get(value, f"{where} {key}"))
+        for key, value in (("kernel_regularizer", kernel_regularizer),
+                           ("recurrent_regularizer", recurrent_regularizer), ("bias_regularizer", bias_regularizer)):
+            setattr(self, key, regularizers.get(value, f"{where} {key}"))
+        for key, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise RshopConfigError(f"{where} {key}: expected a rate in [0, 1), received {value!r}.")
+            setattr(self, key, float(value))
 
     def _kernels(self, x, h, width):
         """``kernel`` (in, width), ``recurrent_kernel`` (units, width), and x and h after the
@@ -105,7 +117,7 @@ class Cell(Layer):
             return x, y, states, new, None
 
         options.setdefault("name", self.name.replace("_cell", "") or "rnn")
-        model = RecurrentModel(builder, None, **options)
+        model = RecurrentModel.deferred(builder, **options)
         if self.input_dim is not None:
             model.build(self.input_dim)
         return model

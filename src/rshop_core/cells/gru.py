@@ -27,12 +27,10 @@ class GRUCell(Cell):
                  bias_initializer="zeros", reset_after=True, kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
         super().__init__(units, input_dim, name)
-        self._resolve(activation=activation, recurrent_activation=recurrent_activation, use_bias=bool(use_bias),
-                      kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
-                      bias_initializer=bias_initializer, reset_after=bool(reset_after),
-                      kernel_regularizer=kernel_regularizer,
-                      recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
-                      dropout=dropout, recurrent_dropout=recurrent_dropout)
+        self._resolve_activations(activation=activation, recurrent_activation=recurrent_activation)
+        self._resolve_kernels(use_bias, kernel_initializer, recurrent_initializer, bias_initializer, kernel_regularizer,
+                              recurrent_regularizer, bias_regularizer, dropout, recurrent_dropout)
+        self.reset_after = bool(reset_after)
 
     def step(self, x, states):
         (h,) = states

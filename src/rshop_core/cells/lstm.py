@@ -31,12 +31,10 @@ class LSTMCell(Cell):
                  bias_initializer="zeros", unit_forget_bias=True, kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
         super().__init__(units, input_dim, name)
-        self._resolve(activation=activation, recurrent_activation=recurrent_activation, use_bias=bool(use_bias),
-                      kernel_initializer=kernel_initializer, recurrent_initializer=recurrent_initializer,
-                      bias_initializer=bias_initializer, unit_forget_bias=bool(unit_forget_bias),
-                      kernel_regularizer=kernel_regularizer,
-                      recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
-                      dropout=dropout, recurrent_dropout=recurrent_dropout)
+        self._resolve_activations(activation=activation, recurrent_activation=recurrent_activation)
+        self._resolve_kernels(use_bias, kernel_initializer, recurrent_initializer, bias_initializer, kernel_regularizer,
+                              recurrent_regularizer, bias_regularizer, dropout, recurrent_dropout)
+        self.unit_forget_bias = bool(unit_forget_bias)
 
     def step(self, x, states):
         h, c = states

@@ -10,7 +10,6 @@ weights; its states (a readout included) become states of the parent, named
 from __future__ import annotations
 
 from ..errors import RshopConfigError, RshopShapeError
-from ..layers.base import Layer
 from ..replay import replay
 from ..symbolic import Tensor
 from ..types import TensorType
@@ -21,16 +20,18 @@ class ModelCell(Cell):
     """A built RecurrentModel as a cell: ``cell(x, states, constants=None) -> (output, new_states)``."""
 
     def __init__(self, model, name=None):
-        Layer.__init__(self, name or model.name)
         model._require_built()
+        super().__init__(None, model.input_shape[-1] if model.input_shape else None, name or model.name)
         self.model = model
-        self.units = None
-        self.input_dim = model.input_shape[-1] if model.input_shape else None
         g = model.graph
         names = [s.name for s in model.state_specs] + (["readout"] if model.readout_spec else [])
         self.state_names = tuple(f"{self.name}/{n}" for n in names)
         self._state_shapes = [g.nodes[i].type.shape for i in g.states]
         self._initializers = [s.initializer for s in model.state_specs] + (["zeros"] if model.readout_spec else [])
+
+    def _checked_sizes(self, units, input_dim) -> tuple:
+        """No units: the nested model's sizes are its graph's, checked when it was built."""
+        return None, input_dim
 
     def state_shapes(self) -> list:
         return list(self._state_shapes)

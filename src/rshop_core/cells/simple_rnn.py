@@ -17,11 +17,9 @@ class SimpleRNNCell(Cell):
                  bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
                  bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
         super().__init__(units, input_dim, name)
-        self._resolve(activation=activation, use_bias=bool(use_bias), kernel_initializer=kernel_initializer,
-                      recurrent_initializer=recurrent_initializer, bias_initializer=bias_initializer,
-                      kernel_regularizer=kernel_regularizer,
-                      recurrent_regularizer=recurrent_regularizer, bias_regularizer=bias_regularizer,
-                      dropout=dropout, recurrent_dropout=recurrent_dropout)
+        self._resolve_activations(activation=activation)
+        self._resolve_kernels(use_bias, kernel_initializer, recurrent_initializer, bias_initializer, kernel_regularizer,
+                              recurrent_regularizer, bias_regularizer, dropout, recurrent_dropout)
 
     def step(self, x, states):
         (h,) = states
