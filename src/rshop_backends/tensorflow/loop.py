@@ -174,38 +174,43 @@ def _segment(step, names, n_consts, n_states, keep):
     return run
 
 
-def _remat_scan(step, P, xs, states, consts, options, length):
-    """The loop in segments, differentiated segment by segment in reverse (see the module docstring)."""
+def _remat_plan(xs, options, length) -> tuple:
+    """``(n, k, count, lengths)``: the steps, the steps per segment, the segments, and each
+    segment's steps (the last may be shorter); Python ints when T is static, else tensors."""
     steps = static_length(xs, length)
     if steps is not None:
         k = options.remat_segment(steps)
-        count = -(-steps // k)  # segments; the last may be shorter
-        n = steps
+        n, count = steps, -(-steps // k)
     else:
         n = tf.convert_to_tensor(tf.shape(xs[0])[1] if length is None else length, dtype=tf.int32)
         k = _ceil_sqrt(n) if options.remat is True else tf.constant(int(options.remat), tf.int32)
         count = (n + k - 1) // k
-    lengths = tf.minimum(k, n - tf.range(count) * k)  # steps of each segment
-    keep, n_states = options.return_sequences, len(states)
-    seqs = [_swap_batch_time(x) for x in xs]
-    if options.go_backwards:
-        seqs = [tf.reverse(s, [0]) for s in seqs]  # processed forward: outputs in processing order
-    names = list(P)
-    fixed = [tf.convert_to_tensor(P[q]) for q in names] + list(consts)  # explicit: gradients reach them
-    n_fixed, n_seqs = len(fixed), len(seqs)
-    run = _segment(step, names, len(consts), n_states, keep)
+    return n, k, count, tf.minimum(k, n - tf.range(count) * k)
 
-    def cut(out):
-        return list(out[:len(out) - n_states]), list(out[len(out) - n_states:])
 
-    @tf.custom_gradient
-    def loop(*args):
-        # From stopped arguments: an eager tape records nothing in here (the gradient is `grad`).
-        args = [tf.stop_gradient(a) for a in args]
-        fixed, states, seqs = args[:n_fixed], args[n_fixed:len(args) - n_seqs], args[len(args) - n_seqs:]
+class _RematLoop:
+    """The segments of one remat call: :meth:`forward` keeps each segment's start states,
+    :meth:`backward` recomputes the segments in reverse and pulls the gradient through each.
+
+    Arguments are flat lists: ``fixed`` (parameter values, then constants), ``states`` and
+    ``seqs`` (time-major, in processing order)."""
+
+    def __init__(self, step, names, n_consts, n_states, keep, count, lengths):
+        self.run = _segment(step, names, n_consts, n_states, keep)
+        self.n_states, self.keep, self.count, self.lengths = n_states, keep, count, lengths
+
+    def cut(self, out) -> tuple:
+        """A segment's flat result as ``(outputs, states)``."""
+        return list(out[:len(out) - self.n_states]), list(out[len(out) - self.n_states:])
+
+    def forward(self, fixed, states, seqs) -> tuple:
+        """``(outputs, final states, starts, pieces)``: outputs (T, batch, ...) with ``keep``, else the
+        last step's; ``starts`` each state at each segment's start (count, batch, ...); ``pieces`` the
+        sequences cut in segments (the backward pass reads them again)."""
+        count, lengths, keep = self.count, self.lengths, self.keep
         pieces = _segments(seqs, count, lengths)
         starts = [tf.TensorArray(s.dtype, size=count, element_shape=s.shape).write(0, s) for s in states]
-        ys, states = cut(run(lengths[0], *fixed, *states, *[ta.read(0) for ta in pieces]))  # peeled: shapes
+        ys, states = self.cut(self.run(lengths[0], *fixed, *states, *[ta.read(0) for ta in pieces]))  # peeled
         outs = []
         if keep:  # stacked per segment, of different lengths: collected, not carried
             outs = [tf.TensorArray(y.dtype, size=count, infer_shape=False, element_shape=_any_length(y.shape))
@@ -214,7 +219,7 @@ def _remat_scan(step, P, xs, states, consts, options, length):
 
         def body(i, ys, states, starts, outs):
             starts = [ta.write(i, s) for ta, s in zip(starts, states, strict=True)]
-            new, states = cut(run(lengths[i], *fixed, *states, *[ta.read(i) for ta in pieces]))
+            new, states = self.cut(self.run(lengths[i], *fixed, *states, *[ta.read(i) for ta in pieces]))
             if keep:
                 return i + 1, ys, states, starts, [ta.write(i, y) for ta, y in zip(outs, new, strict=True)]
             return i + 1, new, states, starts, outs
@@ -223,53 +228,82 @@ def _remat_scan(step, P, xs, states, consts, options, length):
             lambda i, *_: i < count, body, (tf.constant(1), ys, states, starts, outs), maximum_iterations=count - 1)
         if keep:
             ys = [ta.concat() for ta in outs]  # (T, batch, ...)
-        starts = [ta.stack() for ta in starts]  # (count, batch, ...): all the backward pass keeps
+        return ys, states, [ta.stack() for ta in starts], pieces  # starts: all the backward pass keeps
+
+    def _segment_grad(self, i, fixed, starts, pieces, grad_fixed, grad_seqs, d_new, d_states) -> list:
+        """Recompute segment ``i`` from its start under a tape; the gradients of the watched
+        ``fixed[grad_fixed]``, start states and ``seqs[grad_seqs]`` given those of its end."""
+        start = [s[i] for s in starts]
+        seg = [ta.read(i) for ta in pieces]
+        watched = [fixed[j] for j in grad_fixed] + start + [seg[j] for j in grad_seqs]
+        with tf.GradientTape() as tape:
+            tape.watch(watched)
+            new_ys, new_states = self.cut(self.run(self.lengths[i], *fixed, *start, *seg))
+        return tape.gradient(new_ys + new_states, watched, output_gradients=d_new + list(d_states),
+                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+
+    def backward(self, fixed, seqs, pieces, starts, d_ys, d_final) -> list:
+        """The gradients of ``[*fixed, *states, *seqs]`` (None for non-float ones) given those of
+        the outputs ``d_ys`` and final states ``d_final``."""
+        count, lengths, keep = self.count, self.lengths, self.keep
+        d_pieces = _segments(d_ys, count, lengths) if keep else []
+        grad_fixed = [j for j, a in enumerate(fixed) if a.dtype.is_floating]
+        grad_seqs = [j for j, a in enumerate(seqs) if a.dtype.is_floating]
+        d_seqs = [tf.TensorArray(seqs[j].dtype, size=count, infer_shape=False,
+                                 element_shape=_any_length(seqs[j].shape)) for j in grad_seqs]
+
+        def back(i, d_states, d_fixed, d_seqs):
+            if keep:
+                d_new = [ta.read(i) for ta in d_pieces]
+            else:  # only the last segment's output is the result
+                last = tf.cast(tf.equal(i, count - 1), d_ys[0].dtype) if d_ys else None
+                d_new = [d * tf.cast(last, d.dtype) for d in d_ys]
+            g = self._segment_grad(i, fixed, starts, pieces, grad_fixed, grad_seqs, d_new, d_states)
+            a, b = len(grad_fixed), len(grad_fixed) + self.n_states
+            d_fixed = [acc + gi for acc, gi in zip(d_fixed, g[:a], strict=True)]
+            d_seqs = [ta.write(i, gi) for ta, gi in zip(d_seqs, g[b:], strict=True)]
+            return i - 1, g[a:b], d_fixed, d_seqs
+
+        # One segment at a time (parallel_iterations=1): a segment's recomputed steps are
+        # all that lives at once, besides what the forward pass kept.
+        _, d_states, d_fixed, d_seqs = tf.while_loop(
+            lambda i, *_: i >= 0, back, (count - 1, d_final, [tf.zeros_like(fixed[j]) for j in grad_fixed], d_seqs),
+            maximum_iterations=count, parallel_iterations=1)
+        full_fixed, full_seqs = [None] * len(fixed), [None] * len(seqs)
+        for j, d in zip(grad_fixed, d_fixed, strict=True):
+            full_fixed[j] = d
+        for j, ta in zip(grad_seqs, d_seqs, strict=True):
+            full_seqs[j] = ta.concat()
+        return [*full_fixed, *d_states, *full_seqs]
+
+
+def _remat_scan(step, P, xs, states, consts, options, length):
+    """The loop in segments, differentiated segment by segment in reverse (see the module docstring)."""
+    _, _, count, lengths = _remat_plan(xs, options, length)
+    keep, n_states = options.return_sequences, len(states)
+    seqs = [_swap_batch_time(x) for x in xs]
+    if options.go_backwards:
+        seqs = [tf.reverse(s, [0]) for s in seqs]  # processed forward: outputs in processing order
+    names = list(P)
+    fixed = [tf.convert_to_tensor(P[q]) for q in names] + list(consts)  # explicit: gradients reach them
+    n_fixed, n_seqs = len(fixed), len(seqs)
+    remat = _RematLoop(step, names, len(consts), n_states, keep, count, lengths)
+
+    @tf.custom_gradient
+    def loop(*args):
+        # From stopped arguments: an eager tape records nothing in here (the gradient is `grad`).
+        args = [tf.stop_gradient(a) for a in args]
+        fixed, states, seqs = args[:n_fixed], args[n_fixed:len(args) - n_seqs], args[len(args) - n_seqs:]
+        ys, states, starts, pieces = remat.forward(fixed, states, seqs)
         result = [*ys, *states]
 
         def grad(*d_result):
             d_result = [tf.zeros_like(r) if d is None else d for d, r in zip(d_result, result, strict=True)]
-            d_ys, d_final = d_result[:len(ys)], d_result[len(ys):]
-            d_pieces = _segments(d_ys, count, lengths) if keep else []
-            grad_fixed = [j for j, a in enumerate(fixed) if a.dtype.is_floating]
-            grad_seqs = [j for j, a in enumerate(seqs) if a.dtype.is_floating]
-            d_seqs = [tf.TensorArray(seqs[j].dtype, size=count, infer_shape=False,
-                                     element_shape=_any_length(seqs[j].shape)) for j in grad_seqs]
-
-            def back(i, d_states, d_fixed, d_seqs):
-                start = [s[i] for s in starts]
-                seg = [ta.read(i) for ta in pieces]
-                watched = [fixed[j] for j in grad_fixed] + start + [seg[j] for j in grad_seqs]
-                with tf.GradientTape() as tape:
-                    tape.watch(watched)
-                    new_ys, new_states = cut(run(lengths[i], *fixed, *start, *seg))
-                if keep:
-                    d_new = [ta.read(i) for ta in d_pieces]
-                else:  # only the last segment's output is the result
-                    last = tf.cast(tf.equal(i, count - 1), d_ys[0].dtype) if d_ys else None
-                    d_new = [d * tf.cast(last, d.dtype) for d in d_ys]
-                g = tape.gradient(new_ys + new_states, watched, output_gradients=d_new + list(d_states),
-                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
-                a, b = len(grad_fixed), len(grad_fixed) + n_states
-                d_fixed = [acc + gi for acc, gi in zip(d_fixed, g[:a], strict=True)]
-                d_seqs = [ta.write(i, gi) for ta, gi in zip(d_seqs, g[b:], strict=True)]
-                return i - 1, g[a:b], d_fixed, d_seqs
-
-            # One segment at a time (parallel_iterations=1): a segment's recomputed steps are
-            # all that lives at once, besides what the forward pass kept.
-            _, d_states, d_fixed, d_seqs = tf.while_loop(
-                lambda i, *_: i >= 0, back, (count - 1, d_final, [tf.zeros_like(fixed[j]) for j in grad_fixed],
-                                             d_seqs),
-                maximum_iterations=count, parallel_iterations=1)
-            full_fixed, full_seqs = [None] * n_fixed, [None] * n_seqs
-            for j, d in zip(grad_fixed, d_fixed, strict=True):
-                full_fixed[j] = d
-            for j, ta in zip(grad_seqs, d_seqs, strict=True):
-                full_seqs[j] = ta.concat()
-            return [*full_fixed, *d_states, *full_seqs]
+            return remat.backward(fixed, seqs, pieces, starts, d_result[:len(ys)], d_result[len(ys):])
 
         return result, grad
 
-    ys, states = cut(loop(*fixed, *states, *seqs))
+    ys, states = remat.cut(loop(*fixed, *states, *seqs))
     if keep:
         ys = [_swap_batch_time(y) for y in ys]
     return list(ys), list(states)
