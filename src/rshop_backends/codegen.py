@@ -132,52 +132,75 @@ def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, 
     ns = dict(namespace)
     table = {**COMMON, **emitters}
     fused, absorbed = _fusions(graph, fusions or {})
-    names: dict = {}
+    pieces = _split_groups(graph)
+    names: dict = {}  # node id -> the Python name holding its value
     body = []
-    pieces: dict = {}  # (input, sizes, axis) -> {index: node id}: the splits of one value
     for node in graph.nodes:
-        if node.op == "split":
-            key = (node.inputs[0], tuple(node.attrs["sizes"]), node.attrs["axis"])
-            pieces.setdefault(key, {})[node.attrs["index"]] = node.id
-    for node in graph.nodes:
-        v = f"v{node.id}"
         if node.op == "input":
             role, i = node.attrs["role"], node.attrs["index"]
             names[node.id] = {"x": f"x{i}", "state": f"s{i}", "constant": f"k{i}"}[role]
             continue
         if node.id in names:  # a split piece already unpacked with its siblings
             continue
-        names[node.id] = v
+        names[node.id] = f"v{node.id}"
         if node.op == "split":
-            group = pieces[(node.inputs[0], tuple(node.attrs["sizes"]), node.attrs["axis"])]
-            for i in group.values():
-                names[i] = f"v{i}"
+            group = pieces[_split_key(node)]
+            names.update({i: f"v{i}" for i in group.values()})
             targets = ", ".join(f"v{group[i]}" if i in group else "_" for i in range(len(node.attrs["sizes"])))
             t = [graph.nodes[node.inputs[0]].type]
             body.append(f"{targets}, = {table['split'](node, [names[node.inputs[0]]], t)}")
+        elif node.id in absorbed:  # emitted inside the fused op of its only reader
             continue
-        if node.id in absorbed:  # emitted inside the fused op of its only reader
-            continue
-        if node.id in fused:
-            template, other, inner = fused[node.id]
-            a, b = (names[i] for i in inner)
-            body.append(f"{v} = {template.format(o=names[other], a=a, b=b)}")
-        elif node.op == "param":
-            body.append(f"{v} = P[{node.attrs['name']!r}]")
         elif node.op == "constant":
-            value = np.asarray(node.attrs["value"], dtype=node.attrs["dtype"])
-            if value.dtype.kind == "f":
-                value = value.astype(dtype)
-            ns[f"_c{node.id}"] = make_constant(value)
+            ns[f"_c{node.id}"] = make_constant(_constant_value(node, dtype))
             names[node.id] = f"_c{node.id}"
         else:
-            emit = table.get(node.op)
-            if emit is None:
-                raise RshopNotImplementedError(
-                    f"engine {engine!r}: expected an implementation of op {node.op!r} (node %{node.id} "
-                    f"{node.name!r}), received none. Report it, or use another engine.")
-            args = [names[i] for i in node.inputs]
-            body.append(f"{v} = {emit(node, args, [graph.nodes[i].type for i in node.inputs])}")
+            body.append(f"v{node.id} = {_expression(graph, node, names, table, fused, engine)}")
+    src = _source(graph, names, body)
+    exec(compile(src, f"<rshop step {engine}>", "exec"), ns)  # our own generated source, never text from a file
+    fn = ns["step"]
+    fn.__rshop_source__ = src
+    return fn
+
+
+def _split_key(node) -> tuple:
+    return node.inputs[0], tuple(node.attrs["sizes"]), node.attrs["axis"]
+
+
+def _split_groups(graph) -> dict:
+    """``(input, sizes, axis) -> {index: node id}``: the split nodes that cut one value the same way,
+    unpacked by one statement."""
+    pieces: dict = {}
+    for node in graph.nodes:
+        if node.op == "split":
+            pieces.setdefault(_split_key(node), {})[node.attrs["index"]] = node.id
+    return pieces
+
+
+def _constant_value(node, dtype):
+    """A constant node's value as numpy, floats in the computing ``dtype``."""
+    value = np.asarray(node.attrs["value"], dtype=node.attrs["dtype"])
+    return value.astype(dtype) if value.dtype.kind == "f" else value
+
+
+def _expression(graph, node, names, table, fused, engine) -> str:
+    """The Python expression of one node (not an input, split or constant)."""
+    if node.id in fused:
+        template, other, inner = fused[node.id]
+        a, b = (names[i] for i in inner)
+        return template.format(o=names[other], a=a, b=b)
+    if node.op == "param":
+        return f"P[{node.attrs['name']!r}]"
+    emit = table.get(node.op)
+    if emit is None:
+        raise RshopNotImplementedError(
+            f"engine {engine!r}: expected an implementation of op {node.op!r} (node %{node.id} "
+            f"{node.name!r}), received none. Report it, or use another engine.")
+    return emit(node, [names[i] for i in node.inputs], [graph.nodes[i].type for i in node.inputs])
+
+
+def _source(graph, names, body) -> str:
+    """The step function's source: ``def step(P, x0, ..., states, consts)`` around ``body``."""
     ns_states = ", ".join(f"s{i}" for i in range(len(graph.states)))
     ns_consts = ", ".join(f"k{i}" for i in range(len(graph.constants)))
     xs = "".join(f"x{i}, " for i in range(len(graph.x)))  # one slice per scanned sequence
@@ -188,12 +211,7 @@ def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, 
         head.append(f"    {ns_consts}, = consts")
     outs = "".join(f"{names[i]}, " for i in graph.outputs)
     news = "".join(f"{names[i]}, " for i in graph.final_states)
-    src = "\n".join(head + [f"    {line}" for line in body] + [f"    return ({outs}), ({news})"]) + "\n"
-    code = compile(src, f"<rshop step {engine}>", "exec")
-    exec(code, ns)  # our own generated source, never text from a file
-    fn = ns["step"]
-    fn.__rshop_source__ = src
-    return fn
+    return "\n".join(head + [f"    {line}" for line in body] + [f"    return ({outs}), ({news})"]) + "\n"
 
 
 def operations(source: str) -> int:
