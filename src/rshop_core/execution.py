@@ -21,9 +21,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import functional as F
-from .graph import StepGraph, trace
+from .graph import StepGraph
 from .replay import replay
 from .symbolic import Input
+from .tracing import trace
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,13 @@ import numpy as np
 from . import initializers
 from .dtypes import check_float_dtype
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
-from .graph import StepGraph, trace
+from .graph import StepGraph
 from .keywords import checked_init
 from .limits import check_name, check_param_count, check_states
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
+from .tracing import trace
 from .types import TensorType
 
 __all__ = ["RecurrentModel", "learned_state_param"]

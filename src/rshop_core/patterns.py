@@ -117,8 +117,8 @@ def _template(kind: str, input_dim: int, units: int, bias: bool, reset_after: bo
     has both dropouts (rate 0.5: any rate matches, and so does none)."""
     from . import functional as F
     from .cells import GRUCell, LSTMCell, SimpleRNNCell
-    from .graph import trace
     from .symbolic import Input
+    from .tracing import trace
 
     opts = {"use_bias": bias, "dropout": 0.5, "recurrent_dropout": 0.5, "name": "t"}
     if kind == "lstm":

@@ -3,7 +3,7 @@
 A :class:`Tensor` is a node under construction: an op, its input tensors, JSON
 attributes and a static :class:`~rshop_core.types.TensorType`. Every application
 is type-checked at once, so a shape error surfaces on the line that caused it.
-:func:`rshop_core.graph.trace` later turns the tensors reachable from a model's
+:func:`rshop_core.tracing.trace` later turns the tensors reachable from a model's
 outputs into a topologically ordered SSA graph.
 """
 

@@ -8,8 +8,8 @@ elimination comes free with every rebuild).
 
 from __future__ import annotations
 
-from ..graph import trace
 from ..symbolic import Tensor
+from ..tracing import trace
 
 
 def input_like(node, name=None) -> Tensor:
