@@ -244,7 +244,7 @@ class RecurrentModel:
     @classmethod
     def from_keras(cls, step_model, **kwargs) -> RecurrentModel:
         """A RecurrentModel from a Keras functional model of one step (see docs/keras.md)."""
-        from rshop_backends.keras.importer import from_keras_step
+        from .convert.keras_step import from_keras_step
 
         return from_keras_step(step_model, **kwargs)
 
