@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from rshop_core.errors import RshopNotImplementedError
+from rshop_core.ops import Op
 
 
 def index(arg: str, axis: int, start: int, stop: int) -> str:
@@ -46,20 +47,20 @@ def split_cuts(node) -> list:
 
 # Ops spelled the same on every engine: Python operators and basic indexing.
 COMMON = {
-    "add": lambda n, a, t: f"({a[0]} + {a[1]})",
-    "subtract": lambda n, a, t: f"({a[0]} - {a[1]})",
-    "multiply": lambda n, a, t: f"({a[0]} * {a[1]})",
-    "divide": lambda n, a, t: f"({a[0]} / {a[1]})",
-    "negative": lambda n, a, t: f"(-{a[0]})",
-    "square": lambda n, a, t: f"({a[0]} * {a[0]})",
-    "greater": lambda n, a, t: f"({a[0]} > {a[1]})",
-    "greater_equal": lambda n, a, t: f"({a[0]} >= {a[1]})",
-    "less": lambda n, a, t: f"({a[0]} < {a[1]})",
-    "less_equal": lambda n, a, t: f"({a[0]} <= {a[1]})",
-    "equal": lambda n, a, t: f"({a[0]} == {a[1]})",
-    "matmul": lambda n, a, t: f"({a[0]} @ {a[1]})",
-    "split": _split_all,
-    "slice": lambda n, a, t: index(a[0], n.attrs["axis"], n.attrs["begin"], n.attrs["end"]),
+    Op.ADD: lambda n, a, t: f"({a[0]} + {a[1]})",
+    Op.SUBTRACT: lambda n, a, t: f"({a[0]} - {a[1]})",
+    Op.MULTIPLY: lambda n, a, t: f"({a[0]} * {a[1]})",
+    Op.DIVIDE: lambda n, a, t: f"({a[0]} / {a[1]})",
+    Op.NEGATIVE: lambda n, a, t: f"(-{a[0]})",
+    Op.SQUARE: lambda n, a, t: f"({a[0]} * {a[0]})",
+    Op.GREATER: lambda n, a, t: f"({a[0]} > {a[1]})",
+    Op.GREATER_EQUAL: lambda n, a, t: f"({a[0]} >= {a[1]})",
+    Op.LESS: lambda n, a, t: f"({a[0]} < {a[1]})",
+    Op.LESS_EQUAL: lambda n, a, t: f"({a[0]} <= {a[1]})",
+    Op.EQUAL: lambda n, a, t: f"({a[0]} == {a[1]})",
+    Op.MATMUL: lambda n, a, t: f"({a[0]} @ {a[1]})",
+    Op.SPLIT: _split_all,
+    Op.SLICE: lambda n, a, t: index(a[0], n.attrs["axis"], n.attrs["begin"], n.attrs["end"]),
 }
 
 
@@ -136,22 +137,22 @@ def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, 
     names: dict = {}  # node id -> the Python name holding its value
     body = []
     for node in graph.nodes:
-        if node.op == "input":
+        if node.op == Op.INPUT:
             role, i = node.attrs["role"], node.attrs["index"]
             names[node.id] = {"x": f"x{i}", "state": f"s{i}", "constant": f"k{i}"}[role]
             continue
         if node.id in names:  # a split piece already unpacked with its siblings
             continue
         names[node.id] = f"v{node.id}"
-        if node.op == "split":
+        if node.op == Op.SPLIT:
             group = pieces[_split_key(node)]
             names.update({i: f"v{i}" for i in group.values()})
             targets = ", ".join(f"v{group[i]}" if i in group else "_" for i in range(len(node.attrs["sizes"])))
             t = [graph.nodes[node.inputs[0]].type]
-            body.append(f"{targets}, = {table['split'](node, [names[node.inputs[0]]], t)}")
+            body.append(f"{targets}, = {table[Op.SPLIT](node, [names[node.inputs[0]]], t)}")
         elif node.id in absorbed:  # emitted inside the fused op of its only reader
             continue
-        elif node.op == "constant":
+        elif node.op == Op.CONSTANT:
             ns[f"_c{node.id}"] = make_constant(_constant_value(node, dtype))
             names[node.id] = f"_c{node.id}"
         else:
@@ -172,7 +173,7 @@ def _split_groups(graph) -> dict:
     unpacked by one statement."""
     pieces: dict = {}
     for node in graph.nodes:
-        if node.op == "split":
+        if node.op == Op.SPLIT:
             pieces.setdefault(_split_key(node), {})[node.attrs["index"]] = node.id
     return pieces
 
@@ -189,7 +190,7 @@ def _expression(graph, node, names, table, fused, engine) -> str:
         template, other, inner = fused[node.id]
         a, b = (names[i] for i in inner)
         return template.format(o=names[other], a=a, b=b)
-    if node.op == "param":
+    if node.op == Op.PARAM:
         return f"P[{node.attrs['name']!r}]"
     emit = table.get(node.op)
     if emit is None:

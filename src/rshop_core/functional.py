@@ -11,7 +11,7 @@ axes are per example (the batch axis is implicit and never counted)::
 
 from __future__ import annotations
 
-from .ops import COMPARE, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY
+from .ops import COMPARE, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op
 from .symbolic import Tensor, apply, as_tensor
 
 __all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
@@ -59,20 +59,20 @@ def constant(value, dtype="float32"):
 
 def matmul(a, w, name=None):
     """``a @ w`` with ``w`` an unbatched 2-D matrix: (batch, ..., k) x (k, n) -> (batch, ..., n)."""
-    return apply("matmul", [a, w], name=name)
+    return apply(Op.MATMUL, [a, w], name=name)
 
 
 def einsum(equation, *operands, name=None):
     """``einsum`` over per-example subscripts (no ``...``); batched operands share the batch."""
-    return apply("einsum", list(operands), {"equation": equation}, name=name)
+    return apply(Op.EINSUM, list(operands), {"equation": equation}, name=name)
 
 
 def softmax(x, axis=-1, name=None):
-    return apply("softmax", [x], {"axis": axis}, name=name)
+    return apply(Op.SOFTMAX, [x], {"axis": axis}, name=name)
 
 
 def concat(values, axis=-1, name=None):
-    return apply("concat", list(values), {"axis": axis}, name=name)
+    return apply(Op.CONCAT, list(values), {"axis": axis}, name=name)
 
 
 def split(x, sizes, axis=-1, name=None):
@@ -85,41 +85,41 @@ def split(x, sizes, axis=-1, name=None):
                 f"node {name or 'split'!r} (op split): expected an axis divisible into {sizes} "
                 f"equal pieces, received {x.type.describe()} (axis {axis}).")
         sizes = [n // sizes] * sizes
-    return [apply("split", [x], {"sizes": list(sizes), "axis": axis, "index": i}, name=name)
+    return [apply(Op.SPLIT, [x], {"sizes": list(sizes), "axis": axis, "index": i}, name=name)
             for i in range(len(sizes))]
 
 
 def slice(x, begin, end, axis=-1, name=None):  # shadows the builtin: mirrors the op name
-    return apply("slice", [x], {"axis": axis, "begin": begin, "end": end}, name=name)
+    return apply(Op.SLICE, [x], {"axis": axis, "begin": begin, "end": end}, name=name)
 
 
 def reshape(x, shape, name=None):
     """Reshape per example; the batch axis is kept."""
-    return apply("reshape", [x], {"shape": list(shape)}, name=name)
+    return apply(Op.RESHAPE, [x], {"shape": list(shape)}, name=name)
 
 
 def transpose(x, perm, name=None):
-    return apply("transpose", [x], {"perm": list(perm)}, name=name)
+    return apply(Op.TRANSPOSE, [x], {"perm": list(perm)}, name=name)
 
 
 def sum(x, axes=None, keepdims=False, name=None):
     """Sum over per-example ``axes`` (all of them when None; never the batch)."""
-    return apply("sum", [x], {"axes": axes, "keepdims": keepdims}, name=name)
+    return apply(Op.SUM, [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 
 def mean(x, axes=None, keepdims=False, name=None):
-    return apply("mean", [x], {"axes": axes, "keepdims": keepdims}, name=name)
+    return apply(Op.MEAN, [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 
 def max(x, axes=None, keepdims=False, name=None):
-    return apply("max", [x], {"axes": axes, "keepdims": keepdims}, name=name)
+    return apply(Op.MAX, [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 
 def dropout(x, rate, name=None):
     """Variational dropout: in training, ``x`` times one mask per sequence (scaled by 1/(1-rate))."""
-    return apply("dropout", [x], {"rate": rate}, name=name)
+    return apply(Op.DROPOUT, [x], {"rate": rate}, name=name)
 
 
 def where(cond, a, b, name=None):
     a = as_tensor(a, b if isinstance(b, Tensor) else None)
-    return apply("where", [cond, a, as_tensor(b, a)], name=name)
+    return apply(Op.WHERE, [cond, a, as_tensor(b, a)], name=name)

@@ -8,12 +8,13 @@ import numpy as np
 
 from . import initializers
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
-from .graph import StepGraph, trace
+from .graph import StepGraph
 from .keywords import checked_init
 from .limits import check_name, check_param_count, check_states
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
+from .tracing import trace
 from .types import TensorType
 from .weights import check_weights
 
@@ -277,7 +278,7 @@ class RecurrentModel:
     @classmethod
     def from_keras(cls, step_model, **kwargs) -> RecurrentModel:
         """A RecurrentModel from a Keras functional model of one step (see docs/keras.md)."""
-        from rshop_backends.keras.importer import from_keras_step
+        from .convert.keras_step import from_keras_step
 
         return from_keras_step(step_model, **kwargs)
 

@@ -52,16 +52,71 @@ from dataclasses import dataclass
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import TensorType, dims_compatible
 
-__all__ = ["OpDef", "OPS", "infer_type", "ELEMENTWISE_BINARY", "ELEMENTWISE_UNARY", "COMPARE"]
+__all__ = ["Op", "OpDef", "OPS", "infer_type", "op_names", "ELEMENTWISE_BINARY", "ELEMENTWISE_UNARY", "COMPARE",
+           "REDUCE", "LEAVES"]
 
-ELEMENTWISE_BINARY = ("add", "subtract", "multiply", "divide", "maximum", "minimum")
+
+class Op:
+    """The name of every op of the closed set, one constant each (``Op.MATMUL == "matmul"``).
+
+    Plain strings, because that is what a node's ``op`` and the JSON format hold; code names an op
+    through these constants so that a renamed or removed op fails at import, not at run time."""
+
+    INPUT = "input"
+    PARAM = "param"
+    CONSTANT = "constant"
+    MATMUL = "matmul"
+    EINSUM = "einsum"
+    ADD = "add"
+    SUBTRACT = "subtract"
+    MULTIPLY = "multiply"
+    DIVIDE = "divide"
+    MAXIMUM = "maximum"
+    MINIMUM = "minimum"
+    NEGATIVE = "negative"
+    ABS = "abs"
+    SQUARE = "square"
+    SQRT = "sqrt"
+    EXP = "exp"
+    LOG = "log"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    HARD_SIGMOID = "hard_sigmoid"
+    RELU = "relu"
+    SOFTPLUS = "softplus"
+    SOFTSIGN = "softsign"
+    ELU = "elu"
+    SOFTMAX = "softmax"
+    CONCAT = "concat"
+    SPLIT = "split"
+    SLICE = "slice"
+    RESHAPE = "reshape"
+    TRANSPOSE = "transpose"
+    SUM = "sum"
+    MEAN = "mean"
+    MAX = "max"
+    GREATER = "greater"
+    GREATER_EQUAL = "greater_equal"
+    LESS = "less"
+    LESS_EQUAL = "less_equal"
+    EQUAL = "equal"
+    WHERE = "where"
+    DROPOUT = "dropout"
+
+
+def op_names() -> tuple:
+    """Every op name of :class:`Op`, in the order it declares them."""
+    return tuple(v for k, v in vars(Op).items() if k.isupper())
+
+
+ELEMENTWISE_BINARY = (Op.ADD, Op.SUBTRACT, Op.MULTIPLY, Op.DIVIDE, Op.MAXIMUM, Op.MINIMUM)
 ELEMENTWISE_UNARY = (
-    "negative", "abs", "square", "sqrt", "exp", "log", "tanh", "sigmoid",
-    "hard_sigmoid", "relu", "softplus", "softsign", "elu",
+    Op.NEGATIVE, Op.ABS, Op.SQUARE, Op.SQRT, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID,
+    Op.HARD_SIGMOID, Op.RELU, Op.SOFTPLUS, Op.SOFTSIGN, Op.ELU,
 )
-COMPARE = ("greater", "greater_equal", "less", "less_equal", "equal")
-REDUCE = ("sum", "mean", "max")
-LEAVES = ("input", "param", "constant")
+COMPARE = (Op.GREATER, Op.GREATER_EQUAL, Op.LESS, Op.LESS_EQUAL, Op.EQUAL)
+REDUCE = (Op.SUM, Op.MEAN, Op.MAX)
+LEAVES = (Op.INPUT, Op.PARAM, Op.CONSTANT)  # typed where they are created; no inputs
 
 
 @dataclass(frozen=True)
@@ -323,16 +378,16 @@ for _n in ELEMENTWISE_UNARY:
 for _n in REDUCE:
     OPS[_n] = OpDef(_n, (1, 1), _reduce)
 OPS.update({
-    "softmax": OpDef("softmax", (1, 1), _softmax),
-    "matmul": OpDef("matmul", (2, 2), _matmul),
-    "einsum": OpDef("einsum", (1, None), _einsum),
-    "concat": OpDef("concat", (1, None), _concat),
-    "split": OpDef("split", (1, 1), _split),
-    "slice": OpDef("slice", (1, 1), _slice),
-    "reshape": OpDef("reshape", (1, 1), _reshape),
-    "transpose": OpDef("transpose", (1, 1), _transpose),
-    "where": OpDef("where", (3, 3), _where),
-    "dropout": OpDef("dropout", (1, 1), _dropout),
+    Op.SOFTMAX: OpDef(Op.SOFTMAX, (1, 1), _softmax),
+    Op.MATMUL: OpDef(Op.MATMUL, (2, 2), _matmul),
+    Op.EINSUM: OpDef(Op.EINSUM, (1, None), _einsum),
+    Op.CONCAT: OpDef(Op.CONCAT, (1, None), _concat),
+    Op.SPLIT: OpDef(Op.SPLIT, (1, 1), _split),
+    Op.SLICE: OpDef(Op.SLICE, (1, 1), _slice),
+    Op.RESHAPE: OpDef(Op.RESHAPE, (1, 1), _reshape),
+    Op.TRANSPOSE: OpDef(Op.TRANSPOSE, (1, 1), _transpose),
+    Op.WHERE: OpDef(Op.WHERE, (3, 3), _where),
+    Op.DROPOUT: OpDef(Op.DROPOUT, (1, 1), _dropout),
 })
 
 

@@ -33,7 +33,9 @@ import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
-COMMUTATIVE = ("add", "multiply", "maximum", "minimum")
+from .ops import LEAVES, Op
+
+COMMUTATIVE = (Op.ADD, Op.MULTIPLY, Op.MAXIMUM, Op.MINIMUM)
 KINDS = ("lstm", "gru", "rnn")
 N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
 VARIANTS = {"lstm": ((True, True), (False, True)),  # (use_bias, reset_after), in the order tried
@@ -117,8 +119,8 @@ def _template(kind: str, input_dim: int, units: int, bias: bool, reset_after: bo
     has both dropouts (rate 0.5: any rate matches, and so does none)."""
     from . import functional as F
     from .cells import GRUCell, LSTMCell, SimpleRNNCell
-    from .graph import trace
     from .symbolic import Input
+    from .tracing import trace
 
     opts = {"use_bias": bias, "dropout": 0.5, "recurrent_dropout": 0.5, "name": "t"}
     if kind == "lstm":
@@ -165,9 +167,9 @@ class _Matcher:
         tn, gn = self.t.nodes[ti], self.g.nodes[gi]
         if tn.op != gn.op or tn.type != gn.type or len(tn.inputs) != len(gn.inputs):
             return False
-        if tn.op == "input":
+        if tn.op == Op.INPUT:
             return False  # inputs were bound up front; any other is not the template's
-        if tn.op != "param" and tn.attrs != gn.attrs:
+        if tn.op != Op.PARAM and tn.attrs != gn.attrs:
             return False
         if tn.op in COMMUTATIVE:
             saved = self._save()
@@ -187,7 +189,7 @@ class _Matcher:
         slot, tn, gn = self.slots[ti], self.t.nodes[ti], self.g.nodes[gi]
         was = self.chosen.get(slot)
         if slot.endswith("dropout"):
-            value = float(gn.attrs["rate"]) if gn.op == "dropout" else None
+            value = float(gn.attrs["rate"]) if gn.op == Op.DROPOUT else None
             absent = 0.0
         else:
             value = _activation_ops().get((gn.op, json.dumps(gn.attrs, sort_keys=True)))
@@ -234,8 +236,8 @@ def _match_cell(g, kind, x_at, first_state):
         m = _Matcher(t, slots, g, x_at, state_ids)
         if all(m.same(a, b) for a, b in zip(t.final_states, finals)):
             params = {t.nodes[ti].attrs["name"].split("/", 1)[1]: g.nodes[gi].attrs["name"]
-                      for ti, gi in m.bind.items() if t.nodes[ti].op == "param"}
-            covered = {gi for ti, gi in m.bind.items() if t.nodes[ti].op not in ("input", "param", "constant")}
+                      for ti, gi in m.bind.items() if t.nodes[ti].op == Op.PARAM}
+            covered = {gi for ti, gi in m.bind.items() if t.nodes[ti].op not in LEAVES}
             out = m.resolve(t.outputs[0])
             options = {k: m.chosen[k] for k in SLOTS if k in m.chosen}
             if kind == "gru":
@@ -272,7 +274,7 @@ def match_stack(g):
         return None, "the step has no states"
     if g.outputs[0] != x_at:
         return None, "the step's output is not the last cell's new hidden state"
-    busy = {n.id for n in g.nodes if n.op not in ("input", "param", "constant")}
+    busy = {n.id for n in g.nodes if n.op not in LEAVES}
     if busy - covered:
         return None, f"the step computes {len(busy - covered)} value(s) beyond the standard cells"
     return StackMatch(tuple(layers)), ""

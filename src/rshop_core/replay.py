@@ -7,6 +7,7 @@ traced and verified like any user graph.
 
 from __future__ import annotations
 
+from .ops import Op
 from .symbolic import Tensor, apply
 from .types import TensorType
 
@@ -14,7 +15,7 @@ from .types import TensorType
 def param_tensor(spec, qualified: str | None = None) -> Tensor:
     """A symbolic parameter already carrying its qualified name (``spec`` a ParamSpec)."""
     name = qualified or spec.name
-    return Tensor("param", (), {}, TensorType(spec.shape, spec.dtype, False), name,
+    return Tensor(Op.PARAM, (), {}, TensorType(spec.shape, spec.dtype, False), name,
                   param=(None, name, {"shape": spec.shape, "dtype": spec.dtype,
                                       "initializer": spec.initializer, "trainable": spec.trainable,
                                       "regularizer": spec.regularizer}))
@@ -29,7 +30,7 @@ def replay(graph, inputs: dict, rewrite=None, rename=None) -> dict:
     """
     out: dict = {}
     for n in graph.nodes:
-        if n.op == "input":
+        if n.op == Op.INPUT:
             out[n.id] = inputs[n.id]
             continue
         args = [out[i] for i in n.inputs]
@@ -40,9 +41,9 @@ def replay(graph, inputs: dict, rewrite=None, rename=None) -> dict:
 
 def replay_node(graph, n, args, rename=None) -> Tensor:
     """Node ``n`` of ``graph`` applied again to the symbolic ``args``."""
-    if n.op == "param":
+    if n.op == Op.PARAM:
         spec = graph.params[n.attrs["name"]]
         return param_tensor(spec, rename(spec.name) if rename else None)
-    if n.op == "constant":
-        return Tensor("constant", (), dict(n.attrs), n.type, n.name)
+    if n.op == Op.CONSTANT:
+        return Tensor(Op.CONSTANT, (), dict(n.attrs), n.type, n.name)
     return apply(n.op, args, n.attrs, name=n.name)

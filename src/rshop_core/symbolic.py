@@ -3,7 +3,7 @@
 A :class:`Tensor` is a node under construction: an op, its input tensors, JSON
 attributes and a static :class:`~rshop_core.types.TensorType`. Every application
 is type-checked at once, so a shape error surfaces on the line that caused it.
-:func:`rshop_core.graph.trace` later turns the tensors reachable from a model's
+:func:`rshop_core.tracing.trace` later turns the tensors reachable from a model's
 outputs into a topologically ordered SSA graph.
 """
 
@@ -16,7 +16,7 @@ import numpy as np
 from .dtypes import DEFAULT_FLOAT, check_dtype
 from .errors import RshopConfigError
 from .limits import check_name
-from .ops import infer_type
+from .ops import Op, infer_type
 from .types import TensorType, check_shape
 
 __all__ = ["Tensor", "Input", "apply", "as_tensor"]
@@ -47,46 +47,46 @@ class Tensor:
 
     # Arithmetic sugar: each maps to one op of the closed set.
     def __add__(self, o):
-        return apply("add", [self, as_tensor(o, self)])
+        return apply(Op.ADD, [self, as_tensor(o, self)])
 
     def __radd__(self, o):
-        return apply("add", [as_tensor(o, self), self])
+        return apply(Op.ADD, [as_tensor(o, self), self])
 
     def __sub__(self, o):
-        return apply("subtract", [self, as_tensor(o, self)])
+        return apply(Op.SUBTRACT, [self, as_tensor(o, self)])
 
     def __rsub__(self, o):
-        return apply("subtract", [as_tensor(o, self), self])
+        return apply(Op.SUBTRACT, [as_tensor(o, self), self])
 
     def __mul__(self, o):
-        return apply("multiply", [self, as_tensor(o, self)])
+        return apply(Op.MULTIPLY, [self, as_tensor(o, self)])
 
     def __rmul__(self, o):
-        return apply("multiply", [as_tensor(o, self), self])
+        return apply(Op.MULTIPLY, [as_tensor(o, self), self])
 
     def __truediv__(self, o):
-        return apply("divide", [self, as_tensor(o, self)])
+        return apply(Op.DIVIDE, [self, as_tensor(o, self)])
 
     def __rtruediv__(self, o):
-        return apply("divide", [as_tensor(o, self), self])
+        return apply(Op.DIVIDE, [as_tensor(o, self), self])
 
     def __matmul__(self, o):
-        return apply("matmul", [self, o])
+        return apply(Op.MATMUL, [self, o])
 
     def __neg__(self):
-        return apply("negative", [self])
+        return apply(Op.NEGATIVE, [self])
 
     def __gt__(self, o):
-        return apply("greater", [self, as_tensor(o, self)])
+        return apply(Op.GREATER, [self, as_tensor(o, self)])
 
     def __ge__(self, o):
-        return apply("greater_equal", [self, as_tensor(o, self)])
+        return apply(Op.GREATER_EQUAL, [self, as_tensor(o, self)])
 
     def __lt__(self, o):
-        return apply("less", [self, as_tensor(o, self)])
+        return apply(Op.LESS, [self, as_tensor(o, self)])
 
     def __le__(self, o):
-        return apply("less_equal", [self, as_tensor(o, self)])
+        return apply(Op.LESS_EQUAL, [self, as_tensor(o, self)])
 
     __hash__ = object.__hash__
 
@@ -102,7 +102,7 @@ def Input(shape, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
         check_name(name, "Input", "name")
     shape = check_shape(shape, f"Input {name or ''}".strip(), allow_none=True)
     dtype = check_dtype(dtype, f"Input {name or ''}".strip())
-    t = Tensor("input", (), {}, TensorType(shape, dtype, True), name or "input")
+    t = Tensor(Op.INPUT, (), {}, TensorType(shape, dtype, True), name or "input")
     if name is None:
         t.name = f"input_{t.uid}"
     return t
@@ -116,7 +116,7 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     arr = np.asarray(value, dtype=dtype)
     if not np.all(np.isfinite(arr)):
         raise RshopConfigError(f"constant: expected finite numbers, received {value!r}.")
-    return Tensor("constant", (), {"value": arr.tolist(), "dtype": dtype},
+    return Tensor(Op.CONSTANT, (), {"value": arr.tolist(), "dtype": dtype},
                   TensorType(arr.shape, dtype, False), "constant")
 
 

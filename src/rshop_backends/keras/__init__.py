@@ -6,13 +6,15 @@
 - :func:`from_keras_step` turns a Keras functional model of ONE time step (RecurrentShop's way
   of writing cells) into a ``RecurrentModel``, weights included.
 
-Importing this package imports ``keras`` (and, through it, the Keras backend's framework);
-nothing else in rshop imports keras. See ``docs/keras.md``.
+Importing this package imports ``keras`` (and, through it, the Keras backend's framework). The
+importer itself lives in :mod:`rshop_core.convert.keras_step`, which imports keras only when called;
+it is re-exported here. See ``docs/keras.md``.
 """
 
 from __future__ import annotations
 
-from .importer import from_keras_step
+from rshop_core.convert.keras_step import from_keras_step
+
 from .layer import RecurrentLayer, keras_weight_name, rshop_weight_name
 
 __all__ = ["RecurrentLayer", "from_keras_step", "keras_weight_name", "rshop_weight_name"]

@@ -15,10 +15,11 @@ gate). The concatenation of parameters is loop-invariant (``licm``).
 from __future__ import annotations
 
 from .. import functional as F
+from ..ops import Op
 from ..replay import param_tensor, replay
 from .rebuild import fresh_inputs, live_count, retrace
 
-_LINEAR = ("add", "subtract", "matmul")
+_LINEAR = (Op.ADD, Op.SUBTRACT, Op.MATMUL)
 # Wider pre-activations are left whole: on this CPU, XLA's backward gained from splitting 512 wide
 # gates (LSTM, hidden 128: W1/W2 forward+backward -10 to -15%) and lost from splitting 1024 wide ones
 # (hidden 256, W3: +7%), where one wide matmul beats four narrow ones. See docs/performance.md.
@@ -32,11 +33,11 @@ def _full_on(t, axis, size) -> bool:
 
 def _piece(t, axis, begin, end, size, counts):
     """``t[..., begin:end]`` (on ``axis``) pushed through adds and right-hand matmuls."""
-    if t.op in ("add", "subtract"):
+    if t.op in (Op.ADD, Op.SUBTRACT):
         a, b = (_piece(u, axis, begin, end, size, counts) if _full_on(u, axis, size) else u for u in t.inputs)
         counts["pushed"] += 1
-        return F.add(a, b) if t.op == "add" else F.subtract(a, b)
-    if t.op == "matmul" and axis == -1:
+        return F.add(a, b) if t.op == Op.ADD else F.subtract(a, b)
+    if t.op == Op.MATMUL and axis == -1:
         counts["pushed"] += 1
         a, w = t.inputs
         return F.matmul(a, _piece(w, axis, begin, end, size, counts))
@@ -49,13 +50,13 @@ def split_gates(graph, where):
     memo: dict = {}
 
     def rewrite(n, args):
-        if n.op not in ("split", "slice") or n.attrs["axis"] != -1 or args[0].op not in _LINEAR:
+        if n.op not in (Op.SPLIT, Op.SLICE) or n.attrs["axis"] != -1 or args[0].op not in _LINEAR:
             return None
         src = args[0]
         if src.type.shape[-1] > SPLIT_MAX_WIDTH:
             counts["wide"] += 1
             return None
-        if n.op == "split":
+        if n.op == Op.SPLIT:
             sizes, k = n.attrs["sizes"], n.attrs["index"]
             begin, end = sum(sizes[:k]), sum(sizes[:k + 1])
         else:
@@ -79,9 +80,9 @@ def fuse_matmuls(graph, where):
     """One matmul per operand for every group of matmuls that share it (parameters on the right)."""
     groups: dict = {}  # (left operand id, rows, dtype) -> [matmul node ids]
     for n in graph.nodes:
-        if n.op == "matmul":
+        if n.op == Op.MATMUL:
             w = graph.nodes[n.inputs[1]]
-            if w.op == "param":
+            if w.op == Op.PARAM:
                 groups.setdefault((n.inputs[0], w.type.shape[0], w.type.dtype), []).append(n.id)
     groups = {k: ids for k, ids in groups.items() if len(ids) > 1}
     if not groups:

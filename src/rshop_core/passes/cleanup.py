@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 
+from ..ops import Op
 from ..replay import replay, replay_node
 from .rebuild import fresh_inputs, live_count, retrace
 
 
 def _key(node, args):
-    if node.op == "param":
-        return ("param", node.attrs["name"])
+    if node.op == Op.PARAM:
+        return (Op.PARAM, node.attrs["name"])
     return (node.op, tuple(a.uid for a in args), json.dumps(node.attrs, sort_keys=True))
 
 
@@ -28,11 +29,11 @@ def cse(graph, where):
 
     def rewrite(n, args):
         nonlocal merged
-        if n.op == "dropout":
+        if n.op == Op.DROPOUT:
             return None
         key = _key(n, args)
         if key in seen:
-            merged += n.op not in ("param", "constant")
+            merged += n.op not in (Op.PARAM, Op.CONSTANT)
             return seen[key]
         seen[key] = replay_node(graph, n, args)
         return seen[key]

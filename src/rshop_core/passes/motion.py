@@ -19,11 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from ..graph import StepGraph
+from ..ops import LEAVES, Op
 from ..replay import param_tensor, replay, replay_node
 from ..specs import ParamSpec
 from .rebuild import fresh_inputs, input_like, live_count, retrace
-
-LEAVES = ("input", "param", "constant")
 
 
 @dataclass(frozen=True)
@@ -59,9 +58,9 @@ def licm(plan, where):
     g = plan.graph
     invariant: set = set()
     for n in g.nodes:
-        if n.op in ("param", "constant") or (n.op not in LEAVES and all(i in invariant for i in n.inputs)):
+        if n.op in (Op.PARAM, Op.CONSTANT) or (n.op not in LEAVES and all(i in invariant for i in n.inputs)):
             invariant.add(n.id)
-    moved = [i for i in _frontier(g, invariant) if g.nodes[i].op not in ("param", "constant")]
+    moved = [i for i in _frontier(g, invariant) if g.nodes[i].op not in (Op.PARAM, Op.CONSTANT)]
     if not moved:
         return plan, None
     names = tuple(f"~licm/{k}" for k in range(len(moved)))
@@ -90,10 +89,10 @@ def hoist_inputs(plan, where):
         if n.op in LEAVES:
             continue
         srcs = [g.nodes[i] for i in n.inputs]
-        if all(i in parallel or i in xs_ids or s.op in ("param", "constant") for i, s in zip(n.inputs, srcs)) \
+        if all(i in parallel or i in xs_ids or s.op in (Op.PARAM, Op.CONSTANT) for i, s in zip(n.inputs, srcs)) \
                 and any(i in parallel or i in xs_ids for i in n.inputs):
             parallel.add(n.id)
-    heavy = {i for i in parallel if g.nodes[i].op in ("matmul", "einsum")}
+    heavy = {i for i in parallel if g.nodes[i].op in (Op.MATMUL, Op.EINSUM)}
     if not heavy:
         return plan, None
     # what a heavy node needs, and what follows from heavy nodes without leaving `parallel`

@@ -8,13 +8,14 @@ elimination comes free with every rebuild).
 
 from __future__ import annotations
 
-from ..graph import trace
+from ..ops import LEAVES, Op
 from ..symbolic import Tensor
+from ..tracing import trace
 
 
 def input_like(node, name=None) -> Tensor:
     """A fresh ``input`` tensor of exactly ``node``'s type."""
-    return Tensor("input", (), {}, node.type, name or node.name)
+    return Tensor(Op.INPUT, (), {}, node.type, name or node.name)
 
 
 def fresh_inputs(graph) -> tuple:
@@ -36,4 +37,4 @@ def retrace(graph, out, xs, states, constants, where, outputs=None, finals=None,
 
 def live_count(graph) -> int:
     """Nodes that compute something (leaves excluded): what a pass's report counts."""
-    return sum(n.op not in ("input", "param", "constant") for n in graph.nodes)
+    return sum(n.op not in LEAVES for n in graph.nodes)

@@ -18,20 +18,22 @@ anything else â€” ``Lambda`` included, on purpose: it would run arbitrary code â
 Which inputs are what: ``initial_states``, ``readout_input`` and ``constants`` name Keras Inputs of the
 step model; the one remaining input is the per-step input ``x_t``. The step's output is ``output=``
 if given, else the first of ``step_model.outputs`` that is not a final state, else the first output.
+
+keras is imported only inside these functions: importing :mod:`rshop_core` (or this module) never
+imports it. ``rshop_backends.keras`` re-exports :func:`from_keras_step` beside its Keras layer.
 """
 
 from __future__ import annotations
 
 import re
 
-import keras
 import numpy as np
 
-from rshop_core import functional as F
-from rshop_core.errors import RshopConfigError
-from rshop_core.layers import Activation, Dense, Dropout
-from rshop_core.model import RecurrentModel
-from rshop_core.symbolic import Input
+from .. import functional as F
+from ..errors import RshopConfigError
+from ..layers import Activation, Dense, Dropout
+from ..model import RecurrentModel
+from ..symbolic import Input
 
 __all__ = ["from_keras_step", "SUPPORTED"]
 
@@ -52,6 +54,7 @@ def _name(s: str) -> str:
 
 
 def _is_layer(op, cls_name):
+    import keras
     cls = getattr(keras.layers, cls_name, None)
     return cls is not None and type(op) is cls
 
@@ -76,6 +79,7 @@ def _regularizer(op, which):
 
 
 def _activation_name(op, fn):
+    import keras
     name = keras.activations.serialize(fn) if fn is not None else "linear"
     if isinstance(name, dict):  # a registered object: take its name if it is a plain activation
         name = name.get("config", name.get("class_name"))
@@ -98,6 +102,7 @@ class _Importer:
         return entry[1]
 
     def convert(self, kt):
+        import keras
         history = getattr(kt, "_keras_history", None)
         if history is None:
             raise RshopConfigError(f"from_keras_step: expected Keras tensors of the step model, received {kt!r}.")
@@ -121,11 +126,13 @@ class _Importer:
         return out
 
     def _listed(self, op, args):
+        import keras
         if len(args) == 1 and isinstance(args[0], (list, tuple)):
             return [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in args[0]]
         return list(args)
 
     def apply(self, op, args, kwargs):  # one branch per supported layer
+        import keras
         kind = type(op).__name__
         if isinstance(op, keras.layers.Layer) and kind in SUPPORTED_LAYERS and _is_layer(op, kind):
             if kwargs and set(kwargs) - {"training", "mask"}:
@@ -204,6 +211,7 @@ class _Importer:
 
 
 def _as_list(v, what):
+    import keras
     if v is None:
         return []
     if isinstance(v, (list, tuple)):
@@ -229,6 +237,8 @@ def from_keras_step(step_model, initial_states, final_states, readout_input=None
 
     Returns a built ``RecurrentModel`` whose weights are the Keras layers' current weights.
     """
+    import keras
+
     if not isinstance(step_model, keras.Model) or not hasattr(step_model, "_inbound_nodes") \
             or not getattr(step_model, "inputs", None):
         raise RshopConfigError(f"from_keras_step: expected a Keras functional model of one step, received "
