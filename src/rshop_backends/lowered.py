@@ -21,7 +21,6 @@ import numpy as np
 
 from rshop_core import initializers
 from rshop_core import passes as _passes
-from rshop_core.bidirectional import Bidirectional
 from rshop_core.checks import check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
@@ -102,10 +101,11 @@ class Lowered:
             raise RshopConfigError(f"{where}, argument fast_path: expected True, False or 'require', "
                                    f"received {fast_path!r}.")
         self.fast_path = fast_path
-        self._plans: dict = {}  # (model name, training, teacher, masked) -> the plan this layer runs
+        self._leaf_of: dict = {}  # id of a plan in _plans -> the leaf it runs
+        self._plans: dict = {}  # (id of the leaf, training, teacher, masked, grad) -> the plan this layer runs
         self._dropout_rng = np.random.default_rng([model.seed, 0xD0])
         self._carried = None  # stateful: the final states of the last call
-        self._parts = [model.forward, model.backward] if isinstance(model, Bidirectional) else [model]
+        self._parts = tuple(model.leaves)  # the recurrent models a call runs (model.run says how)
         for part in self._parts:  # fast_path='require' fails now, not at the first call
             self._plan(part, False, False, False)
         self.step_fn = self._step(self._plan(self._parts[0], False, False, False))
@@ -114,13 +114,14 @@ class Lowered:
         return self._compiled(plan, "step")
 
     def _compiled(self, plan, part):
-        return compiled_step(self.model, self._engine_module, self.dtype, plan, part)
+        # generated code is cached on the leaf the plan runs: leaves of a composition may share a name
+        return compiled_step(self._leaf_of.get(id(plan), self.model), self._engine_module, self.dtype, plan, part)
 
     # -- plans: fast path or optimized generic loop ---------------------------------
     def _plan(self, model, training, teacher, masked, grad=False):
         """The plan this layer runs for a call of ``model`` with these flags (cached). ``grad``: the
         call is being differentiated (as far as the engine can tell: :meth:`_differentiated`)."""
-        key = (model.name, bool(training), bool(teacher), bool(masked), bool(grad))
+        key = (id(model), bool(training), bool(teacher), bool(masked), bool(grad))  # leaves may share a name
         if key not in self._plans:
             raw = plan_for(model, *key[1:4])
             fused, why = self._fused(raw)
@@ -133,6 +134,7 @@ class Lowered:
                         f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}.")
                 plan = replace(_passes.optimize(raw, self.grad_passes if grad else self.passes), note=why)
             self._plans[key] = plan
+            self._leaf_of[id(plan)] = model
         return self._plans[key]
 
     def _fused(self, plan):
@@ -237,26 +239,29 @@ class Lowered:
     def _call(self, P, x, initial_state=None, constants=None, **kwargs):
         st_info, states_given = self._listed(initial_state, "initial state")
         k_info, consts_given = self._listed(constants, "constant")
-        if len(self._parts) == 1:
-            ys, finals = self._run_model(self.model, P, x, st_info, states_given, k_info, consts_given, **kwargs)
-            return self._result(ys, finals)
-        # Bidirectional: the forward model, then the backward copy; states split between them
-        if st_info is not None and len(st_info) != len(self.model.state_specs):
+        states = None if st_info is None else list(zip(st_info, states_given))
+        ys, finals = self.model.run(self, P, x, states, {**kwargs, "constants": (k_info, consts_given)})
+        return self._result(ys, finals)
+
+    # -- what a model kind's run() may ask (rshop_core.lowerable.Runner) ----------------------
+    def run_leaf(self, model, P, x, states, kwargs):
+        """Run one recurrent model (a leaf of ``self.model``): ``(outputs, final states)``."""
+        st_info, states_given = (None, None) if states is None else ([s[0] for s in states], [s[1] for s in states])
+        k_info, consts_given = kwargs["constants"]
+        rest = {k: v for k, v in kwargs.items() if k != "constants"}
+        return self._run_model(model, P, x, st_info, states_given, k_info, consts_given, **rest)
+
+    def flip_time(self, y):
+        return self._flip_time(y)
+
+    def concat_last(self, a, b):
+        return self._concat_last(a, b)
+
+    def check_state_count(self, model, states):
+        if states is not None and len(states) != len(model.state_specs):
             raise RshopConfigError(
-                f"{self._where}, argument initial_state: expected {len(self.model.state_specs)} states "
-                f"{[s.name for s in self.model.state_specs]}, received {len(st_info)}.")
-        n = len(self._parts[0].state_specs)
-        halves = [(st_info, states_given)] * 2 if st_info is None else \
-            [(st_info[:n], states_given[:n]), (st_info[n:], states_given[n:])]
-        (yf, sf), (yb, sb) = [self._run_model(m, P, x, si, sg, k_info, consts_given, **kwargs)
-                              for m, (si, sg) in zip(self._parts, halves)]
-        if self.options.return_sequences:  # the backward outputs come in processing order: back to time order
-            yb = [self._flip_time(y) for y in yb]
-        mode = self.model.merge_mode
-        merge = {"concat": self._concat_last, "sum": lambda a, b: a + b, "mul": lambda a, b: a * b,
-                 "ave": lambda a, b: (a + b) * 0.5}
-        ys = yf + yb if mode is None else [merge[mode](a, b) for a, b in zip(yf, yb)]
-        return self._result(ys, sf + sb)
+                f"{self._where}, argument initial_state: expected {len(model.state_specs)} states "
+                f"{[s.name for s in model.state_specs]}, received {len(states)}.")
 
     def _run_model(self, model, P, x, st_info, states_given, k_info, consts_given, *, mask=None,
                    sequence_lengths=None, ground_truth=None, initial_readout=None, training=False,
@@ -327,7 +332,7 @@ class Lowered:
 
     def _result(self, ys: list, states: list):
         out = list(ys)
-        if self.options.return_states:
+        if self.model.returned_state_specs:
             out += list(states)
         return out[0] if len(out) == 1 else tuple(out)
 

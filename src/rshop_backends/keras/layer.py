@@ -44,7 +44,6 @@ import contextlib
 import keras
 import numpy as np
 
-from rshop_core.bidirectional import Bidirectional
 from rshop_core.errors import RshopConfigError, RshopDTypeError
 from rshop_core.model import check_weights
 
@@ -124,10 +123,6 @@ def _eager_compiled(compile_part):
         with _eager("tensorflow"):
             return compile_part(plan, part)
     return compiled
-
-
-def _step_graph(model):
-    return model.forward.graph if isinstance(model, Bidirectional) else model.graph
 
 
 @keras.saving.register_keras_serializable(package="rshop")
@@ -270,21 +265,15 @@ class RecurrentLayer(keras.layers.Layer):
         m = self._rshop_model
         if getattr(m, "built", True) is False:
             m.build(int(input_shape[-1]))
-        g, o = _step_graph(m), m.options
-        outs = [tuple(g.nodes[i].type.shape) for i in g.outputs]
-        if isinstance(m, Bidirectional):
-            mode = m.merge_mode
-            if mode is None:
-                outs = outs + outs
-            elif mode == "concat":
-                outs = [s[:-1] + (None if s[-1] is None else 2 * s[-1],) for s in outs]
+        o = m.options
+        outs = [tuple(s) for s in m.output_shapes()]
         batch = input_shape[0]
         if o.return_sequences:
             steps = (output_length or o.output_length) if o.decode else input_shape[1]
             outs = [(batch, steps) + s for s in outs]
         else:
             outs = [(batch,) + s for s in outs]
-        states = [(batch,) + tuple(s.shape) for s in m.state_specs] if o.return_states else []
+        states = [(batch,) + tuple(s.shape) for s in m.returned_state_specs]
         return outs + states, len(outs)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):
