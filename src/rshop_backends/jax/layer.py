@@ -57,9 +57,9 @@ class JaxLayer(Lowered):
     _native = (jax.Array,)  # tracers are jax.Array instances too
     _native_names = "jax.Array"
 
-    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
+    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
         _require_x64(model, dtype)
-        self._setup(model, dtype, engine_module, passes, fast_path)
+        super().__init__(model, dtype, engine, passes, fast_path, **hooks)
         self.frozen = frozenset(k for k, p in model.param_specs.items() if not p.trainable)
         self.params = {k: jnp.asarray(v) for k, v in self.initial_weights().items()}
         self._jits = {}  # id of a plan -> jax.jit of the loop

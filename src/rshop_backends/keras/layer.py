@@ -117,14 +117,6 @@ def _eager(engine):
     return tf.init_scope()
 
 
-def _eager_compiled(compile_part):
-    """Wrap a TensorFlow layer's ``_compiled(plan, part)`` (code generation, lazy per plan) in :func:`_eager`."""
-    def compiled(plan, part):
-        with _eager("tensorflow"):
-            return compile_part(plan, part)
-    return compiled
-
-
 @keras.saving.register_keras_serializable(package="rshop")
 class RecurrentLayer(keras.layers.Layer):
     """An rshop ``RecurrentModel`` / ``RecurrentSequential`` / ``Bidirectional`` as a Keras layer.
@@ -225,13 +217,16 @@ class RecurrentLayer(keras.layers.Layer):
         key = (engine, str(inputs.device)) if engine == "torch" else (engine,)
         obj = self._rt.lowered.get(key)
         if obj is None:
-            with _eager(engine):
-                obj = self._rshop_model.lower(engine, "float32")
+            from rshop_backends import lower
+
+            # keras.random masks, fresh in every traced step; code generated eagerly on tensorflow
+            hooks = {"dropout_masks": self._draw_dropout}
             if engine == "tensorflow":
-                obj._compiled = _eager_compiled(obj._compiled)
+                hooks["codegen_context"] = lambda: _eager("tensorflow")
+            with _eager(engine):
+                obj = lower(self._rshop_model, engine, "float32", **hooks)
             if engine == "torch" and obj._anchor.device != inputs.device:
                 obj.to(inputs.device)  # literals and zero states on the inputs' device
-            obj._draw_dropout = self._draw_dropout  # keras.random masks: fresh in every traced step
             self._rt.lowered[key] = obj
         return obj
 

@@ -58,13 +58,13 @@ class TensorFlowLayer(tf.Module, Lowered):
     # dict with tuple keys cannot be saved at all). What is tracked: ``variables_by_name`` and
     # the dropout generator (so a checkpoint or SavedModel carries the weights and the RNG).
     _UNTRACKED = frozenset({"model", "dtype", "options", "passes", "grad_passes", "fast_path", "step_fn",
-                            "_engine_module", "_plans", "_leaf_of", "_functions", "_carried", "_parts", "_dropout_rng",
-                            "_call_x"})
+                            "_engine_module", "_plans", "_leaf_of", "_dropout_masks", "_codegen_context", "_functions",
+                            "_carried", "_parts", "_dropout_rng", "_call_x"})
     _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | _UNTRACKED  # .variables skips them
 
-    def __init__(self, model, dtype, engine_module, jit_compile=None, passes=None, fast_path=True):
-        super().__init__(name=_identifier(model.name))
-        self._setup(model, dtype, engine_module, passes, fast_path)
+    def __init__(self, model, dtype, engine, passes=None, fast_path=True, *, jit_compile=None, **hooks):
+        tf.Module.__init__(self, name=_identifier(model.name))
+        Lowered.__init__(self, model, dtype, engine, passes, fast_path, **hooks)
         self.jit_compile = JIT_COMPILE if jit_compile is None else bool(jit_compile)
         specs = model.param_specs
         with self.name_scope:

@@ -73,12 +73,12 @@ class TorchLayer(nn.Module, Lowered):
     engine = "torch"
     _native = (torch.Tensor,)
 
-    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
+    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
         nn.Module.__init__(self)
-        # the anchor first: _setup compiles the inference step, which reads the layer's device
+        # the anchor first: Lowered.__init__ compiles the inference step, which reads the layer's device
         self.register_buffer(_ANCHOR, torch.empty(0, dtype=getattr(torch, dtype)), persistent=False)
         self._steps: dict = {}  # (id of the plan, part, device, dtype) -> step with literals on that device
-        self._setup(model, dtype, engine_module, passes, fast_path)
+        Lowered.__init__(self, model, dtype, engine, passes, fast_path, **hooks)
         weights = self.initial_weights()
         for q, spec in model.param_specs.items():
             p = nn.Parameter(torch.from_numpy(weights[q]), requires_grad=spec.trainable)
