@@ -18,7 +18,6 @@ from ..cells import GRUCell, LSTMCell, SimpleRNNCell
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
 from ..sequential import RecurrentSequential
-from ..stack import SequenceStack  # noqa: F401  (where converters used to find it)
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CELLS = {"rnn": SimpleRNNCell, "gru": GRUCell, "lstm": LSTMCell}

@@ -17,9 +17,9 @@ from .. import activations
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
 from ..sequential import RecurrentSequential
+from ..stack import SequenceStack
 from .common import (
     CellSpec,
-    SequenceStack,
     build_bidirectional,
     build_model,
     build_stack,

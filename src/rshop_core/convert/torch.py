@@ -17,9 +17,9 @@ import numpy as np
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
 from ..sequential import RecurrentSequential
+from ..stack import SequenceStack
 from .common import (
     CellSpec,
-    SequenceStack,
     build_bidirectional,
     build_model,
     build_stack,
