@@ -18,12 +18,14 @@ def engines() -> dict:
     return {name: e.installed() for name, e in registry.engines().items()}
 
 
-def lower(model, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
+def lower(model, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True, **hooks):
     """Lower ``model`` for ``engine`` (the active one when None) computing in ``dtype``.
 
     ``passes``: the optimisation pipeline (pass names of :mod:`rshop_core.passes`; None: the
     engine's default, ``()``: none). ``fast_path``: run a recognised standard cell (stack) on
     the engine's fused kernel (True), never (False), or fail unless it can ('require').
+    ``hooks``: construction hooks of the engine contract (``dropout_masks``, ``codegen_context``:
+    :class:`~rshop_backends.lowered.Lowered`), for hosts such as the Keras layer.
     """
     from rshop_core.dtypes import check_float_dtype
 
@@ -32,6 +34,9 @@ def lower(model, engine: str | None = None, dtype: str | None = None, *, passes=
     name = selection.freeze() if engine is None else engine
     mod = registry.load(name)
     dtype = check_float_dtype(dtype or model.dtype, f"lower({name!r}) dtype")
-    if passes is None and fast_path is True:  # plug-in engines may take (model, dtype) only
+    spec = getattr(mod, "ENGINE", None)  # an EngineSpec (rshop_backends.engine): every built-in engine has one
+    if spec is not None:
+        return spec.lower(model, dtype, passes=passes, fast_path=fast_path, **hooks)
+    if passes is None and fast_path is True and not hooks:  # plug-in engines may take (model, dtype) only
         return mod.lower(model, dtype)
-    return mod.lower(model, dtype, passes=passes, fast_path=fast_path)
+    return mod.lower(model, dtype, passes=passes, fast_path=fast_path, **hooks)

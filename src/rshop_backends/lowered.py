@@ -1,27 +1,28 @@
-"""What every engine's layer object shares: the call path, checks, results, weights.
+"""What every engine's layer object shares: the call path, checks, results, weights, and the
+engine contract (:class:`Lowered`, an abstract base class).
 
-An engine's layer class mixes in :class:`Lowered` and implements small hooks over its own
-arrays: ``_describe(a) -> (shape, dtype)``, ``_native`` (accepted array types),
-``_from_numpy(a)``, ``_broadcast(v, batch, like)``, ``_shift(seq, first, backwards)``,
-``_lengths_to_mask(lengths, steps, like)``, ``_detach(v)``, ``_sum_abs(v)``, ``_sum_square(v)``,
-``_param_dict()``, ``_flip_time(y)``, ``_concat_last(a, b)``, ``_to_host(a)`` (a numpy copy when the
-values are known now, None when ``a`` is traced: ``check_numerics``, length checks) with
-``_lengths_guard(model, lengths, steps, like)`` and ``_poison(v, bad)`` (traced lengths),
-``_check_unknown_dims(model, x, batch, steps)`` (run-time checks of dims unknown while tracing),
-``_loop(plan, P, xs, states, consts, steps)`` (running with ``plan.options``) and the weight accessors
-``_read_weights()`` / ``_write_weights(d)``. Everything else — checks, execution plans,
-initial states, dropout masks, stateful carry, what a call returns — is here, once.
+An engine is an :class:`~rshop_backends.engine.EngineSpec` (name, layer class, ops module,
+passes) and a layer class deriving from :class:`Lowered` that implements its abstract hooks over
+its own arrays (the type checker and ``abc`` refuse a layer class missing one) and may override
+the optional ones (``_to_host``, ``_lengths_guard``, ``_poison``, ``_check_unknown_dims``,
+``_fused``, ``_differentiated``, ``_state_constant``, ``_draw_dropout``). Everything else —
+checks, execution plans, initial states, dropout masks, stateful carry, what a call returns — is
+here, once; how a model kind combines its leaves' runs is the kind's own ``run``
+(:mod:`rshop_core.lowerable`).
 """
 
 from __future__ import annotations
 
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 from rshop_core import initializers
 from rshop_core import passes as _passes
-from rshop_core.bidirectional import Bidirectional
 from rshop_core.checks import check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
@@ -33,15 +34,16 @@ from . import codegen, numerics
 PARTS = {"step": lambda p: p.graph, "prologue": lambda p: p.prologue, "hoisted": lambda p: p.hoisted.graph}
 
 
-def compiled_step(model, engine_module, dtype: str, plan, part: str = "step"):
+def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
     """The generated function of a plan's ``part`` (its step, its loop-invariant prologue or its
-    time-parallel part) for an engine, cached per (engine, dtype, plan, part) on the model."""
-    key = (engine_module.NAME, dtype, plan.key, part)
+    time-parallel part) for an engine (an :class:`~rshop_backends.engine.EngineSpec`), cached per
+    (engine, dtype, plan, part) on the model."""
+    key = (engine.name, dtype, plan.key, part)
     cache = model._lowered_cache
     if key not in cache:
-        ops = engine_module.ops
+        ops = engine.ops
         cache[key] = codegen.generate(PARTS[part](plan), ops.EMITTERS, ops.NAMESPACE, ops.constant, dtype,
-                                      engine_module.NAME, getattr(ops, "FUSIONS", None))
+                                      engine.name, getattr(ops, "FUSIONS", None))
     return cache[key]
 
 
@@ -73,8 +75,8 @@ class Explanation:
     __repr__ = __str__
 
 
-class Lowered:
-    """Mixin for engine layer objects.
+class Lowered(ABC):
+    """The engine contract, and what every engine's layer object shares.
 
     ``layer(x, initial_state=None, constants=None, *, mask=None, sequence_lengths=None,
     ground_truth=None, initial_readout=None, training=False, output_length=None, check_numerics=False)``
@@ -85,43 +87,116 @@ class Lowered:
     outputs returns them all first. ``training`` turns dropout on and, with ``ground_truth``,
     teacher forcing. ``check_numerics=True`` raises :class:`~rshop_core.errors.RshopNumericsError`
     naming the first time step and node where a NaN or an Inf appears (:mod:`.numerics`).
+
+    Construction (every engine's ``__init__`` calls ``Lowered.__init__`` after its framework's
+    own, before reading weights): ``model`` (any :class:`~rshop_core.lowerable.Lowerable`),
+    ``dtype``, ``engine`` (the :class:`~rshop_backends.engine.EngineSpec`), ``passes``,
+    ``fast_path`` and two optional hooks for hosts such as the Keras layer:
+    ``dropout_masks(shape, rate, batch, key, index) -> mask`` draws the dropout masks (default:
+    :meth:`_draw_dropout`), and ``codegen_context()`` is a context manager entered around code
+    generation (the Keras layer runs it eagerly).
     """
 
     engine: str = "?"
     _native: tuple = ()  # the array types this engine accepts
     _native_names: str = ""  # how error messages name them (default: module.qualname)
 
-    def _setup(self, model, dtype, engine_module, passes=None, fast_path=True):
+    def __init__(self, model, dtype: str, engine, passes=None, fast_path=True, *,
+                 dropout_masks: Callable | None = None, codegen_context: Callable | None = None):
         self.model, self.dtype, self.options = model, dtype, model.options
-        self._engine_module = engine_module
-        where = f"lower({engine_module.NAME!r}) of {type(model).__name__} {model.name!r}"
-        self.passes = _passes.check_pipeline(engine_module.PASSES if passes is None else passes,
+        self._engine_module = engine  # the EngineSpec
+        where = f"lower({engine.name!r}) of {type(model).__name__} {model.name!r}"
+        self.passes = _passes.check_pipeline(engine.passes if passes is None else passes,
                                              f"{where}, argument passes")
         # the pipeline for calls being differentiated, where the engine can tell (jax)
-        self.grad_passes = self.passes if passes is not None else getattr(engine_module, "GRAD_PASSES", self.passes)
+        self.grad_passes = self.passes if passes is not None or engine.grad_passes is None else engine.grad_passes
         if fast_path not in (True, False, "require"):
             raise RshopConfigError(f"{where}, argument fast_path: expected True, False or 'require', "
                                    f"received {fast_path!r}.")
         self.fast_path = fast_path
-        self._plans: dict = {}  # (model name, training, teacher, masked) -> the plan this layer runs
+        self._dropout_masks = dropout_masks  # None: self._draw_dropout
+        self._codegen_context = codegen_context  # None: nothing around code generation
+        self._leaf_of: dict = {}  # id of a plan in _plans -> the leaf it runs
+        self._plans: dict = {}  # (id of the leaf, training, teacher, masked, grad) -> the plan this layer runs
         self._dropout_rng = np.random.default_rng([model.seed, 0xD0])
         self._carried = None  # stateful: the final states of the last call
-        self._parts = [model.forward, model.backward] if isinstance(model, Bidirectional) else [model]
+        self._parts = tuple(model.leaves)  # the recurrent models a call runs (model.run says how)
         for part in self._parts:  # fast_path='require' fails now, not at the first call
             self._plan(part, False, False, False)
         self.step_fn = self._step(self._plan(self._parts[0], False, False, False))
+
+    # -- the hooks every engine implements, over its own arrays ----------------------------------
+    @abstractmethod
+    def _describe(self, a: Any) -> tuple:
+        """``(shape, dtype name)`` of an engine array (None for dims or a rank unknown while tracing)."""
+
+    @abstractmethod
+    def _from_numpy(self, a: np.ndarray) -> Any:
+        """An engine array (in this layer's dtype, on its device) holding ``a``."""
+
+    @abstractmethod
+    def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:
+        """A per-example value ``v`` repeated over a batch of ``batch`` (that of ``like`` when unknown)."""
+
+    @abstractmethod
+    def _shift(self, seq: Any, first: Any, backwards: bool) -> Any:
+        """``seq`` (batch, T, ...) moved one step later in processing order, ``first`` at the start."""
+
+    @abstractmethod
+    def _lengths_to_mask(self, lengths: Any, steps: int | None, like: Any) -> Any:
+        """A (batch, T) bool mask of ``t < lengths``."""
+
+    @abstractmethod
+    def _detach(self, v: Any) -> Any:
+        """``v`` cut from the autodiff graph (the carried states of a stateful layer)."""
+
+    @abstractmethod
+    def _sum_abs(self, v: Any) -> Any:
+        """The engine scalar ``sum(|v|)``."""
+
+    @abstractmethod
+    def _sum_square(self, v: Any) -> Any:
+        """The engine scalar ``sum(v ** 2)``."""
+
+    @abstractmethod
+    def _param_dict(self) -> dict:
+        """The current parameters by qualified name, as the generated step reads them."""
+
+    @abstractmethod
+    def _flip_time(self, y: Any) -> Any:
+        """``y`` (batch, T, ...) reversed along T."""
+
+    @abstractmethod
+    def _concat_last(self, a: Any, b: Any) -> Any:
+        """``a`` and ``b`` joined along their last axis."""
+
+    @abstractmethod
+    def _loop(self, plan, P: dict, xs: list, states: list, consts: list, steps: int | None) -> tuple:
+        """Run ``plan`` (its step, fused kernel or loop kind, with ``plan.options``) over time:
+        ``(outputs, final states)`` of the plan's graph."""
+
+    @abstractmethod
+    def _read_weights(self) -> dict:
+        """The current parameters by qualified name (engine arrays or numpy)."""
+
+    @abstractmethod
+    def _write_weights(self, weights: dict) -> None:
+        """Assign every parameter from checked numpy arrays in this layer's dtype."""
 
     def _step(self, plan):
         return self._compiled(plan, "step")
 
     def _compiled(self, plan, part):
-        return compiled_step(self.model, self._engine_module, self.dtype, plan, part)
+        # generated code is cached on the leaf the plan runs: leaves of a composition may share a name
+        with (self._codegen_context or contextlib.nullcontext)():
+            return compiled_step(self._leaf_of.get(id(plan), self.model), self._engine_module, self.dtype, plan,
+                                 part)
 
     # -- plans: fast path or optimized generic loop ---------------------------------
     def _plan(self, model, training, teacher, masked, grad=False):
         """The plan this layer runs for a call of ``model`` with these flags (cached). ``grad``: the
         call is being differentiated (as far as the engine can tell: :meth:`_differentiated`)."""
-        key = (model.name, bool(training), bool(teacher), bool(masked), bool(grad))
+        key = (id(model), bool(training), bool(teacher), bool(masked), bool(grad))  # leaves may share a name
         if key not in self._plans:
             raw = plan_for(model, *key[1:4])
             fused, why = self._fused(raw)
@@ -134,6 +209,7 @@ class Lowered:
                         f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}.")
                 plan = replace(_passes.optimize(raw, self.grad_passes if grad else self.passes), note=why)
             self._plans[key] = plan
+            self._leaf_of[id(plan)] = model
         return self._plans[key]
 
     def _fused(self, plan):
@@ -238,26 +314,29 @@ class Lowered:
     def _call(self, P, x, initial_state=None, constants=None, **kwargs):
         st_info, states_given = self._listed(initial_state, "initial state")
         k_info, consts_given = self._listed(constants, "constant")
-        if len(self._parts) == 1:
-            ys, finals = self._run_model(self.model, P, x, st_info, states_given, k_info, consts_given, **kwargs)
-            return self._result(ys, finals)
-        # Bidirectional: the forward model, then the backward copy; states split between them
-        if st_info is not None and len(st_info) != len(self.model.state_specs):
+        states = None if st_info is None else list(zip(st_info, states_given))
+        ys, finals = self.model.run(self, P, x, states, {**kwargs, "constants": (k_info, consts_given)})
+        return self._result(ys, finals)
+
+    # -- what a model kind's run() may ask (rshop_core.lowerable.Runner) ----------------------
+    def run_leaf(self, model, P, x, states, kwargs):
+        """Run one recurrent model (a leaf of ``self.model``): ``(outputs, final states)``."""
+        st_info, states_given = (None, None) if states is None else ([s[0] for s in states], [s[1] for s in states])
+        k_info, consts_given = kwargs["constants"]
+        rest = {k: v for k, v in kwargs.items() if k != "constants"}
+        return self._run_model(model, P, x, st_info, states_given, k_info, consts_given, **rest)
+
+    def flip_time(self, y):
+        return self._flip_time(y)
+
+    def concat_last(self, a, b):
+        return self._concat_last(a, b)
+
+    def check_state_count(self, model, states):
+        if states is not None and len(states) != len(model.state_specs):
             raise RshopConfigError(
-                f"{self._where}, argument initial_state: expected {len(self.model.state_specs)} states "
-                f"{[s.name for s in self.model.state_specs]}, received {len(st_info)}.")
-        n = len(self._parts[0].state_specs)
-        halves = [(st_info, states_given)] * 2 if st_info is None else \
-            [(st_info[:n], states_given[:n]), (st_info[n:], states_given[n:])]
-        (yf, sf), (yb, sb) = [self._run_model(m, P, x, si, sg, k_info, consts_given, **kwargs)
-                              for m, (si, sg) in zip(self._parts, halves)]
-        if self.options.return_sequences:  # the backward outputs come in processing order: back to time order
-            yb = [self._flip_time(y) for y in yb]
-        mode = self.model.merge_mode
-        merge = {"concat": self._concat_last, "sum": lambda a, b: a + b, "mul": lambda a, b: a * b,
-                 "ave": lambda a, b: (a + b) * 0.5}
-        ys = yf + yb if mode is None else [merge[mode](a, b) for a, b in zip(yf, yb)]
-        return self._result(ys, sf + sb)
+                f"{self._where}, argument initial_state: expected {len(model.state_specs)} states "
+                f"{[s.name for s in model.state_specs]}, received {len(states)}.")
 
     def _run_model(self, model, P, x, st_info, states_given, k_info, consts_given, *, mask=None,
                    sequence_lengths=None, ground_truth=None, initial_readout=None, training=False,
@@ -309,7 +388,8 @@ class Lowered:
             elif src[0] == "x":
                 consts.append(x)
             else:  # ("dropout", node, rate): one mask per sequence
-                consts.append(self._draw_dropout(g.nodes[src[1]].type.shape, src[2], batch, dropout_key, src[1]))
+                draw = self._dropout_masks or self._draw_dropout
+                consts.append(draw(g.nodes[src[1]].type.shape, src[2], batch, dropout_key, src[1]))
         ys, finals = self._loop(plan, P, xs, states, consts, steps)
         if check_numerics is not False:  # the first NaN/Inf's step and node (before a stateful carry moves)
             numerics.check(self, model, plan, P, (xs, states, consts, steps), (ys, finals),
@@ -328,7 +408,7 @@ class Lowered:
 
     def _result(self, ys: list, states: list):
         out = list(ys)
-        if self.options.return_states:
+        if self.model.returned_state_specs:
             out += list(states)
         return out[0] if len(out) == 1 else tuple(out)
 

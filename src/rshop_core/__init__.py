@@ -18,19 +18,21 @@ from .errors import (
                      RshopShapeError,
 )
 from .graph import Node, StepGraph, verify
+from .lowerable import Composition, Lowerable
 from .model import RecurrentModel
 from .options import LoopOptions
 from .sequential import RecurrentSequential
 from .serialization import load
 from .specs import ParamSpec, StateSpec
+from .stack import SequenceStack
 from .symbolic import Input, Tensor
 from .types import TensorType
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Tensor", "RecurrentModel", "RecurrentSequential", "Bidirectional", "LoopOptions", "ParamSpec",
-    "StateSpec", "TensorType",
+    "Input", "Tensor", "RecurrentModel", "RecurrentSequential", "Bidirectional", "SequenceStack", "Lowerable",
+    "Composition", "LoopOptions", "ParamSpec", "StateSpec", "TensorType",
     "StepGraph", "Node", "verify", "load",
     "activations", "cells", "functional", "initializers", "layers", "regularizers",
     "RshopError", "RshopShapeError", "RshopDTypeError", "RshopConfigError", "RshopFormatError",

@@ -13,13 +13,18 @@ from __future__ import annotations
 
 from .errors import RshopConfigError
 from .limits import MAX_NAME, check_name
+from .lowerable import Composition
 from .model import RecurrentModel
 from .weights import check_weights
 
 MERGE_MODES = ("concat", "sum", "mul", "ave", None)
 
 
-class Bidirectional:
+class Bidirectional(Composition):
+    """A composition of two leaves over the same x: ``parts`` = (forward, backward)."""
+
+    KIND = "Bidirectional"
+
     def __init__(self, model, merge_mode="concat", name=None, seed=None):
         if not isinstance(model, RecurrentModel):
             raise RshopConfigError(f"Bidirectional: expected a RecurrentModel, received {model!r}.")
@@ -37,6 +42,7 @@ class Bidirectional:
         self.forward = model.clone("forward", prefix="forward")
         self.backward = model.clone("backward", prefix="backward", seed=model.seed + 1 if seed is None else seed,
                                     go_backwards=not o.go_backwards)
+        self.parts = (self.forward, self.backward)
         self.options = o
         self.seed = model.seed
         self.readout_spec = None
@@ -56,25 +62,13 @@ class Bidirectional:
                                    "opposite directions and distinct parameters.")
         self = cls.__new__(cls)
         self.name, self.merge_mode, self.forward, self.backward = name, merge_mode, forward, backward
+        self.parts = (forward, backward)
         self.options, self.seed, self.readout_spec = forward.options, forward.seed, None
         self.state_specs = forward.state_specs + backward.state_specs
         self.param_specs = {**forward.param_specs, **backward.param_specs}
         self._weights = {**forward._weights, **backward._weights}
         self._lowered_cache, self._call_layer = {}, None
         return self
-
-    def save(self, path):
-        from .serialization import save
-
-        return save(self, path)
-
-    @property
-    def dtype(self):
-        return self.forward.dtype
-
-    @property
-    def input_shape(self):
-        return self.forward.input_shape
 
     def __repr__(self):
         return f"<Bidirectional {self.name!r} of {self.forward.input_shape} merge {self.merge_mode!r}>"
@@ -88,16 +82,27 @@ class Bidirectional:
             part._weights = {k: self._weights[k] for k in part.param_specs}
         self._call_layer = None
 
-    def lower(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
-        """As :meth:`RecurrentModel.lower <rshop_core.RecurrentModel.lower>`: both directions get the same
-        pipeline and fast path."""
-        from rshop_backends import lower
+    # -- a plan with parts and a merge (rshop_core.lowerable) ---------------------------------
+    def output_shapes(self) -> list:
+        outs = self.forward.output_shapes()
+        if self.merge_mode is None:
+            return outs + outs
+        if self.merge_mode == "concat":
+            return [s[:-1] + (None if s[-1] is None else 2 * s[-1],) for s in outs]
+        return outs
 
-        return lower(self, engine, dtype, passes=passes, fast_path=fast_path)
-
-    explain = RecurrentModel.explain  # what the forward direction runs (the backward one is its mirror)
-
-    def __call__(self, x, **kwargs):
-        if self._call_layer is None:
-            self._call_layer = self.lower()
-        return self._call_layer(x, **kwargs)
+    def run(self, runner, P, x, states, kwargs):
+        """The forward model, then the backward copy (states split between them); the backward
+        outputs, in processing order, go back to time order before ``merge_mode`` joins them."""
+        runner.check_state_count(self, states)
+        n = len(self.forward.state_specs)
+        halves = (None, None) if states is None else (states[:n], states[n:])
+        (yf, sf), (yb, sb) = [part.run(runner, P, x, s, kwargs) for part, s in zip(self.parts, halves)]
+        if self.options.return_sequences:
+            yb = [runner.flip_time(y) for y in yb]
+        mode = self.merge_mode
+        if mode is None:
+            return yf + yb, sf + sb
+        merge = {"concat": runner.concat_last, "sum": lambda a, b: a + b, "mul": lambda a, b: a * b,
+                 "ave": lambda a, b: (a + b) * 0.5}[mode]
+        return [merge(a, b) for a, b in zip(yf, yb)], sf + sb

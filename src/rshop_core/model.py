@@ -11,6 +11,7 @@ from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph
 from .keywords import checked_init
 from .limits import check_name, check_param_count, check_states
+from .lowerable import Lowerable
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
@@ -102,7 +103,7 @@ def _check_parts(where, graph, state_specs, readout_spec, options) -> dict:
     return param_specs
 
 
-class RecurrentModel:
+class RecurrentModel(Lowerable):
     """A recurrent layer defined by the graph of one time step.
 
     The step maps ``(input_t, states_{t-1}, constants)`` to ``(output_t, states_t)``; the
@@ -135,6 +136,8 @@ class RecurrentModel:
             model seed, the same on every engine) or ``initializers.Learned(...)``.
         name: the model's name; seed: the seed of its initial weights (random if None).
     """
+
+    KIND = "RecurrentModel"
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -269,12 +272,6 @@ class RecurrentModel:
             self._weights, self._carried_weights = None, {}  # drawn from the seed when first needed
         return self
 
-    def save(self, path):
-        """Write this model and its weights to a ``.rshop`` file (see docs/format.md)."""
-        from .serialization import save
-
-        return save(self, path)
-
     @classmethod
     def from_keras(cls, step_model, **kwargs) -> RecurrentModel:
         """A RecurrentModel from a Keras functional model of one step (see docs/keras.md)."""
@@ -374,26 +371,22 @@ class RecurrentModel:
 
     # -- running ---------------------------------------------------------------------
     def lower(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
-        """The engine's native layer object, initialised from this model's weights.
-
-        ``engine=None`` means the engine chosen at import time (:func:`rshop_backends.backend`).
-        ``dtype`` computes in another float dtype (e.g. ``"float64"`` on numpy).
-        ``passes`` overrides the engine's optimisation pipeline (``()``: none; see
-        :mod:`rshop_core.passes`); ``fast_path=False`` never uses a fused kernel,
-        ``fast_path="require"`` fails unless one runs the whole loop.
-        """
+        """The engine's native layer object, initialised from this model's weights
+        (:meth:`Lowerable.lower <rshop_core.lowerable.Lowerable.lower>`)."""
         self._require_built()
-        from rshop_backends import lower  # the engine side is imported only when used
+        return super().lower(engine, dtype, passes=passes, fast_path=fast_path)
 
-        return lower(self, engine, dtype, passes=passes, fast_path=fast_path)
+    # -- what the engines' shared runtime asks of every model kind (rshop_core.lowerable) ---------
+    @property
+    def leaves(self) -> tuple:
+        return (self,)
 
-    def explain(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True,
-                training=False, masked=False, teacher=False, grad=False):
-        """What ``self.lower(engine, ...)`` runs for a call with these flags (``grad``: a call being
-        differentiated): the fused kernel or the generic loop (and why), and what each optimisation
-        pass did. Print it."""
-        layer = self.lower(engine, dtype, passes=passes, fast_path=fast_path)
-        return layer.explain(training=training, masked=masked, teacher=teacher, grad=grad)
+    def output_shapes(self) -> list:
+        g = self.graph
+        return [tuple(g.nodes[i].type.shape) for i in g.outputs]
+
+    def run(self, runner, P, x, states, kwargs):
+        return runner.run_leaf(self, P, x, states, kwargs)
 
     def get_cell(self, name=None):
         """This model as a cell usable in another step graph or stack (see :mod:`rshop_core.cells.nested`)."""
@@ -440,7 +433,5 @@ class RecurrentModel:
         """Run on the active engine (builds a cell-made model from ``x``'s last axis); keywords as the layer's."""
         if self._builder is not None:
             self.build(int(x.shape[-1]))
-        if self._call_layer is None:
-            self._call_layer = self.lower()
-        return self._call_layer(x, initial_state=initial_state, constants=constants, **kwargs)
+        return super().__call__(x, initial_state=initial_state, constants=constants, **kwargs)
 

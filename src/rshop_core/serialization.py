@@ -49,20 +49,29 @@ MAX_WEIGHTS_HEADER = 4096  # safetensors header bytes: this plus MAX_HEADER_PER_
 MAX_HEADER_PER_TENSOR = 2048
 CHUNK_BYTES = 1 << 20  # members are inflated this much at a time, never past their expected size
 MEMBERS = ("model.json", "weights.safetensors")
+MAX_LAYERS = 256  # layers of one SequenceStack
+MAX_STACK_DEPTH = 8  # SequenceStacks inside SequenceStacks
 
 __all__ = ["to_document", "from_document", "save", "load", "dumps", "loads", "VERSION"]
 
 
 # -- writing --------------------------------------------------------------------------
 def to_document(model) -> dict:
-    """The JSON document of a RecurrentModel or Bidirectional (no weights)."""
-    from .bidirectional import Bidirectional
+    """The JSON document of a model of any kind (:class:`~rshop_core.lowerable.Lowerable`; no weights)."""
+    return {"format": FORMAT, "version": VERSION, "kind": model.KIND, "model": _body(model)}
 
-    if isinstance(model, Bidirectional):
-        body = {"name": model.name, "merge_mode": model.merge_mode,
-                "forward": _model_body(model.forward), "backward": _model_body(model.backward)}
-        return {"format": FORMAT, "version": VERSION, "kind": "Bidirectional", "model": body}
-    return {"format": FORMAT, "version": VERSION, "kind": "RecurrentModel", "model": _model_body(model)}
+
+def _body(model) -> dict:
+    return _WRITERS[model.KIND](model)
+
+
+def _bidirectional_body(model) -> dict:
+    return {"name": model.name, "merge_mode": model.merge_mode,
+            "forward": _model_body(model.forward), "backward": _model_body(model.backward)}
+
+
+def _stack_body(model) -> dict:
+    return {"name": model.name, "layers": [{"kind": m.KIND, "model": _body(m)} for m in model.layers]}
 
 
 def _model_body(model) -> dict:
@@ -73,6 +82,10 @@ def _model_body(model) -> dict:
             "params": [p.to_json() for p in model.param_specs.values()],
             "states": [s.to_json() for s in model.state_specs],
             "readout": None if model.readout_spec is None else model.readout_spec.to_json()}
+
+
+# The document kinds, each with its writer and its reader (below): a new model kind adds one entry to both.
+_WRITERS = {"RecurrentModel": _model_body, "Bidirectional": _bidirectional_body, "SequenceStack": _stack_body}
 
 
 def dumps(model, weights: dict | None = None) -> bytes:
@@ -106,7 +119,7 @@ def _options_json(options) -> dict:
 
 # -- reading --------------------------------------------------------------------------
 def load(path, max_weight_bytes: int | None = None):
-    """Read a ``.rshop`` file: a RecurrentModel (or Bidirectional) with its weights.
+    """Read a ``.rshop`` file: a model of any kind (RecurrentModel, Bidirectional, SequenceStack) with its weights.
 
     Everything but the weights costs bounded work (docs/format.md); the weights cost what the
     file declares, up to the format's limit. ``max_weight_bytes`` refuses a file declaring more
@@ -252,13 +265,9 @@ def weights_budget(doc) -> tuple:
     """``(data bytes, tensor count)`` of the weights a model document declares: every parameter's
     elements x itemsize, checked against the limits before any weight byte is read."""
     _obj(doc, ("format", "version", "kind", "model"), "document")
-    model = doc["model"]
-    if isinstance(model, dict) and doc["kind"] == "Bidirectional":
-        bodies = [model.get("forward"), model.get("backward")]
-    else:
-        bodies = [model]
+    bodies = _leaf_bodies(doc["kind"], doc["model"], "model")
     specs = {}
-    for body in bodies:
+    for prefix, body in bodies:
         params = body.get("params") if isinstance(body, dict) else None
         if not isinstance(params, list) or len(params) > safetensors_io.MAX_TENSORS:
             _fail(f"model: expected params as a list of at most {safetensors_io.MAX_TENSORS}, received "
@@ -268,11 +277,35 @@ def weights_budget(doc) -> tuple:
             _obj(p, ("name", "shape", "dtype", "initializer", "trainable", "regularizer"), w)
             if p["dtype"] not in ("float32", "float64"):
                 _fail(f"{w}: expected dtype float32 or float64, received {p['dtype']!r:.40}.")
-            specs[_str(p["name"], w)] = math.prod(_shape(p["shape"], w, False)) * np.dtype(p["dtype"]).itemsize
+            specs[prefix + _str(p["name"], w)] = math.prod(_shape(p["shape"], w, False)) * np.dtype(p["dtype"]).itemsize
     total = sum(specs.values())
     if total > MAX_PARAM_ELEMENTS * 8:
         _fail(f"model: expected at most {MAX_PARAM_ELEMENTS} parameter entries, received {total} bytes of them.")
     return total, len(specs)
+
+
+def _leaf_bodies(kind, body, where, prefix="", depth=0) -> list:
+    """``(weight name prefix, body)`` of every recurrent model a document of ``kind`` holds."""
+    if kind == "Bidirectional" and isinstance(body, dict):
+        return [(prefix, body.get("forward")), (prefix, body.get("backward"))]
+    if kind == "SequenceStack" and isinstance(body, dict):
+        layers = _layers(body, where, depth)
+        return [leaf for i, item in enumerate(layers)
+                for leaf in _leaf_bodies(item["kind"], item["model"], f"{where}.layers[{i}]", f"{prefix}layer_{i}/",
+                                         depth + 1)]
+    return [(prefix, body)]  # a RecurrentModel (an unknown kind is refused when the document is read)
+
+
+def _layers(body, where, depth) -> list:
+    """The ``layers`` list of a SequenceStack body: 1 to MAX_LAYERS items ``{"kind", "model"}``."""
+    if depth >= MAX_STACK_DEPTH:
+        _fail(f"{where}: expected SequenceStacks nested at most {MAX_STACK_DEPTH} deep, received deeper.")
+    layers = body.get("layers")
+    if not isinstance(layers, list) or not 0 < len(layers) <= MAX_LAYERS:
+        _fail(f"{where}.layers: expected a list of 1 to {MAX_LAYERS} layers, received {type(layers).__name__}.")
+    for i, item in enumerate(layers):
+        _obj(item, ("kind", "model"), f"{where}.layers[{i}]")
+    return layers
 
 
 def parse_json(raw: bytes, where: str):
@@ -473,20 +506,51 @@ def from_document(doc, weights: dict | None = None):
               "Upgrade rshop to load it.")
     if weights is not None and not isinstance(weights, dict):
         _fail(f"weights: expected a dict of arrays, received {type(weights).__name__}.")
-    if doc["kind"] == "RecurrentModel":
-        return _model(doc["model"], "model", weights)
-    if doc["kind"] == "Bidirectional":
-        from .bidirectional import MERGE_MODES, Bidirectional
+    return _read(doc["kind"], doc["model"], "model", weights)
 
-        body = _obj(doc["model"], ("name", "merge_mode", "forward", "backward"), "model")
-        if body["merge_mode"] not in MERGE_MODES:
-            _fail(f"model: expected merge_mode in {list(MERGE_MODES)}, received {body['merge_mode']!r:.40}.")
-        parts = [_model(body[k], f"model.{k}", weights, partial=True) for k in ("forward", "backward")]
-        if weights is not None:
-            check_file_weights({**parts[0].param_specs, **parts[1].param_specs}, weights, "model")
-        return Bidirectional._from_parts(*parts, body["merge_mode"], _str(body["name"], "model name"))
-    _fail(f"document: expected kind 'RecurrentModel' or 'Bidirectional', received {doc['kind']!r:.80}. "
-          "Model files name no classes or modules to import.")
+
+def _read(kind, body, where, weights, depth=0):
+    if kind not in _READERS:
+        _fail(f"document: expected kind {' or '.join(repr(k) for k in _READERS)}, received {kind!r:.80}. "
+              "Model files name no classes or modules to import.")
+    return _READERS[kind](body, where, weights, depth)
+
+
+def _read_model(body, where, weights, depth):
+    return _model(body, where, weights)
+
+
+def _read_bidirectional(body, where, weights, depth):
+    from .bidirectional import MERGE_MODES, Bidirectional
+
+    body = _obj(body, ("name", "merge_mode", "forward", "backward"), where)
+    if body["merge_mode"] not in MERGE_MODES:
+        _fail(f"{where}: expected merge_mode in {list(MERGE_MODES)}, received {body['merge_mode']!r:.40}.")
+    parts = [_model(body[k], f"{where}.{k}", weights, partial=True) for k in ("forward", "backward")]
+    if weights is not None:
+        check_file_weights({**parts[0].param_specs, **parts[1].param_specs}, weights, where)
+    return Bidirectional._from_parts(*parts, body["merge_mode"], _str(body["name"], f"{where} name"))
+
+
+def _read_stack(body, where, weights, depth):
+    from .stack import SequenceStack
+
+    _obj(body, ("name", "layers"), where)
+    layers = []
+    for i, item in enumerate(_layers(body, where, depth)):
+        prefix = f"layer_{i}/"
+        own = None if weights is None else {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+        layers.append(_read(item["kind"], item["model"], f"{where}.layers[{i}]", own, depth + 1))
+    try:
+        stack = SequenceStack(layers, name=_str(body["name"], f"{where} name"))
+    except RshopConfigError as e:
+        _fail(f"{where}: {e}")
+    if weights is not None:
+        check_file_weights(stack.param_specs, weights, where)
+    return stack
+
+
+_READERS = {"RecurrentModel": _read_model, "Bidirectional": _read_bidirectional, "SequenceStack": _read_stack}
 
 
 def _model(body, where, weights=None, partial=False):

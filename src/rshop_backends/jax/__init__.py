@@ -5,6 +5,7 @@ float64 needs ``jax.config.update("jax_enable_x64", True)``; rshop never turns i
 
 from __future__ import annotations
 
+from ..engine import EngineSpec
 from . import layer, loop, ops
 
 NAME = "jax"
@@ -18,10 +19,8 @@ PASSES = ("cse", "fuse_matmuls", "licm")
 GRAD_PASSES = ("cse", "fuse_matmuls", "split_gates", "licm")
 
 
-def lower(model, dtype, passes=None, fast_path=True):
-    import sys
-
-    return layer.JaxLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
+ENGINE = EngineSpec(NAME, layer.JaxLayer, ops, PASSES, grad_passes=GRAD_PASSES)
+lower = ENGINE.lower
 
 
-__all__ = ["NAME", "GRAD_PASSES", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "GRAD_PASSES", "PASSES", "lower", "layer", "loop", "ops"]

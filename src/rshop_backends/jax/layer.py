@@ -57,12 +57,12 @@ class JaxLayer(Lowered):
     _native = (jax.Array,)  # tracers are jax.Array instances too
     _native_names = "jax.Array"
 
-    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
+    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
         _require_x64(model, dtype)
-        self._setup(model, dtype, engine_module, passes, fast_path)
+        super().__init__(model, dtype, engine, passes, fast_path, **hooks)
         self.frozen = frozenset(k for k, p in model.param_specs.items() if not p.trainable)
         self.params = {k: jnp.asarray(v) for k, v in self.initial_weights().items()}
-        self._jits = {}  # plan.key -> jax.jit of the loop
+        self._jits = {}  # id of a plan -> jax.jit of the loop
         self._staged = False  # whether the call being run is staged out (jit...): see _draw_dropout
 
     def __repr__(self):
@@ -99,9 +99,9 @@ class JaxLayer(Lowered):
             # A nested jax.jit adds nothing there, and a cached inner executable holding
             # closed-over constants broke Keras' retrace at a new batch size.
             return forward(*args, int(steps))
-        fn = self._jits.get(plan.key)
+        fn = self._jits.get(id(plan))  # plans live in self._plans: their ids are stable
         if fn is None:
-            fn = self._jits[plan.key] = jax.jit(forward, static_argnums=4)
+            fn = self._jits[id(plan)] = jax.jit(forward, static_argnums=4)
         return fn(*args, int(steps))
 
     def _differentiated(self, P) -> bool:

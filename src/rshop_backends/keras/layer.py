@@ -44,7 +44,6 @@ import contextlib
 import keras
 import numpy as np
 
-from rshop_core.bidirectional import Bidirectional
 from rshop_core.errors import RshopConfigError, RshopDTypeError
 from rshop_core.weights import check_weights
 
@@ -116,18 +115,6 @@ def _eager(engine):
     import tensorflow as tf
 
     return tf.init_scope()
-
-
-def _eager_compiled(compile_part):
-    """Wrap a TensorFlow layer's ``_compiled(plan, part)`` (code generation, lazy per plan) in :func:`_eager`."""
-    def compiled(plan, part):
-        with _eager("tensorflow"):
-            return compile_part(plan, part)
-    return compiled
-
-
-def _step_graph(model):
-    return model.forward.graph if isinstance(model, Bidirectional) else model.graph
 
 
 @keras.saving.register_keras_serializable(package="rshop")
@@ -230,13 +217,16 @@ class RecurrentLayer(keras.layers.Layer):
         key = (engine, str(inputs.device)) if engine == "torch" else (engine,)
         obj = self._rt.lowered.get(key)
         if obj is None:
-            with _eager(engine):
-                obj = self._rshop_model.lower(engine, "float32")
+            from rshop_backends import lower
+
+            # keras.random masks, fresh in every traced step; code generated eagerly on tensorflow
+            hooks = {"dropout_masks": self._draw_dropout}
             if engine == "tensorflow":
-                obj._compiled = _eager_compiled(obj._compiled)
+                hooks["codegen_context"] = lambda: _eager("tensorflow")
+            with _eager(engine):
+                obj = lower(self._rshop_model, engine, "float32", **hooks)
             if engine == "torch" and obj._anchor.device != inputs.device:
                 obj.to(inputs.device)  # literals and zero states on the inputs' device
-            obj._draw_dropout = self._draw_dropout  # keras.random masks: fresh in every traced step
             self._rt.lowered[key] = obj
         return obj
 
@@ -270,21 +260,15 @@ class RecurrentLayer(keras.layers.Layer):
         m = self._rshop_model
         if getattr(m, "built", True) is False:
             m.build(int(input_shape[-1]))
-        g, o = _step_graph(m), m.options
-        outs = [tuple(g.nodes[i].type.shape) for i in g.outputs]
-        if isinstance(m, Bidirectional):
-            mode = m.merge_mode
-            if mode is None:
-                outs = outs + outs
-            elif mode == "concat":
-                outs = [s[:-1] + (None if s[-1] is None else 2 * s[-1],) for s in outs]
+        o = m.options
+        outs = [tuple(s) for s in m.output_shapes()]
         batch = input_shape[0]
         if o.return_sequences:
             steps = (output_length or o.output_length) if o.decode else input_shape[1]
             outs = [(batch, steps) + s for s in outs]
         else:
             outs = [(batch,) + s for s in outs]
-        states = [(batch,) + tuple(s.shape) for s in m.state_specs] if o.return_states else []
+        states = [(batch,) + tuple(s.shape) for s in m.returned_state_specs]
         return outs + states, len(outs)
 
     def compute_output_shape(self, input_shape, *args, **kwargs):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..engine import EngineSpec
 from . import layer, loop, ops
 
 NAME = "numpy"
@@ -11,10 +12,8 @@ NAME = "numpy"
 PASSES = ()
 
 
-def lower(model, dtype, passes=None, fast_path=True):
-    import sys
-
-    return layer.NumpyLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
+ENGINE = EngineSpec(NAME, layer.NumpyLayer, ops, PASSES)
+lower = ENGINE.lower
 
 
-__all__ = ["NAME", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops"]

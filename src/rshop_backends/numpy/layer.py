@@ -14,8 +14,8 @@ class NumpyLayer(Lowered):
     engine = "numpy"
     _native = (np.ndarray,)
 
-    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
-        self._setup(model, dtype, engine_module, passes, fast_path)
+    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
+        super().__init__(model, dtype, engine, passes, fast_path, **hooks)
         self.params = self.initial_weights()
 
     def _describe(self, a):

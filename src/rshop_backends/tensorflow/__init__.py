@@ -12,6 +12,7 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from rshop_backends.engine import EngineSpec
 from rshop_backends.tensorflow import layer, loop, ops  # after the log setting
 
 NAME = "tensorflow"
@@ -21,10 +22,8 @@ NAME = "tensorflow"
 PASSES = ("cse", "fuse_matmuls", "licm")
 
 
-def lower(model, dtype, passes=None, fast_path=True):
-    import sys
-
-    return layer.TensorFlowLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
+ENGINE = EngineSpec(NAME, layer.TensorFlowLayer, ops, PASSES)
+lower = ENGINE.lower
 
 
-__all__ = ["NAME", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops"]

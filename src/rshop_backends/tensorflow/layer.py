@@ -58,13 +58,13 @@ class TensorFlowLayer(tf.Module, Lowered):
     # dict with tuple keys cannot be saved at all). What is tracked: ``variables_by_name`` and
     # the dropout generator (so a checkpoint or SavedModel carries the weights and the RNG).
     _UNTRACKED = frozenset({"model", "dtype", "options", "passes", "grad_passes", "fast_path", "step_fn",
-                            "_engine_module", "_plans", "_functions", "_carried", "_parts", "_dropout_rng",
-                            "_call_x"})
+                            "_engine_module", "_plans", "_leaf_of", "_dropout_masks", "_codegen_context", "_functions",
+                            "_carried", "_parts", "_dropout_rng", "_call_x"})
     _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | _UNTRACKED  # .variables skips them
 
-    def __init__(self, model, dtype, engine_module, jit_compile=None, passes=None, fast_path=True):
-        super().__init__(name=_identifier(model.name))
-        self._setup(model, dtype, engine_module, passes, fast_path)
+    def __init__(self, model, dtype, engine, passes=None, fast_path=True, *, jit_compile=None, **hooks):
+        tf.Module.__init__(self, name=_identifier(model.name))
+        Lowered.__init__(self, model, dtype, engine, passes, fast_path, **hooks)
         self.jit_compile = JIT_COMPILE if jit_compile is None else bool(jit_compile)
         specs = model.param_specs
         with self.name_scope:
@@ -73,7 +73,7 @@ class TensorFlowLayer(tf.Module, Lowered):
                 for k, v in self.initial_weights().items()}
             # dropout masks of calls traced by the user (tf.function, SavedModel): drawn in the graph
             self._dropout_generator = tf.random.Generator.from_seed(_generator_seed(model.seed))
-        self._functions = {}  # (plan key, T for unroll=True else None, jit) -> tf.function
+        self._functions = {}  # (id of the plan, T for unroll=True else None, jit) -> tf.function
         self._call_x = None  # the x of the call being run (its dynamic batch sizes graph-drawn masks)
 
     def __setattr__(self, name, value):
@@ -250,7 +250,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         TensorFlow cannot hand the loop's gradient accumulators out of an XLA function.
         """
         jit = self.jit_compile and not _tape_recording()
-        key = (plan.key, steps, jit)
+        key = (id(plan), steps, jit)  # plans live in self._plans: their ids are stable
         fn = self._functions.get(key)
         if fn is None:
             # A partial (no __code__) makes TF count traces per layer, not per code object:

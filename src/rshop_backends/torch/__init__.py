@@ -8,6 +8,7 @@ The step runs as generated straight-line torch code inside a Python loop over ti
 
 from __future__ import annotations
 
+from ..engine import EngineSpec
 from . import layer, loop, ops
 
 NAME = "torch"
@@ -18,10 +19,8 @@ NAME = "torch"
 PASSES = ("cse", "fuse_matmuls", "licm", "hoist_inputs")
 
 
-def lower(model, dtype, passes=None, fast_path=True):
-    import sys
-
-    return layer.TorchLayer(model, dtype, sys.modules[__name__], passes=passes, fast_path=fast_path)
+ENGINE = EngineSpec(NAME, layer.TorchLayer, ops, PASSES)
+lower = ENGINE.lower
 
 
-__all__ = ["NAME", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops"]

@@ -73,12 +73,12 @@ class TorchLayer(nn.Module, Lowered):
     engine = "torch"
     _native = (torch.Tensor,)
 
-    def __init__(self, model, dtype, engine_module, passes=None, fast_path=True):
+    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
         nn.Module.__init__(self)
-        # the anchor first: _setup compiles the inference step, which reads the layer's device
+        # the anchor first: Lowered.__init__ compiles the inference step, which reads the layer's device
         self.register_buffer(_ANCHOR, torch.empty(0, dtype=getattr(torch, dtype)), persistent=False)
-        self._steps: dict = {}  # (plan key, device, dtype) -> step with literals on that device
-        self._setup(model, dtype, engine_module, passes, fast_path)
+        self._steps: dict = {}  # (id of the plan, part, device, dtype) -> step with literals on that device
+        Lowered.__init__(self, model, dtype, engine, passes, fast_path, **hooks)
         weights = self.initial_weights()
         for q, spec in model.param_specs.items():
             p = nn.Parameter(torch.from_numpy(weights[q]), requires_grad=spec.trainable)
@@ -258,7 +258,7 @@ class TorchLayer(nn.Module, Lowered):
         why = transforms.BLOCKED.get(transform or self._now, "")
         if plan.fused is None or not why:
             return plan
-        key = (model.name, bool(training), bool(teacher), bool(masked), bool(grad), why)
+        key = (id(model), bool(training), bool(teacher), bool(masked), bool(grad), why)
         if key not in self._plans:
             if self.fast_path == "require":
                 raise RshopNotImplementedError(
@@ -268,6 +268,7 @@ class TorchLayer(nn.Module, Lowered):
             raw = plan_for(model, bool(training), bool(teacher), bool(masked))
             generic = _passes.optimize(raw, self.grad_passes if grad else self.passes)
             self._plans[key] = replace(generic, note=why)
+            self._leaf_of[id(self._plans[key])] = model
         return self._plans[key]
 
     def explain(self, training=False, masked=False, teacher=False, grad=False, transform=None):
@@ -293,7 +294,7 @@ class TorchLayer(nn.Module, Lowered):
 
     def _state_constant(self, model, spec):
         """Cached per state and per device / dtype (numpy cannot run inside a torch.compile trace)."""
-        key = (model.name, spec.name)
+        key = (id(model), spec.name)
         v = self._state_values.get(key)
         if v is None:
             if spec.initializer.random or isinstance(spec.initializer, initializers.Learned):
@@ -325,7 +326,7 @@ class TorchLayer(nn.Module, Lowered):
     def _compiled(self, plan, part):
         """A generated function of the plan, with its literals on the anchor's device and dtype."""
         anchor = self._anchor
-        key = (plan.key, part, anchor.device, anchor.dtype)
+        key = (id(plan), part, anchor.device, anchor.dtype)  # plans live in self._plans
         fn = self._steps.get(key)
         if fn is None:
             fn = self._steps[key] = _moved(super()._compiled(plan, part), anchor)

@@ -10,7 +10,8 @@
 Importing this package imports neither torch nor keras: each function imports its framework.
 """
 
-from .common import CellSpec, SequenceStack
+from ..stack import SequenceStack
+from .common import CellSpec
 from .keras import from_keras, to_keras
 from .torch import TorchStack, from_torch, rshop_states, to_torch, torch_states
 

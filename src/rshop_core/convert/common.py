@@ -1,6 +1,7 @@
 """What the torch and Keras converters share: a framework-neutral description of one built-in
 cell run over time (:class:`CellSpec`), building an rshop model from one, recognising one in an
-rshop model, and :class:`SequenceStack` (layers applied one after another over whole sequences).
+rshop model (:class:`~rshop_core.SequenceStack`, layers run one after another over whole
+sequences, lives in :mod:`rshop_core.stack`).
 
 Nothing here imports a framework.
 """
@@ -161,73 +162,6 @@ def check_plain_loop(model, where: str, allowed=()) -> None:
 
 
 # -- stacks ----------------------------------------------------------------------------------
-class SequenceStack:
-    """Layers applied one after another over whole sequences: layer i+1 reads layer i's (first) output.
-
-    This is what a stack of *bidirectional* layers is (each layer's merged outputs, for all time
-    steps, feed the next), which one RecurrentSequential step cannot express. It has no weights of
-    its own. ``stack.lower(engine, dtype)`` returns a callable running each lowered layer in turn on
-    that engine's arrays; its result is ``(y, *states)``: the last layer's output(s), then the states
-    of every layer that returns states, layer by layer (``initial_state=`` takes them in that order).
-    ``get_weights()`` / ``set_weights()`` use the names ``layer_<i>/<layer's name>``.
-    """
-
-    def __init__(self, layers, name="sequence_stack"):
-        self.layers, self.name = list(layers), name
-        if not self.layers:
-            raise RshopConfigError("SequenceStack: expected at least one layer, received none.")
-
-    def __repr__(self):
-        return f"<SequenceStack {self.name!r} of {len(self.layers)} layers>"
-
-    @property
-    def input_shape(self):
-        return self.layers[0].input_shape
-
-    def _n_states(self, layer):
-        return len(layer.state_specs) if layer.options.return_states else 0
-
-    def get_weights(self) -> dict:
-        return {f"layer_{i}/{k}": v for i, layer in enumerate(self.layers) for k, v in layer.get_weights().items()}
-
-    def set_weights(self, weights: dict) -> None:
-        for i, layer in enumerate(self.layers):
-            prefix = f"layer_{i}/"
-            layer.set_weights({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
-        known = set(self.get_weights())
-        extra = [k for k in weights if k not in known]
-        if extra:
-            raise RshopConfigError(f"SequenceStack {self.name!r}: unexpected weights {extra}.")
-
-    def lower(self, engine=None, dtype=None):
-        return _LoweredStack(self, [layer.lower(engine, dtype) for layer in self.layers])
-
-
-class _LoweredStack:
-    def __init__(self, stack, lowered):
-        self.stack, self.lowered = stack, lowered
-
-    def __call__(self, x, initial_state=None, constants=None, **kwargs):
-        if constants:
-            raise RshopConfigError(f"SequenceStack {self.stack.name!r}: expected no constants, received some.")
-        counts = [len(layer.state_specs) for layer in self.stack.layers]
-        if initial_state is not None and len(initial_state) != sum(counts):
-            raise RshopConfigError(f"SequenceStack {self.stack.name!r}: expected {sum(counts)} initial states, "
-                                   f"received {len(initial_state)}.")
-        states, k, out = [], 0, None
-        for layer, low, n in zip(self.stack.layers, self.lowered, counts):
-            init = None if initial_state is None else list(initial_state[k:k + n])
-            k += n
-            out = low(x, initial_state=init, **kwargs)
-            out = out if isinstance(out, tuple) else (out,)
-            m = self.stack._n_states(layer)
-            head, tail = (out[:-m], out[-m:]) if m else (out, ())
-            states.extend(tail)
-            x = head[0]
-        result = (*head, *states)
-        return result if len(result) > 1 else result[0]
-
-
 def describe_stack(seq, where: str) -> list:
     """The CellSpecs (weights included) of a RecurrentSequential of built-in cells only (no plain
     layers, state_sync or readout), or an RshopConfigError."""

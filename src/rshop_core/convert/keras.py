@@ -14,13 +14,12 @@ from __future__ import annotations
 import numpy as np
 
 from .. import activations
-from ..bidirectional import Bidirectional
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
 from ..sequential import RecurrentSequential
+from ..stack import SequenceStack
 from .common import (
     CellSpec,
-    SequenceStack,
     build_bidirectional,
     build_model,
     build_stack,
@@ -178,7 +177,7 @@ def _set(layer, spec):
 
 
 def _to_keras_one(keras, model, where):
-    if isinstance(model, Bidirectional):
+    if getattr(model, "KIND", None) == "Bidirectional":  # the model kind (rshop_core.lowerable)
         check_plain_loop(model.forward, where, allowed=("go_backwards", "zero_output_for_mask"))
         fwd, bwd = describe(model.forward, where), describe(model.backward, where)
         inner = _keras_layer(keras, fwd, model.forward.options.to_json(), name=model.forward.name)
@@ -209,7 +208,7 @@ def to_keras(model):
     import keras
 
     where = "to_keras"
-    if isinstance(model, (RecurrentSequential, SequenceStack)):
+    if isinstance(model, RecurrentSequential) or getattr(model, "KIND", None) == "SequenceStack":
         if isinstance(model, RecurrentSequential):
             check_plain_loop(model, where)
             specs = describe_stack(model, where)

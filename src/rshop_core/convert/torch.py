@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..bidirectional import Bidirectional
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
 from ..sequential import RecurrentSequential
+from ..stack import SequenceStack
 from .common import (
     CellSpec,
-    SequenceStack,
     build_bidirectional,
     build_model,
     build_stack,
@@ -108,10 +107,11 @@ def from_torch(module):
 # -- back to torch ---------------------------------------------------------------------------
 def _units(model, where):
     """[(layer index, [spec per direction])] of a convertible rshop model."""
-    if isinstance(model, SequenceStack):
+    kind = getattr(model, "KIND", None)  # the model kind (rshop_core.lowerable), as its .rshop document names it
+    if kind == "SequenceStack":
         out = []
         for i, layer in enumerate(model.layers):
-            if isinstance(layer, SequenceStack):
+            if layer.KIND == "SequenceStack":
                 raise RshopConfigError(f"{where}: expected a flat TorchStack, received a nested one.")
             sub = _units(layer, where)
             if len(sub) != 1:
@@ -121,7 +121,7 @@ def _units(model, where):
         if len({len(d) for d in out}) != 1:
             raise RshopConfigError(f"{where}: expected every layer of the stack to have the same directions.")
         return out
-    if isinstance(model, Bidirectional):
+    if kind == "Bidirectional":
         if model.merge_mode != "concat":
             raise RshopConfigError(f"{where}: merge_mode={model.merge_mode!r} is not supported; torch concatenates "
                                    "the two directions (expected merge_mode='concat').")

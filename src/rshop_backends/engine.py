@@ -1,0 +1,39 @@
+"""The engine spec: what one engine is, in one object (:class:`EngineSpec`).
+
+Every built-in engine package defines ``ENGINE = EngineSpec(...)``, and its module-level
+``lower(model, dtype, ...)`` is ``ENGINE.lower``: the glue the four engines used to repeat.
+A plug-in engine may do the same (``rshop_backends.lower`` uses a module's ``ENGINE`` when it has
+one, else its ``lower(model, dtype)``). Nothing here imports a framework.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """One engine.
+
+    ``name``: as the registry knows it; ``layer``: its :class:`~rshop_backends.lowered.Lowered`
+    subclass; ``ops``: its ops module (``EMITTERS``, ``NAMESPACE``, ``constant``, optional
+    ``FUSIONS``: what :mod:`rshop_backends.codegen` emits); ``passes``: the default optimisation
+    pipeline; ``grad_passes``: the pipeline of calls being differentiated, where the engine can
+    tell (None: ``passes``); ``dtypes``: the float dtypes it computes in.
+    """
+
+    name: str
+    layer: type
+    ops: ModuleType
+    passes: tuple
+    grad_passes: tuple | None = None
+    dtypes: tuple = ("float32", "float64")
+
+    def lower(self, model, dtype: str, passes=None, fast_path=True, **hooks: Any):
+        """``model`` lowered to this engine computing in ``dtype``: a new ``self.layer``.
+
+        ``hooks``: the optional construction hooks of :class:`~rshop_backends.lowered.Lowered`
+        (``dropout_masks``, ``codegen_context``) and the engine's own keywords."""
+        return self.layer(model, dtype, self, passes=passes, fast_path=fast_path, **hooks)
