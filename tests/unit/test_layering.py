@@ -84,7 +84,7 @@ def test_the_scan_sees_every_module_and_known_edges():
     assert {"rshop_core.graph", "rshop_core.tracing", "rshop_core.model", "rshop_core.convert.keras_step"} \
         <= set(MODULES)
     assert ("rshop_core.symbolic", True, None, ("Tensor",)) in IMPORTS["rshop_core.tracing"]
-    assert ("rshop_backends", False, "lower", ("lower",)) in IMPORTS["rshop_core.model"]
+    assert ("rshop_backends", False, "lower", ("lower",)) in IMPORTS["rshop_core.lowerable"]
     assert any(t == "rshop_core.functional" and top for t, top, _, _ in IMPORTS["rshop_core.execution"])
     assert any(t == "keras" and not top for t, top, _, _ in IMPORTS["rshop_core.convert.keras_step"])
 
@@ -95,6 +95,8 @@ def test_rshop_backends_only_through_lower():
     assert upward, "model.lower() imports rshop_backends.lower"
     bad = [u for u in upward if not (u[1] == "rshop_backends" and u[2] == "lower" and u[3] == ("lower",))]
     assert not bad, f"rshop_core imports rshop_backends outside a lower() method: {bad}"
+    assert [u[0] for u in upward] == ["rshop_core.lowerable"], \
+        f"the one upward edge is Lowerable.lower (every model kind inherits it), received {upward}"
 
 
 def test_no_framework_at_module_level():
