@@ -152,6 +152,26 @@ def to_torch(model, batch_first=True):
 
     where = "to_torch"
     units = _units(model, where)
+    _check_torch_expressible(units, where)
+    first, dirs = units[0][0], len(units[0])
+    args = dict(input_size=first.input_dim, hidden_size=first.units, num_layers=len(units), bias=first.use_bias,
+                batch_first=batch_first, bidirectional=dirs == 2)
+    if first.kind == "rnn":
+        module = torch.nn.RNN(nonlinearity=first.activation, **args)
+    else:
+        module = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[first.kind](**args)
+    params = dict(module.named_parameters())
+    with torch.no_grad():
+        for i, layer in enumerate(units):
+            for spec, suffix in zip(layer, ("", "_reverse")):
+                for name, v in _torch_values(spec).items():
+                    params[f"{name}_l{i}{suffix}"].copy_(torch.from_numpy(np.ascontiguousarray(v, np.float32)))
+    return module
+
+
+def _check_torch_expressible(units, where) -> None:
+    """Refuse what one torch.nn.RNN/GRU/LSTM cannot hold: layers that differ in kind, size, activation or
+    bias, a layer reading the wrong width, cell dropout, regularizers, other activations, GRU reset_after=False."""
     first = units[0][0]
     dirs = len(units[0])
     for i, layer in enumerate(units):
@@ -181,29 +201,22 @@ def to_torch(model, batch_first=True):
     if kind == "gru" and not all(s.reset_after for layer in units for s in layer):
         raise RshopConfigError(f"{where}: GRUCell reset_after=False is not supported; torch.nn.GRU applies the "
                                "reset gate after the matmul (expected reset_after=True).")
-    args = dict(input_size=first.input_dim, hidden_size=first.units, num_layers=len(units), bias=first.use_bias,
-                batch_first=batch_first, bidirectional=dirs == 2)
-    if kind == "rnn":
-        module = torch.nn.RNN(nonlinearity=first.activation, **args)
-    else:
-        module = {"gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[kind](**args)
-    params = dict(module.named_parameters())
-    with torch.no_grad():
-        for i, layer in enumerate(units):
-            for spec, suffix in zip(layer, ("", "_reverse")):
-                w = spec.weights
-                k, r = w["kernel"].T, w["recurrent_kernel"].T
-                if kind == "gru":
-                    k, r = _rzn(k), _rzn(r)
-                values = {"weight_ih": k, "weight_hh": r}
-                if spec.use_bias:
-                    if kind == "gru":
-                        values["bias_ih"], values["bias_hh"] = _rzn(w["bias"][0]), _rzn(w["bias"][1])
-                    else:
-                        values["bias_ih"], values["bias_hh"] = w["bias"], np.zeros_like(w["bias"])
-                for name, v in values.items():
-                    params[f"{name}_l{i}{suffix}"].copy_(torch.from_numpy(np.ascontiguousarray(v, np.float32)))
-    return module
+
+
+def _torch_values(spec) -> dict:
+    """One direction of one layer in torch's layout: ``weight_ih``, ``weight_hh`` and, with a bias,
+    ``bias_ih``, ``bias_hh`` (GRU gates reordered to [r|z|n]; other cells' bias in ``bias_ih``)."""
+    w = spec.weights
+    k, r = w["kernel"].T, w["recurrent_kernel"].T
+    if spec.kind == "gru":
+        k, r = _rzn(k), _rzn(r)
+    values = {"weight_ih": k, "weight_hh": r}
+    if spec.use_bias:
+        if spec.kind == "gru":
+            values["bias_ih"], values["bias_hh"] = _rzn(w["bias"][0]), _rzn(w["bias"][1])
+        else:
+            values["bias_ih"], values["bias_hh"] = w["bias"], np.zeros_like(w["bias"])
+    return values
 
 
 # -- state layouts ---------------------------------------------------------------------------
