@@ -59,8 +59,10 @@ def keras(session):
 
 @nox.session(python="3.11")
 def lint(session):
-    session.install(*CONSTRAINTS, "ruff")
+    """ruff on every Python file; mypy on rshop_core (its settings and strict modules: pyproject.toml)."""
+    session.install(*CONSTRAINTS, "ruff", "mypy", "numpy")  # mypy reads numpy's annotations
     session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
+    session.run("mypy")
 
 
 @nox.session(python="3.11")

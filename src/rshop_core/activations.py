@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from . import functional as F
 from .errors import RshopConfigError
+from .symbolic import Tensor
+
+Activation = Callable[..., Tensor]  # Tensor -> Tensor (``name=`` optional); ``linear`` returns its argument
 
 _ACTIVATIONS = {
     "linear": F.linear, "tanh": F.tanh, "sigmoid": F.sigmoid, "hard_sigmoid": F.hard_sigmoid,
@@ -12,7 +17,7 @@ _ACTIVATIONS = {
 }
 
 
-def get(name, where: str = "activation"):
+def get(name: object, where: str = "activation") -> Activation:
     """The activation function called ``name`` (None means ``linear``)."""
     if name is None:
         return F.linear
@@ -22,5 +27,5 @@ def get(name, where: str = "activation"):
         f"{where}: expected an activation in {sorted(_ACTIVATIONS)}, received {name!r}.")
 
 
-def names() -> list:
+def names() -> list[str]:
     return sorted(_ACTIVATIONS)

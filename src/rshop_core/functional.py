@@ -37,10 +37,32 @@ def _unary(op):
     return f
 
 
-for _op in ELEMENTWISE_BINARY + COMPARE:
-    globals()[_op] = _binary(_op)
-for _op in ELEMENTWISE_UNARY:
-    globals()[_op] = _unary(_op)
+# One name per op, spelled out so that readers and type checkers see them; tests/unit/test_typing.py checks
+# that they are exactly ELEMENTWISE_BINARY + COMPARE and ELEMENTWISE_UNARY.
+add = _binary(Op.ADD)
+subtract = _binary(Op.SUBTRACT)
+multiply = _binary(Op.MULTIPLY)
+divide = _binary(Op.DIVIDE)
+maximum = _binary(Op.MAXIMUM)
+minimum = _binary(Op.MINIMUM)
+greater = _binary(Op.GREATER)
+greater_equal = _binary(Op.GREATER_EQUAL)
+less = _binary(Op.LESS)
+less_equal = _binary(Op.LESS_EQUAL)
+equal = _binary(Op.EQUAL)
+negative = _unary(Op.NEGATIVE)
+abs = _unary(Op.ABS)
+square = _unary(Op.SQUARE)
+sqrt = _unary(Op.SQRT)
+exp = _unary(Op.EXP)
+log = _unary(Op.LOG)
+tanh = _unary(Op.TANH)
+sigmoid = _unary(Op.SIGMOID)
+hard_sigmoid = _unary(Op.HARD_SIGMOID)
+relu = _unary(Op.RELU)
+softplus = _unary(Op.SOFTPLUS)
+softsign = _unary(Op.SOFTSIGN)
+elu = _unary(Op.ELU)
 
 
 def linear(x, name=None):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from .errors import RshopConfigError, RshopShapeError
 from .limits import MAX_CONSTANT_ELEMENTS, MAX_NODES, check_name
@@ -76,7 +77,7 @@ class _Failure:
     def __init__(self, where: str):
         self.where = where
 
-    def __call__(self, node: Node | None, msg: str, cls: type = RshopConfigError):
+    def __call__(self, node: Node | None, msg: str, cls: type[Exception] = RshopConfigError) -> NoReturn:
         at = f"{self.where}, node %{node.id} {node.name!r} (op {node.op})" if node is not None else self.where
         raise cls(f"{at}: {msg}")
 
@@ -133,7 +134,7 @@ def _verify_node(g: StepGraph, k: int, n: Node, where: str, fail: _Failure) -> N
             fail(n, f"expected the attributes {attrs}, received {n.attrs}.")
 
 
-def _role_group(g: StepGraph, role) -> tuple | None:
+def _role_group(g: StepGraph, role: object) -> tuple | None:
     return {"x": g.x, "state": g.states, "constant": g.constants}.get(role) if isinstance(role, str) else None
 
 

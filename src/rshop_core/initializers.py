@@ -314,7 +314,7 @@ class Learned(Initializer):
         return self.initializer._value(shape, rng)
 
 
-_REGISTRY = {c.name: c for c in (
+_REGISTRY: dict[str, type[Initializer]] = {c.name: c for c in (
     Zeros, Ones, Constant, RandomUniform, RandomNormal, TruncatedNormal, GlorotUniform,
     GlorotNormal, HeUniform, HeNormal, Orthogonal, Identity, Concatenate, Learned)}
 
@@ -323,15 +323,17 @@ def get(spec, where: str = "initializer") -> Initializer:
     """An :class:`Initializer` from an instance, a name, or a JSON dict ``{"name": ..., **config}``."""
     if isinstance(spec, Initializer):
         return spec
-    if isinstance(spec, str) and spec in _REGISTRY:
-        return _REGISTRY[spec]()
-    if isinstance(spec, dict) and isinstance(spec.get("name"), str) and spec["name"] in _REGISTRY:
-        cfg = {k: v for k, v in spec.items() if k != "name"}
+    name, cfg = None, {}  # a bare name is a dict without arguments (so "concatenate" asks for its parts)
+    if isinstance(spec, str):
+        name = spec
+    elif isinstance(spec, dict) and isinstance(spec.get("name"), str):
+        name, cfg = spec["name"], {k: v for k, v in spec.items() if k != "name"}
+    if name in _REGISTRY:
         try:
-            return _REGISTRY[spec["name"]](**cfg)
+            return _REGISTRY[name](**cfg)
         except TypeError:
             raise RshopConfigError(
-                f"{where}: initializer {spec['name']!r} expected arguments of {_REGISTRY[spec['name']].__name__},"
+                f"{where}: initializer {name!r} expected arguments of {_REGISTRY[name].__name__},"
                 f" received {sorted(cfg)}.") from None
     raise RshopConfigError(
         f"{where}: expected an initializer in {sorted(_REGISTRY)} or an Initializer, received {spec!r}.")

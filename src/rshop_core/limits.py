@@ -8,6 +8,8 @@ so a model that builds always saves and loads. docs/format.md lists every limit 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Sequence
+from typing import Protocol
 
 from .errors import RshopConfigError
 
@@ -24,7 +26,7 @@ NAME_RULE = (f"1 to {MAX_NAME} printable characters without '.' (letters, digits
              "no control characters, no lone surrogates)")
 
 
-def check_name(name, where: str, what: str = "name", cls=RshopConfigError) -> str:
+def check_name(name: object, where: str, what: str = "name", cls: type[Exception] = RshopConfigError) -> str:
     """Return ``name`` if it follows the name rule, else raise ``cls`` naming ``where``.
 
     One rule for every name an engine uses as a key (model, node, state, parameter, Input):
@@ -35,28 +37,51 @@ def check_name(name, where: str, what: str = "name", cls=RshopConfigError) -> st
     return name
 
 
-def check_param_name(name, where: str, cls=RshopConfigError) -> str:
+def check_param_name(name: object, where: str, cls: type[Exception] = RshopConfigError) -> str:
     """A parameter's qualified name: the name rule, and ``<owner>/<weight>`` (so it can never
     clash with an attribute of an engine's module object, such as torch's ``training``)."""
-    check_name(name, where, "parameter name", cls)
+    name = check_name(name, where, "parameter name", cls)
     if "/" not in name.strip("/"):
         raise cls(f"{where}: expected a qualified parameter name '<layer>/<weight>', received {name!r:.80}.")
     return name
 
 
-def check_states(specs, options, where: str, cls=RshopConfigError) -> None:
+class Sized(Protocol):
+    """What the checks below read of a :class:`~rshop_core.specs.ParamSpec` or ``StateSpec`` (specs
+    imports this module, so it is described here rather than imported)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def shape(self) -> tuple: ...
+
+
+class StatefulOptions(Protocol):
+    """What :func:`check_states` reads of a model's :class:`~rshop_core.options.LoopOptions` (which
+    guarantees ``batch_size`` with ``stateful``); the options module is not part of the IR."""
+
+    @property
+    def stateful(self) -> bool: ...
+
+    @property
+    def batch_size(self) -> int | None: ...
+
+
+def check_states(specs: Sequence[Sized], options: StatefulOptions, where: str,
+                 cls: type[Exception] = RshopConfigError) -> None:
     """Bound what the states make an engine allocate with no weights behind it."""
     total = sum(math.prod(s.shape) for s in specs)
     if total > MAX_STATE_ELEMENTS:
         raise cls(f"{where}: expected states of at most {MAX_STATE_ELEMENTS} elements per example together, "
                   f"received {total} ({', '.join(f'{s.name} {s.shape}' for s in specs[:8])}). "
                   "Keep large tensors in parameters or constants passed at call time.")
-    if options.stateful and options.batch_size * total > MAX_STATEFUL_ELEMENTS:
+    if options.stateful and options.batch_size is not None and options.batch_size * total > MAX_STATEFUL_ELEMENTS:
         raise cls(f"{where}: expected batch_size x state elements of at most {MAX_STATEFUL_ELEMENTS} for a "
                   f"stateful layer, received {options.batch_size} x {total}.")
 
 
-def check_param_count(where: str, specs) -> None:
+def check_param_count(where: str, specs: Iterable[Sized]) -> None:
     """Refuse models with more parameter entries than a ``.rshop`` file may hold."""
     specs = list(specs)
     total = sum(math.prod(p.shape) for p in specs)

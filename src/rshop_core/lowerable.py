@@ -19,7 +19,10 @@ kind they hold:
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from .options import LoopOptions
@@ -104,7 +107,8 @@ class Lowerable(ABC):
         ``P``: the parameters by qualified name; ``states``: None (the defaults) or one
         ``(info, array)`` pair per entry of ``state_specs``; ``kwargs``: the call's keywords."""
 
-    def lower(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
+    def lower(self, engine: str | None = None, dtype: str | None = None, *, passes: Sequence[str] | None = None,
+              fast_path: bool | str = True) -> Any:
         """The engine's native layer object, initialised from this model's weights.
 
         ``engine=None`` means the engine chosen at import time (:func:`rshop_backends.backend`).
@@ -117,21 +121,22 @@ class Lowerable(ABC):
 
         return lower(self, engine, dtype, passes=passes, fast_path=fast_path)
 
-    def explain(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True,
-                training=False, masked=False, teacher=False, grad=False):
+    def explain(self, engine: str | None = None, dtype: str | None = None, *, passes: Sequence[str] | None = None,
+                fast_path: bool | str = True, training: bool = False, masked: bool = False, teacher: bool = False,
+                grad: bool = False) -> Any:
         """What ``self.lower(engine, ...)`` runs for a call with these flags (``grad``: a call being
         differentiated): the fused kernel or the generic loop (and why), and what each optimisation
         pass did, for the first leaf. Print it."""
         layer = self.lower(engine, dtype, passes=passes, fast_path=fast_path)
         return layer.explain(training=training, masked=masked, teacher=teacher, grad=grad)
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike) -> Path:
         """Write the model and its weights to a ``.rshop`` file; returns the path."""
         from .serialization import save
 
         return save(self, path)
 
-    def __call__(self, x, initial_state=None, constants=None, **kwargs):
+    def __call__(self, x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any) -> Any:
         """Run on the active engine; keywords as the lowered layer's."""
         if self._call_layer is None:
             self._call_layer = self.lower()

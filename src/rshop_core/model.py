@@ -138,6 +138,7 @@ class RecurrentModel(Lowerable):
     """
 
     KIND = "RecurrentModel"
+    _weight_values: dict | None  # behind the _weights property: None until first drawn
 
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
@@ -295,23 +296,25 @@ class RecurrentModel(Lowerable):
     def built(self) -> bool:
         return self._builder is None
 
-    def _require_built(self):
-        if self._builder is not None:
+    def _require_built(self) -> StepGraph:
+        """The step graph of a built model, or an RshopConfigError for one still waiting for its input size."""
+        if self._builder is not None or self.graph is None:
             raise RshopConfigError(
                 f"RecurrentModel {self.name!r}: expected a built model, received one made from a cell "
                 "without input_dim. Pass input_dim= to the cell or call model.build(input_dim).")
+        return self.graph
 
     # -- facts -----------------------------------------------------------------------
     @property
     def dtype(self) -> str:
-        self._require_built()
-        return self.graph.nodes[self.graph.x[0]].type.dtype
+        g = self._require_built()
+        return g.nodes[g.x[0]].type.dtype
 
     @property
     def input_shape(self) -> tuple:
         """Per-example, per-step shape of x (x itself is (batch, T, *input_shape))."""
-        self._require_built()
-        return self.graph.nodes[self.graph.x[0]].type.shape
+        g = self._require_built()
+        return g.nodes[g.x[0]].type.shape
 
     @property
     def params(self) -> dict:
@@ -326,8 +329,8 @@ class RecurrentModel(Lowerable):
 
     def summary(self) -> str:
         """The step graph in a readable SSA form, then states and parameters."""
-        self._require_built()
-        lines = [f"RecurrentModel {self.name!r}  options {self.options.to_json()}", str(self.graph)]
+        g = self._require_built()
+        lines = [f"RecurrentModel {self.name!r}  options {self.options.to_json()}", str(g)]
         lines += [f"state {s.name}: {s.shape} {s.dtype} init={s.initializer!r}" for s in self.state_specs]
         lines += [f"param {p.name}: {p.shape} {p.dtype} init={p.initializer!r}"
                   f"{'' if p.trainable else ' (frozen)'}" for p in self.param_specs.values()]
@@ -335,8 +338,8 @@ class RecurrentModel(Lowerable):
 
     def to_json(self) -> dict:
         """The model's IR as plain JSON values (weights excluded)."""
-        self._require_built()
-        return {"name": self.name, "seed": self.seed, "graph": self.graph.to_json(),
+        g = self._require_built()
+        return {"name": self.name, "seed": self.seed, "graph": g.to_json(),
                 "states": [s.to_json() for s in self.state_specs],
                 "readout": None if self.readout_spec is None else self.readout_spec.to_json(),
                 "params": [p.to_json() for p in self.param_specs.values()], "options": self.options.to_json()}
@@ -382,7 +385,7 @@ class RecurrentModel(Lowerable):
         return (self,)
 
     def output_shapes(self) -> list:
-        g = self.graph
+        g = self._require_built()
         return [tuple(g.nodes[i].type.shape) for i in g.outputs]
 
     def run(self, runner, P, x, states, kwargs):
@@ -406,8 +409,7 @@ class RecurrentModel(Lowerable):
         from .replay import replay
         from .symbolic import Input
 
-        self._require_built()
-        g = self.graph
+        g = self._require_built()
         env = {i: Input(g.nodes[i].type.shape, g.nodes[i].type.dtype, name=g.nodes[i].name)
                for i in (*g.x, *g.constants)}
         for i, s in zip(g.states, self.state_specs):  # state names (and learned-state parameters) prefixed too

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn
 
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import TensorType, dims_compatible
@@ -123,17 +124,18 @@ LEAVES = (Op.INPUT, Op.PARAM, Op.CONSTANT)  # typed where they are created; no i
 class OpDef:
     name: str
     arity: tuple  # (min, max); max None = any
-    infer: Callable  # (where, types, attrs) -> (TensorType, normalized attrs)
+    infer: Callable[[str, list[TensorType], dict], tuple[TensorType, dict]]  # -> (type, normalized attrs)
 
 
-def _fail(where, expected, received, fix=None, cls=RshopShapeError):
+def _fail(where: str, expected: str, received: str, fix: str | None = None,
+          cls: type[Exception] = RshopShapeError) -> NoReturn:
     msg = f"{where}: expected {expected}, received {received}."
     if fix:
         msg += f" {fix}"
     raise cls(msg)
 
 
-def _same_dtype(where, types):
+def _same_dtype(where: str, types: list[TensorType]) -> str:
     dts = {t.dtype for t in types}
     if len(dts) > 1:
         _fail(where, "operands of one dtype", " and ".join(t.describe() for t in types),
@@ -141,19 +143,19 @@ def _same_dtype(where, types):
     return types[0].dtype
 
 
-def _require_float(where, t):
+def _require_float(where: str, t: TensorType) -> None:
     if t.dtype not in ("float32", "float64"):
         _fail(where, "a floating operand", t.describe(), cls=RshopDTypeError)
 
 
-def _norm_axis(where, axis, rank):
+def _norm_axis(where: str, axis: object, rank: int) -> int:
     if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
         _fail(where, f"an axis in [{-rank}, {rank}) of a rank-{rank} per-example value",
               repr(axis), "Axes count per example: the batch axis is implicit.", RshopConfigError)
     return axis - rank if axis >= 0 else axis
 
 
-def _broadcast(where, types):
+def _broadcast(where: str, types: list[TensorType]) -> tuple[tuple, bool]:
     """Broadcast per-example shapes; a batched operand must have the full result rank."""
     rank = max(t.rank for t in types)
     out = []
@@ -182,24 +184,24 @@ def _broadcast(where, types):
     return tuple(out), batched
 
 
-def _elementwise_binary(where, types, attrs):
+def _elementwise_binary(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     dt = _same_dtype(where, types)
     shape, batched = _broadcast(where, types)
     return TensorType(shape, dt, batched), {}
 
 
-def _compare(where, types, attrs):
+def _compare(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     _same_dtype(where, types)
     shape, batched = _broadcast(where, types)
     return TensorType(shape, "bool", batched), {}
 
 
-def _unary(where, types, attrs):
+def _unary(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     _require_float(where, types[0])
     return types[0], {}
 
 
-def _softmax(where, types, attrs):
+def _softmax(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     _require_float(where, t)
     if t.rank == 0:
@@ -207,7 +209,7 @@ def _softmax(where, types, attrs):
     return t, {"axis": _norm_axis(where, attrs.get("axis", -1), t.rank)}
 
 
-def _matmul(where, types, attrs):
+def _matmul(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     a, w = types
     dt = _same_dtype(where, types)
     if w.batched or w.rank != 2:
@@ -221,7 +223,7 @@ def _matmul(where, types, attrs):
 _SUBSCRIPTS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")  # what every engine accepts
 
 
-def _einsum(where, types, attrs):
+def _einsum(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     eq = attrs.get("equation")
     if not isinstance(eq, str) or "->" not in eq or "." in eq:
         _fail(where, "an explicit einsum equation 'ab,bc->ac' without '...'", repr(eq),
@@ -249,7 +251,7 @@ def _einsum(where, types, attrs):
         "equation": f"{lhs}->{rhs}"}
 
 
-def _concat(where, types, attrs):
+def _concat(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     dt = _same_dtype(where, types)
     r = types[0].rank
     if any(t.rank != r for t in types) or len({t.batched for t in types}) != 1:
@@ -270,7 +272,7 @@ def _concat(where, types, attrs):
     return TensorType(tuple(shape), dt, types[0].batched), {"axis": axis}
 
 
-def _split(where, types, attrs):
+def _split(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     axis = _norm_axis(where, attrs.get("axis", -1), t.rank)
     sizes, index = attrs.get("sizes"), attrs.get("index")
@@ -286,7 +288,7 @@ def _split(where, types, attrs):
     return TensorType(tuple(shape), t.dtype, t.batched), {"sizes": sizes, "axis": axis, "index": index}
 
 
-def _slice(where, types, attrs):
+def _slice(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     axis = _norm_axis(where, attrs.get("axis", -1), t.rank)
     begin, end = attrs.get("begin", 0), attrs.get("end")
@@ -299,7 +301,7 @@ def _slice(where, types, attrs):
     return TensorType(tuple(shape), t.dtype, t.batched), {"axis": axis, "begin": begin, "end": end}
 
 
-def _reshape(where, types, attrs):
+def _reshape(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     new = attrs.get("shape")
     if not isinstance(new, list) or not all(isinstance(d, int) and (d > 0 or d == -1) for d in new) \
@@ -320,7 +322,7 @@ def _reshape(where, types, attrs):
     return TensorType(out, t.dtype, t.batched), {"shape": list(out)}
 
 
-def _transpose(where, types, attrs):
+def _transpose(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     perm = attrs.get("perm")
     if not isinstance(perm, list) or sorted(perm) != list(range(t.rank)):
@@ -328,7 +330,7 @@ def _transpose(where, types, attrs):
     return TensorType(tuple(t.shape[p] for p in perm), t.dtype, t.batched), {"perm": perm}
 
 
-def _reduce(where, types, attrs):
+def _reduce(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     axes = attrs.get("axes")
     if axes is None:
@@ -342,7 +344,7 @@ def _reduce(where, types, attrs):
     return TensorType(tuple(shape), t.dtype, t.batched), {"axes": axes, "keepdims": keep}
 
 
-def _where(where, types, attrs):
+def _where(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     c, a, b = types
     if c.dtype != "bool":
         _fail(where, "a bool condition", c.describe(), cls=RshopDTypeError)
@@ -351,7 +353,7 @@ def _where(where, types, attrs):
     return TensorType(shape, dt, batched), {}
 
 
-def _dropout(where, types, attrs):
+def _dropout(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     _require_float(where, t)
     rate = attrs.get("rate")
@@ -362,7 +364,8 @@ def _dropout(where, types, attrs):
     return t, {"rate": float(rate)}
 
 
-def _leaf(where, types, attrs):  # leaves carry their type on the node itself
+def _leaf(where: str, types: list[TensorType], attrs: dict) -> NoReturn:
+    # leaves carry their type on the node itself
     raise AssertionError("leaf ops are typed where they are created")
 
 
@@ -391,7 +394,7 @@ OPS.update({
 })
 
 
-def infer_type(op: str, types: list, attrs: dict, where: str):
+def infer_type(op: str, types: list, attrs: dict, where: str) -> tuple[TensorType, dict]:
     """Check an op application and return ``(result type, normalized attrs)``."""
     if op not in OPS:
         raise RshopConfigError(

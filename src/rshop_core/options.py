@@ -9,12 +9,12 @@ from .errors import RshopConfigError
 from .limits import MAX_OUTPUT_LENGTH, MAX_UNROLL
 
 
-def _flag(name, v):
+def _flag(name: str, v: object) -> None:
     if not isinstance(v, bool):
         raise RshopConfigError(f"option {name}: expected True or False, received {v!r}.")
 
 
-def _positive(name, v, allow_none=True):
+def _positive(name: str, v: object, allow_none: bool = True) -> None:
     if v is None and allow_none:
         return
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
@@ -61,7 +61,7 @@ class LoopOptions:
     zero_output_for_mask: bool = False
     remat: bool | int = False
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for k in ("return_sequences", "return_states", "go_backwards", "teacher_force", "decode", "stateful",
                   "zero_output_for_mask"):
             _flag(k, getattr(self, k))

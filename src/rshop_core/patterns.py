@@ -33,6 +33,7 @@ import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
 
+from .graph import StepGraph
 from .ops import LEAVES, Op
 
 COMMUTATIVE = (Op.ADD, Op.MULTIPLY, Op.MAXIMUM, Op.MINIMUM)
@@ -123,6 +124,7 @@ def _template(kind: str, input_dim: int, units: int, bias: bool, reset_after: bo
     from .tracing import trace
 
     opts = {"use_bias": bias, "dropout": 0.5, "recurrent_dropout": 0.5, "name": "t"}
+    cell: LSTMCell | GRUCell | SimpleRNNCell
     if kind == "lstm":
         cell = LSTMCell(units, **opts)
     elif kind == "gru":
@@ -130,7 +132,7 @@ def _template(kind: str, input_dim: int, units: int, bias: bool, reset_after: bo
     else:
         cell = SimpleRNNCell(units, **opts)
     cell.activation = lambda v: F.tanh(v, name="activation")
-    if kind != "rnn":
+    if not isinstance(cell, SimpleRNNCell):
         cell.recurrent_activation = lambda v: F.tanh(v, name="recurrent_activation")
     x = Input((input_dim,), dtype, name="x")
     states = [Input((units,), dtype, name=f"s{i}") for i in range(N_STATES[kind])]
@@ -188,6 +190,8 @@ class _Matcher:
         used) applied to what the template applies it to, or absent (``linear`` / no dropout)."""
         slot, tn, gn = self.slots[ti], self.t.nodes[ti], self.g.nodes[gi]
         was = self.chosen.get(slot)
+        value: float | str | None
+        absent: float | str
         if slot.endswith("dropout"):
             value = float(gn.attrs["rate"]) if gn.op == Op.DROPOUT else None
             absent = 0.0
@@ -248,7 +252,7 @@ def _match_cell(g, kind, x_at, first_state):
     return None, None
 
 
-def match_stack(g):
+def match_stack(g: StepGraph) -> tuple[StackMatch | None, str]:
     """``(StackMatch, "")`` when step graph ``g`` computes exactly built-in cells, each reading the
     previous one's output (the first reads x), else ``(None, reason)``."""
     if g.constants:
@@ -257,7 +261,8 @@ def match_stack(g):
         return None, "the step has several outputs"
     if len(g.x) != 1:
         return None, f"the step reads {len(g.x)} inputs, where a cell reads one"
-    layers, covered, x_at, i = [], set(), g.x[0], 0
+    layers: list[CellMatch] = []
+    covered, x_at, i = set(), g.x[0], 0
     while i < len(g.states):
         for kind in KINDS:
             m, extra = _match_cell(g, kind, x_at, i)

@@ -117,12 +117,16 @@ def _step_words(options, k: int, steps: int | None) -> str:
     if options.decode:
         return f"decode step {k}"
     if options.go_backwards:
+        assert steps is not None, "a go_backwards loop runs over x, whose length is known"
         return f"time step {steps - 1 - k} (processing step {k}, go_backwards)"
     return f"time step {k}"
 
 
 def _time_index(options, k: int, steps: int | None) -> int:
-    return steps - 1 - k if options.go_backwards and not options.decode else k
+    if options.go_backwards and not options.decode:
+        assert steps is not None, "a go_backwards loop runs over x, whose length is known"
+        return steps - 1 - k
+    return k
 
 
 def node_message(layer_model, model, k: int, nid: int, b: int, kind: str, steps, mask=None) -> str:

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import json
 import struct
+from typing import NoReturn
 
 import numpy as np
 
 from .errors import RshopFormatError
 
-DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+DTYPES: dict[str, np.dtype] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 CODES = {v.name: k for k, v in DTYPES.items()}
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_TENSORS = 100_000
 MAX_ELEMENTS = 2 ** 31
 
 
-def _fail(msg):
+def _fail(msg: str) -> NoReturn:
     raise RshopFormatError(f"weights (safetensors): {msg}")
 
 

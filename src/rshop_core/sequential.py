@@ -20,6 +20,7 @@ from . import activations
 from . import functional as F
 from .cells.base import Cell
 from .errors import RshopConfigError, RshopShapeError
+from .graph import StepGraph
 from .layers.base import Layer
 from .model import RecurrentModel
 from .symbolic import Input
@@ -138,12 +139,13 @@ class RecurrentSequential(RecurrentModel):
         if input_dim is None:
             raise RshopConfigError(f"RecurrentSequential {self.name!r}: expected input_dim (build(input_dim) or the "
                                    "first cell's input_dim), received None.")
-        return super().build(input_dim)
+        super().build(input_dim)
+        return self
 
-    def _require_built(self):
+    def _require_built(self) -> StepGraph:
         if not self.built and self._input_dim() is not None:
             self.build()
-        super()._require_built()
+        return super()._require_built()
 
     def get_cell(self, name=None):
         """The stack as a cell; builds it first when the first cell knows its input_dim."""

@@ -23,6 +23,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 
@@ -180,7 +181,7 @@ def loads(data: bytes, where: str = "model file", max_weight_bytes: int | None =
         raise RshopFormatError(f"{where}: malformed model file ({type(e).__name__}: {str(e)[:200]}).") from None
 
 
-def _fail(msg):
+def _fail(msg: str) -> NoReturn:
     raise RshopFormatError(msg)
 
 

@@ -22,7 +22,7 @@ class ParamSpec:
     trainable: bool = True
     regularizer: dict | None = None  # {"l1": a, "l2": b}: see rshop_core.regularizers
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_param_name(self.name, f"parameter {self.name!r:.80}")
         object.__setattr__(self, "shape", check_shape(self.shape, f"parameter {self.name!r}", False))
         object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"parameter {self.name!r}"))
@@ -45,7 +45,7 @@ class StateSpec:
     dtype: str = "float32"
     initializer: initializers.Initializer = field(default_factory=initializers.Zeros)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         check_name(self.name, f"state {self.name!r:.80}", "state name")
         object.__setattr__(self, "shape", check_shape(self.shape, f"state {self.name!r}", False))
         object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"state {self.name!r}"))

@@ -23,7 +23,7 @@ def check_shape(shape: object, where: str, allow_none: bool = True) -> Shape:
         shape = (shape,)
     if not isinstance(shape, (tuple, list)):
         raise RshopShapeError(f"{where}: expected a shape (tuple of ints), received {shape!r}.")
-    out = []
+    out: list[int | None] = []
     for d in shape:
         if d is None and allow_none:
             out.append(None)
@@ -45,7 +45,7 @@ class TensorType:
     dtype: str = "float32"
     batched: bool = True
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "shape", check_shape(self.shape, "TensorType.shape"))
         object.__setattr__(self, "dtype", check_dtype(self.dtype, "TensorType.dtype"))
 

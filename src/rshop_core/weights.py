@@ -9,6 +9,9 @@ or an unexpected name and never cast.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from .dtypes import check_float_dtype
@@ -22,7 +25,8 @@ def _name_mismatch(specs: dict, weights: dict) -> tuple:
     return [k for k in specs if k not in weights], [k for k in weights if k not in specs]
 
 
-def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = None, describe=None) -> dict:
+def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = None,
+                  describe: Callable[[Any], tuple[tuple, str]] | None = None) -> dict:
     """Validate a full weights dict against ``specs``; return ``weights`` as numpy copies.
 
     ``dtype`` overrides the specs' dtype (a layer lowered to another dtype). ``describe(w) ->

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ..activations import Activation
 from .base import Cell
 
 
@@ -21,6 +22,8 @@ class GRUCell(Cell):
     """
 
     state_names = ("h",)
+    activation: Activation
+    recurrent_activation: Activation
 
     def __init__(self, units, input_dim=None, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ..activations import Activation
 from ..initializers import Concatenate
 from .base import Cell
 
@@ -25,6 +26,8 @@ class LSTMCell(Cell):
     """
 
     state_names = ("h", "c")
+    activation: Activation
+    recurrent_activation: Activation
 
     def __init__(self, units, input_dim=None, activation="tanh", recurrent_activation="sigmoid",
                  use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",

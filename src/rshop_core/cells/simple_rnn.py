@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from .. import functional as F
+from ..activations import Activation
 from .base import Cell
 
 
@@ -11,6 +12,7 @@ class SimpleRNNCell(Cell):
     ``recurrent_kernel`` (units, units), ``bias`` (units,). One state ``h``; output ``h_t``."""
 
     state_names = ("h",)
+    activation: Activation
 
     def __init__(self, units, input_dim=None, activation="tanh", use_bias=True,
                  kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",

@@ -130,14 +130,14 @@ def describe(model, where: str) -> CellSpec:
     sizes, and a hand-written step with the cell's ops is recognised as the cell."""
     if not isinstance(model, RecurrentModel) or isinstance(model, RecurrentSequential):
         raise RshopConfigError(f"{where}: expected a RecurrentModel of one built-in cell, received {model!r}.")
-    model._require_built()
+    graph = model._require_built()
     if model.dtype != "float32":
         raise RshopConfigError(f"{where}: expected a float32 model, received {model.name!r} ({model.dtype}); "
                                "frameworks' recurrent layers hold float32 weights. Build it with dtype='float32'.")
     if model.readout_spec is not None:
         why = "it feeds its output back (readout)"
     else:
-        match, why = patterns.match_stack(model.graph)
+        match, why = patterns.match_stack(graph)
         if match is not None and len(match.layers) == 1:
             return _spec_of(match.layers[0], model.get_weights(), model.param_specs)
         if match is not None:
@@ -165,16 +165,17 @@ def check_plain_loop(model, where: str, allowed=()) -> None:
 def describe_stack(seq, where: str) -> list:
     """The CellSpecs (weights included) of a RecurrentSequential of built-in cells only (no plain
     layers, state_sync or readout), or an RshopConfigError."""
-    seq._require_built()
+    graph = seq._require_built()
     kinds = {cls: kind for kind, cls in CELLS.items()}
     groups = param_groups(seq)
     if seq.state_sync or seq.readout is not False or len(seq.items) != len(seq.cells) \
             or any(type(c) not in kinds for c in seq.cells) or len(groups) != len(seq.cells):
         raise RshopConfigError(f"{where}: expected a RecurrentSequential of SimpleRNNCell, GRUCell or LSTMCell items "
                                f"only, without state_sync or readout, received {seq.name!r} with {seq.items}.")
-    match, why = patterns.match_stack(seq.graph) if seq.dtype == "float32" else (None, f"its dtype is {seq.dtype}")
+    match, why = patterns.match_stack(graph) if seq.dtype == "float32" else (None, f"its dtype is {seq.dtype}")
     if match is not None and len(match.layers) != len(seq.cells):
-        match, why = None, f"its step runs {len(match.layers)} cells ({match.describe()}), not its {len(seq.cells)}"
+        why = f"its step runs {len(match.layers)} cells ({match.describe()}), not its {len(seq.cells)}"
+        match = None
     if match is None:
         raise RshopConfigError(f"{where}: expected a float32 stack whose step is exactly its cells, received "
                                f"{seq.name!r}: {why}.")

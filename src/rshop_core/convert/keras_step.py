@@ -286,7 +286,7 @@ def from_keras_step(step_model, initial_states, final_states, readout_input=None
     # the Keras weights, matched through the layer that owns each parameter
     by_rshop = {id(r): k for k, r in imp.layers.values() if r is not None}
     weights = model.get_weights()
-    for qual, (owner, local) in model.graph.meta.get("param_owners", {}).items():
+    for qual, (owner, local) in model._require_built().meta.get("param_owners", {}).items():
         k = by_rshop.get(id(owner))
         if k is not None:
             weights[qual] = np.asarray(keras.ops.convert_to_numpy(getattr(k, local)), dtype="float32")

@@ -20,7 +20,8 @@ def input_like(node, name=None) -> Tensor:
 
 def fresh_inputs(graph) -> tuple:
     """``(env, xs, states, constants)``: new inputs for every argument of ``graph``, by role."""
-    env, groups = {}, []
+    env: dict[int, Tensor] = {}
+    groups = []
     for ids in (graph.x, graph.states, graph.constants):
         group = [input_like(graph.nodes[i]) for i in ids]
         env.update(zip(ids, group))
