@@ -1,10 +1,10 @@
 """The test matrix. Each engine's tests run in a venv holding ONLY that engine.
 
-    nox                      lint, tests for every engine, parity, keras, docs
-    nox -s "tests(backend='jax')"
-    nox -s demo              train the flagship example on the default engine
-    nox -s bench             LSTM layer timings beside the native anchors
-    nox -s bench_long        memory and time per step at T = 100 ... 10,000 with and without remat
+nox                      lint, tests for every engine, parity, keras, docs
+nox -s "tests(backend='jax')"
+nox -s demo              train the flagship example on the default engine
+nox -s bench             LSTM layer timings beside the native anchors
+nox -s bench_long        memory and time per step at T = 100 ... 10,000 with and without remat
 """
 
 from __future__ import annotations
@@ -53,15 +53,24 @@ def docs(session):
 def keras(session):
     """The Keras 3 integration on every Keras backend (each runs in its own subprocess)."""
     install(session, *ALL, "keras")
-    session.run("python", "-m", "pytest", "tests/test_keras_integration.py", "tests/test_convert_keras.py",
-                *session.posargs, env=QUIET_TF)
+    session.run(
+        "python",
+        "-m",
+        "pytest",
+        "tests/test_keras_integration.py",
+        "tests/test_convert_keras.py",
+        *session.posargs,
+        env=QUIET_TF,
+    )
 
 
 @nox.session(python="3.11")
 def lint(session):
-    """ruff on every Python file; mypy on rshop_core (its settings and strict modules: pyproject.toml)."""
+    """ruff (rules and format) on every Python file; mypy on rshop_core (its settings and strict modules:
+    pyproject.toml)."""
     session.install(*CONSTRAINTS, "ruff", "mypy", "numpy")  # mypy reads numpy's annotations
     session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
+    session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py")
     session.run("mypy")
 
 

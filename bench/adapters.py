@@ -42,9 +42,11 @@ def jax_impl(apply, params, x):
 
     f = jax.jit(apply)
     g = jax.jit(jax.grad(lambda p, x: apply(p, x).sum()))
-    return Impl(lambda: f(params, x).block_until_ready(),
-                lambda: jax.block_until_ready(g(params, x)),
-                lambda: jax.device_get(f(params, x)))
+    return Impl(
+        lambda: f(params, x).block_until_ready(),
+        lambda: jax.block_until_ready(g(params, x)),
+        lambda: jax.device_get(f(params, x)),
+    )
 
 
 def tf_impl(call, variables, x):

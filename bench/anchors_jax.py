@@ -50,6 +50,7 @@ def plain_scan(kind, w, x_np):
             zi, zf, zg, zo = jnp.split(xt @ p["kernel"] + h @ p["recurrent_kernel"] + p["bias"], 4, axis=-1)
             h, c = _cell(kind, zi, zf, zg, zo, c, p)
             return (h, c), h
+
         return _scan(step, x, hidden)
 
     return jax_impl(apply, {k: jnp.asarray(v) for k, v in w.items()}, jnp.asarray(x_np))
@@ -67,6 +68,7 @@ def split_scan(kind, w, x_np):
             z = [xt @ p[f"kernel_{g}"] + h @ p[f"recurrent_kernel_{g}"] + p[f"bias_{g}"] for g in "ifgo"]
             h, c = _cell(kind, *z, c, p)
             return (h, c), h
+
         return _scan(step, x, hidden)
 
     return jax_impl(apply, {k: jnp.asarray(v) for k, v in params.items()}, jnp.asarray(x_np))

@@ -43,8 +43,9 @@ def odd_lstm(units):
     """An LSTM step with one extra op: the carried cell state is halved."""
     x, h, c = Input((units,), name="x"), Input((units,), name="h"), Input((units,), name="c")
     y, (h_new, c_new) = LSTMCell(units)(x, [h, c])
-    return RecurrentModel(input=x, initial_states=[h, c], output=y, final_states=[h_new, F.multiply(c_new, 0.5)],
-                          seed=0, name="odd_lstm")
+    return RecurrentModel(
+        input=x, initial_states=[h, c], output=y, final_states=[h_new, F.multiply(c_new, 0.5)], seed=0, name="odd_lstm"
+    )
 
 
 def refuse(model):

@@ -12,8 +12,9 @@ def draw(ms, wls, quick, path):
     import matplotlib.pyplot as plt
 
     names = {k: list(dict.fromkeys(n for (_, kk, n) in ms if kk == k)) for k in wl.MODELS}
-    fig, axes = plt.subplots(2, 2, figsize=(13, 11), squeeze=False,
-                             gridspec_kw={"height_ratios": [max(len(names[k]), 1) for k in wl.MODELS]})
+    fig, axes = plt.subplots(
+        2, 2, figsize=(13, 11), squeeze=False, gridspec_kw={"height_ratios": [max(len(names[k]), 1) for k in wl.MODELS]}
+    )
     colors = ["#4c72b0", "#dd8452", "#55a868", "#c44e52"]
     height = 0.8 / max(len(wls), 1)
     for row, kind in enumerate(wl.MODELS):
@@ -32,8 +33,9 @@ def draw(ms, wls, quick, path):
             ax.set_xscale("log")
             ax.axvline(1, color="k", lw=0.8)
             ax.grid(axis="x", which="both", alpha=0.3)
-            ax.set_title(f"{wl.MODEL_TITLES[kind]}, {'forward' if mode == 'fwd' else 'forward + backward'}",
-                         fontsize=10)
+            ax.set_title(
+                f"{wl.MODEL_TITLES[kind]}, {'forward' if mode == 'fwd' else 'forward + backward'}", fontsize=10
+            )
             ax.set_xlabel("time / FLOP floor (log; 1 = 450 GFLOP/s)", fontsize=8)
             ax.legend(fontsize=8)
     fig.suptitle("rshop (bold) vs anchors" + (" — QUICK smoke run" if quick else ""))

@@ -74,8 +74,17 @@ def probe(kind, name, workload, mode, quick):
         call_mb = (_status_kb("VmHWM") - before) / 1024
     except OSError:
         pass
-    return {"kind": kind, "name": name, "workload": workload, "mode": mode, "family": family,
-            "first_ms": first_ms, "peak_mb": peak_mb, "call_mb": call_mb, "base_mb": base_kb / 1024}
+    return {
+        "kind": kind,
+        "name": name,
+        "workload": workload,
+        "mode": mode,
+        "family": family,
+        "first_ms": first_ms,
+        "peak_mb": peak_mb,
+        "call_mb": call_mb,
+        "base_mb": base_kb / 1024,
+    }
 
 
 def main():

@@ -21,8 +21,12 @@ ENGINES = ("torch", "jax", "tensorflow")
 FAMILIES = ENGINES
 KERAS_LSTM = "Keras LSTM [{}]"
 KERAS_RNN = "Keras RNN(custom cell) [{}]"
-TORCH_LOOP, JAX_SCAN, JAX_SPLIT, TF_SCAN = ("torch hand loop (unbind)", "jax hand lax.scan",
-                                            "jax hand lax.scan, split gates", "tf.scan hand (tf.function)")
+TORCH_LOOP, JAX_SCAN, JAX_SPLIT, TF_SCAN = (
+    "torch hand loop (unbind)",
+    "jax hand lax.scan",
+    "jax hand lax.scan, split gates",
+    "tf.scan hand (tf.function)",
+)
 
 
 # rshop variants beside the default lowering: what the fast path and the passes are worth
@@ -35,8 +39,7 @@ def _entries():
             yield kind, f"rshop {engine}", engine, partial(getattr(rshop_cases, f"on_{engine}"), kind)
         if kind == "lstm":
             yield kind, GENERIC, "torch", partial(rshop_cases.on_torch, kind, fast_path=False)
-        yield kind, NO_PASSES.format("torch"), "torch", partial(rshop_cases.on_torch, kind, fast_path=False,
-                                                                 passes=())
+        yield kind, NO_PASSES.format("torch"), "torch", partial(rshop_cases.on_torch, kind, fast_path=False, passes=())
         yield kind, NO_PASSES.format("jax"), "jax", partial(rshop_cases.on_jax, kind, passes=())
         if kind == "lstm":
             yield kind, "torch.nn.LSTM", "torch", anchors_torch.nn_lstm

@@ -30,16 +30,19 @@ from registry import JAX_SCAN, TF_SCAN, TORCH_LOOP  # noqa: E402
 # cold-start probes: (workload, mode) -> the implementations probed, each in a fresh process
 _RSHOP = [(k, f"rshop {e}") for k in ("lstm", "c1") for e in registry.ENGINES]
 _HAND = [(k, n) for k in ("lstm", "c1") for n in (TORCH_LOOP, JAX_SCAN, TF_SCAN)]
-PROBES = {("W1", "fwd"): _RSHOP + [("lstm", "torch.nn.LSTM"), ("lstm", JAX_SCAN), ("lstm", TF_SCAN),
-                                   ("lstm", "Keras LSTM [tensorflow]")],
-          ("W3", "fb"): _RSHOP + _HAND + [("lstm", "torch.nn.LSTM"), ("lstm", "Keras LSTM [tensorflow]")]}
+PROBES = {
+    ("W1", "fwd"): _RSHOP
+    + [("lstm", "torch.nn.LSTM"), ("lstm", JAX_SCAN), ("lstm", TF_SCAN), ("lstm", "Keras LSTM [tensorflow]")],
+    ("W3", "fb"): _RSHOP + _HAND + [("lstm", "torch.nn.LSTM"), ("lstm", "Keras LSTM [tensorflow]")],
+}
 QUICK_PROBES = {("W1", "fwd"): _RSHOP[:3]}
 
 
 def _python(args, timeout):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
-    return subprocess.run([sys.executable, *map(str, args)], cwd=ROOT, env=env, timeout=timeout,
-                          stdout=subprocess.PIPE, text=True)
+    return subprocess.run(
+        [sys.executable, *map(str, args)], cwd=ROOT, env=env, timeout=timeout, stdout=subprocess.PIPE, text=True
+    )
 
 
 def run_family(family, workloads, quick):
@@ -67,8 +70,12 @@ def run_probe(kind, name, workload, mode, quick):
         row = json.loads(proc.stdout.strip().splitlines()[-1])
     except (subprocess.TimeoutExpired, IndexError, json.JSONDecodeError) as e:
         row = {"kind": kind, "name": name, "workload": workload, "mode": mode, "error": type(e).__name__}
-    print(f"probe {workload} {mode} {kind:4} {name:<32} first {row.get('first_ms', float('nan')):9.0f} ms"
-          f"  peak {row.get('peak_mb', float('nan')):7.1f} MB", file=sys.stderr, flush=True)
+    print(
+        f"probe {workload} {mode} {kind:4} {name:<32} first {row.get('first_ms', float('nan')):9.0f} ms"
+        f"  peak {row.get('peak_mb', float('nan')):7.1f} MB",
+        file=sys.stderr,
+        flush=True,
+    )
     return row
 
 
@@ -94,9 +101,16 @@ def main(argv=None):
     # a full run measures one process at a time; a quick smoke run may use both cores
     with ThreadPoolExecutor(2 if args.quick else 1) as pool:
         timings = [r for rows in pool.map(lambda f: run_family(f, workloads, args.quick), families) for r in rows]
-        cases = [] if args.no_probes else [
-            (kind, name, w, m) for (w, m), impls in (QUICK_PROBES if args.quick else PROBES).items()
-            for kind, name in impls if w in workloads and registry.IMPLS[(kind, name)][0] in families]
+        cases = (
+            []
+            if args.no_probes
+            else [
+                (kind, name, w, m)
+                for (w, m), impls in (QUICK_PROBES if args.quick else PROBES).items()
+                for kind, name in impls
+                if w in workloads and registry.IMPLS[(kind, name)][0] in families
+            ]
+        )
         probes = list(pool.map(lambda c: run_probe(*c, args.quick), cases))
     results = {"meta": report.machine(args.quick, workloads, start, load_start), "timings": timings, "probes": probes}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

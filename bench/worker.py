@@ -35,8 +35,14 @@ def run(family, workloads, quick):
             w = wl.short_weights(wl.rshop_model(kind, d_in, hidden))
             ref = rshop_cases.reference(kind, w, x)
             for name in names:
-                row = {"workload": workload, "kind": kind, "name": name, "family": family,
-                       "engine": registry.engine_of(family), "load": os.getloadavg()[0]}
+                row = {
+                    "workload": workload,
+                    "kind": kind,
+                    "name": name,
+                    "family": family,
+                    "engine": registry.engine_of(family),
+                    "load": os.getloadavg()[0],
+                }
                 try:
                     impl = registry.IMPLS[(kind, name)][1](w, x)
                     row["max_err"] = float(np.max(np.abs(np.asarray(impl.out()) - ref)))
@@ -44,8 +50,12 @@ def run(family, workloads, quick):
                         raise AssertionError(f"forward differs from the numpy engine by {row['max_err']:.2e}")
                     row["fwd"] = timing.measure(impl.fwd, workload, quick)
                     row["fb"] = timing.measure(impl.fb, workload, quick)
-                    print(f"{workload} {kind:4} {name:<40} fwd {row['fwd']['ms']:9.2f}  fb {row['fb']['ms']:9.2f} ms"
-                          f"  err {row['max_err']:.1e}", file=sys.stderr, flush=True)
+                    print(
+                        f"{workload} {kind:4} {name:<40} fwd {row['fwd']['ms']:9.2f}  fb {row['fb']['ms']:9.2f} ms"
+                        f"  err {row['max_err']:.1e}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 except Exception as e:  # one failing case must not lose the others
                     row["error"] = f"{type(e).__name__}: {e}"
                     traceback.print_exc()

@@ -30,8 +30,7 @@ def build_model(seed=0):
     h_tm1 = Input(shape=(UNITS,), name="h")
     h_t = Activation("tanh")(add([Dense(UNITS)(x_t), Dense(UNITS, use_bias=False)(h_tm1)]))
     y_t = Dense(1, name="readout")(h_t)
-    return RecurrentModel(input=x_t, initial_states=[h_tm1], output=y_t, final_states=[h_t],
-                          name="adder", seed=seed)
+    return RecurrentModel(input=x_t, initial_states=[h_tm1], output=y_t, final_states=[h_t], name="adder", seed=seed)
 
 
 def adding_problem(rng, batch):
@@ -66,7 +65,7 @@ def train_jax(model, data, steps, lr):
         loss, g = jax.value_and_grad(lambda p: jnp.mean((layer.apply(p, x) - y) ** 2))(params)
         m = jax.tree_util.tree_map(lambda a, b: 0.9 * a + 0.1 * b, m, g)
         v = jax.tree_util.tree_map(lambda a, b: 0.999 * a + 0.001 * b * b, v, g)
-        corr = jnp.sqrt(1 - 0.999 ** i) / (1 - 0.9 ** i)
+        corr = jnp.sqrt(1 - 0.999**i) / (1 - 0.9**i)
         params = jax.tree_util.tree_map(lambda p, a, b: p - lr * corr * a / (jnp.sqrt(b) + 1e-8), params, m, v)
         return params, m, v, loss
 
@@ -105,7 +104,7 @@ def train_tensorflow(model, data, steps, lr):
     def update(x, y, i):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean((layer(x) - y) ** 2)
-        corr = tf.sqrt(1 - 0.999 ** i) / (1 - 0.9 ** i)
+        corr = tf.sqrt(1 - 0.999**i) / (1 - 0.9**i)
         for var, g, (m, v) in zip(variables, tape.gradient(loss, variables), slots):
             m.assign(0.9 * m + 0.1 * g)
             v.assign(0.999 * v + 0.001 * g * g)
@@ -167,8 +166,10 @@ def main(argv=None):
     rng = np.random.default_rng(0)
     x_test, y_test = adding_problem(np.random.default_rng(1), 512)
     before = float(np.mean((model.lower("numpy")(x_test) - y_test) ** 2))
-    print(f"\ntraining on the adding problem (test mse before: {before:.4f}; always guessing 1.0 gives "
-          f"{float(np.mean((1.0 - y_test) ** 2)):.4f})")
+    print(
+        f"\ntraining on the adding problem (test mse before: {before:.4f}; always guessing 1.0 gives "
+        f"{float(np.mean((1.0 - y_test) ** 2)):.4f})"
+    )
     weights = TRAINERS[engine](model, lambda n: (adding_problem(rng, 64) for _ in range(n)), args.steps, args.lr)
     model.set_weights(weights)
     after = float(np.mean((model.lower("numpy")(x_test) - y_test) ** 2))

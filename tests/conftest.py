@@ -18,8 +18,11 @@ FRAMEWORKS = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
 
 
 def pytest_addoption(parser):
-    parser.addoption("--engines", default=os.environ.get("RSHOP_TEST_ENGINES"),
-                     help="comma-separated engines to test (default: every installed one)")
+    parser.addoption(
+        "--engines",
+        default=os.environ.get("RSHOP_TEST_ENGINES"),
+        help="comma-separated engines to test (default: every installed one)",
+    )
 
 
 def selected_engines(config) -> list:
@@ -60,8 +63,14 @@ def pytest_generate_tests(metafunc):
     if "trainable_engine" in metafunc.fixturenames:
         trainable = [e for e in metafunc.config.rshop_engines if e != "numpy"]
         if not trainable:  # say why instead of pytest's anonymous "empty parameter set"
-            trainable = [pytest.param("numpy", marks=pytest.mark.skip(
-                reason="numpy is an inference-only engine: gradient tests need jax, torch or tensorflow"))]
+            trainable = [
+                pytest.param(
+                    "numpy",
+                    marks=pytest.mark.skip(
+                        reason="numpy is an inference-only engine: gradient tests need jax, torch or tensorflow"
+                    ),
+                )
+            ]
         metafunc.parametrize("trainable_engine", trainable)
 
 

@@ -82,8 +82,12 @@ def names_read(tree: ast.AST) -> set[str]:
             first_store[node.id] = min(first_store.get(node.id, node.lineno), node.lineno)
     read = set()
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id not in local
-                and node.lineno <= first_store.get(node.id, node.lineno)):
+        if (
+            isinstance(node, ast.Name)
+            and isinstance(node.ctx, ast.Load)
+            and node.id not in local
+            and node.lineno <= first_store.get(node.id, node.lineno)
+        ):
             read.add(node.id)
     return read - set(dir(builtins))
 

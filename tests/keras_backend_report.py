@@ -70,8 +70,12 @@ def main():
     km.fit(x, target, epochs=15, batch_size=3, verbose=0)  # 4 samples: a ragged last batch, a retrace
     after = float(km.evaluate(x, target, verbose=0))
     after_w = layer.get_rshop_weights()
-    report["fit"] = {"before": before, "after": after, "names": sorted(after_w),
-                     "changed": min(float(np.abs(after_w[k] - before_w[k]).max()) for k in after_w)}
+    report["fit"] = {
+        "before": before,
+        "after": after,
+        "names": sorted(after_w),
+        "changed": min(float(np.abs(after_w[k] - before_w[k]).max()) for k in after_w),
+    }
     a, b = layer(x, training=True), layer(x, training=True)
     report["dropout"] = {"training_calls_differ": diff(a, b) > 0, "inference_equal": diff(layer(x), layer(x)) == 0}
 
@@ -88,8 +92,11 @@ def main():
     layer = RecurrentLayer(m)
     km = keras.Model(inp, layer(keras.layers.Masking()(inp)))
     report["masking"] = diff(km.predict(xm, verbose=0), ref)
-    report["compute_mask_is_input_mask"] = bool(np.array_equal(
-        np_(layer.compute_mask(keras.ops.convert_to_tensor(xm), keras.ops.convert_to_tensor(mask))[0]), mask))
+    report["compute_mask_is_input_mask"] = bool(
+        np.array_equal(
+            np_(layer.compute_mask(keras.ops.convert_to_tensor(xm), keras.ops.convert_to_tensor(mask))[0]), mask
+        )
+    )
     tokens = np.array([[3, 1, 4, 0, 0], [2, 7, 1, 8, 2]], "int32")
     emb = keras.layers.Embedding(10, 5, mask_zero=True)
     inp = keras.Input((5,), dtype="int32")
@@ -97,8 +104,9 @@ def main():
     km = keras.Model(inp, layer(emb(inp)))
     got = km.predict(tokens, verbose=0)
     table = np_(emb.embeddings).astype("float64")
-    report["embedding_mask"] = diff(got, readme(return_sequences=True).lower("numpy", "float64")(
-        table[tokens], mask=tokens != 0))
+    report["embedding_mask"] = diff(
+        got, readme(return_sequences=True).lower("numpy", "float64")(table[tokens], mask=tokens != 0)
+    )
 
     # 4. initial_state as a Keras input of the functional model
     m = readme(return_states=True)
@@ -129,8 +137,16 @@ def main():
     # 6. teacher forcing: a ground-truth Keras input teacher-forces in training calls; predict runs free
     xt, ht, yt = Input((5,), name="x"), Input((4,), name="h"), Input((2,), name="y_tm1")
     h_new = Dense(4, activation="tanh", name="core")(F.concat([xt, ht, yt]))
-    m = RecurrentModel(input=xt, initial_states=[ht], output=Dense(2, name="out")(h_new), final_states=[h_new],
-                       readout_input=yt, teacher_force=True, return_sequences=True, seed=5)
+    m = RecurrentModel(
+        input=xt,
+        initial_states=[ht],
+        output=Dense(2, name="out")(h_new),
+        final_states=[h_new],
+        readout_input=yt,
+        teacher_force=True,
+        return_sequences=True,
+        seed=5,
+    )
     gt = rng.standard_normal((4, 7, 2)).astype("float32")
     inp, truth = keras.Input((7, 5)), keras.Input((7, 2))
     layer = RecurrentLayer(m)
@@ -138,8 +154,11 @@ def main():
     ref = m.lower("numpy", "float64")
     report["teacher"] = {
         "predict_runs_free": diff(km.predict([x, gt], verbose=0), ref(x.astype("float64"))),
-        "training_forces": diff(layer(x, ground_truth=gt, training=True),
-                                ref(x.astype("float64"), ground_truth=gt.astype("float64"), training=True))}
+        "training_forces": diff(
+            layer(x, ground_truth=gt, training=True),
+            ref(x.astype("float64"), ground_truth=gt.astype("float64"), training=True),
+        ),
+    }
     print("REPORT " + json.dumps(report))
 
 

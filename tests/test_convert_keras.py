@@ -31,8 +31,12 @@ def built(layer, features=4, seed=0):
     if not layer.built:
         layer.build((None, None, features))
     rng = np.random.default_rng(seed)
-    layer.set_weights([rng.uniform(-0.5, 0.5, w.shape).astype("float32") if "bias" in v.path else w
-                       for w, v in zip(layer.get_weights(), layer.weights)])
+    layer.set_weights(
+        [
+            rng.uniform(-0.5, 0.5, w.shape).astype("float32") if "bias" in v.path else w
+            for w, v in zip(layer.get_weights(), layer.weights)
+        ]
+    )
     return layer
 
 
@@ -64,8 +68,11 @@ def same_weights(a, b):
 @pytest.mark.parametrize("return_sequences", [False, True], ids=["last", "seq"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_from_keras_matches_keras(engine, kind, return_sequences, return_state, go_backwards, use_bias):
-    layer = built(KINDS[kind](return_sequences=return_sequences, return_state=return_state,
-                              go_backwards=go_backwards, use_bias=use_bias))
+    layer = built(
+        KINDS[kind](
+            return_sequences=return_sequences, return_state=return_state, go_backwards=go_backwards, use_bias=use_bias
+        )
+    )
     model = from_keras(layer)
     assert isinstance(model, RecurrentModel)
     x = data()
@@ -78,8 +85,11 @@ def test_from_keras_matches_keras(engine, kind, return_sequences, return_state, 
 @pytest.mark.parametrize("merge_mode", ["concat", "sum", "mul", "ave", None], ids=str)
 @pytest.mark.parametrize("kind", ["simple_tanh", "gru_reset_after", "gru_reset_before", "lstm"])
 def test_bidirectional_matches_keras(engine, kind, merge_mode, return_sequences, return_state):
-    layer = built(keras.layers.Bidirectional(KINDS[kind](return_sequences=return_sequences, return_state=return_state),
-                                             merge_mode=merge_mode))
+    layer = built(
+        keras.layers.Bidirectional(
+            KINDS[kind](return_sequences=return_sequences, return_state=return_state), merge_mode=merge_mode
+        )
+    )
     model = from_keras(layer)
     assert isinstance(model, Bidirectional) and model.merge_mode == merge_mode
     x = data()
@@ -90,15 +100,25 @@ def test_bidirectional_matches_keras(engine, kind, merge_mode, return_sequences,
 
 
 def test_bidirectional_of_backwards_layer(engine):
-    layer = built(keras.layers.Bidirectional(keras.layers.LSTM(5, return_sequences=True, go_backwards=True),
-                                             backward_layer=keras.layers.LSTM(5, return_sequences=True)))
+    layer = built(
+        keras.layers.Bidirectional(
+            keras.layers.LSTM(5, return_sequences=True, go_backwards=True),
+            backward_layer=keras.layers.LSTM(5, return_sequences=True),
+        )
+    )
     x = data()
     assert_same(run(from_keras(layer), engine, x), keras_run(layer, x), "forward layer going backwards")
 
 
 def test_stack_of_unidirectional_layers_is_a_recurrent_sequential(engine):
-    stack = keras.Sequential([keras.Input((None, 4)), keras.layers.GRU(5, return_sequences=True),
-                              keras.layers.LSTM(3, return_sequences=True), keras.layers.SimpleRNN(2)])
+    stack = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            keras.layers.GRU(5, return_sequences=True),
+            keras.layers.LSTM(3, return_sequences=True),
+            keras.layers.SimpleRNN(2),
+        ]
+    )
     built(stack)
     model = from_keras(stack)
     assert isinstance(model, RecurrentSequential)
@@ -111,9 +131,11 @@ def test_stack_of_unidirectional_layers_is_a_recurrent_sequential(engine):
 
 @pytest.mark.parametrize("last_state", [False, True], ids=["no_state", "last_state"])
 def test_stack_with_bidirectional_and_backwards_layers(engine, last_state):
-    items = [keras.layers.Bidirectional(keras.layers.GRU(5, return_sequences=True), merge_mode="sum"),
-             keras.layers.LSTM(4, return_sequences=True, go_backwards=True),
-             keras.layers.Bidirectional(keras.layers.SimpleRNN(3, return_sequences=True, return_state=last_state))]
+    items = [
+        keras.layers.Bidirectional(keras.layers.GRU(5, return_sequences=True), merge_mode="sum"),
+        keras.layers.LSTM(4, return_sequences=True, go_backwards=True),
+        keras.layers.Bidirectional(keras.layers.SimpleRNN(3, return_sequences=True, return_state=last_state)),
+    ]
     x = data()
     inputs = keras.Input((None, 4))
     y = inputs
@@ -132,25 +154,42 @@ def test_stack_with_bidirectional_and_backwards_layers(engine, last_state):
 
 
 def test_dropout_and_regularizers_carry_over(engine):
-    layer = built(keras.layers.LSTM(5, dropout=0.25, recurrent_dropout=0.1, return_sequences=True,
-                                    kernel_regularizer=keras.regularizers.L2(0.01),
-                                    bias_regularizer=keras.regularizers.L1L2(0.1, 0.2)))
+    layer = built(
+        keras.layers.LSTM(
+            5,
+            dropout=0.25,
+            recurrent_dropout=0.1,
+            return_sequences=True,
+            kernel_regularizer=keras.regularizers.L2(0.01),
+            bias_regularizer=keras.regularizers.L1L2(0.1, 0.2),
+        )
+    )
     model = from_keras(layer)
     x = data()
     assert_same(run(model, engine, x), keras_run(layer, x), "inference with dropout rates")
-    assert [p.regularizer for p in model.param_specs.values()] == [{"l1": 0.0, "l2": 0.01}, None,
-                                                                   {"l1": 0.1, "l2": 0.2}]
+    assert [p.regularizer for p in model.param_specs.values()] == [
+        {"l1": 0.0, "l2": 0.01},
+        None,
+        {"l1": 0.1, "l2": 0.2},
+    ]
     back = to_keras(model)
     assert same_weights(back, layer)
     assert (back.dropout, back.recurrent_dropout) == (0.25, 0.1)
     assert back.cell.kernel_regularizer.l2 == pytest.approx(0.01)
 
 
-@pytest.mark.parametrize("model", [
-    lambda: GRUCell(5, input_dim=4, reset_after=False, activation="softsign").get_layer(seed=0, return_sequences=True),
-    lambda: LSTMCell(5, input_dim=4, recurrent_activation="hard_sigmoid").get_layer(seed=0, go_backwards=True,
-                                                                                    return_states=True),
-], ids=["gru", "lstm"])
+@pytest.mark.parametrize(
+    "model",
+    [
+        lambda: GRUCell(5, input_dim=4, reset_after=False, activation="softsign").get_layer(
+            seed=0, return_sequences=True
+        ),
+        lambda: LSTMCell(5, input_dim=4, recurrent_activation="hard_sigmoid").get_layer(
+            seed=0, go_backwards=True, return_states=True
+        ),
+    ],
+    ids=["gru", "lstm"],
+)
 def test_rshop_models_to_keras(model):
     m = model()
     layer = to_keras(m)
@@ -161,15 +200,23 @@ def test_rshop_models_to_keras(model):
     assert sorted(w1) == sorted(w2) and all(np.array_equal(w1[k], w2[k]) for k in w1)
 
 
-@pytest.mark.parametrize("make, option", [
-    (lambda: keras.layers.LSTM(5, stateful=True), "stateful"),
-    (lambda: keras.layers.GRU(5, recurrent_constraint=keras.constraints.NonNeg()), "recurrent_constraint"),
-    (lambda: keras.layers.GRU(5, activity_regularizer="l2"), "activity_regularizer"),  # SimpleRNN drops it
-    (lambda: keras.layers.SimpleRNN(5, activation="gelu"), "activation"),
-    (lambda: keras.layers.Dense(5), "expected a keras SimpleRNN"),
-    (lambda: keras.layers.Bidirectional(keras.layers.LSTM(5), backward_layer=keras.layers.LSTM(4, go_backwards=True)),
-     "backward_layer"),
-], ids=["stateful", "constraint", "activity_regularizer", "activation", "dense", "backward_layer"])
+@pytest.mark.parametrize(
+    "make, option",
+    [
+        (lambda: keras.layers.LSTM(5, stateful=True), "stateful"),
+        (lambda: keras.layers.GRU(5, recurrent_constraint=keras.constraints.NonNeg()), "recurrent_constraint"),
+        (lambda: keras.layers.GRU(5, activity_regularizer="l2"), "activity_regularizer"),  # SimpleRNN drops it
+        (lambda: keras.layers.SimpleRNN(5, activation="gelu"), "activation"),
+        (lambda: keras.layers.Dense(5), "expected a keras SimpleRNN"),
+        (
+            lambda: keras.layers.Bidirectional(
+                keras.layers.LSTM(5), backward_layer=keras.layers.LSTM(4, go_backwards=True)
+            ),
+            "backward_layer",
+        ),
+    ],
+    ids=["stateful", "constraint", "activity_regularizer", "activation", "dense", "backward_layer"],
+)
 def test_from_keras_refuses(make, option):
     layer = make()
     layer.build((2, 6, 4))

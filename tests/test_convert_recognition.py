@@ -49,10 +49,17 @@ def test_describe_reads_every_option(case):
     model = cls(5, input_dim=4, **kwargs).get_layer(seed=3, return_sequences=True)
     spec = describe(model, "test")
     kind = {SimpleRNNCell: "rnn", GRUCell: "gru", LSTMCell: "lstm"}[cls]
-    want = {"kind": kind, "units": 5, "input_dim": 4, "activation": kwargs.get("activation", "tanh"),
-            "recurrent_activation": kwargs.get("recurrent_activation", "sigmoid"),
-            "use_bias": kwargs.get("use_bias", True), "reset_after": kwargs.get("reset_after", True),
-            "dropout": kwargs.get("dropout", 0.0), "recurrent_dropout": kwargs.get("recurrent_dropout", 0.0)}
+    want = {
+        "kind": kind,
+        "units": 5,
+        "input_dim": 4,
+        "activation": kwargs.get("activation", "tanh"),
+        "recurrent_activation": kwargs.get("recurrent_activation", "sigmoid"),
+        "use_bias": kwargs.get("use_bias", True),
+        "reset_after": kwargs.get("reset_after", True),
+        "dropout": kwargs.get("dropout", 0.0),
+        "recurrent_dropout": kwargs.get("recurrent_dropout", 0.0),
+    }
     assert {k: getattr(spec, k) for k in want} == want
     regs = {"kernel": {"l1": 0.0, "l2": 0.01}, "bias": {"l1": 0.1, "l2": 0.2}} if "regularized" in case else {}
     assert spec.regularizers == regs
@@ -69,16 +76,20 @@ def _hand_lstm():
 
     class Weights(Layer):
         def __call__(self, _):
-            return (self.add_weight("w_h", (5, 20), "orthogonal"), self.add_weight("w_x", (4, 20), "glorot_uniform"),
-                    self.add_weight("b", (20,), BIAS))
+            return (
+                self.add_weight("w_h", (5, 20), "orthogonal"),
+                self.add_weight("w_x", (4, 20), "glorot_uniform"),
+                self.add_weight("b", (20,), BIAS),
+            )
 
     x, h, c = Input((4,), name="x"), Input((5,), name="h"), Input((5,), name="c")
     r, k, b = Weights(name="hand")(x)
     zi, zf, zg, zo = F.split(F.add(b, F.add(F.matmul(h, r), F.matmul(x, k))), 4)
     c_new = F.add(F.multiply(F.tanh(zg), F.sigmoid(zi)), F.multiply(c, F.sigmoid(zf)))
     h_new = F.multiply(F.tanh(c_new), F.sigmoid(zo))
-    return RecurrentModel(input=x, initial_states=[h, c], output=h_new, final_states=[h_new, c_new], seed=6,
-                          return_sequences=True)
+    return RecurrentModel(
+        input=x, initial_states=[h, c], output=h_new, final_states=[h_new, c_new], seed=6, return_sequences=True
+    )
 
 
 def test_hand_written_step_is_recognised_by_role():
@@ -112,11 +123,15 @@ def test_a_stack_is_read_cell_by_cell():
     seq.add(SimpleRNNCell(3, activation="relu", dropout=0.5))
     seq.add(LSTMCell(2, use_bias=False, recurrent_activation="hard_sigmoid"))
     specs = describe_stack(seq, "test")
-    got = [(s.kind, s.input_dim, s.units, s.activation, s.recurrent_activation, s.use_bias, s.reset_after, s.dropout)
-           for s in specs]
-    assert got == [("gru", 4, 5, "tanh", "sigmoid", True, False, 0.0),
-                   ("rnn", 5, 3, "relu", "sigmoid", True, True, 0.5),
-                   ("lstm", 3, 2, "tanh", "hard_sigmoid", False, True, 0.0)]
+    got = [
+        (s.kind, s.input_dim, s.units, s.activation, s.recurrent_activation, s.use_bias, s.reset_after, s.dropout)
+        for s in specs
+    ]
+    assert got == [
+        ("gru", 4, 5, "tanh", "sigmoid", True, False, 0.0),
+        ("rnn", 5, 3, "relu", "sigmoid", True, True, 0.5),
+        ("lstm", 3, 2, "tanh", "hard_sigmoid", False, True, 0.0),
+    ]
     w = seq.get_weights()
     for spec, cell in zip(specs, seq.cells):
         mine = {k.rsplit("/", 1)[-1]: v for k, v in w.items() if k.startswith(cell.name + "/")}
@@ -127,8 +142,12 @@ def test_large_cells_are_recognised():
     """Recognition does not depend on size (bench/convert_speed.py measures it); GRU(512) reads as one."""
     model = GRUCell(512, input_dim=16).get_layer(seed=0)
     spec = describe(model, "test")
-    assert (spec.kind, spec.units, spec.input_dim, spec.weights["recurrent_kernel"].shape) == ("gru", 512, 16,
-                                                                                               (512, 1536))
+    assert (spec.kind, spec.units, spec.input_dim, spec.weights["recurrent_kernel"].shape) == (
+        "gru",
+        512,
+        16,
+        (512, 1536),
+    )
 
 
 # -- refusals say why -------------------------------------------------------------------------
@@ -146,16 +165,20 @@ def _two_cells():
     x, h, c, g = Input((4,), name="x"), Input((5,), name="h"), Input((5,), name="c"), Input((3,), name="g")
     y, (h_new, c_new) = LSTMCell(5)(x, [h, c])
     y, (g_new,) = GRUCell(3)(y, [g])
-    return RecurrentModel(input=x, initial_states=[h, c, g], output=y, final_states=[h_new, c_new, g_new], seed=0,
-                          name="odd")
+    return RecurrentModel(
+        input=x, initial_states=[h, c, g], output=y, final_states=[h_new, c_new, g_new], seed=0, name="odd"
+    )
 
 
 REFUSED = {
-    "extra_op_on_state": (lambda: _lstm_step(extra_on_c=True),
-                          "the first cell's step (states from #0) is not a standard LSTM, GRU (reset_after) or "
-                          "tanh/relu RNN cell"),
-    "extra_op_on_output": (lambda: _lstm_step(extra_on_output=True),
-                           "the step's output is not the last cell's new hidden state"),
+    "extra_op_on_state": (
+        lambda: _lstm_step(extra_on_c=True),
+        "the first cell's step (states from #0) is not a standard LSTM, GRU (reset_after) or tanh/relu RNN cell",
+    ),
+    "extra_op_on_output": (
+        lambda: _lstm_step(extra_on_output=True),
+        "the step's output is not the last cell's new hidden state",
+    ),
     "two_cells": (_two_cells, "it runs 2 cells one after the other (lstm(4->5) -> gru(5->3))"),
 }
 
@@ -167,8 +190,10 @@ def test_refusal_says_why(case):
         describe(build(), "to_torch")
     msg = str(e.value)
     assert type(e.value) is RshopConfigError
-    assert msg.startswith("to_torch: expected a model whose step is exactly one built-in cell (SimpleRNNCell, "
-                          "GRUCell or LSTMCell), received 'odd', whose step graph is not one: "), msg
+    assert msg.startswith(
+        "to_torch: expected a model whose step is exactly one built-in cell (SimpleRNNCell, "
+        "GRUCell or LSTMCell), received 'odd', whose step graph is not one: "
+    ), msg
     assert why in msg and "Convert a model made by cell.get_layer(" in msg, msg
 
 
@@ -177,4 +202,3 @@ def test_float64_model_is_refused_naming_the_dtype():
         describe(_lstm_step(dtype="float64"), "to_keras")
     assert type(e.value) is RshopConfigError
     assert str(e.value).startswith("to_keras: expected a float32 model, received 'odd' (float64)"), str(e.value)
-

@@ -20,8 +20,12 @@ from rshop_core.errors import RshopConfigError  # noqa: E402
 from rshop_core.layers import Dense  # noqa: E402
 
 ATOL = 1e-5
-KINDS = {"rnn_tanh": (torch.nn.RNN, {"nonlinearity": "tanh"}), "rnn_relu": (torch.nn.RNN, {"nonlinearity": "relu"}),
-         "gru": (torch.nn.GRU, {}), "lstm": (torch.nn.LSTM, {})}
+KINDS = {
+    "rnn_tanh": (torch.nn.RNN, {"nonlinearity": "tanh"}),
+    "rnn_relu": (torch.nn.RNN, {"nonlinearity": "relu"}),
+    "gru": (torch.nn.GRU, {}),
+    "lstm": (torch.nn.LSTM, {}),
+}
 
 
 def make(kind, seed=0, **kwargs):
@@ -64,8 +68,12 @@ def assert_same(got, want, what):
 def test_from_torch_matches_torch(engine, kind, num_layers, bidirectional, bias, batch_first):
     module = make(kind, num_layers=num_layers, bidirectional=bidirectional, bias=bias, batch_first=batch_first)
     model = from_torch(module)
-    expected_type = {(1, False): RecurrentModel, (2, False): RecurrentSequential, (1, True): Bidirectional,
-                     (2, True): TorchStack}[(num_layers, bidirectional)]
+    expected_type = {
+        (1, False): RecurrentModel,
+        (2, False): RecurrentSequential,
+        (1, True): Bidirectional,
+        (2, True): TorchStack,
+    }[(num_layers, bidirectional)]
     assert isinstance(model, expected_type)
     x = data()
     y, *states = run(model, engine, x)  # rshop is batch-major whatever batch_first says
@@ -108,13 +116,17 @@ def test_round_trips_keep_weights(kind, num_layers, bidirectional):
     assert sorted(w1) == sorted(w2) and all(np.array_equal(w1[k], w2[k]) for k in w1)
 
 
-@pytest.mark.parametrize("make_model", [
-    lambda: SimpleRNNCell(5, input_dim=4, activation="relu").get_layer(seed=1, return_sequences=True),
-    lambda: GRUCell(5, input_dim=4, use_bias=False).get_layer(seed=1),
-    lambda: LSTMCell(5, input_dim=4).get_layer(seed=1, return_states=True),
-    lambda: Bidirectional(GRUCell(5, input_dim=4).get_layer(seed=1, return_sequences=True)),
-    lambda: RecurrentSequential(seed=1).add(LSTMCell(5, input_dim=4)).add(LSTMCell(5)),
-], ids=["rnn", "gru", "lstm", "bidirectional", "stack"])
+@pytest.mark.parametrize(
+    "make_model",
+    [
+        lambda: SimpleRNNCell(5, input_dim=4, activation="relu").get_layer(seed=1, return_sequences=True),
+        lambda: GRUCell(5, input_dim=4, use_bias=False).get_layer(seed=1),
+        lambda: LSTMCell(5, input_dim=4).get_layer(seed=1, return_states=True),
+        lambda: Bidirectional(GRUCell(5, input_dim=4).get_layer(seed=1, return_sequences=True)),
+        lambda: RecurrentSequential(seed=1).add(LSTMCell(5, input_dim=4)).add(LSTMCell(5)),
+    ],
+    ids=["rnn", "gru", "lstm", "bidirectional", "stack"],
+)
 def test_rshop_models_to_torch(make_model):
     """Models written with rshop's cells convert too; torch returns every step and state."""
     model = make_model()
@@ -125,8 +137,9 @@ def test_rshop_models_to_torch(make_model):
     assert_same((y if model.options.return_sequences else y[:, -1],), (ref,), type(model).__name__)
     again = from_torch(module)
     w = again.get_weights()
-    assert sorted(np.concatenate([v.ravel() for v in w.values()]).tolist()) == \
-        sorted(np.concatenate([v.ravel() for v in model.get_weights().values()]).tolist())
+    assert sorted(np.concatenate([v.ravel() for v in w.values()]).tolist()) == sorted(
+        np.concatenate([v.ravel() for v in model.get_weights().values()]).tolist()
+    )
 
 
 def test_time_first_helper_layouts():
@@ -137,12 +150,16 @@ def test_time_first_helper_layouts():
     assert all(np.array_equal(a, b) for a, b in zip(rshop_states(torch_states(states)), states))
 
 
-@pytest.mark.parametrize("module, option", [
-    (lambda: torch.nn.LSTM(4, 5, proj_size=3), "proj_size"),
-    (lambda: torch.nn.GRU(4, 5, num_layers=2, dropout=0.3), "dropout"),
-    (lambda: torch.nn.LSTM(4, 5).double(), "float32"),
-    (lambda: torch.nn.Linear(4, 5), "torch.nn.RNN, GRU or LSTM"),
-], ids=["proj_size", "dropout", "float64", "not_rnn"])
+@pytest.mark.parametrize(
+    "module, option",
+    [
+        (lambda: torch.nn.LSTM(4, 5, proj_size=3), "proj_size"),
+        (lambda: torch.nn.GRU(4, 5, num_layers=2, dropout=0.3), "dropout"),
+        (lambda: torch.nn.LSTM(4, 5).double(), "float32"),
+        (lambda: torch.nn.Linear(4, 5), "torch.nn.RNN, GRU or LSTM"),
+    ],
+    ids=["proj_size", "dropout", "float64", "not_rnn"],
+)
 def test_from_torch_refuses(module, option):
     with pytest.raises(RshopConfigError, match=option):
         from_torch(module())
@@ -161,26 +178,43 @@ def _cell_plus_extra_op():
     return RecurrentModel(input=x, initial_states=[h], output=F.multiply(y, 2.0), final_states=new, seed=0)
 
 
-@pytest.mark.parametrize("model, option", [
-    (lambda: GRUCell(5, input_dim=4, reset_after=False).get_layer(seed=0), "reset_after"),
-    (lambda: SimpleRNNCell(5, input_dim=4, activation="softsign").get_layer(seed=0), "activation"),
-    (lambda: LSTMCell(5, input_dim=4, dropout=0.2).get_layer(seed=0), "dropout"),
-    (lambda: LSTMCell(5, input_dim=4, kernel_regularizer="l2").get_layer(seed=0), "regularizers"),
-    (lambda: LSTMCell(5, input_dim=4).get_layer(seed=0, go_backwards=True), "go_backwards"),
-    (lambda: LSTMCell(5, input_dim=4).get_layer(seed=0, state_initializer="ones"), "state_initializer"),
-    (lambda: Bidirectional(LSTMCell(5, input_dim=4).get_layer(seed=0), merge_mode="sum"), "merge_mode"),
-    (lambda: RecurrentSequential(seed=0).add(LSTMCell(5, input_dim=4)).add(GRUCell(5)), "kind"),
-    (lambda: RecurrentSequential(seed=0).add(LSTMCell(5, input_dim=4)).add(Dense(5)), "items only"),
-    (_dense_step, "one built-in cell"),
-    (_cell_plus_extra_op, "step graph is not one"),
-], ids=["gru_reset_before", "activation", "dropout", "regularizer", "go_backwards", "initial_state", "merge_mode",
-        "mixed_stack", "plain_layer", "dense_step", "cell_plus_op"])
+@pytest.mark.parametrize(
+    "model, option",
+    [
+        (lambda: GRUCell(5, input_dim=4, reset_after=False).get_layer(seed=0), "reset_after"),
+        (lambda: SimpleRNNCell(5, input_dim=4, activation="softsign").get_layer(seed=0), "activation"),
+        (lambda: LSTMCell(5, input_dim=4, dropout=0.2).get_layer(seed=0), "dropout"),
+        (lambda: LSTMCell(5, input_dim=4, kernel_regularizer="l2").get_layer(seed=0), "regularizers"),
+        (lambda: LSTMCell(5, input_dim=4).get_layer(seed=0, go_backwards=True), "go_backwards"),
+        (lambda: LSTMCell(5, input_dim=4).get_layer(seed=0, state_initializer="ones"), "state_initializer"),
+        (lambda: Bidirectional(LSTMCell(5, input_dim=4).get_layer(seed=0), merge_mode="sum"), "merge_mode"),
+        (lambda: RecurrentSequential(seed=0).add(LSTMCell(5, input_dim=4)).add(GRUCell(5)), "kind"),
+        (lambda: RecurrentSequential(seed=0).add(LSTMCell(5, input_dim=4)).add(Dense(5)), "items only"),
+        (_dense_step, "one built-in cell"),
+        (_cell_plus_extra_op, "step graph is not one"),
+    ],
+    ids=[
+        "gru_reset_before",
+        "activation",
+        "dropout",
+        "regularizer",
+        "go_backwards",
+        "initial_state",
+        "merge_mode",
+        "mixed_stack",
+        "plain_layer",
+        "dense_step",
+        "cell_plus_op",
+    ],
+)
 def test_to_torch_refuses(model, option):
     with pytest.raises(RshopConfigError, match=option):
         to_torch(model())
 
 
 def test_importing_convert_imports_no_framework():
-    code = ("import sys, rshop_core.convert; bad = [m for m in ('torch', 'keras', 'tensorflow', 'jax') "
-            "if m in sys.modules]; assert not bad, bad")
+    code = (
+        "import sys, rshop_core.convert; bad = [m for m in ('torch', 'keras', 'tensorflow', 'jax') "
+        "if m in sys.modules]; assert not bad, bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

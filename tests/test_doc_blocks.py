@@ -29,19 +29,29 @@ def torch_missing(monkeypatch):
 def test_missing_requirement_skips_that_block_and_its_dependants_only(torch_missing, tmp_path):
     sources = [
         "a = 1\n",
-        "# requires: torch\nt = a + 1\nshared = 'torch'\n",   # skipped: torch is missing
-        "u = t * 2\n",                                        # reads t: skipped, naming t and block 1
-        "b = a + 10\nassert b == 11\n",                       # independent: runs
-        "# requires: numpy\nassert b == 11\n",                # its requirement is there: runs
-        "shared = 'numpy'\nv = shared\n",                     # binds shared itself first: runs
-        "w = shared + '!'\nassert w == 'numpy!'\n",           # shared was rebound by a block that ran: runs
-        "raise ValueError('broken block')\nlate = 1\n",       # fails, reported on its own
-        "print(late)\n",                                      # reads what the failed block would bind
-        "assert a == 1 and 'u' not in globals()\n",           # still runs after a failure
+        "# requires: torch\nt = a + 1\nshared = 'torch'\n",  # skipped: torch is missing
+        "u = t * 2\n",  # reads t: skipped, naming t and block 1
+        "b = a + 10\nassert b == 11\n",  # independent: runs
+        "# requires: numpy\nassert b == 11\n",  # its requirement is there: runs
+        "shared = 'numpy'\nv = shared\n",  # binds shared itself first: runs
+        "w = shared + '!'\nassert w == 'numpy!'\n",  # shared was rebound by a block that ran: runs
+        "raise ValueError('broken block')\nlate = 1\n",  # fails, reported on its own
+        "print(late)\n",  # reads what the failed block would bind
+        "assert a == 1 and 'u' not in globals()\n",  # still runs after a failure
     ]
     out = doc_blocks.run_blocks("demo.md", sources, tmp_path)
-    assert [o.status for o in out] == ["passed", "skipped", "skipped", "passed", "passed", "passed", "passed",
-                                       "failed", "skipped", "passed"]
+    assert [o.status for o in out] == [
+        "passed",
+        "skipped",
+        "skipped",
+        "passed",
+        "passed",
+        "passed",
+        "passed",
+        "failed",
+        "skipped",
+        "passed",
+    ]
     assert out[1].reason == "demo.md block 1 needs ['torch'], not installed in this session"
     assert out[2].reason == "demo.md block 2 uses 't', which block 1 binds and it was skipped"
     assert isinstance(out[7].error, ValueError) and str(out[7].error) == "broken block"

@@ -34,12 +34,14 @@ def report(request, tmp_path_factory):
         pytest.skip(f"Keras backend {backend!r} needs {backend}, not installed in this session")
     workdir = tmp_path_factory.mktemp(f"keras_{backend}")
     env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    proc = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=900,
-                          cwd=str(workdir))
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT)], capture_output=True, text=True, env=env, timeout=900, cwd=str(workdir)
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")]
-    assert proc.returncode == 0 and lines, \
+    assert proc.returncode == 0 and lines, (
         f"KERAS_BACKEND={backend} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
-    out = json.loads(lines[-1][len("REPORT "):])
+    )
+    out = json.loads(lines[-1][len("REPORT ") :])
     assert out["backend"] == backend
     return out
 
@@ -100,7 +102,7 @@ def _run_step(step, x, states, n_out=1):
         res = step([x[:, t], *states])
         res = [np.asarray(keras.ops.convert_to_numpy(r)) for r in (res if isinstance(res, (list, tuple)) else [res])]
         ys.append(res[0])
-        states = res[n_out:] if len(res) > n_out else res[:len(states)]
+        states = res[n_out:] if len(res) > n_out else res[: len(states)]
     return np.stack(ys, axis=1), states
 
 
@@ -122,8 +124,12 @@ def test_importer_concatenate_multiply_dropout_two_states():
     x_t, h, c = keras.Input((4,)), keras.Input((6,), name="h"), keras.Input((6,), name="c")
     z = L.Concatenate()([x_t, h])
     gate = L.Dense(6, activation="sigmoid", name="gate")
-    c_new = L.Add()([L.Multiply()([gate(z), c]),
-                     L.Multiply()([L.Dense(6, activation="tanh")(L.Dropout(0.5)(z)), L.Subtract()([c, gate(z)])])])
+    c_new = L.Add()(
+        [
+            L.Multiply()([gate(z), c]),
+            L.Multiply()([L.Dense(6, activation="tanh")(L.Dropout(0.5)(z)), L.Subtract()([c, gate(z)])]),
+        ]
+    )
     h_new = L.Multiply()([L.Activation("tanh")(c_new), L.Dense(6, activation="sigmoid")(z)])
     y = L.Average()([h_new, L.Maximum()([h_new, c_new])]) * 2.0 - c_new  # keras.ops arithmetic too
     step = keras.Model([x_t, h, c], [y, h_new, c_new])

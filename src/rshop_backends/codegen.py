@@ -67,8 +67,7 @@ COMMON = {
 def batch_einsum(equation: str, batched: list) -> str:
     """Prefix a fresh batch letter to the batched operands (and the output) of ``equation``."""
     lhs, rhs = equation.split("->")
-    letter = next(c for c in "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA"
-                  if c not in equation)
+    letter = next(c for c in "zyxwvutsrqponmlkjihgfedcbaZYXWVUTSRQPONMLKJIHGFEDCBA" if c not in equation)
     terms = [letter + t if b else t for t, b in zip(lhs.split(","), batched)]
     return ",".join(terms) + "->" + (letter + rhs if any(batched) else rhs)
 
@@ -196,7 +195,8 @@ def _expression(graph, node, names, table, fused, engine) -> str:
     if emit is None:
         raise RshopNotImplementedError(
             f"engine {engine!r}: expected an implementation of op {node.op!r} (node %{node.id} "
-            f"{node.name!r}), received none. Report it, or use another engine.")
+            f"{node.name!r}), received none. Report it, or use another engine."
+        )
     return emit(node, [names[i] for i in node.inputs], [graph.nodes[i].type for i in node.inputs])
 
 
@@ -219,5 +219,8 @@ def operations(source: str) -> int:
     """The engine operations a generated step runs per time step: its lines that compute something
     (parameter lookups, unpacking the arguments and the return are not counted)."""
     body = source.splitlines()[1:]
-    return sum(1 for line in body if " = " in line and " = P[" not in line
-               and not line.rstrip().endswith(("= states", "= consts")))
+    return sum(
+        1
+        for line in body
+        if " = " in line and " = P[" not in line and not line.rstrip().endswith(("= states", "= consts"))
+    )

@@ -42,8 +42,15 @@ def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
     cache = model._lowered_cache
     if key not in cache:
         ops = engine.ops
-        cache[key] = codegen.generate(PARTS[part](plan), ops.EMITTERS, ops.NAMESPACE, ops.constant, dtype,
-                                      engine.name, getattr(ops, "FUSIONS", None))
+        cache[key] = codegen.generate(
+            PARTS[part](plan),
+            ops.EMITTERS,
+            ops.NAMESPACE,
+            ops.constant,
+            dtype,
+            engine.name,
+            getattr(ops, "FUSIONS", None),
+        )
     return cache[key]
 
 
@@ -62,8 +69,10 @@ class Explanation:
     step_source: str | None
 
     def __str__(self) -> str:
-        lines = [f"RecurrentModel {self.model!r} on {self.engine} ({self.dtype}), {self.call} call",
-                 f"  path: {self.path}"]
+        lines = [
+            f"RecurrentModel {self.model!r} on {self.engine} ({self.dtype}), {self.call} call",
+            f"  path: {self.path}",
+        ]
         if self.why:
             lines.append(f"  not fused: {self.why}")
         if self.ops_per_step is not None:
@@ -101,18 +110,27 @@ class Lowered(ABC):
     _native: tuple = ()  # the array types this engine accepts
     _native_names: str = ""  # how error messages name them (default: module.qualname)
 
-    def __init__(self, model, dtype: str, engine, passes=None, fast_path=True, *,
-                 dropout_masks: Callable | None = None, codegen_context: Callable | None = None):
+    def __init__(
+        self,
+        model,
+        dtype: str,
+        engine,
+        passes=None,
+        fast_path=True,
+        *,
+        dropout_masks: Callable | None = None,
+        codegen_context: Callable | None = None,
+    ):
         self.model, self.dtype, self.options = model, dtype, model.options
         self._engine_module = engine  # the EngineSpec
         where = f"lower({engine.name!r}) of {type(model).__name__} {model.name!r}"
-        self.passes = _passes.check_pipeline(engine.passes if passes is None else passes,
-                                             f"{where}, argument passes")
+        self.passes = _passes.check_pipeline(engine.passes if passes is None else passes, f"{where}, argument passes")
         # the pipeline for calls being differentiated, where the engine can tell (jax)
         self.grad_passes = self.passes if passes is not None or engine.grad_passes is None else engine.grad_passes
         if fast_path not in (True, False, "require"):
-            raise RshopConfigError(f"{where}, argument fast_path: expected True, False or 'require', "
-                                   f"received {fast_path!r}.")
+            raise RshopConfigError(
+                f"{where}, argument fast_path: expected True, False or 'require', received {fast_path!r}."
+            )
         self.fast_path = fast_path
         self._dropout_masks = dropout_masks  # None: self._draw_dropout
         self._codegen_context = codegen_context  # None: nothing around code generation
@@ -189,8 +207,7 @@ class Lowered(ABC):
     def _compiled(self, plan, part):
         # generated code is cached on the leaf the plan runs: leaves of a composition may share a name
         with (self._codegen_context or contextlib.nullcontext)():
-            return compiled_step(self._leaf_of.get(id(plan), self.model), self._engine_module, self.dtype, plan,
-                                 part)
+            return compiled_step(self._leaf_of.get(id(plan), self.model), self._engine_module, self.dtype, plan, part)
 
     # -- plans: fast path or optimized generic loop ---------------------------------
     def _plan(self, model, training, teacher, masked, grad=False):
@@ -206,7 +223,8 @@ class Lowered(ABC):
                 if self.fast_path == "require":
                     raise RshopNotImplementedError(
                         f"{self.engine} layer of {type(self.model).__name__} {self.model.name!r}: expected a step "
-                        f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}.")
+                        f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}."
+                    )
                 plan = replace(_passes.optimize(raw, self.grad_passes if grad else self.passes), note=why)
             self._plans[key] = plan
             self._leaf_of[id(plan)] = model
@@ -231,15 +249,44 @@ class Lowered(ABC):
         (``grad``: a call being differentiated, where the engine tells them apart)."""
         model = self._parts[0]
         plan = self._plan(model, training, teacher and training, masked, grad)
-        call = ", ".join(k for k, v in (("training", training), ("teacher forcing", teacher and training),
-                                        ("masked", masked), ("differentiated", grad)) if v) or "inference"
+        call = (
+            ", ".join(
+                k
+                for k, v in (
+                    ("training", training),
+                    ("teacher forcing", teacher and training),
+                    ("masked", masked),
+                    ("differentiated", grad),
+                )
+                if v
+            )
+            or "inference"
+        )
         if plan.fused is not None:
-            return Explanation(self.model.name, self.engine, self.dtype, call,
-                               f"fused kernel: {self._fused_kernel_name(plan.fused)}", "", (), None, None)
+            return Explanation(
+                self.model.name,
+                self.engine,
+                self.dtype,
+                call,
+                f"fused kernel: {self._fused_kernel_name(plan.fused)}",
+                "",
+                (),
+                None,
+                None,
+            )
         src = self._step(plan).__rshop_source__
         ops = codegen.operations(src)
-        return Explanation(self.model.name, self.engine, self.dtype, call, "generic loop (generated step)",
-                           plan.note, plan.report, ops, src)
+        return Explanation(
+            self.model.name,
+            self.engine,
+            self.dtype,
+            call,
+            "generic loop (generated step)",
+            plan.note,
+            plan.report,
+            ops,
+            src,
+        )
 
     def _prelude(self, plan, P, xs):
         """Before the loop: the plan's loop-invariant values (added to ``P``) and its time-parallel
@@ -273,12 +320,14 @@ class Lowered(ABC):
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a plain array, received a numpy.ma.MaskedArray (its mask would "
                 "be dropped silently). Pass arr.filled(value) and, for masked time steps, mask= or "
-                "sequence_lengths=.")
+                "sequence_lengths=."
+            )
         if not isinstance(arr, self._native):
             want = self._native_names or " or ".join(f"{t.__module__}.{t.__qualname__}" for t in self._native)
             raise RshopEngineError(
                 f"{self._where}, {what}: expected {want}, received {type(arr).__module__}."
-                f"{type(arr).__qualname__}. Convert it to the {self.engine} engine's arrays first.")
+                f"{type(arr).__qualname__}. Convert it to the {self.engine} engine's arrays first."
+            )
         return self._describe(arr)
 
     def _listed(self, v, what):
@@ -301,7 +350,8 @@ class Lowered(ABC):
         raise RshopNotImplementedError(
             f"{self._where}, argument sequence_lengths: expected lengths whose values are known at call time, "
             f"received traced ones, which the {self.engine} engine cannot check against [0, T]. Pass concrete "
-            "lengths, or a bool mask.")
+            "lengths, or a bool mask."
+        )
 
     def _poison(self, v, bad):
         """``v`` with the rows (batch entries) flagged in ``bad`` replaced by NaN."""
@@ -336,17 +386,42 @@ class Lowered(ABC):
         if states is not None and len(states) != len(model.state_specs):
             raise RshopConfigError(
                 f"{self._where}, argument initial_state: expected {len(model.state_specs)} states "
-                f"{[s.name for s in model.state_specs]}, received {len(states)}.")
+                f"{[s.name for s in model.state_specs]}, received {len(states)}."
+            )
 
-    def _run_model(self, model, P, x, st_info, states_given, k_info, consts_given, *, mask=None,
-                   sequence_lengths=None, ground_truth=None, initial_readout=None, training=False,
-                   output_length=None, dropout_key=None, check_numerics=False):
+    def _run_model(
+        self,
+        model,
+        P,
+        x,
+        st_info,
+        states_given,
+        k_info,
+        consts_given,
+        *,
+        mask=None,
+        sequence_lengths=None,
+        ground_truth=None,
+        initial_readout=None,
+        training=False,
+        output_length=None,
+        dropout_key=None,
+        check_numerics=False,
+    ):
         """Run one model's plan; returns (user outputs, user final states)."""
         batch, steps = check_call(
-            model, self.dtype, self._info(x, "argument x"), st_info, k_info,
-            self._one(mask, "argument mask"), self._one(sequence_lengths, "argument sequence_lengths"),
-            self._one(ground_truth, "argument ground_truth"), self._one(initial_readout, "argument initial_readout"),
-            bool(training), output_length)
+            model,
+            self.dtype,
+            self._info(x, "argument x"),
+            st_info,
+            k_info,
+            self._one(mask, "argument mask"),
+            self._one(sequence_lengths, "argument sequence_lengths"),
+            self._one(ground_truth, "argument ground_truth"),
+            self._one(initial_readout, "argument initial_readout"),
+            bool(training),
+            output_length,
+        )
         x = self._check_unknown_dims(model, x, batch, steps)
         poison = None  # engines that cannot raise on traced lengths (jax) poison those rows with NaN instead
         if sequence_lengths is not None:
@@ -356,13 +431,15 @@ class Lowered(ABC):
             else:
                 sequence_lengths, poison = self._lengths_guard(model, sequence_lengths, steps, x)
         teacher = bool(training) and ground_truth is not None
-        plan = self._plan(model, bool(training), teacher, mask is not None or sequence_lengths is not None,
-                          self._differentiated(P))
+        plan = self._plan(
+            model, bool(training), teacher, mask is not None or sequence_lengths is not None, self._differentiated(P)
+        )
         opts = model.options
         readout = None
         if model.readout_spec is not None:
-            readout = initial_readout if initial_readout is not None else self._zeros(model.readout_spec.shape,
-                                                                                      batch, x)
+            readout = (
+                initial_readout if initial_readout is not None else self._zeros(model.readout_spec.shape, batch, x)
+            )
         xs = []
         for src in plan.scan:
             if src == "x":
@@ -392,14 +469,22 @@ class Lowered(ABC):
                 consts.append(draw(g.nodes[src[1]].type.shape, src[2], batch, dropout_key, src[1]))
         ys, finals = self._loop(plan, P, xs, states, consts, steps)
         if check_numerics is not False:  # the first NaN/Inf's step and node (before a stateful carry moves)
-            numerics.check(self, model, plan, P, (xs, states, consts, steps), (ys, finals),
-                           states_given is not None, check_numerics)
+            numerics.check(
+                self,
+                model,
+                plan,
+                P,
+                (xs, states, consts, steps),
+                (ys, finals),
+                states_given is not None,
+                check_numerics,
+            )
         user_finals = [f for f, src in zip(finals, plan.states) if src[0] == "state"]
         if poison is not None:
             ys, user_finals = [self._poison(v, poison) for v in ys], [self._poison(v, poison) for v in user_finals]
         if opts.stateful:
             self._carried = [self._detach(f) for f in user_finals]
-        return list(ys)[:plan.n_outputs], user_finals
+        return list(ys)[: plan.n_outputs], user_finals
 
     def _check_unknown_dims(self, model, x, batch, steps):
         """x, with run-time checks of the dimensions ``check_call`` could not see (unknown while
@@ -444,8 +529,10 @@ class Lowered(ABC):
         """A dropout mask (batch, *shape) scaled by 1/(1-rate), drawn by numpy from the layer's
         generator: the same masks on every engine. ``key`` is the jax engine's (``dropout_key``)."""
         if key is not None:
-            raise RshopConfigError(f"{self._where}, argument dropout_key: expected None (a jax PRNG key is for the "
-                                   "jax engine), received one. Use layer.reseed(seed) to choose the masks.")
+            raise RshopConfigError(
+                f"{self._where}, argument dropout_key: expected None (a jax PRNG key is for the "
+                "jax engine), received one. Use layer.reseed(seed) to choose the masks."
+            )
         self._need_batch(batch, "dropout masks")
         keep = self._dropout_rng.random((batch,) + tuple(shape)) >= rate
         return self._from_numpy((keep / (1.0 - rate)).astype(self.dtype))
@@ -458,8 +545,9 @@ class Lowered(ABC):
     def reset_states(self, values=None) -> None:
         """Forget the carried states (``values=None``) or set them (a list, one per state)."""
         if not self.options.stateful:
-            raise RshopConfigError(f"{self._where}, reset_states: expected a model with stateful=True, "
-                                   "received stateful=False.")
+            raise RshopConfigError(
+                f"{self._where}, reset_states: expected a model with stateful=True, received stateful=False."
+            )
         if values is None:
             self._carried = None
             return
@@ -512,8 +600,15 @@ def check_call_states(layer, info):
     """Check states given to ``reset_states`` like initial states of a batch of ``batch_size``."""
     specs = layer.model.state_specs
     if len(info) != len(specs):
-        raise RshopConfigError(f"{layer._where}, reset_states: expected {len(specs)} states "
-                               f"{[s.name for s in specs]}, received {len(info)}.")
+        raise RshopConfigError(
+            f"{layer._where}, reset_states: expected {len(specs)} states "
+            f"{[s.name for s in specs]}, received {len(info)}."
+        )
     for i, (spec, inf) in enumerate(zip(specs, info)):
-        check_array(f"{layer._where}, reset_states value #{i} {spec.name!r}", inf, spec.shape, layer.dtype,
-                    layer.options.batch_size)
+        check_array(
+            f"{layer._where}, reset_states value #{i} {spec.name!r}",
+            inf,
+            spec.shape,
+            layer.dtype,
+            layer.options.batch_size,
+        )

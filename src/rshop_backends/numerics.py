@@ -30,7 +30,8 @@ def _host(layer, model, a):
         raise RshopConfigError(
             f"{type(layer.model).__name__} {layer.model.name!r}, argument check_numerics: expected an eager call "
             f"(concrete values to inspect), received a traced one ({layer.engine}: jax.jit, a tf.function or "
-            "torch.compile). Call the layer eagerly with check_numerics=True, or drop the option inside the trace.")
+            "torch.compile). Call the layer eagerly with check_numerics=True, or drop the option inside the trace."
+        )
     return h
 
 
@@ -41,8 +42,10 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
     ``(ys, finals)`` as it returned them; ``states_given``: the caller passed ``initial_state``.
     """
     if check_numerics is not True:
-        raise RshopConfigError(f"{type(layer.model).__name__} {layer.model.name!r}, argument check_numerics: "
-                               f"expected True or False, received {check_numerics!r}.")
+        raise RshopConfigError(
+            f"{type(layer.model).__name__} {layer.model.name!r}, argument check_numerics: "
+            f"expected True or False, received {check_numerics!r}."
+        )
     xs, states, consts, steps = inputs
     top = layer.model
     host = [_host(layer, model, a) for a in xs]  # first: a traced call fails before any other work
@@ -58,8 +61,7 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
         if src == "mask":
             mask = a
             continue
-        found = probe.first_bad(
-            [a[:, ::-1] if opts.go_backwards else a], [None])  # processing order, like the probe
+        found = probe.first_bad([a[:, ::-1] if opts.go_backwards else a], [None])  # processing order, like the probe
         if found is None:
             continue
         k, _, b, kind = found
@@ -68,15 +70,22 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
             raise RshopNumericsError(probe.argument_message(top, model, "argument x", kind, b, k, steps))
         # ground truth, shifted by one step: its first (last, go_backwards) slot is the initial readout
         first = t == (steps - 1 if opts.go_backwards else 0)
-        what = "argument initial_readout" if first else \
-            f"argument ground_truth at time step {t + 1 if opts.go_backwards else t - 1}"
+        what = (
+            "argument initial_readout"
+            if first
+            else f"argument ground_truth at time step {t + 1 if opts.go_backwards else t - 1}"
+        )
         raise RshopNumericsError(probe.argument_message(top, model, what, kind, b))
     for src, a in zip(plan.states, states):
         if src[0] == "state":
             name = model.state_specs[src[1]].name
-            what = (f"argument initial_state #{src[1]} {name!r}" if states_given else
-                    f"the carried state {name!r} (stateful)" if layer._carried is not None else
-                    f"the initial state {name!r} (from its initializer)")
+            what = (
+                f"argument initial_state #{src[1]} {name!r}"
+                if states_given
+                else f"the carried state {name!r} (stateful)"
+                if layer._carried is not None
+                else f"the initial state {name!r} (from its initializer)"
+            )
         elif src[0] == "readout":
             what = "argument initial_readout"
         else:
@@ -84,8 +93,11 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
         bad(what, _host(layer, model, a))
     for src, a in zip(plan.constants, consts):
         if src[0] == "constant":
-            bad(f"argument constants #{src[1]}", _host(layer, model, a), model.graph.nodes[
-                model.graph.constants[src[1]]].type.batched)
+            bad(
+                f"argument constants #{src[1]}",
+                _host(layer, model, a),
+                model.graph.nodes[model.graph.constants[src[1]]].type.batched,
+            )
         elif src[0] == "x":
             bad("argument x", _host(layer, model, a))
     for name in model.param_specs:
@@ -95,7 +107,7 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
     assert (pplan.scan, pplan.states, pplan.constants) == (plan.scan, plan.states, plan.constants)
     with np.errstate(all="ignore"):  # the numpy engine would warn about what this reports
         ys, _ = layer._loop(pplan, P, xs, states, consts, steps)
-    seqs = [_host(layer, model, y) for y in list(ys)[pplan.n_outputs:]]
+    seqs = [_host(layer, model, y) for y in list(ys)[pplan.n_outputs :]]
     found = probe.first_bad(seqs, pplan.probed)
     if found is not None:
         k, nid, b, kind = found
@@ -103,10 +115,9 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
 
     ys, finals = result
     names = [f"output #{j}" for j in range(plan.n_outputs)]
-    names += [f"final state {model.state_specs[src[1]].name!r}"
-              for src in plan.states if src[0] == "state"]
+    names += [f"final state {model.state_specs[src[1]].name!r}" for src in plan.states if src[0] == "state"]
     user_finals = [f for f, src in zip(finals, plan.states) if src[0] == "state"]
-    for what, a in zip(names, list(ys)[:plan.n_outputs] + user_finals):
+    for what, a in zip(names, list(ys)[: plan.n_outputs] + user_finals):
         found = probe.first_bad_in(_host(layer, model, a))
         if found is not None:
             raise RshopNumericsError(probe.result_message(top, model, what, found[1], found[0]))

@@ -39,8 +39,9 @@ BUILTIN = {
     "numpy": EngineInfo("numpy", "rshop_backends.numpy", ("numpy",), ("numpy",), None),
     "jax": EngineInfo("jax", "rshop_backends.jax", ("jax", "jaxlib"), ("jax", "jaxlib"), "jax"),
     "torch": EngineInfo("torch", "rshop_backends.torch", ("torch",), ("torch",), "torch"),
-    "tensorflow": EngineInfo("tensorflow", "rshop_backends.tensorflow", ("tensorflow",),
-                             ("tensorflow", "tensorflow-cpu"), "tensorflow"),
+    "tensorflow": EngineInfo(
+        "tensorflow", "rshop_backends.tensorflow", ("tensorflow",), ("tensorflow", "tensorflow-cpu"), "tensorflow"
+    ),
 }
 
 # Order of the automatic choice: trainable, quick to import and fast first.
@@ -75,5 +76,6 @@ def load(name: str):
         hint = f'pip install "rshop[{e.extra}]"' if e.extra else f"install {', '.join(e.requires)}"
         raise RshopEngineError(
             f"engine {name!r}: expected {', '.join(e.requires)} to be installed, received an "
-            f"environment without it. Install it with: {hint}")
+            f"environment without it. Install it with: {hint}"
+        )
     return importlib.import_module(e.module)

@@ -31,8 +31,9 @@ def _from_config():
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
-        raise RshopConfigError(f"config file {path}: expected JSON like {{\"backend\": \"jax\"}}, "
-                               f"received unreadable content ({e}).") from None
+        raise RshopConfigError(
+            f'config file {path}: expected JSON like {{"backend": "jax"}}, received unreadable content ({e}).'
+        ) from None
     name = data.get("backend") if isinstance(data, dict) else None
     if name is None:
         return None
@@ -75,11 +76,13 @@ def set_backend(name: str) -> None:
     if env and env != name:
         raise RshopConfigError(
             f"set_backend: expected no conflict with RSHOP_BACKEND={env!r}, which takes precedence, "
-            f"received {name!r}. Unset RSHOP_BACKEND to choose in code.")
+            f"received {name!r}. Unset RSHOP_BACKEND to choose in code."
+        )
     if _chosen["frozen"] and name != _chosen["name"]:
         raise RshopConfigError(
             f"set_backend: expected to be called before the first lowering, received {name!r} after "
-            f"models were lowered with {_chosen['name']!r}. Use model.lower({name!r}) for one model.")
+            f"models were lowered with {_chosen['name']!r}. Use model.lower({name!r}) for one model."
+        )
     _chosen["requested"] = name
     _chosen["name"], _chosen["reason"] = _resolve()
 

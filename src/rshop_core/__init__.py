@@ -8,14 +8,14 @@ torch or tensorflow. Importing this package imports no framework.
 from . import activations, cells, functional, initializers, layers, regularizers
 from .bidirectional import Bidirectional
 from .errors import (
-                     RshopConfigError,
-                     RshopDTypeError,
-                     RshopEngineError,
-                     RshopError,
-                     RshopFormatError,
-                     RshopNotImplementedError,
-                     RshopNumericsError,
-                     RshopShapeError,
+    RshopConfigError,
+    RshopDTypeError,
+    RshopEngineError,
+    RshopError,
+    RshopFormatError,
+    RshopNotImplementedError,
+    RshopNumericsError,
+    RshopShapeError,
 )
 from .graph import Node, StepGraph, verify
 from .lowerable import Composition, Lowerable
@@ -31,10 +31,34 @@ from .types import TensorType
 __version__ = "0.1.0"
 
 __all__ = [
-    "Input", "Tensor", "RecurrentModel", "RecurrentSequential", "Bidirectional", "SequenceStack", "Lowerable",
-    "Composition", "LoopOptions", "ParamSpec", "StateSpec", "TensorType",
-    "StepGraph", "Node", "verify", "load",
-    "activations", "cells", "functional", "initializers", "layers", "regularizers",
-    "RshopError", "RshopShapeError", "RshopDTypeError", "RshopConfigError", "RshopFormatError",
-    "RshopEngineError", "RshopNotImplementedError", "RshopNumericsError",
+    "Input",
+    "Tensor",
+    "RecurrentModel",
+    "RecurrentSequential",
+    "Bidirectional",
+    "SequenceStack",
+    "Lowerable",
+    "Composition",
+    "LoopOptions",
+    "ParamSpec",
+    "StateSpec",
+    "TensorType",
+    "StepGraph",
+    "Node",
+    "verify",
+    "load",
+    "activations",
+    "cells",
+    "functional",
+    "initializers",
+    "layers",
+    "regularizers",
+    "RshopError",
+    "RshopShapeError",
+    "RshopDTypeError",
+    "RshopConfigError",
+    "RshopFormatError",
+    "RshopEngineError",
+    "RshopNotImplementedError",
+    "RshopNumericsError",
 ]

@@ -11,9 +11,16 @@ from .symbolic import Tensor
 Activation = Callable[..., Tensor]  # Tensor -> Tensor (``name=`` optional); ``linear`` returns its argument
 
 _ACTIVATIONS = {
-    "linear": F.linear, "tanh": F.tanh, "sigmoid": F.sigmoid, "hard_sigmoid": F.hard_sigmoid,
-    "relu": F.relu, "softmax": F.softmax, "softplus": F.softplus, "softsign": F.softsign,
-    "elu": F.elu, "exponential": F.exp,
+    "linear": F.linear,
+    "tanh": F.tanh,
+    "sigmoid": F.sigmoid,
+    "hard_sigmoid": F.hard_sigmoid,
+    "relu": F.relu,
+    "softmax": F.softmax,
+    "softplus": F.softplus,
+    "softsign": F.softsign,
+    "elu": F.elu,
+    "exponential": F.exp,
 }
 
 
@@ -23,8 +30,7 @@ def get(name: object, where: str = "activation") -> Activation:
         return F.linear
     if isinstance(name, str) and name in _ACTIVATIONS:
         return _ACTIVATIONS[name]
-    raise RshopConfigError(
-        f"{where}: expected an activation in {sorted(_ACTIVATIONS)}, received {name!r}.")
+    raise RshopConfigError(f"{where}: expected an activation in {sorted(_ACTIVATIONS)}, received {name!r}.")
 
 
 def names() -> list[str]:

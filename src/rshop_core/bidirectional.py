@@ -30,18 +30,24 @@ class Bidirectional(Composition):
             raise RshopConfigError(f"Bidirectional: expected a RecurrentModel, received {model!r}.")
         if merge_mode not in MERGE_MODES:
             raise RshopConfigError(
-                f"Bidirectional: expected merge_mode in {list(MERGE_MODES)}, received {merge_mode!r}.")
+                f"Bidirectional: expected merge_mode in {list(MERGE_MODES)}, received {merge_mode!r}."
+            )
         model._require_built()
         o = model.options
         for flag in ("decode", "teacher_force", "stateful"):
             if getattr(o, flag):
-                raise RshopConfigError(f"Bidirectional: expected a model without {flag}=True, received one. Wrap the "
-                                       "model without it.")
+                raise RshopConfigError(
+                    f"Bidirectional: expected a model without {flag}=True, received one. Wrap the model without it."
+                )
         self.name = check_name(name or f"bidirectional_{model.name}"[:MAX_NAME], "Bidirectional", "model name")
         self.merge_mode = merge_mode
         self.forward = model.clone("forward", prefix="forward")
-        self.backward = model.clone("backward", prefix="backward", seed=model.seed + 1 if seed is None else seed,
-                                    go_backwards=not o.go_backwards)
+        self.backward = model.clone(
+            "backward",
+            prefix="backward",
+            seed=model.seed + 1 if seed is None else seed,
+            go_backwards=not o.go_backwards,
+        )
         self.parts = (self.forward, self.backward)
         self.options = o
         self.seed = model.seed
@@ -55,11 +61,16 @@ class Bidirectional(Composition):
     @classmethod
     def _from_parts(cls, forward, backward, merge_mode, name):
         """A Bidirectional from its two directions (what loading builds); checks they pair up."""
-        if (forward.input_shape != backward.input_shape or forward.dtype != backward.dtype
-                or forward.options.go_backwards == backward.options.go_backwards
-                or set(forward.param_specs) & set(backward.param_specs)):
-            raise RshopConfigError(f"Bidirectional {name!r}: expected a forward and a backward model of one input, "
-                                   "opposite directions and distinct parameters.")
+        if (
+            forward.input_shape != backward.input_shape
+            or forward.dtype != backward.dtype
+            or forward.options.go_backwards == backward.options.go_backwards
+            or set(forward.param_specs) & set(backward.param_specs)
+        ):
+            raise RshopConfigError(
+                f"Bidirectional {name!r}: expected a forward and a backward model of one input, "
+                "opposite directions and distinct parameters."
+            )
         self = cls.__new__(cls)
         self.name, self.merge_mode, self.forward, self.backward = name, merge_mode, forward, backward
         self.parts = (forward, backward)
@@ -103,6 +114,10 @@ class Bidirectional(Composition):
         mode = self.merge_mode
         if mode is None:
             return yf + yb, sf + sb
-        merge = {"concat": runner.concat_last, "sum": lambda a, b: a + b, "mul": lambda a, b: a * b,
-                 "ave": lambda a, b: (a + b) * 0.5}[mode]
+        merge = {
+            "concat": runner.concat_last,
+            "sum": lambda a, b: a + b,
+            "mul": lambda a, b: a * b,
+            "ave": lambda a, b: (a + b) * 0.5,
+        }[mode]
         return [merge(a, b) for a, b in zip(yf, yb)], sf + sb

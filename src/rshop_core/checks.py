@@ -28,16 +28,21 @@ def shape_message(where: str, per_example, shape, time=False) -> str:
     want = f"({', '.join(lead)}{', ' if per_example else ''}{_dims(per_example)})"
     rank = len(lead) + len(per_example)
     if shape is None:
-        return (f"{where}: expected an array of shape {want} (rank {rank}), received an array of unknown rank. "
-                "Give it a known rank (in a tf.function, an input_signature TensorSpec with a shape).")
-    return (f"{where}: expected an array of shape {want} (rank {rank}), received shape {tuple(shape)} "
-            f"(rank {len(shape)}).")
+        return (
+            f"{where}: expected an array of shape {want} (rank {rank}), received an array of unknown rank. "
+            "Give it a known rank (in a tf.function, an input_signature TensorSpec with a shape)."
+        )
+    return (
+        f"{where}: expected an array of shape {want} (rank {rank}), received shape {tuple(shape)} (rank {len(shape)})."
+    )
 
 
 def empty_time_message(name: str, shape) -> str:
     """The message of an x with no time step (``shape``: x's shape, the time dimension 0)."""
-    return f"{name}, argument x: expected at least one time step, received shape {tuple(shape)}. " \
+    return (
+        f"{name}, argument x: expected at least one time step, received shape {tuple(shape)}. "
         "An empty sequence has no output."
+    )
 
 
 def empty_batch_message(name: str, shape) -> str:
@@ -53,8 +58,11 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
     """
     shape, got_dtype = info
     rank = (2 if time else 1) + len(per_example)
-    if shape is None or len(shape) != rank or \
-            not all(dims_compatible(w, d) for w, d in zip(per_example, shape[rank - len(per_example):])):
+    if (
+        shape is None
+        or len(shape) != rank
+        or not all(dims_compatible(w, d) for w, d in zip(per_example, shape[rank - len(per_example) :]))
+    ):
         raise RshopShapeError(shape_message(where, per_example, shape, time))
     lead = rank - len(per_example)
     for k, d in enumerate(shape[lead:], start=lead):
@@ -62,19 +70,31 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
             raise RshopShapeError(
                 f"{where}: expected every per-example dimension to be at least 1, received shape {tuple(shape)} "
                 f"(dimension {k} is 0). An empty axis has nothing to compute with (reductions over it differ "
-                "between frameworks): give it at least one entry.")
+                "between frameworks): give it at least one entry."
+            )
     if not dims_compatible(batch, shape[0]):
-        raise RshopShapeError(
-            f"{where}: expected batch size {batch} (the batch of x), received shape {tuple(shape)}.")
+        raise RshopShapeError(f"{where}: expected batch size {batch} (the batch of x), received shape {tuple(shape)}.")
     if got_dtype != dtype:
         raise RshopDTypeError(
             f"{where}: expected dtype {dtype}, received {got_dtype}. rshop never casts silently: "
-            f"cast the array, or lower the model with dtype={got_dtype!r} if that is what you want.")
+            f"cast the array, or lower the model with dtype={got_dtype!r} if that is what you want."
+        )
     return tuple(shape)
 
 
-def check_call(model, dtype: str, x, initial_state, constants, mask=None, lengths=None, ground_truth=None,
-               initial_readout=None, training=False, output_length=None):
+def check_call(
+    model,
+    dtype: str,
+    x,
+    initial_state,
+    constants,
+    mask=None,
+    lengths=None,
+    ground_truth=None,
+    initial_readout=None,
+    training=False,
+    output_length=None,
+):
     """Validate a call of a lowered ``model``; arguments are ``(shape, dtype)`` descriptions.
 
     Returns ``(batch, time)``. ``initial_state`` and ``constants`` are lists or None; the
@@ -106,14 +126,16 @@ def _check_x(model, name, dtype, x, output_length) -> tuple:
         if steps is None:
             raise RshopConfigError(
                 f"{name}, argument output_length: expected the number of steps to decode (decode=True and no "
-                "output_length option), received None.")
+                "output_length option), received None."
+            )
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise RshopConfigError(f"{name}, argument output_length: expected an int >= 1, received {steps!r}.")
     else:
         if output_length is not None:
             raise RshopConfigError(
                 f"{name}, argument output_length: expected None (the length is x's unless decode=True), "
-                f"received {output_length!r}.")
+                f"received {output_length!r}."
+            )
         shape = check_array(f"{name}, argument x", x, x_type.shape, dtype, time=True)
         batch, steps = shape[0], shape[1]
     if steps == 0:
@@ -121,7 +143,8 @@ def _check_x(model, name, dtype, x, output_length) -> tuple:
     if opts.stateful and batch is not None and batch != opts.batch_size:
         raise RshopShapeError(
             f"{name}, argument x: expected batch size {opts.batch_size} (stateful, batch_size="
-            f"{opts.batch_size}), received shape {shape}. A stateful layer never broadcasts its states.")
+            f"{opts.batch_size}), received shape {shape}. A stateful layer never broadcasts its states."
+        )
     if batch == 0:
         raise RshopShapeError(empty_batch_message(name, shape))
     return batch, steps
@@ -134,7 +157,8 @@ def _check_initial_state(model, name, dtype, initial_state, batch) -> None:
     if len(initial_state) != len(specs):
         raise RshopConfigError(
             f"{name}, argument initial_state: expected {len(specs)} states "
-            f"{[s.name for s in specs]}, received {len(initial_state)}.")
+            f"{[s.name for s in specs]}, received {len(initial_state)}."
+        )
     for i, (spec, info) in enumerate(zip(specs, initial_state)):
         check_array(f"{name}, initial state #{i} {spec.name!r}", info, spec.shape, dtype, batch)
 
@@ -144,8 +168,7 @@ def _check_constants(model, name, dtype, constants, batch) -> None:
     n_const = len(g.constants)
     given = 0 if constants is None else len(constants)
     if given != n_const:
-        raise RshopConfigError(
-            f"{name}, argument constants: expected {n_const} constant(s), received {given}.")
+        raise RshopConfigError(f"{name}, argument constants: expected {n_const} constant(s), received {given}.")
     for i, info in enumerate(constants or ()):
         t = g.nodes[g.constants[i]].type
         check_array(f"{name}, constant #{i}", info, t.shape, dtype, batch)
@@ -159,22 +182,25 @@ def _check_ground_truth(model, name, dtype, ground_truth, training, batch, steps
             raise RshopConfigError(
                 f"{name}, argument ground_truth: expected the targets (batch, time, ...) for a training call of a "
                 "teacher-forced model, received None. Pass ground_truth=, or training=False to feed back the "
-                "model's own outputs.")
+                "model's own outputs."
+            )
         return
     if not opts.teacher_force:
         raise RshopConfigError(
-            f"{name}, argument ground_truth: expected none (the model has teacher_force=False), received one.")
+            f"{name}, argument ground_truth: expected none (the model has teacher_force=False), received one."
+        )
     if not training:
         raise RshopConfigError(
             f"{name}, argument ground_truth: expected none for a call with training=False (teacher forcing "
             "happens only in training calls), received one. Pass training=True to teacher-force, or drop "
-            "ground_truth.")
+            "ground_truth."
+        )
     out_shape = g.nodes[g.outputs[0]].type.shape
     gt = check_array(f"{name}, argument ground_truth", ground_truth, out_shape, dtype, batch, time=True)
     if gt[1] is not None and steps is not None and gt[1] != steps:
         raise RshopShapeError(
-            f"{name}, argument ground_truth: expected {steps} time steps (one target per step), received "
-            f"shape {gt}.")
+            f"{name}, argument ground_truth: expected {steps} time steps (one target per step), received shape {gt}."
+        )
 
 
 def _check_initial_readout(model, name, dtype, initial_readout, batch) -> None:
@@ -183,41 +209,50 @@ def _check_initial_readout(model, name, dtype, initial_readout, batch) -> None:
     readout = model.readout_spec
     if readout is None:
         raise RshopConfigError(
-            f"{name}, argument initial_readout: expected none (the model has no readout_input), received one.")
+            f"{name}, argument initial_readout: expected none (the model has no readout_input), received one."
+        )
     check_array(f"{name}, argument initial_readout", initial_readout, readout.shape, dtype, batch)
 
 
 def _check_mask(name, mask, batch, steps) -> None:
     m_shape, m_dtype = mask
-    if m_shape is None or len(m_shape) != 2 or not dims_compatible(m_shape[0], batch) or \
-            not dims_compatible(m_shape[1], steps):
+    if (
+        m_shape is None
+        or len(m_shape) != 2
+        or not dims_compatible(m_shape[0], batch)
+        or not dims_compatible(m_shape[1], steps)
+    ):
         raise RshopShapeError(
-            f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received "
-            f"{_shown(m_shape)}.")
+            f"{name}, argument mask: expected a bool array of shape ({batch}, {steps}), received {_shown(m_shape)}."
+        )
     if m_dtype != "bool":
         raise RshopDTypeError(
             f"{name}, argument mask: expected dtype bool, received {m_dtype}. rshop never casts silently: "
-            "pass a bool mask (True where a step is real).")
+            "pass a bool mask (True where a step is real)."
+        )
 
 
 def _check_lengths_array(name, lengths, batch) -> None:
     l_shape, l_dtype = lengths
     if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch):
         raise RshopShapeError(
-            f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received "
-            f"{_shown(l_shape)}.")
+            f"{name}, argument sequence_lengths: expected an array of shape ({batch},), received {_shown(l_shape)}."
+        )
     if l_dtype not in ("int32", "int64"):
         raise RshopDTypeError(
             f"{name}, argument sequence_lengths: expected dtype int32 or int64, received {l_dtype}. rshop "
-            "never casts silently: pass integer lengths.")
+            "never casts silently: pass integer lengths."
+        )
 
 
 def lengths_message(model, index, value, steps) -> str:
     """The message for ``sequence_lengths[index] = value`` outside [0, steps] (``value`` may be a
     placeholder where a runtime check formats it)."""
-    return (f"RecurrentModel {model.name!r}, argument sequence_lengths: expected every length in [0, {steps}] "
-            f"(the time steps of x), received {value} at batch index {index}. Lengths are never clamped: "
-            "fix the lengths or pad x to the longest sequence.")
+    return (
+        f"RecurrentModel {model.name!r}, argument sequence_lengths: expected every length in [0, {steps}] "
+        f"(the time steps of x), received {value} at batch index {index}. Lengths are never clamped: "
+        "fix the lengths or pad x to the longest sequence."
+    )
 
 
 def check_lengths_values(model, values, steps) -> None:

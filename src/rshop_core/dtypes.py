@@ -13,9 +13,7 @@ def check_dtype(dtype: object, where: str) -> str:
     """Return ``dtype`` as a canonical name, or raise naming ``where``."""
     name = getattr(dtype, "name", dtype)  # numpy dtypes carry .name
     if not isinstance(name, str) or name not in DTYPES:
-        raise RshopDTypeError(
-            f"{where}: expected a dtype in {list(DTYPES)}, received {dtype!r}."
-        )
+        raise RshopDTypeError(f"{where}: expected a dtype in {list(DTYPES)}, received {dtype!r}.")
     return name
 
 

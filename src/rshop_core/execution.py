@@ -140,6 +140,7 @@ def _declare(model, teacher: bool, args: _Arguments) -> tuple[dict, Tensor]:
 
 def _dropout_rewrite(training: bool, args: _Arguments) -> Callable:
     """The replay hook of dropout: in training a mask constant per node (rate > 0), else the identity."""
+
     def rewrite(node, inputs):
         if node.op != Op.DROPOUT:
             return None
@@ -149,6 +150,7 @@ def _dropout_rewrite(training: bool, args: _Arguments) -> Callable:
         noise = _input_like(node, f"dropout_mask_{node.id}")
         args.add_constant(noise, ("dropout", node.id, rate))
         return F.multiply(inputs[0], noise, name=node.name)
+
     return rewrite
 
 
@@ -196,5 +198,13 @@ def _build(model, training: bool, teacher: bool, masked: bool, probe: bool = Fal
         outputs += extra
     graph = trace(args.xs, args.states, args.consts, outputs, finals, f"RecurrentModel {model.name!r} execution plan")
     n_outputs = len(outputs) - len(probed)
-    return Plan((model.name, training, teacher, masked), opts, graph, tuple(args.scan), tuple(args.state_src),
-                tuple(args.const_src), n_outputs, probed=probed)
+    return Plan(
+        (model.name, training, teacher, masked),
+        opts,
+        graph,
+        tuple(args.scan),
+        tuple(args.state_src),
+        tuple(args.const_src),
+        n_outputs,
+        probed=probed,
+    )

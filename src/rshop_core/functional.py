@@ -15,8 +15,21 @@ from .ops import COMPARE, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op
 from .symbolic import Tensor, apply, as_tensor
 
 __all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
-    "matmul", "einsum", "softmax", "concat", "split", "slice", "reshape", "transpose",
-    "sum", "mean", "max", "where", "constant", "linear", "dropout",
+    "matmul",
+    "einsum",
+    "softmax",
+    "concat",
+    "split",
+    "slice",
+    "reshape",
+    "transpose",
+    "sum",
+    "mean",
+    "max",
+    "where",
+    "constant",
+    "linear",
+    "dropout",
 ]
 
 
@@ -24,6 +37,7 @@ def _binary(op):
     def f(a, b, name=None):
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
         return apply(op, [a, as_tensor(b, a)], name=name)
+
     f.__name__ = f.__qualname__ = op
     f.__doc__ = f"Elementwise ``{op}(a, b)`` with numpy broadcasting of per-example shapes."
     return f
@@ -32,6 +46,7 @@ def _binary(op):
 def _unary(op):
     def f(x, name=None):
         return apply(op, [x], name=name)
+
     f.__name__ = f.__qualname__ = op
     f.__doc__ = f"Elementwise ``{op}(x)``."
     return f
@@ -103,12 +118,15 @@ def split(x, sizes, axis=-1, name=None):
         n = x.shape[axis]
         if n is None or n % sizes:
             from .errors import RshopShapeError
+
             raise RshopShapeError(
                 f"node {name or 'split'!r} (op split): expected an axis divisible into {sizes} "
-                f"equal pieces, received {x.type.describe()} (axis {axis}).")
+                f"equal pieces, received {x.type.describe()} (axis {axis})."
+            )
         sizes = [n // sizes] * sizes
-    return [apply(Op.SPLIT, [x], {"sizes": list(sizes), "axis": axis, "index": i}, name=name)
-            for i in range(len(sizes))]
+    return [
+        apply(Op.SPLIT, [x], {"sizes": list(sizes), "axis": axis, "index": i}, name=name) for i in range(len(sizes))
+    ]
 
 
 def slice(x, begin, end, axis=-1, name=None):  # shadows the builtin: mirrors the op name

@@ -36,8 +36,14 @@ class Node:
     name: str
 
     def to_json(self) -> dict:
-        return {"id": self.id, "op": self.op, "inputs": list(self.inputs), "attrs": self.attrs,
-                "type": self.type.to_json(), "name": self.name}
+        return {
+            "id": self.id,
+            "op": self.op,
+            "inputs": list(self.inputs),
+            "attrs": self.attrs,
+            "type": self.type.to_json(),
+            "name": self.name,
+        }
 
 
 @dataclass(frozen=True)
@@ -54,20 +60,25 @@ class StepGraph:
     meta: dict = field(default_factory=dict, compare=False)
 
     def to_json(self) -> dict:
-        return {"nodes": [n.to_json() for n in self.nodes], "x": list(self.x),
-                "states": list(self.states), "constants": list(self.constants),
-                "outputs": list(self.outputs), "final_states": list(self.final_states),
-                "params": [p.to_json() for p in self.params.values()]}
+        return {
+            "nodes": [n.to_json() for n in self.nodes],
+            "x": list(self.x),
+            "states": list(self.states),
+            "constants": list(self.constants),
+            "outputs": list(self.outputs),
+            "final_states": list(self.final_states),
+            "params": [p.to_json() for p in self.params.values()],
+        }
 
     def __str__(self) -> str:
         lines = []
         for n in self.nodes:
             args = ", ".join(f"%{i}" for i in n.inputs)
             attrs = ", ".join(f"{k}={v!r}" for k, v in n.attrs.items() if k != "value")
-            lines.append(f"%{n.id} = {n.op}({args}{', ' if args and attrs else ''}{attrs})"
-                         f"  : {n.type.describe()}  # {n.name}")
-        lines.append(f"return outputs={[f'%{i}' for i in self.outputs]}, "
-                     f"states={[f'%{i}' for i in self.final_states]}")
+            lines.append(
+                f"%{n.id} = {n.op}({args}{', ' if args and attrs else ''}{attrs})  : {n.type.describe()}  # {n.name}"
+            )
+        lines.append(f"return outputs={[f'%{i}' for i in self.outputs]}, states={[f'%{i}' for i in self.final_states]}")
         return "\n".join(lines)
 
 
@@ -96,8 +107,11 @@ def verify(g: StepGraph, where: str = "step graph", batched_outputs: bool = True
     """
     fail = _Failure(where)
     if len(g.nodes) > MAX_NODES:
-        fail(None, f"expected at most {MAX_NODES} nodes in one step graph, received {len(g.nodes)}. Split the "
-                   "step into nested models or loop inside a cell.")
+        fail(
+            None,
+            f"expected at most {MAX_NODES} nodes in one step graph, received {len(g.nodes)}. Split the "
+            "step into nested models or loop inside a cell.",
+        )
     for k, n in enumerate(g.nodes):
         _verify_node(g, k, n, where, fail)
     _verify_signature(g, batched_outputs, fail)
@@ -112,22 +126,28 @@ def _verify_node(g: StepGraph, k: int, n: Node, where: str, fail: _Failure) -> N
     check_name(n.name, f"{where}, node %{n.id}", "node name")
     for i in n.inputs:
         if not isinstance(i, int) or not 0 <= i < k:
-            fail(n, f"expected inputs that are earlier nodes (ids < {k}), received {i!r}. "
-                    "Nodes must be in topological order.")
+            fail(
+                n,
+                f"expected inputs that are earlier nodes (ids < {k}), received {i!r}. "
+                "Nodes must be in topological order.",
+            )
     if n.op in LEAF_ATTRS and set(n.attrs) != LEAF_ATTRS[n.op]:
-        fail(n, f"expected exactly the attributes {sorted(LEAF_ATTRS[n.op])}, "
-                f"received {sorted(map(str, n.attrs))}.")
+        fail(n, f"expected exactly the attributes {sorted(LEAF_ATTRS[n.op])}, received {sorted(map(str, n.attrs))}.")
     if n.op == Op.INPUT:
         _verify_input(g, k, n, fail)
     elif n.op == Op.PARAM:
         _verify_param(g, n, fail)
     elif n.op == Op.CONSTANT:
         if None in n.type.shape or math.prod(n.type.shape) > MAX_CONSTANT_ELEMENTS:
-            fail(n, f"expected a constant of at most {MAX_CONSTANT_ELEMENTS} elements, received "
-                    f"{n.type.describe()}. Pass large arrays as call-time constants or as parameters.")
+            fail(
+                n,
+                f"expected a constant of at most {MAX_CONSTANT_ELEMENTS} elements, received "
+                f"{n.type.describe()}. Pass large arrays as call-time constants or as parameters.",
+            )
     else:
-        want, attrs = infer_type(n.op, [g.nodes[i].type for i in n.inputs], n.attrs,
-                                 f"{where}, node %{n.id} {n.name!r} (op {n.op})")
+        want, attrs = infer_type(
+            n.op, [g.nodes[i].type for i in n.inputs], n.attrs, f"{where}, node %{n.id} {n.name!r} (op {n.op})"
+        )
         if want != n.type:
             fail(n, f"expected type {want.describe()}, received {n.type.describe()}.", RshopShapeError)
         if attrs != n.attrs:
@@ -153,8 +173,11 @@ def _verify_param(g: StepGraph, n: Node, fail: _Failure) -> None:
         fail(n, f"expected a parameter declared in the graph, received {n.attrs.get('name')!r}.")
     declared = TensorType(spec.shape, spec.dtype, False)
     if n.type != declared:
-        fail(n, f"expected type {declared.describe()} of parameter {spec.name!r}, received {n.type.describe()}.",
-             RshopShapeError)
+        fail(
+            n,
+            f"expected type {declared.describe()} of parameter {spec.name!r}, received {n.type.describe()}.",
+            RshopShapeError,
+        )
 
 
 def _verify_signature(g: StepGraph, batched_outputs: bool, fail: _Failure) -> None:
@@ -167,15 +190,21 @@ def _verify_signature(g: StepGraph, batched_outputs: bool, fail: _Failure) -> No
         fail(None, "expected at least one output, received none.")
     for k, i in enumerate(g.outputs):
         if not 0 <= i < len(g.nodes) or (batched_outputs and not g.nodes[i].type.batched):
-            fail(None, f"expected output #{k} to be a batched value computed from the step's inputs, "
-                       f"received {g.nodes[i].type.describe() if 0 <= i < len(g.nodes) else i}.",
-                 RshopShapeError)
+            fail(
+                None,
+                f"expected output #{k} to be a batched value computed from the step's inputs, "
+                f"received {g.nodes[i].type.describe() if 0 <= i < len(g.nodes) else i}.",
+                RshopShapeError,
+            )
     if len(g.final_states) != len(g.states):
-        fail(None, f"expected one final state per initial state ({len(g.states)}), "
-                   f"received {len(g.final_states)}.")
+        fail(None, f"expected one final state per initial state ({len(g.states)}), received {len(g.final_states)}.")
     for k, (s, f) in enumerate(zip(g.states, g.final_states)):
         st, ft = g.nodes[s].type, g.nodes[f].type
         if st != ft:
-            fail(None, f"state #{k}: expected the final state to have the initial state's type "
-                       f"{st.describe()}, received {ft.describe()}. A state must keep its shape "
-                       "and dtype from step to step.", RshopShapeError)
+            fail(
+                None,
+                f"state #{k}: expected the final state to have the initial state's type "
+                f"{st.describe()}, received {ft.describe()}. A state must keep its shape "
+                "and dtype from step to step.",
+                RshopShapeError,
+            )

@@ -19,9 +19,23 @@ import numpy as np
 from .errors import RshopConfigError
 
 __all__ = [
-    "Initializer", "Zeros", "Ones", "Constant", "RandomUniform", "RandomNormal",
-    "TruncatedNormal", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
-    "Orthogonal", "Identity", "Concatenate", "Learned", "get", "rng_for",
+    "Initializer",
+    "Zeros",
+    "Ones",
+    "Constant",
+    "RandomUniform",
+    "RandomNormal",
+    "TruncatedNormal",
+    "GlorotUniform",
+    "GlorotNormal",
+    "HeUniform",
+    "HeNormal",
+    "Orthogonal",
+    "Identity",
+    "Concatenate",
+    "Learned",
+    "get",
+    "rng_for",
 ]
 
 # stddev of a unit normal truncated at +-2, used to keep variance-scaling targets exact
@@ -156,7 +170,8 @@ class RandomUniform(Initializer):
         if not self.minval <= self.maxval or not math.isfinite(self.maxval - self.minval):
             raise RshopConfigError(
                 f"RandomUniform: expected minval <= maxval with a finite width maxval - minval, received "
-                f"minval={self.minval!r}, maxval={self.maxval!r}.")
+                f"minval={self.minval!r}, maxval={self.maxval!r}."
+            )
 
     def config(self):
         return {"minval": self.minval, "maxval": self.maxval}
@@ -314,9 +329,25 @@ class Learned(Initializer):
         return self.initializer._value(shape, rng)
 
 
-_REGISTRY: dict[str, type[Initializer]] = {c.name: c for c in (
-    Zeros, Ones, Constant, RandomUniform, RandomNormal, TruncatedNormal, GlorotUniform,
-    GlorotNormal, HeUniform, HeNormal, Orthogonal, Identity, Concatenate, Learned)}
+_REGISTRY: dict[str, type[Initializer]] = {
+    c.name: c
+    for c in (
+        Zeros,
+        Ones,
+        Constant,
+        RandomUniform,
+        RandomNormal,
+        TruncatedNormal,
+        GlorotUniform,
+        GlorotNormal,
+        HeUniform,
+        HeNormal,
+        Orthogonal,
+        Identity,
+        Concatenate,
+        Learned,
+    )
+}
 
 
 def get(spec, where: str = "initializer") -> Initializer:
@@ -334,6 +365,8 @@ def get(spec, where: str = "initializer") -> Initializer:
         except TypeError:
             raise RshopConfigError(
                 f"{where}: initializer {name!r} expected arguments of {_REGISTRY[name].__name__},"
-                f" received {sorted(cfg)}.") from None
+                f" received {sorted(cfg)}."
+            ) from None
     raise RshopConfigError(
-        f"{where}: expected an initializer in {sorted(_REGISTRY)} or an Initializer, received {spec!r}.")
+        f"{where}: expected an initializer in {sorted(_REGISTRY)} or an Initializer, received {spec!r}."
+    )

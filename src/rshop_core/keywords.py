@@ -22,8 +22,9 @@ def unknown_keyword(where: str, key: str, valid) -> RshopConfigError:
     valid = sorted(valid)
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"Did you mean {close[0]!r}?" if close else f"Valid keywords: {', '.join(valid)}."
-    return RshopConfigError(f"{where}, keyword {key!r}: expected one of the keywords of {where}, received {key!r}. "
-                            f"{hint}")
+    return RshopConfigError(
+        f"{where}, keyword {key!r}: expected one of the keywords of {where}, received {key!r}. {hint}"
+    )
 
 
 def checked_init(init, extra=()):

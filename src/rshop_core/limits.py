@@ -15,15 +15,17 @@ from .errors import RshopConfigError
 
 MAX_NAME = 256  # characters of one name
 MAX_UNROLL = 128  # time steps per loop iteration of unroll=k: each is traced and compiled
-MAX_STATE_ELEMENTS = 2 ** 24  # per-example elements of all states together (64 MiB of float32)
-MAX_STATEFUL_ELEMENTS = 2 ** 28  # batch_size x state elements a stateful layer keeps (1 GiB of float32)
-MAX_OUTPUT_LENGTH = 2 ** 20  # decode steps a model may declare as its default output_length
+MAX_STATE_ELEMENTS = 2**24  # per-example elements of all states together (64 MiB of float32)
+MAX_STATEFUL_ELEMENTS = 2**28  # batch_size x state elements a stateful layer keeps (1 GiB of float32)
+MAX_OUTPUT_LENGTH = 2**20  # decode steps a model may declare as its default output_length
 MAX_NODES = 10_000  # nodes of one step graph (a 16-layer LSTM stack has 353)
-MAX_PARAM_ELEMENTS = 2 ** 28  # all parameters of one model together (1 GiB of float32)
+MAX_PARAM_ELEMENTS = 2**28  # all parameters of one model together (1 GiB of float32)
 MAX_CONSTANT_ELEMENTS = 65_536  # elements of one constant node (larger arrays: parameters or call-time constants)
 
-NAME_RULE = (f"1 to {MAX_NAME} printable characters without '.' (letters, digits, '_', '-', '/' and the like; "
-             "no control characters, no lone surrogates)")
+NAME_RULE = (
+    f"1 to {MAX_NAME} printable characters without '.' (letters, digits, '_', '-', '/' and the like; "
+    "no control characters, no lone surrogates)"
+)
 
 
 def check_name(name: object, where: str, what: str = "name", cls: type[Exception] = RshopConfigError) -> str:
@@ -68,17 +70,22 @@ class StatefulOptions(Protocol):
     def batch_size(self) -> int | None: ...
 
 
-def check_states(specs: Sequence[Sized], options: StatefulOptions, where: str,
-                 cls: type[Exception] = RshopConfigError) -> None:
+def check_states(
+    specs: Sequence[Sized], options: StatefulOptions, where: str, cls: type[Exception] = RshopConfigError
+) -> None:
     """Bound what the states make an engine allocate with no weights behind it."""
     total = sum(math.prod(s.shape) for s in specs)
     if total > MAX_STATE_ELEMENTS:
-        raise cls(f"{where}: expected states of at most {MAX_STATE_ELEMENTS} elements per example together, "
-                  f"received {total} ({', '.join(f'{s.name} {s.shape}' for s in specs[:8])}). "
-                  "Keep large tensors in parameters or constants passed at call time.")
+        raise cls(
+            f"{where}: expected states of at most {MAX_STATE_ELEMENTS} elements per example together, "
+            f"received {total} ({', '.join(f'{s.name} {s.shape}' for s in specs[:8])}). "
+            "Keep large tensors in parameters or constants passed at call time."
+        )
     if options.stateful and options.batch_size is not None and options.batch_size * total > MAX_STATEFUL_ELEMENTS:
-        raise cls(f"{where}: expected batch_size x state elements of at most {MAX_STATEFUL_ELEMENTS} for a "
-                  f"stateful layer, received {options.batch_size} x {total}.")
+        raise cls(
+            f"{where}: expected batch_size x state elements of at most {MAX_STATEFUL_ELEMENTS} for a "
+            f"stateful layer, received {options.batch_size} x {total}."
+        )
 
 
 def check_param_count(where: str, specs: Iterable[Sized]) -> None:
@@ -90,4 +97,5 @@ def check_param_count(where: str, specs: Iterable[Sized]) -> None:
         raise RshopConfigError(
             f"{where}: expected at most {MAX_PARAM_ELEMENTS} parameter entries in all (the .rshop format's "
             f"limit), received {total} (the largest, {big.name!r}, has shape {big.shape}). "
-            "Use fewer units or a smaller input.")
+            "Use fewer units or a smaller input."
+        )

@@ -107,8 +107,14 @@ class Lowerable(ABC):
         ``P``: the parameters by qualified name; ``states``: None (the defaults) or one
         ``(info, array)`` pair per entry of ``state_specs``; ``kwargs``: the call's keywords."""
 
-    def lower(self, engine: str | None = None, dtype: str | None = None, *, passes: Sequence[str] | None = None,
-              fast_path: bool | str = True) -> Any:
+    def lower(
+        self,
+        engine: str | None = None,
+        dtype: str | None = None,
+        *,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+    ) -> Any:
         """The engine's native layer object, initialised from this model's weights.
 
         ``engine=None`` means the engine chosen at import time (:func:`rshop_backends.backend`).
@@ -121,9 +127,18 @@ class Lowerable(ABC):
 
         return lower(self, engine, dtype, passes=passes, fast_path=fast_path)
 
-    def explain(self, engine: str | None = None, dtype: str | None = None, *, passes: Sequence[str] | None = None,
-                fast_path: bool | str = True, training: bool = False, masked: bool = False, teacher: bool = False,
-                grad: bool = False) -> Any:
+    def explain(
+        self,
+        engine: str | None = None,
+        dtype: str | None = None,
+        *,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+        training: bool = False,
+        masked: bool = False,
+        teacher: bool = False,
+        grad: bool = False,
+    ) -> Any:
         """What ``self.lower(engine, ...)`` runs for a call with these flags (``grad``: a call being
         differentiated): the fused kernel or the generic loop (and why), and what each optimisation
         pass did, for the first leaf. Print it."""

@@ -30,8 +30,10 @@ def learned_state_param(state: str) -> str:
 def check_seed(where: str, seed) -> int:
     """``seed`` if it is a non-negative int (not a bool); else an RshopConfigError."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise RshopConfigError(f"{where}, argument seed: expected a non-negative int, received {seed!r}. "
-                               "Seeds are never rounded or parsed: pass an int such as 7.")
+        raise RshopConfigError(
+            f"{where}, argument seed: expected a non-negative int, received {seed!r}. "
+            "Seeds are never rounded or parsed: pass an int such as 7."
+        )
     return int(seed)
 
 
@@ -42,7 +44,8 @@ def check_state_names(where: str, names) -> None:
         if n in first:
             raise RshopConfigError(
                 f"{where}, state #{i} {n!r}: expected a name unique among the states, received the name of "
-                f"state #{first[n]} too. Give each state Input its own name=.")
+                f"state #{first[n]} too. Give each state Input its own name=."
+            )
         first[n] = i
 
 
@@ -61,12 +64,12 @@ def _readout_wiring(where, readout_input, outputs) -> tuple:
     if readout_input is None:
         return [], []
     if not isinstance(readout_input, Tensor) or readout_input.op != "input":
-        raise RshopConfigError(f"{where}: expected readout_input to be an rshop Input, received "
-                               f"{readout_input!r}.")
+        raise RshopConfigError(f"{where}: expected readout_input to be an rshop Input, received {readout_input!r}.")
     if outputs and readout_input.type != outputs[0].type:
         raise RshopShapeError(
             f"{where}, readout_input: expected the type of the output {outputs[0].type.describe()}, "
-            f"received {readout_input.type.describe()}. The readout is the previous step's output.")
+            f"received {readout_input.type.describe()}. The readout is the previous step's output."
+        )
     return [readout_input], outputs[:1]
 
 
@@ -80,7 +83,8 @@ def _check_param_dtypes(where, param_specs, dtype) -> None:
     for p in param_specs.values():
         if p.dtype != dtype:
             raise RshopDTypeError(
-                f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}.")
+                f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}."
+            )
 
 
 def _check_parts(where, graph, state_specs, readout_spec, options) -> dict:
@@ -97,7 +101,8 @@ def _check_parts(where, graph, state_specs, readout_spec, options) -> dict:
             if name in param_specs:
                 raise RshopConfigError(
                     f"{where}, state {s.name!r}: expected its learned initial state {name!r} to be a new "
-                    "parameter, received the name of a layer's parameter. Rename the layer or the state.")
+                    "parameter, received the name of a layer's parameter. Rename the layer or the state."
+                )
             param_specs[name] = ParamSpec(name, s.shape, s.dtype, s.initializer.initializer)
     _check_param_dtypes(where, param_specs, graph.nodes[graph.x[0]].type.dtype)
     return param_specs
@@ -146,13 +151,38 @@ class RecurrentModel(Lowerable):
             cls.__init__ = checked_init(cls.__dict__["__init__"], RecurrentModel._configure)
 
     @checked_init
-    def _configure(self, teacher_force=False, decode=False, output_length=None, return_sequences=False,
-                   return_states=False, go_backwards=False, unroll=False, stateful=False, batch_size=None,
-                   zero_output_for_mask=False, remat=False, state_initializer=None, name=None, seed=None):
+    def _configure(
+        self,
+        teacher_force=False,
+        decode=False,
+        output_length=None,
+        return_sequences=False,
+        return_states=False,
+        go_backwards=False,
+        unroll=False,
+        stateful=False,
+        batch_size=None,
+        zero_output_for_mask=False,
+        remat=False,
+        state_initializer=None,
+        name=None,
+        seed=None,
+    ):
         """Set the model's options (every keyword but the step's Tensors) and empty parts."""
         self.name = check_name(name or "recurrent_model", "RecurrentModel", "model name")
-        self.options = LoopOptions(return_sequences, return_states, go_backwards, unroll, teacher_force, decode,
-                                   output_length, stateful, batch_size, zero_output_for_mask, remat)
+        self.options = LoopOptions(
+            return_sequences,
+            return_states,
+            go_backwards,
+            unroll,
+            teacher_force,
+            decode,
+            output_length,
+            stateful,
+            batch_size,
+            zero_output_for_mask,
+            remat,
+        )
         self.seed = int(secrets.randbits(31)) if seed is None else check_seed(f"RecurrentModel {self.name!r}", seed)
         self._state_initializer = state_initializer
         self._lowered_cache: dict = {}
@@ -164,8 +194,9 @@ class RecurrentModel(Lowerable):
         self._weights = {}
         self._builder = None
 
-    def __init__(self, input, output, initial_states=None, final_states=None, constants=None,
-                 readout_input=None, **options):
+    def __init__(
+        self, input, output, initial_states=None, final_states=None, constants=None, readout_input=None, **options
+    ):
         self._configure(**options)
         self._build(input, output, initial_states, final_states, constants, readout_input)
 
@@ -198,14 +229,17 @@ class RecurrentModel(Lowerable):
         if len(states_in) != len(states_out):
             raise RshopConfigError(
                 f"{where}: expected as many final_states as initial_states ({len(states_in)}), "
-                f"received {len(states_out)}.")
+                f"received {len(states_out)}."
+            )
         if self.options.teacher_force and readout_input is None:
             raise RshopConfigError(
                 f"{where}: expected readout_input with teacher_force=True, received none. Teacher forcing "
-                "replaces the readout (the previous output) by the ground truth.")
+                "replaces the readout (the previous output) by the ground truth."
+            )
         hidden_in, hidden_out = _readout_wiring(where, readout_input, outputs)
-        self.graph = trace([input], states_in + hidden_in, _as_list(constants, "constants"), outputs,
-                           states_out + hidden_out, where)
+        self.graph = trace(
+            [input], states_in + hidden_in, _as_list(constants, "constants"), outputs, states_out + hidden_out, where
+        )
         if readout_input is not None:
             self.readout_spec = StateSpec("readout", readout_input.shape, readout_input.dtype, "zeros")
         _check_floating(where, self.graph)
@@ -217,8 +251,9 @@ class RecurrentModel(Lowerable):
             if hasattr(owner, "initial_value"):
                 values[qual] = owner.initial_value(local)
         self._weights = None  # drawn when first needed (_weights): a wide cell builds at once
-        self._carried_weights = {k: v.astype(self.param_specs[k].dtype) for k, v in values.items()
-                                 if k in self.param_specs}
+        self._carried_weights = {
+            k: v.astype(self.param_specs[k].dtype) for k, v in values.items() if k in self.param_specs
+        }
 
     def _state_specs_of(self, where, states_in) -> list:
         """One StateSpec per state Input, named after it, with its ``state_initializer``."""
@@ -227,15 +262,19 @@ class RecurrentModel(Lowerable):
             inits = [inits or "zeros"] * len(states_in)
         if len(inits) != len(states_in):
             raise RshopConfigError(
-                f"{where}: expected one state_initializer per state ({len(states_in)}), received {len(inits)}.")
+                f"{where}: expected one state_initializer per state ({len(states_in)}), received {len(inits)}."
+            )
         names = []
         for i, t in enumerate(states_in):
             if None in t.shape:
                 raise RshopShapeError(
-                    f"{where}, state #{i} {t.name!r}: expected a fully known shape, received {t.type.describe()}.")
+                    f"{where}, state #{i} {t.name!r}: expected a fully known shape, received {t.type.describe()}."
+                )
             names.append(t.name if not t.name.startswith("input_") else f"state_{i}")
-        return [StateSpec(n, t.shape, t.dtype, initializers.get(init, f"{where}, state {n!r}"))
-                for n, t, init in zip(names, states_in, inits)]
+        return [
+            StateSpec(n, t.shape, t.dtype, initializers.get(init, f"{where}, state {n!r}"))
+            for n, t, init in zip(names, states_in, inits)
+        ]
 
     @classmethod
     def _from_ir(cls, name, seed, options, graph, states, readout, params, weights=None) -> RecurrentModel:
@@ -250,12 +289,16 @@ class RecurrentModel(Lowerable):
         self.graph, self.state_specs, self.readout_spec = graph, list(states), readout
         hidden = [readout] if readout is not None else []
         if len(graph.states) != len(states) + len(hidden):
-            raise RshopConfigError(f"{where}: expected {len(graph.states)} state specs for the graph's states, "
-                                   f"received {len(states) + len(hidden)}.")
+            raise RshopConfigError(
+                f"{where}: expected {len(graph.states)} state specs for the graph's states, "
+                f"received {len(states) + len(hidden)}."
+            )
         for spec, i in zip(self.state_specs + hidden, graph.states):
             if graph.nodes[i].type != TensorType(spec.shape, spec.dtype, True):
-                raise RshopShapeError(f"{where}, state {spec.name!r}: expected the graph's "
-                                      f"{graph.nodes[i].type.describe()}, received {spec.shape} {spec.dtype}.")
+                raise RshopShapeError(
+                    f"{where}, state {spec.name!r}: expected the graph's "
+                    f"{graph.nodes[i].type.describe()}, received {spec.shape} {spec.dtype}."
+                )
         if readout is not None and graph.nodes[graph.outputs[0]].type != graph.nodes[graph.states[-1]].type:
             raise RshopShapeError(f"{where}: expected the readout to have the output's type.")
         if options.teacher_force and readout is None:
@@ -263,8 +306,9 @@ class RecurrentModel(Lowerable):
         _check_floating(where, graph)
         want = _check_parts(where, graph, self.state_specs, readout, options)
         if sorted(want) != sorted(params) or any(params[k].shape != want[k].shape for k in want):
-            raise RshopConfigError(f"{where}: expected the parameters {sorted(want)[:20]}, received "
-                                   f"{sorted(params)[:20]}.")
+            raise RshopConfigError(
+                f"{where}: expected the parameters {sorted(want)[:20]}, received {sorted(params)[:20]}."
+            )
         self.param_specs = dict(params)
         _check_param_dtypes(where, self.param_specs, self.dtype)
         if weights is not None:
@@ -286,7 +330,8 @@ class RecurrentModel(Lowerable):
             if self.input_shape[-1] != input_dim:
                 raise RshopShapeError(
                     f"RecurrentModel {self.name!r}: expected input_dim {self.input_shape[-1]} (already "
-                    f"built), received {input_dim}.")
+                    f"built), received {input_dim}."
+                )
             return self
         self._build(*self._builder(input_dim))  # (input, output, states, new states, constants[, readout])
         self._builder = None
@@ -301,7 +346,8 @@ class RecurrentModel(Lowerable):
         if self._builder is not None or self.graph is None:
             raise RshopConfigError(
                 f"RecurrentModel {self.name!r}: expected a built model, received one made from a cell "
-                "without input_dim. Pass input_dim= to the cell or call model.build(input_dim).")
+                "without input_dim. Pass input_dim= to the cell or call model.build(input_dim)."
+            )
         return self.graph
 
     # -- facts -----------------------------------------------------------------------
@@ -324,25 +370,34 @@ class RecurrentModel(Lowerable):
     def __repr__(self):
         if not self.built:
             return f"<RecurrentModel {self.name!r} (not built)>"
-        return (f"<RecurrentModel {self.name!r} input {self.input_shape} states "
-                f"{[s.name for s in self.state_specs]} params {len(self._weights)}>")
+        return (
+            f"<RecurrentModel {self.name!r} input {self.input_shape} states "
+            f"{[s.name for s in self.state_specs]} params {len(self._weights)}>"
+        )
 
     def summary(self) -> str:
         """The step graph in a readable SSA form, then states and parameters."""
         g = self._require_built()
         lines = [f"RecurrentModel {self.name!r}  options {self.options.to_json()}", str(g)]
         lines += [f"state {s.name}: {s.shape} {s.dtype} init={s.initializer!r}" for s in self.state_specs]
-        lines += [f"param {p.name}: {p.shape} {p.dtype} init={p.initializer!r}"
-                  f"{'' if p.trainable else ' (frozen)'}" for p in self.param_specs.values()]
+        lines += [
+            f"param {p.name}: {p.shape} {p.dtype} init={p.initializer!r}{'' if p.trainable else ' (frozen)'}"
+            for p in self.param_specs.values()
+        ]
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         """The model's IR as plain JSON values (weights excluded)."""
         g = self._require_built()
-        return {"name": self.name, "seed": self.seed, "graph": g.to_json(),
-                "states": [s.to_json() for s in self.state_specs],
-                "readout": None if self.readout_spec is None else self.readout_spec.to_json(),
-                "params": [p.to_json() for p in self.param_specs.values()], "options": self.options.to_json()}
+        return {
+            "name": self.name,
+            "seed": self.seed,
+            "graph": g.to_json(),
+            "states": [s.to_json() for s in self.state_specs],
+            "readout": None if self.readout_spec is None else self.readout_spec.to_json(),
+            "params": [p.to_json() for p in self.param_specs.values()],
+            "options": self.options.to_json(),
+        }
 
     # -- weights ---------------------------------------------------------------------
     @property
@@ -352,9 +407,11 @@ class RecurrentModel(Lowerable):
         ``LSTMCell(2000)`` costs no orthogonal factorisation until something needs the values."""
         if self._weight_values is None and self.param_specs:
             self._weight_values = {
-                p.name: self._carried_weights[p.name] if p.name in self._carried_weights else
-                p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
-                for p in self.param_specs.values()}
+                p.name: self._carried_weights[p.name]
+                if p.name in self._carried_weights
+                else p.initializer(p.shape, p.dtype, initializers.rng_for(self.seed, p.name))
+                for p in self.param_specs.values()
+            }
         return {} if self._weight_values is None else self._weight_values
 
     @_weights.setter
@@ -398,7 +455,8 @@ class RecurrentModel(Lowerable):
         if self._builder is not None:
             raise RshopConfigError(
                 f"RecurrentModel {self.name!r}, get_cell: expected a built model, received one made from a cell "
-                "without input_dim. Call model.build(input_dim) first, or give the cell input_dim.")
+                "without input_dim. Call model.build(input_dim) first, or give the cell input_dim."
+            )
         return ModelCell(self, name)
 
     def clone(self, name: str, prefix: str | None = None, seed: int | None = None, **options) -> RecurrentModel:
@@ -410,8 +468,9 @@ class RecurrentModel(Lowerable):
         from .symbolic import Input
 
         g = self._require_built()
-        env = {i: Input(g.nodes[i].type.shape, g.nodes[i].type.dtype, name=g.nodes[i].name)
-               for i in (*g.x, *g.constants)}
+        env = {
+            i: Input(g.nodes[i].type.shape, g.nodes[i].type.dtype, name=g.nodes[i].name) for i in (*g.x, *g.constants)
+        }
         for i, s in zip(g.states, self.state_specs):  # state names (and learned-state parameters) prefixed too
             env[i] = Input(s.shape, s.dtype, name=f"{prefix}/{s.name}" if prefix else s.name)
         if self.readout_spec:
@@ -421,14 +480,25 @@ class RecurrentModel(Lowerable):
         n_user = len(self.state_specs)
         opts = {**self.options.to_json(), **options}
         model = RecurrentModel(
-            input=env[g.x[0]], output=[out[i] for i in g.outputs], initial_states=[env[i] for i in g.states[:n_user]],
-            final_states=[out[i] for i in g.final_states[:n_user]], constants=[env[i] for i in g.constants],
+            input=env[g.x[0]],
+            output=[out[i] for i in g.outputs],
+            initial_states=[env[i] for i in g.states[:n_user]],
+            final_states=[out[i] for i in g.final_states[:n_user]],
+            constants=[env[i] for i in g.constants],
             readout_input=env[g.states[-1]] if self.readout_spec else None,
-            state_initializer=[s.initializer for s in self.state_specs], name=name,
-            seed=self.seed if seed is None else seed, **opts)
+            state_initializer=[s.initializer for s in self.state_specs],
+            name=name,
+            seed=self.seed if seed is None else seed,
+            **opts,
+        )
         if seed is None:
-            model._weights.update({(rename(k) if rename else k): v.copy() for k, v in self._weights.items()
-                                   if (rename(k) if rename else k) in model._weights})
+            model._weights.update(
+                {
+                    (rename(k) if rename else k): v.copy()
+                    for k, v in self._weights.items()
+                    if (rename(k) if rename else k) in model._weights
+                }
+            )
         return model
 
     def __call__(self, x, initial_state=None, constants=None, **kwargs):
@@ -436,4 +506,3 @@ class RecurrentModel(Lowerable):
         if self._builder is not None:
             self.build(int(x.shape[-1]))
         return super().__call__(x, initial_state=initial_state, constants=constants, **kwargs)
-

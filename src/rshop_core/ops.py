@@ -53,8 +53,18 @@ from typing import NoReturn
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import TensorType, dims_compatible
 
-__all__ = ["Op", "OpDef", "OPS", "infer_type", "op_names", "ELEMENTWISE_BINARY", "ELEMENTWISE_UNARY", "COMPARE",
-           "REDUCE", "LEAVES"]
+__all__ = [
+    "Op",
+    "OpDef",
+    "OPS",
+    "infer_type",
+    "op_names",
+    "ELEMENTWISE_BINARY",
+    "ELEMENTWISE_UNARY",
+    "COMPARE",
+    "REDUCE",
+    "LEAVES",
+]
 
 
 class Op:
@@ -112,8 +122,19 @@ def op_names() -> tuple:
 
 ELEMENTWISE_BINARY = (Op.ADD, Op.SUBTRACT, Op.MULTIPLY, Op.DIVIDE, Op.MAXIMUM, Op.MINIMUM)
 ELEMENTWISE_UNARY = (
-    Op.NEGATIVE, Op.ABS, Op.SQUARE, Op.SQRT, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID,
-    Op.HARD_SIGMOID, Op.RELU, Op.SOFTPLUS, Op.SOFTSIGN, Op.ELU,
+    Op.NEGATIVE,
+    Op.ABS,
+    Op.SQUARE,
+    Op.SQRT,
+    Op.EXP,
+    Op.LOG,
+    Op.TANH,
+    Op.SIGMOID,
+    Op.HARD_SIGMOID,
+    Op.RELU,
+    Op.SOFTPLUS,
+    Op.SOFTSIGN,
+    Op.ELU,
 )
 COMPARE = (Op.GREATER, Op.GREATER_EQUAL, Op.LESS, Op.LESS_EQUAL, Op.EQUAL)
 REDUCE = (Op.SUM, Op.MEAN, Op.MAX)
@@ -127,8 +148,9 @@ class OpDef:
     infer: Callable[[str, list[TensorType], dict], tuple[TensorType, dict]]  # -> (type, normalized attrs)
 
 
-def _fail(where: str, expected: str, received: str, fix: str | None = None,
-          cls: type[Exception] = RshopShapeError) -> NoReturn:
+def _fail(
+    where: str, expected: str, received: str, fix: str | None = None, cls: type[Exception] = RshopShapeError
+) -> NoReturn:
     msg = f"{where}: expected {expected}, received {received}."
     if fix:
         msg += f" {fix}"
@@ -138,8 +160,13 @@ def _fail(where: str, expected: str, received: str, fix: str | None = None,
 def _same_dtype(where: str, types: list[TensorType]) -> str:
     dts = {t.dtype for t in types}
     if len(dts) > 1:
-        _fail(where, "operands of one dtype", " and ".join(t.describe() for t in types),
-              "rshop never casts silently: make both operands the same dtype.", RshopDTypeError)
+        _fail(
+            where,
+            "operands of one dtype",
+            " and ".join(t.describe() for t in types),
+            "rshop never casts silently: make both operands the same dtype.",
+            RshopDTypeError,
+        )
     return types[0].dtype
 
 
@@ -150,8 +177,13 @@ def _require_float(where: str, t: TensorType) -> None:
 
 def _norm_axis(where: str, axis: object, rank: int) -> int:
     if not isinstance(axis, int) or isinstance(axis, bool) or not -rank <= axis < rank:
-        _fail(where, f"an axis in [{-rank}, {rank}) of a rank-{rank} per-example value",
-              repr(axis), "Axes count per example: the batch axis is implicit.", RshopConfigError)
+        _fail(
+            where,
+            f"an axis in [{-rank}, {rank}) of a rank-{rank} per-example value",
+            repr(axis),
+            "Axes count per example: the batch axis is implicit.",
+            RshopConfigError,
+        )
     return axis - rank if axis >= 0 else axis
 
 
@@ -178,9 +210,12 @@ def _broadcast(where: str, types: list[TensorType]) -> tuple[tuple, bool]:
     batched = any(t.batched for t in types)
     for t in types:
         if t.batched and t.rank != rank:
-            _fail(where, f"batched operands of per-example rank {rank}",
-                  " and ".join(x.describe() for x in types),
-                  "Reshape the lower-rank batched operand so the batch axes line up.")
+            _fail(
+                where,
+                f"batched operands of per-example rank {rank}",
+                " and ".join(x.describe() for x in types),
+                "Reshape the lower-rank batched operand so the batch axes line up.",
+            )
     return tuple(out), batched
 
 
@@ -213,8 +248,12 @@ def _matmul(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTyp
     a, w = types
     dt = _same_dtype(where, types)
     if w.batched or w.rank != 2:
-        _fail(where, "a right operand that is an unbatched 2-D matrix (a parameter)", w.describe(),
-              "For products between two batched values use einsum.")
+        _fail(
+            where,
+            "a right operand that is an unbatched 2-D matrix (a parameter)",
+            w.describe(),
+            "For products between two batched values use einsum.",
+        )
     if a.rank < 1 or not dims_compatible(a.shape[-1], w.shape[0]):
         _fail(where, f"a left operand whose last axis is {w.shape[0]}", a.describe())
     return TensorType(a.shape[:-1] + (w.shape[1],), dt, a.batched), {}
@@ -226,8 +265,7 @@ _SUBSCRIPTS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ") 
 def _einsum(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     eq = attrs.get("equation")
     if not isinstance(eq, str) or "->" not in eq or "." in eq:
-        _fail(where, "an explicit einsum equation 'ab,bc->ac' without '...'", repr(eq),
-              cls=RshopConfigError)
+        _fail(where, "an explicit einsum equation 'ab,bc->ac' without '...'", repr(eq), cls=RshopConfigError)
     if eq.count("->") != 1 or not all(c in _SUBSCRIPTS or c in ",-> " for c in eq):
         _fail(where, "an einsum equation of ASCII letters, ',' and one '->'", repr(eq), cls=RshopConfigError)
     lhs, rhs = eq.replace(" ", "").split("->")
@@ -237,8 +275,12 @@ def _einsum(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTyp
     sizes: dict = {}
     for term, t in zip(terms, types):
         if not set(term) <= _SUBSCRIPTS or len(term) != t.rank or len(set(term)) != len(term):
-            _fail(where, f"operand subscripts {term!r} to name each of its {t.rank} axes once",
-                  t.describe(), cls=RshopConfigError)
+            _fail(
+                where,
+                f"operand subscripts {term!r} to name each of its {t.rank} axes once",
+                t.describe(),
+                cls=RshopConfigError,
+            )
         for c, d in zip(term, t.shape):
             if c in sizes and not dims_compatible(sizes[c], d):
                 _fail(where, f"axis {c!r} of size {sizes[c]}", f"{d} in {t.describe()}")
@@ -247,16 +289,14 @@ def _einsum(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTyp
     if any(c not in sizes for c in rhs) or len(set(rhs)) != len(rhs):
         _fail(where, "output subscripts taken from the operands", repr(rhs), cls=RshopConfigError)
     dt = _same_dtype(where, types)
-    return TensorType(tuple(sizes[c] for c in rhs), dt, any(t.batched for t in types)), {
-        "equation": f"{lhs}->{rhs}"}
+    return TensorType(tuple(sizes[c] for c in rhs), dt, any(t.batched for t in types)), {"equation": f"{lhs}->{rhs}"}
 
 
 def _concat(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     dt = _same_dtype(where, types)
     r = types[0].rank
     if any(t.rank != r for t in types) or len({t.batched for t in types}) != 1:
-        _fail(where, "operands of one rank, all batched or all unbatched",
-              ", ".join(t.describe() for t in types))
+        _fail(where, "operands of one rank, all batched or all unbatched", ", ".join(t.describe() for t in types))
     axis = _norm_axis(where, attrs.get("axis", -1), r)
     shape = []
     for i in range(r):
@@ -266,8 +306,7 @@ def _concat(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTyp
         else:
             known = {d for d in ds if d is not None}
             if len(known) > 1:
-                _fail(where, f"equal sizes off the concat axis (axis {i})",
-                      ", ".join(t.describe() for t in types))
+                _fail(where, f"equal sizes off the concat axis (axis {i})", ", ".join(t.describe() for t in types))
             shape.append(known.pop() if known else None)
     return TensorType(tuple(shape), dt, types[0].batched), {"axis": axis}
 
@@ -276,8 +315,11 @@ def _split(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType
     t = types[0]
     axis = _norm_axis(where, attrs.get("axis", -1), t.rank)
     sizes, index = attrs.get("sizes"), attrs.get("index")
-    if not isinstance(sizes, list) or not sizes or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
+    if (
+        not isinstance(sizes, list)
+        or not sizes
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+    ):
         _fail(where, "sizes as a list of positive ints", repr(sizes), cls=RshopConfigError)
     if t.shape[axis] is not None and sum(sizes) != t.shape[axis]:
         _fail(where, f"sizes adding up to {t.shape[axis]}", f"{sizes} (sum {sum(sizes)})")
@@ -304,8 +346,11 @@ def _slice(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType
 def _reshape(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     new = attrs.get("shape")
-    if not isinstance(new, list) or not all(isinstance(d, int) and (d > 0 or d == -1) for d in new) \
-            or new.count(-1) > 1:
+    if (
+        not isinstance(new, list)
+        or not all(isinstance(d, int) and (d > 0 or d == -1) for d in new)
+        or new.count(-1) > 1
+    ):
         _fail(where, "a shape of positive ints with at most one -1", repr(new), cls=RshopConfigError)
     if None in t.shape:
         _fail(where, "a value with a fully known per-example shape", t.describe())
@@ -339,8 +384,11 @@ def _reduce(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTyp
         axes = [axes]
     axes = sorted({_norm_axis(where, a, t.rank) for a in axes})
     keep = bool(attrs.get("keepdims", False))
-    shape = [1 if (i - t.rank) in axes else d for i, d in enumerate(t.shape)] if keep else \
-        [d for i, d in enumerate(t.shape) if (i - t.rank) not in axes]
+    shape = (
+        [1 if (i - t.rank) in axes else d for i, d in enumerate(t.shape)]
+        if keep
+        else [d for i, d in enumerate(t.shape) if (i - t.rank) not in axes]
+    )
     return TensorType(tuple(shape), t.dtype, t.batched), {"axes": axes, "keepdims": keep}
 
 
@@ -380,25 +428,26 @@ for _n in ELEMENTWISE_UNARY:
     OPS[_n] = OpDef(_n, (1, 1), _unary)
 for _n in REDUCE:
     OPS[_n] = OpDef(_n, (1, 1), _reduce)
-OPS.update({
-    Op.SOFTMAX: OpDef(Op.SOFTMAX, (1, 1), _softmax),
-    Op.MATMUL: OpDef(Op.MATMUL, (2, 2), _matmul),
-    Op.EINSUM: OpDef(Op.EINSUM, (1, None), _einsum),
-    Op.CONCAT: OpDef(Op.CONCAT, (1, None), _concat),
-    Op.SPLIT: OpDef(Op.SPLIT, (1, 1), _split),
-    Op.SLICE: OpDef(Op.SLICE, (1, 1), _slice),
-    Op.RESHAPE: OpDef(Op.RESHAPE, (1, 1), _reshape),
-    Op.TRANSPOSE: OpDef(Op.TRANSPOSE, (1, 1), _transpose),
-    Op.WHERE: OpDef(Op.WHERE, (3, 3), _where),
-    Op.DROPOUT: OpDef(Op.DROPOUT, (1, 1), _dropout),
-})
+OPS.update(
+    {
+        Op.SOFTMAX: OpDef(Op.SOFTMAX, (1, 1), _softmax),
+        Op.MATMUL: OpDef(Op.MATMUL, (2, 2), _matmul),
+        Op.EINSUM: OpDef(Op.EINSUM, (1, None), _einsum),
+        Op.CONCAT: OpDef(Op.CONCAT, (1, None), _concat),
+        Op.SPLIT: OpDef(Op.SPLIT, (1, 1), _split),
+        Op.SLICE: OpDef(Op.SLICE, (1, 1), _slice),
+        Op.RESHAPE: OpDef(Op.RESHAPE, (1, 1), _reshape),
+        Op.TRANSPOSE: OpDef(Op.TRANSPOSE, (1, 1), _transpose),
+        Op.WHERE: OpDef(Op.WHERE, (3, 3), _where),
+        Op.DROPOUT: OpDef(Op.DROPOUT, (1, 1), _dropout),
+    }
+)
 
 
 def infer_type(op: str, types: list, attrs: dict, where: str) -> tuple[TensorType, dict]:
     """Check an op application and return ``(result type, normalized attrs)``."""
     if op not in OPS:
-        raise RshopConfigError(
-            f"{where}: expected an op of the closed set {sorted(OPS)}, received {op!r}.")
+        raise RshopConfigError(f"{where}: expected an op of the closed set {sorted(OPS)}, received {op!r}.")
     lo, hi = OPS[op].arity
     if len(types) < lo or (hi is not None and len(types) > hi):
         want = f"{lo}" if lo == hi else f"{lo} or more"

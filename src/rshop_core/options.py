@@ -18,8 +18,9 @@ def _positive(name: str, v: object, allow_none: bool = True) -> None:
     if v is None and allow_none:
         return
     if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise RshopConfigError(f"option {name}: expected an int >= 1{' or None' if allow_none else ''}, "
-                               f"received {v!r}.")
+        raise RshopConfigError(
+            f"option {name}: expected an int >= 1{' or None' if allow_none else ''}, received {v!r}."
+        )
 
 
 @dataclass(frozen=True)
@@ -62,30 +63,43 @@ class LoopOptions:
     remat: bool | int = False
 
     def __post_init__(self) -> None:
-        for k in ("return_sequences", "return_states", "go_backwards", "teacher_force", "decode", "stateful",
-                  "zero_output_for_mask"):
+        for k in (
+            "return_sequences",
+            "return_states",
+            "go_backwards",
+            "teacher_force",
+            "decode",
+            "stateful",
+            "zero_output_for_mask",
+        ):
             _flag(k, getattr(self, k))
         u = self.unroll
         if not (isinstance(u, bool) or (isinstance(u, int) and 1 <= u <= MAX_UNROLL)):
-            raise RshopConfigError(f"option unroll: expected True, False or an int in [1, {MAX_UNROLL}], received "
-                                   f"{u!r}. Each unrolled step is traced and compiled; beyond a few dozen "
-                                   "steps unrolling only costs compile time.")
+            raise RshopConfigError(
+                f"option unroll: expected True, False or an int in [1, {MAX_UNROLL}], received "
+                f"{u!r}. Each unrolled step is traced and compiled; beyond a few dozen "
+                "steps unrolling only costs compile time."
+            )
         r = self.remat
         if not (isinstance(r, bool) or (isinstance(r, int) and r >= 1)):
-            raise RshopConfigError(f"option remat: expected True, False or an int >= 1 (steps per checkpointed "
-                                   f"segment), received {r!r}.")
+            raise RshopConfigError(
+                f"option remat: expected True, False or an int >= 1 (steps per checkpointed segment), received {r!r}."
+            )
         _positive("output_length", self.output_length)
         _positive("batch_size", self.batch_size)
         if self.output_length is not None and self.output_length > MAX_OUTPUT_LENGTH:
-            raise RshopConfigError(f"option output_length: expected at most {MAX_OUTPUT_LENGTH} decode steps as "
-                                   f"the model's default, received {self.output_length}. Give a longer length "
-                                   "at call time.")
+            raise RshopConfigError(
+                f"option output_length: expected at most {MAX_OUTPUT_LENGTH} decode steps as "
+                f"the model's default, received {self.output_length}. Give a longer length "
+                "at call time."
+            )
         if self.output_length is not None and not self.decode:
             raise RshopConfigError("option output_length: expected decode=True with it, received decode=False.")
         if self.stateful and self.batch_size is None:
             raise RshopConfigError(
                 "option stateful: expected a fixed batch_size with stateful=True, received batch_size=None. "
-                "A stateful layer carries states of one batch size from call to call.")
+                "A stateful layer carries states of one batch size from call to call."
+            )
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

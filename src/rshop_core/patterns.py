@@ -39,9 +39,11 @@ from .ops import LEAVES, Op
 COMMUTATIVE = (Op.ADD, Op.MULTIPLY, Op.MAXIMUM, Op.MINIMUM)
 KINDS = ("lstm", "gru", "rnn")
 N_STATES = {"lstm": 2, "gru": 1, "rnn": 1}
-VARIANTS = {"lstm": ((True, True), (False, True)),  # (use_bias, reset_after), in the order tried
-            "gru": ((True, True), (False, True), (True, False), (False, False)),
-            "rnn": ((True, True), (False, True))}
+VARIANTS = {
+    "lstm": ((True, True), (False, True)),  # (use_bias, reset_after), in the order tried
+    "gru": ((True, True), (False, True), (True, False), (False, False)),
+    "rnn": ((True, True), (False, True)),
+}
 SLOTS = ("activation", "recurrent_activation", "dropout", "recurrent_dropout")
 NOT_STANDARD = "is not a standard LSTM, GRU (reset_after) or tanh/relu RNN cell"
 
@@ -227,27 +229,31 @@ def _match_cell(g, kind, x_at, first_state):
     """``(CellMatch, (node ids it computes, its output's id))`` for the cell of ``kind`` reading
     node ``x_at`` and the graph's states from ``first_state``, or ``(None, None)``."""
     n = N_STATES[kind]
-    state_ids = g.states[first_state:first_state + n]
+    state_ids = g.states[first_state : first_state + n]
     if len(state_ids) < n:
         return None, None
     units = g.nodes[state_ids[0]].type.shape[-1]
     xt = g.nodes[x_at].type
     if xt.rank != 1 or any(g.nodes[s].type.shape != (units,) for s in state_ids):
         return None, None
-    finals = g.final_states[first_state:first_state + n]
+    finals = g.final_states[first_state : first_state + n]
     for bias, reset_after in VARIANTS[kind]:
         t, slots = _template(kind, xt.shape[0], units, bias, reset_after, xt.dtype)
         m = _Matcher(t, slots, g, x_at, state_ids)
         if all(m.same(a, b) for a, b in zip(t.final_states, finals)):
-            params = {t.nodes[ti].attrs["name"].split("/", 1)[1]: g.nodes[gi].attrs["name"]
-                      for ti, gi in m.bind.items() if t.nodes[ti].op == Op.PARAM}
+            params = {
+                t.nodes[ti].attrs["name"].split("/", 1)[1]: g.nodes[gi].attrs["name"]
+                for ti, gi in m.bind.items()
+                if t.nodes[ti].op == Op.PARAM
+            }
             covered = {gi for ti, gi in m.bind.items() if t.nodes[ti].op not in LEAVES}
             out = m.resolve(t.outputs[0])
             options = {k: m.chosen[k] for k in SLOTS if k in m.chosen}
             if kind == "gru":
                 options["reset_after"] = reset_after
-            match = CellMatch(kind, xt.shape[0], units, bias, params, tuple(range(first_state, first_state + n)),
-                              **options)
+            match = CellMatch(
+                kind, xt.shape[0], units, bias, params, tuple(range(first_state, first_state + n)), **options
+            )
             return match, (covered, out)
     return None, None
 
@@ -290,8 +296,9 @@ def recognize(plan):
     layer's :attr:`CellMatch.kernel` is set), else ``(None, reason)``."""
     if plan.scan != ("x",):
         extra = [s for s in plan.scan if s != "x"]
-        return None, ("the step scans " + " and ".join(extra) if extra else "decode feeds x at every step") \
-            + ", which fused kernels do not take"
+        return None, (
+            "the step scans " + " and ".join(extra) if extra else "decode feeds x at every step"
+        ) + ", which fused kernels do not take"
     if any(src[0] != "state" for src in plan.states):
         return None, "the step carries a readout or held outputs, which fused kernels do not"
     match, why = match_stack(plan.graph)

@@ -23,8 +23,16 @@ from . import functional as F
 from .errors import format_message
 from .ops import LEAVES
 
-__all__ = ["probe_plan", "probe_outputs", "first_bad", "first_bad_in", "kind_of", "node_message",
-           "argument_message", "result_message"]
+__all__ = [
+    "probe_plan",
+    "probe_outputs",
+    "first_bad",
+    "first_bad_in",
+    "kind_of",
+    "node_message",
+    "argument_message",
+    "result_message",
+]
 
 
 def _is_float(dtype: str) -> bool:
@@ -133,8 +141,11 @@ def node_message(layer_model, model, k: int, nid: int, b: int, kind: str, steps,
     """The message for a non-finite value first seen at processing step ``k`` in node ``nid``."""
     g = model.graph
     n = g.nodes[nid]
-    roles = [f"the new state {model.state_specs[i].name!r}" if i < len(model.state_specs) else "the readout"
-             for i, f in enumerate(g.final_states) if f == nid]
+    roles = [
+        f"the new state {model.state_specs[i].name!r}" if i < len(model.state_specs) else "the readout"
+        for i, f in enumerate(g.final_states)
+        if f == nid
+    ]
     roles += [f"output #{j}" for j, o in enumerate(g.outputs) if o == nid]
     if not n.type.batched:
         roles.append("loop-invariant")
@@ -143,11 +154,15 @@ def node_message(layer_model, model, k: int, nid: int, b: int, kind: str, steps,
     masked = ""
     if mask is not None and not bool(mask[b, t]):
         masked = f" (a masked step of batch element {b}: the call discards its values)"
-    received = (f"{kind} at {_step_words(model.options, k, steps)} in node %{nid} {n.name!r} (op {n.op}{role}), "
-                f"first in batch element {b}{masked}")
-    fix = (f"Every value the node reads at that step is finite, so op {n.op!r} made it (log or sqrt of a "
-           "negative number, a division by zero, an overflowing exp, ...): keep its inputs in range. "
-           "print(model.graph) lists the nodes by id.")
+    received = (
+        f"{kind} at {_step_words(model.options, k, steps)} in node %{nid} {n.name!r} (op {n.op}{role}), "
+        f"first in batch element {b}{masked}"
+    )
+    fix = (
+        f"Every value the node reads at that step is finite, so op {n.op!r} made it (log or sqrt of a "
+        "negative number, a division by zero, an overflowing exp, ...): keep its inputs in range. "
+        "print(model.graph) lists the nodes by id."
+    )
     return format_message(_where(layer_model, model), "finite values", received, fix)
 
 
@@ -155,14 +170,20 @@ def argument_message(layer_model, model, what: str, kind: str, b=None, k=None, s
     """The message for a non-finite value that comes into the call (``what``: "argument x", ...)."""
     at = "" if k is None else f" at {_step_words(model.options, k, steps)}"
     elem = "" if b is None else f", first in batch element {b}"
-    return format_message(f"{_where(layer_model, model)}, {what}", "finite values", f"{kind}{at}{elem}",
-                          "The call computes nothing non-finite itself: fix the value passed in.")
+    return format_message(
+        f"{_where(layer_model, model)}, {what}",
+        "finite values",
+        f"{kind}{at}{elem}",
+        "The call computes nothing non-finite itself: fix the value passed in.",
+    )
 
 
 def result_message(layer_model, model, what: str, kind: str, b) -> str:
     """The message for a non-finite result that the unoptimized step does not produce."""
     return format_message(
-        f"{_where(layer_model, model)}, {what} of the result", "finite values",
+        f"{_where(layer_model, model)}, {what} of the result",
+        "finite values",
         f"{kind}, first in batch element {b}, while the unoptimized step computes only finite values",
         "The optimized path (passes or a fused kernel: layer.explain()) differs here; lower with passes=() "
-        "and fast_path=False to run the unoptimized step.")
+        "and fast_path=False to run the unoptimized step.",
+    )

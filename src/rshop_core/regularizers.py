@@ -50,4 +50,5 @@ def get(spec, where: str = "regularizer") -> dict | None:
     if isinstance(spec, dict) and set(spec) <= {"l1", "l2"}:
         return Regularizer(**spec).to_json()
     raise RshopConfigError(
-        f"{where}: expected None, 'l1', 'l2', 'l1_l2', a Regularizer or {{'l1': a, 'l2': b}}, received {spec!r}.")
+        f"{where}: expected None, 'l1', 'l2', 'l1_l2', a Regularizer or {{'l1': a, 'l2': b}}, received {spec!r}."
+    )

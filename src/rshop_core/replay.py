@@ -15,10 +15,24 @@ from .types import TensorType
 def param_tensor(spec, qualified: str | None = None) -> Tensor:
     """A symbolic parameter already carrying its qualified name (``spec`` a ParamSpec)."""
     name = qualified or spec.name
-    return Tensor(Op.PARAM, (), {}, TensorType(spec.shape, spec.dtype, False), name,
-                  param=(None, name, {"shape": spec.shape, "dtype": spec.dtype,
-                                      "initializer": spec.initializer, "trainable": spec.trainable,
-                                      "regularizer": spec.regularizer}))
+    return Tensor(
+        Op.PARAM,
+        (),
+        {},
+        TensorType(spec.shape, spec.dtype, False),
+        name,
+        param=(
+            None,
+            name,
+            {
+                "shape": spec.shape,
+                "dtype": spec.dtype,
+                "initializer": spec.initializer,
+                "trainable": spec.trainable,
+                "regularizer": spec.regularizer,
+            },
+        ),
+    )
 
 
 def replay(graph, inputs: dict, rewrite=None, rename=None) -> dict:

@@ -20,7 +20,7 @@ DTYPES: dict[str, np.dtype] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 CODES = {v.name: k for k, v in DTYPES.items()}
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_TENSORS = 100_000
-MAX_ELEMENTS = 2 ** 31
+MAX_ELEMENTS = 2**31
 
 
 def _fail(msg: str) -> NoReturn:
@@ -67,8 +67,9 @@ def load(data: bytes) -> tuple:
     if n > MAX_HEADER_BYTES or 8 + n > len(data):
         _fail(f"expected a header of at most {min(MAX_HEADER_BYTES, len(data) - 8)} bytes, received a length of {n}.")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates,
-                            parse_constant=_no_constants)
+        header = json.loads(
+            data[8 : 8 + n].decode("utf-8"), object_pairs_hook=_no_duplicates, parse_constant=_no_constants
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         _fail(f"expected a JSON header, received unreadable bytes ({type(e).__name__}).")
     if not isinstance(header, dict):
@@ -78,7 +79,7 @@ def load(data: bytes) -> tuple:
         _fail("expected __metadata__ to map strings to strings.")
     if len(header) > MAX_TENSORS:
         _fail(f"expected at most {MAX_TENSORS} tensors, received {len(header)}.")
-    body = memoryview(data)[8 + n:]
+    body = memoryview(data)[8 + n :]
     spans, out = [], {}
     for name, info in header.items():
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
@@ -88,20 +89,26 @@ def load(data: bytes) -> tuple:
             _fail(f"tensor {name!r}: expected dtype F32 or F64, received {info['dtype']!r:.50}.")
         count = _elements(info["shape"], name)
         offs = info["data_offsets"]
-        if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) and not isinstance(o, bool)
-                                                                  for o in offs)):
+        if not (
+            isinstance(offs, list)
+            and len(offs) == 2
+            and all(isinstance(o, int) and not isinstance(o, bool) for o in offs)
+        ):
             _fail(f"tensor {name!r}: expected data_offsets [begin, end], received {offs!r:.100}.")
         begin, end = offs
         if not 0 <= begin <= end <= len(body) or end - begin != count * dtype.itemsize:
-            _fail(f"tensor {name!r}: expected {count * dtype.itemsize} bytes within the {len(body)} data bytes, "
-                  f"received offsets [{begin}, {end}].")
+            _fail(
+                f"tensor {name!r}: expected {count * dtype.itemsize} bytes within the {len(body)} data bytes, "
+                f"received offsets [{begin}, {end}]."
+            )
         spans.append((begin, end, name))
         out[name] = np.frombuffer(body[begin:end], dtype=dtype).reshape(info["shape"]).astype(dtype.newbyteorder("="))
     position = 0
     for begin, end, name in sorted(spans):
         if begin != position:
-            _fail(f"tensor {name!r}: expected data to start at byte {position} (no gaps or overlaps), "
-                  f"received {begin}.")
+            _fail(
+                f"tensor {name!r}: expected data to start at byte {position} (no gaps or overlaps), received {begin}."
+            )
         position = end
     if position != len(body):
         _fail(f"expected {position} data bytes, received {len(body)}.")

@@ -39,8 +39,9 @@ class RecurrentSequential(RecurrentModel):
 
     def __init__(self, state_sync=False, readout=False, readout_activation="linear", name=None, **options):
         if readout is not False and readout not in READOUT_MODES:
-            raise RshopConfigError(f"RecurrentSequential: expected readout in {[False, *READOUT_MODES]}, "
-                                   f"received {readout!r}.")
+            raise RshopConfigError(
+                f"RecurrentSequential: expected readout in {[False, *READOUT_MODES]}, received {readout!r}."
+            )
         self.items: list = []
         self.state_sync, self.readout = bool(state_sync), readout
         self._readout_activation = activations.get(readout_activation, "RecurrentSequential readout_activation")
@@ -49,13 +50,16 @@ class RecurrentSequential(RecurrentModel):
     def add(self, item):
         """Append a cell, a RecurrentModel or a plain layer; returns ``self``."""
         if self.built:
-            raise RshopConfigError(f"RecurrentSequential {self.name!r}: expected add() before the stack is built, "
-                                   "received a call after it.")
+            raise RshopConfigError(
+                f"RecurrentSequential {self.name!r}: expected add() before the stack is built, "
+                "received a call after it."
+            )
         if isinstance(item, RecurrentModel):
             item = item.get_cell()
         if not isinstance(item, (Cell, Layer)) or not callable(item):
-            raise RshopConfigError(f"RecurrentSequential {self.name!r}: expected a cell, a RecurrentModel or a "
-                                   f"layer, received {item!r}.")
+            raise RshopConfigError(
+                f"RecurrentSequential {self.name!r}: expected a cell, a RecurrentModel or a layer, received {item!r}."
+            )
         self.items.append(item)
         return self
 
@@ -74,7 +78,8 @@ class RecurrentSequential(RecurrentModel):
                 if c.state_shapes() != shapes:
                     raise RshopShapeError(
                         f"RecurrentSequential {self.name!r} (state_sync): expected every cell to have the states "
-                        f"{shapes} of {cells[0].name!r}, received {c.state_shapes()} from {c.name!r}.")
+                        f"{shapes} of {cells[0].name!r}, received {c.state_shapes()} from {c.name!r}."
+                    )
             return list(zip(cells[0].state_names, shapes))
         out, taken = [], set()
         for c in cells:
@@ -95,9 +100,13 @@ class RecurrentSequential(RecurrentModel):
         if readout is not None:
             r = self._readout_activation(readout)
             mode = "add" if self.readout is True else self.readout
-            value = {"add": lambda: F.add(x, r), "mul": lambda: F.multiply(x, r),
-                     "avg": lambda: F.divide(F.add(x, r), 2.0), "max": lambda: F.maximum(x, r),
-                     "readout_only": lambda: r}[mode]()
+            value = {
+                "add": lambda: F.add(x, r),
+                "mul": lambda: F.multiply(x, r),
+                "avg": lambda: F.divide(F.add(x, r), 2.0),
+                "max": lambda: F.maximum(x, r),
+                "readout_only": lambda: r,
+            }[mode]()
         new_states, k = [], 0
         current = list(states)
         for i, item in enumerate(self.items):
@@ -110,12 +119,13 @@ class RecurrentSequential(RecurrentModel):
                 raise RshopShapeError(
                     f"RecurrentSequential {self.name!r}, item #{i} {type(item).__name__} {item.name!r}: expected its "
                     f"input_dim {declared} to be the size reaching it, received {value.shape[-1]} ({came}). "
-                    "Drop input_dim= from the cell (it is inferred) or make the sizes agree.")
+                    "Drop input_dim= from the cell (it is inferred) or make the sizes agree."
+                )
             if self.state_sync:
                 value, current = item(value, current)
             else:
                 n = len(item.state_shapes())
-                value, new = item(value, states[k:k + n])
+                value, new = item(value, states[k : k + n])
                 new_states += new
                 k += n
         return value, (current if self.state_sync else new_states)
@@ -137,8 +147,10 @@ class RecurrentSequential(RecurrentModel):
         """Build the stack for ``input_dim`` (default: the first cell's ``input_dim``)."""
         input_dim = input_dim or self._input_dim()
         if input_dim is None:
-            raise RshopConfigError(f"RecurrentSequential {self.name!r}: expected input_dim (build(input_dim) or the "
-                                   "first cell's input_dim), received None.")
+            raise RshopConfigError(
+                f"RecurrentSequential {self.name!r}: expected input_dim (build(input_dim) or the "
+                "first cell's input_dim), received None."
+            )
         super().build(input_dim)
         return self
 

@@ -42,10 +42,10 @@ FORMAT = "rshop"
 VERSION = 1
 # Every limit below is listed, with why, in docs/format.md. The largest models of the test
 # suite need 10 KiB of JSON and 63 nodes; a 16-layer LSTM stack 60 KiB and 353 nodes.
-MAX_FILE_BYTES = 4 * 1024 ** 3
-MAX_JSON_BYTES = 4 * 1024 ** 2  # uncompressed model.json
+MAX_FILE_BYTES = 4 * 1024**3
+MAX_JSON_BYTES = 4 * 1024**2  # uncompressed model.json
 MAX_DEPTH = 64  # nesting of JSON containers
-MAX_ELEMENTS = 2 ** 31  # per-example elements of one value
+MAX_ELEMENTS = 2**31  # per-example elements of one value
 MAX_WEIGHTS_HEADER = 4096  # safetensors header bytes: this plus MAX_HEADER_PER_TENSOR per tensor
 MAX_HEADER_PER_TENSOR = 2048
 CHUNK_BYTES = 1 << 20  # members are inflated this much at a time, never past their expected size
@@ -67,8 +67,12 @@ def _body(model) -> dict:
 
 
 def _bidirectional_body(model) -> dict:
-    return {"name": model.name, "merge_mode": model.merge_mode,
-            "forward": _model_body(model.forward), "backward": _model_body(model.backward)}
+    return {
+        "name": model.name,
+        "merge_mode": model.merge_mode,
+        "forward": _model_body(model.forward),
+        "backward": _model_body(model.backward),
+    }
 
 
 def _stack_body(model) -> dict:
@@ -78,11 +82,15 @@ def _stack_body(model) -> dict:
 def _model_body(model) -> dict:
     model._require_built()
     g = model.graph
-    return {"name": model.name, "seed": model.seed, "options": _options_json(model.options),
-            "graph": {k: v for k, v in g.to_json().items() if k != "params"},
-            "params": [p.to_json() for p in model.param_specs.values()],
-            "states": [s.to_json() for s in model.state_specs],
-            "readout": None if model.readout_spec is None else model.readout_spec.to_json()}
+    return {
+        "name": model.name,
+        "seed": model.seed,
+        "options": _options_json(model.options),
+        "graph": {k: v for k, v in g.to_json().items() if k != "params"},
+        "params": [p.to_json() for p in model.param_specs.values()],
+        "states": [s.to_json() for s in model.state_specs],
+        "readout": None if model.readout_spec is None else model.readout_spec.to_json(),
+    }
 
 
 # The document kinds, each with its writer and its reader (below): a new model kind adds one entry to both.
@@ -97,8 +105,10 @@ def dumps(model, weights: dict | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr(zipfile.ZipInfo(MEMBERS[0], (2020, 1, 1, 0, 0, 0)), doc, compress_type=zipfile.ZIP_DEFLATED)
-        zf.writestr(zipfile.ZipInfo(MEMBERS[1], (2020, 1, 1, 0, 0, 0)),
-                    safetensors_io.dump(tensors, {"format": FORMAT, "version": str(VERSION)}))
+        zf.writestr(
+            zipfile.ZipInfo(MEMBERS[1], (2020, 1, 1, 0, 0, 0)),
+            safetensors_io.dump(tensors, {"format": FORMAT, "version": str(VERSION)}),
+        )
     return buf.getvalue()
 
 
@@ -143,9 +153,17 @@ def _read_regular_file(path: Path) -> bytes:
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe" if stat.S_ISFIFO(mode)
-                    else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-                    else "a socket" if stat.S_ISSOCK(mode) else "not a regular file")
+            kind = (
+                "a directory"
+                if stat.S_ISDIR(mode)
+                else "a named pipe"
+                if stat.S_ISFIFO(mode)
+                else "a device"
+                if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+                else "a socket"
+                if stat.S_ISSOCK(mode)
+                else "not a regular file"
+            )
             _fail(f"{path}: expected a regular file, received {kind}. Load .rshop files from regular files only.")
         chunks, total = [], 0
         while total <= MAX_FILE_BYTES:
@@ -164,10 +182,12 @@ def _read_regular_file(path: Path) -> bytes:
 def loads(data: bytes, where: str = "model file", max_weight_bytes: int | None = None):
     """Read a ``.rshop`` file's bytes (``max_weight_bytes`` as in :func:`load`). Any defect raises
     RshopFormatError and nothing else."""
-    if max_weight_bytes is not None and (isinstance(max_weight_bytes, bool) or not isinstance(max_weight_bytes, int)
-                                         or max_weight_bytes < 0):
-        raise RshopConfigError(f"load, argument max_weight_bytes: expected None or an int >= 0, received "
-                               f"{max_weight_bytes!r}.")
+    if max_weight_bytes is not None and (
+        isinstance(max_weight_bytes, bool) or not isinstance(max_weight_bytes, int) or max_weight_bytes < 0
+    ):
+        raise RshopConfigError(
+            f"load, argument max_weight_bytes: expected None or an int >= 0, received {max_weight_bytes!r}."
+        )
     try:
         return _loads(data, where, max_weight_bytes)
     except RshopFormatError as e:
@@ -176,8 +196,20 @@ def loads(data: bytes, where: str = "model file", max_weight_bytes: int | None =
         raise RshopFormatError(f"{where}: {e}") from None
     except RshopError as e:  # a model the IR rejects (verify, specs): the file is invalid
         raise RshopFormatError(f"{where}: invalid model: {e}") from None
-    except (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, RecursionError,
-            MemoryError, zipfile.BadZipFile, EOFError, NotImplementedError, zlib.error) as e:  # see docs/format.md
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+        MemoryError,
+        zipfile.BadZipFile,
+        EOFError,
+        NotImplementedError,
+        zlib.error,
+    ) as e:  # see docs/format.md
         raise RshopFormatError(f"{where}: malformed model file ({type(e).__name__}: {str(e)[:200]}).") from None
 
 
@@ -210,8 +242,10 @@ def _member_infos(zf, where) -> dict:
         _fail(f"{where}: expected exactly the members {list(MEMBERS)}, received {names[:10]}.")
     for info in infos:
         if info.flag_bits & 0x1 or info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            _fail(f"{where}: member {info.filename!r}: expected an unencrypted, stored or deflated member, "
-                  f"received compression {info.compress_type} and flags {info.flag_bits:#x}.")
+            _fail(
+                f"{where}: member {info.filename!r}: expected an unencrypted, stored or deflated member, "
+                f"received compression {info.compress_type} and flags {info.flag_bits:#x}."
+            )
     return {i.filename: i for i in infos}
 
 
@@ -221,8 +255,10 @@ def _read_member(zf, info, lo, hi, where, head=b"", stream=None) -> bytes:
     CHUNK_BYTES at a time and stops as soon as more than ``hi`` bytes arrive, so a member
     that lies about its size costs at most ``hi`` + CHUNK_BYTES bytes of work."""
     if not lo <= info.file_size <= hi:
-        _fail(f"{where}: member {info.filename!r}: expected {_span(lo, hi)} uncompressed bytes, received a "
-              f"declared size of {info.file_size}.")
+        _fail(
+            f"{where}: member {info.filename!r}: expected {_span(lo, hi)} uncompressed bytes, received a "
+            f"declared size of {info.file_size}."
+        )
     chunks, total = [head], len(head)
     f = stream or zf.open(info)
     with f:
@@ -233,8 +269,10 @@ def _read_member(zf, info, lo, hi, where, head=b"", stream=None) -> bytes:
             chunks.append(chunk)
             total += len(chunk)
     if not lo <= total <= hi:
-        _fail(f"{where}: member {info.filename!r}: expected {_span(lo, hi)} uncompressed bytes, received "
-              f"{'more' if total > hi else total}.")
+        _fail(
+            f"{where}: member {info.filename!r}: expected {_span(lo, hi)} uncompressed bytes, received "
+            f"{'more' if total > hi else total}."
+        )
     return b"".join(chunks)
 
 
@@ -247,8 +285,10 @@ def _read_weights_member(zf, info, doc, where, max_weight_bytes=None) -> bytes:
     header (bounded by the number of tensors) and every parameter's bytes (elements x itemsize)."""
     data_bytes, count = weights_budget(doc)
     if max_weight_bytes is not None and data_bytes > max_weight_bytes:
-        _fail(f"{where}: weights: expected at most {max_weight_bytes} bytes (max_weight_bytes), received a model "
-              f"declaring {data_bytes}.")
+        _fail(
+            f"{where}: weights: expected at most {max_weight_bytes} bytes (max_weight_bytes), received a model "
+            f"declaring {data_bytes}."
+        )
     with zf.open(info) as f:
         head = f.read(8)
         if len(head) < 8:
@@ -256,8 +296,10 @@ def _read_weights_member(zf, info, doc, where, max_weight_bytes=None) -> bytes:
         (n,) = struct.unpack("<Q", head)
         limit = MAX_WEIGHTS_HEADER + MAX_HEADER_PER_TENSOR * count
         if n > limit:
-            _fail(f"{where}: member {info.filename!r}: expected a safetensors header of at most {limit} bytes "
-                  f"for {count} tensors, received a length of {n}.")
+            _fail(
+                f"{where}: member {info.filename!r}: expected a safetensors header of at most {limit} bytes "
+                f"for {count} tensors, received a length of {n}."
+            )
         size = 8 + n + data_bytes
         return _read_member(zf, info, size, size, where, head, f)
 
@@ -271,8 +313,10 @@ def weights_budget(doc) -> tuple:
     for prefix, body in bodies:
         params = body.get("params") if isinstance(body, dict) else None
         if not isinstance(params, list) or len(params) > safetensors_io.MAX_TENSORS:
-            _fail(f"model: expected params as a list of at most {safetensors_io.MAX_TENSORS}, received "
-                  f"{type(params).__name__}.")
+            _fail(
+                f"model: expected params as a list of at most {safetensors_io.MAX_TENSORS}, received "
+                f"{type(params).__name__}."
+            )
         for i, p in enumerate(params):
             w = f"model.params[{i}]"
             _obj(p, ("name", "shape", "dtype", "initializer", "trainable", "regularizer"), w)
@@ -291,9 +335,13 @@ def _leaf_bodies(kind, body, where, prefix="", depth=0) -> list:
         return [(prefix, body.get("forward")), (prefix, body.get("backward"))]
     if kind == "SequenceStack" and isinstance(body, dict):
         layers = _layers(body, where, depth)
-        return [leaf for i, item in enumerate(layers)
-                for leaf in _leaf_bodies(item["kind"], item["model"], f"{where}.layers[{i}]", f"{prefix}layer_{i}/",
-                                         depth + 1)]
+        return [
+            leaf
+            for i, item in enumerate(layers)
+            for leaf in _leaf_bodies(
+                item["kind"], item["model"], f"{where}.layers[{i}]", f"{prefix}layer_{i}/", depth + 1
+            )
+        ]
     return [(prefix, body)]  # a RecurrentModel (an unknown kind is refused when the document is read)
 
 
@@ -317,8 +365,11 @@ def parse_json(raw: bytes, where: str):
     if json_depth(raw) > MAX_DEPTH:
         _fail(f"{where}: expected JSON nested at most {MAX_DEPTH} deep, received deeper.")
     try:
-        return json.loads(raw.decode("utf-8"), object_pairs_hook=safetensors_io._no_duplicates,
-                          parse_constant=safetensors_io._no_constants)
+        return json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=safetensors_io._no_duplicates,
+            parse_constant=safetensors_io._no_constants,
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as e:
         _fail(f"{where}: expected strict JSON, received invalid JSON ({str(e)[:120]}).")
 
@@ -335,7 +386,7 @@ def json_depth(raw: bytes, chunk: int = CHUNK_BYTES) -> int:
     data = np.frombuffer(raw, dtype=np.uint8)
     depth = deepest = inside = odd_run = 0
     for at in range(0, data.size, chunk):
-        b = data[at:at + chunk]
+        b = data[at : at + chunk]
         if odd_run:  # the previous chunk ended in an odd run of backslashes: one more stands for it
             b = np.concatenate((np.full(1, 0x5C, dtype=np.uint8), b))
         slash = b == 0x5C
@@ -374,7 +425,7 @@ def _str(v, where):
     return check_name(v, where, "name", RshopFormatError)
 
 
-def _int(v, where, lo=0, hi=2 ** 63):
+def _int(v, where, lo=0, hi=2**63):
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v < hi:
         _fail(f"{where}: expected an integer in [{lo}, {hi}), received {v!r:.80}.")
     return v
@@ -450,11 +501,14 @@ def _node(v, k, where):
     if v["op"] == "constant":
         _obj(attrs, ("value", "dtype"), f"{w} attributes")
         if attrs["dtype"] not in DTYPES or None in t.shape or attrs["dtype"] != t.dtype:
-            _fail(f"{w}: expected a constant of a known shape and of the node's dtype, "
-                  f"received {attrs['dtype']!r:.40}.")
+            _fail(
+                f"{w}: expected a constant of a known shape and of the node's dtype, received {attrs['dtype']!r:.40}."
+            )
         if math.prod(t.shape) > MAX_CONSTANT_ELEMENTS:
-            _fail(f"{w}: expected a constant of at most {MAX_CONSTANT_ELEMENTS} elements, received shape "
-                  f"{t.shape}. Pass large arrays as constants at call time or as parameters.")
+            _fail(
+                f"{w}: expected a constant of at most {MAX_CONSTANT_ELEMENTS} elements, received shape "
+                f"{t.shape}. Pass large arrays as constants at call time or as parameters."
+            )
         if _leaves(attrs["value"], MAX_CONSTANT_ELEMENTS) > math.prod(t.shape):
             _fail(f"{w}: expected a constant value of shape {t.shape}, received more numbers.")
         value = np.asarray(attrs["value"], dtype=object)
@@ -467,8 +521,9 @@ def _node(v, k, where):
             arr = np.asarray(attrs["value"], dtype=attrs["dtype"])
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             _fail(f"{w}: expected finite constant values, received NaN or infinity.")
-    return Node(_int(v["id"], w, 0, MAX_NODES), v["op"], _ids(v["inputs"], w, MAX_NODES), dict(attrs), t,
-                _str(v["name"], w))
+    return Node(
+        _int(v["id"], w, 0, MAX_NODES), v["op"], _ids(v["inputs"], w, MAX_NODES), dict(attrs), t, _str(v["name"], w)
+    )
 
 
 def _param(v, where):
@@ -476,8 +531,14 @@ def _param(v, where):
     if not isinstance(v["trainable"], bool):
         _fail(f"{where}: expected trainable true or false, received {v['trainable']!r:.40}.")
     _json_value(v["initializer"] if isinstance(v["initializer"], list) else [], where)
-    return ParamSpec(_str(v["name"], where), _shape(v["shape"], where, False), v["dtype"],
-                     _initializer(v["initializer"], where), v["trainable"], v["regularizer"])
+    return ParamSpec(
+        _str(v["name"], where),
+        _shape(v["shape"], where, False),
+        v["dtype"],
+        _initializer(v["initializer"], where),
+        v["trainable"],
+        v["regularizer"],
+    )
 
 
 def _initializer(v, where):
@@ -491,8 +552,9 @@ def _initializer(v, where):
 
 def _state(v, where):
     _obj(v, ("name", "shape", "dtype", "initializer"), where)
-    return StateSpec(_str(v["name"], where), _shape(v["shape"], where, False), v["dtype"],
-                     _initializer(v["initializer"], where))
+    return StateSpec(
+        _str(v["name"], where), _shape(v["shape"], where, False), v["dtype"], _initializer(v["initializer"], where)
+    )
 
 
 def from_document(doc, weights: dict | None = None):
@@ -501,10 +563,12 @@ def from_document(doc, weights: dict | None = None):
     _obj(doc, ("format", "version", "kind", "model"), "document")
     if doc["format"] != FORMAT:
         _fail(f"document: expected format {FORMAT!r}, received {doc['format']!r:.40}.")
-    version = _int(doc["version"], "document version", 1, 2 ** 31)
+    version = _int(doc["version"], "document version", 1, 2**31)
     if version > VERSION:
-        _fail(f"document: expected format version <= {VERSION}, received {version}: written by a newer rshop. "
-              "Upgrade rshop to load it.")
+        _fail(
+            f"document: expected format version <= {VERSION}, received {version}: written by a newer rshop. "
+            "Upgrade rshop to load it."
+        )
     if weights is not None and not isinstance(weights, dict):
         _fail(f"weights: expected a dict of arrays, received {type(weights).__name__}.")
     return _read(doc["kind"], doc["model"], "model", weights)
@@ -512,8 +576,10 @@ def from_document(doc, weights: dict | None = None):
 
 def _read(kind, body, where, weights, depth=0):
     if kind not in _READERS:
-        _fail(f"document: expected kind {' or '.join(repr(k) for k in _READERS)}, received {kind!r:.80}. "
-              "Model files name no classes or modules to import.")
+        _fail(
+            f"document: expected kind {' or '.join(repr(k) for k in _READERS)}, received {kind!r:.80}. "
+            "Model files name no classes or modules to import."
+        )
     return _READERS[kind](body, where, weights, depth)
 
 
@@ -540,7 +606,7 @@ def _read_stack(body, where, weights, depth):
     layers = []
     for i, item in enumerate(_layers(body, where, depth)):
         prefix = f"layer_{i}/"
-        own = None if weights is None else {k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)}
+        own = None if weights is None else {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
         layers.append(_read(item["kind"], item["model"], f"{where}.layers[{i}]", own, depth + 1))
     try:
         stack = SequenceStack(layers, name=_str(body["name"], f"{where} name"))
@@ -559,8 +625,12 @@ def _model(body, where, weights=None, partial=False):
 
     _obj(body, ("name", "seed", "options", "graph", "params", "states", "readout"), where)
     later = tuple(LATER_OPTIONS)
-    opts = _obj(body["options"], tuple(k for k in LoopOptions.__dataclass_fields__ if k not in later),
-                f"{where}.options", optional=later)
+    opts = _obj(
+        body["options"],
+        tuple(k for k in LoopOptions.__dataclass_fields__ if k not in later),
+        f"{where}.options",
+        optional=later,
+    )
     for k, v in opts.items():
         _json_value(v, f"{where}.options.{k}")
     options = LoopOptions(**opts)
@@ -580,11 +650,15 @@ def _model(body, where, weights=None, partial=False):
     if not all(isinstance(u, str) and u in params for u in used):
         _fail(f"{where}.graph: expected every param node to name a declared parameter.")
     n = len(nodes)
-    graph = StepGraph(nodes, _ids(gd["x"], f"{where}.graph.x", n), _ids(gd["states"], f"{where}.graph.states", n),
-                      _ids(gd["constants"], f"{where}.graph.constants", n),
-                      _ids(gd["outputs"], f"{where}.graph.outputs", n),
-                      _ids(gd["final_states"], f"{where}.graph.final_states", n),
-                      {k: params[k] for k in params if k in used})
+    graph = StepGraph(
+        nodes,
+        _ids(gd["x"], f"{where}.graph.x", n),
+        _ids(gd["states"], f"{where}.graph.states", n),
+        _ids(gd["constants"], f"{where}.graph.constants", n),
+        _ids(gd["outputs"], f"{where}.graph.outputs", n),
+        _ids(gd["final_states"], f"{where}.graph.final_states", n),
+        {k: params[k] for k in params if k in used},
+    )
     if len(graph.x) != 1:
         _fail(f"{where}.graph: expected exactly one input x, received {len(graph.x)}.")
     verify(graph, f"{where}.graph")
@@ -597,5 +671,13 @@ def _model(body, where, weights=None, partial=False):
         if partial:  # one direction of a Bidirectional: its own share of the file's weights
             weights = {k: weights[k] for k in params if k in weights}
         weights = check_file_weights(params, weights, where)
-    return RecurrentModel._from_ir(_str(body["name"], f"{where} name"), _int(body["seed"], f"{where} seed"), options,
-                                   graph, states, readout, params, weights)
+    return RecurrentModel._from_ir(
+        _str(body["name"], f"{where} name"),
+        _int(body["seed"], f"{where} seed"),
+        options,
+        graph,
+        states,
+        readout,
+        params,
+        weights,
+    )

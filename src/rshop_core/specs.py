@@ -30,9 +30,14 @@ class ParamSpec:
         object.__setattr__(self, "regularizer", regularizers.get(self.regularizer, f"parameter {self.name!r}"))
 
     def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "initializer": self.initializer.to_json(), "trainable": self.trainable,
-                "regularizer": self.regularizer}
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "initializer": self.initializer.to_json(),
+            "trainable": self.trainable,
+            "regularizer": self.regularizer,
+        }
 
 
 @dataclass(frozen=True)
@@ -52,5 +57,9 @@ class StateSpec:
         object.__setattr__(self, "initializer", initializers.get(self.initializer))
 
     def to_json(self) -> dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype,
-                "initializer": self.initializer.to_json()}
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "initializer": self.initializer.to_json(),
+        }

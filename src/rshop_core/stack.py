@@ -26,19 +26,24 @@ class SequenceStack(Composition):
             raise RshopConfigError("SequenceStack: expected at least one layer, received none.")
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, Lowerable):
-                raise RshopConfigError(f"SequenceStack {name!r}, layer {i}: expected an rshop model (RecurrentModel, "
-                                       f"Bidirectional or SequenceStack), received {layer!r}.")
+                raise RshopConfigError(
+                    f"SequenceStack {name!r}, layer {i}: expected an rshop model (RecurrentModel, "
+                    f"Bidirectional or SequenceStack), received {layer!r}."
+                )
             if any(leaf.options.stateful for leaf in layer.leaves):
-                raise RshopConfigError(f"SequenceStack {name!r}, layer {i}: expected a model without stateful=True, "
-                                       f"received {layer.name!r} with it. Carry states yourself: return_states=True "
-                                       "and initial_state=.")
+                raise RshopConfigError(
+                    f"SequenceStack {name!r}, layer {i}: expected a model without stateful=True, "
+                    f"received {layer.name!r} with it. Carry states yourself: return_states=True "
+                    "and initial_state=."
+                )
         self.parts = tuple(self.layers)
         self.options = self.layers[-1].options  # what a call's outputs are: the last layer's
         self.seed = self.layers[0].seed
         self.readout_spec = None
         self.state_specs = [s for layer in self.layers for s in layer.state_specs]
-        self.param_specs = {f"layer_{i}/{k}": spec for i, layer in enumerate(self.layers)
-                            for k, spec in layer.param_specs.items()}
+        self.param_specs = {
+            f"layer_{i}/{k}": spec for i, layer in enumerate(self.layers) for k, spec in layer.param_specs.items()
+        }
         self._lowered_cache: dict = {}
         self._call_layer = None
 
@@ -60,7 +65,7 @@ class SequenceStack(Composition):
         weights = check_weights(f"SequenceStack {self.name!r}", self.param_specs, weights)
         for i, layer in enumerate(self.layers):
             prefix = f"layer_{i}/"
-            layer.set_weights({k[len(prefix):]: v for k, v in weights.items() if k.startswith(prefix)})
+            layer.set_weights({k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)})
         self._call_layer = None
 
     # -- a plan with parts and a merge (rshop_core.lowerable) -------------------------------------
@@ -80,10 +85,10 @@ class SequenceStack(Composition):
         returned, k, ys = [], 0, []
         for i, layer in enumerate(self.layers):
             n = len(layer.state_specs)
-            init = None if states is None else states[k:k + n]
+            init = None if states is None else states[k : k + n]
             k += n
             prefix = f"layer_{i}/"
-            own = {q[len(prefix):]: v for q, v in P.items() if q.startswith(prefix)}
+            own = {q[len(prefix) :]: v for q, v in P.items() if q.startswith(prefix)}
             ys, finals = layer.run(runner, own, x, init, kwargs)
             if layer.returned_state_specs:
                 returned.extend(finals)

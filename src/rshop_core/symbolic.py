@@ -93,7 +93,8 @@ class Tensor:
     def __bool__(self):
         raise RshopConfigError(
             f"{self.name}: expected a concrete value in a Python condition, received a symbolic "
-            "Tensor. Use rshop_core.functional.where for data-dependent choices.")
+            "Tensor. Use rshop_core.functional.where for data-dependent choices."
+        )
 
 
 def Input(shape, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
@@ -116,8 +117,9 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     arr = np.asarray(value, dtype=dtype)
     if not np.all(np.isfinite(arr)):
         raise RshopConfigError(f"constant: expected finite numbers, received {value!r}.")
-    return Tensor(Op.CONSTANT, (), {"value": arr.tolist(), "dtype": dtype},
-                  TensorType(arr.shape, dtype, False), "constant")
+    return Tensor(
+        Op.CONSTANT, (), {"value": arr.tolist(), "dtype": dtype}, TensorType(arr.shape, dtype, False), "constant"
+    )
 
 
 def apply(op: str, inputs, attrs: dict | None = None, name: str | None = None) -> Tensor:
@@ -129,7 +131,8 @@ def apply(op: str, inputs, attrs: dict | None = None, name: str | None = None) -
         if not isinstance(t, Tensor):
             raise RshopConfigError(
                 f"{name or op}: expected rshop Tensors as inputs, received {type(t).__name__} at "
-                f"position {i}. Build step graphs from rshop_core.Input and layers.")
+                f"position {i}. Build step graphs from rshop_core.Input and layers."
+            )
     where = f"node {name or op!r} (op {op})"
     type_, attrs = infer_type(op, [t.type for t in inputs], attrs or {}, where)
     return Tensor(op, inputs, attrs, type_, name or op)

@@ -27,8 +27,15 @@ __all__ = ["trace"]
 ROLE_GROUPS = ("x", "state", "constant")
 
 
-def trace(x: Sequence[Tensor], states: Sequence[Tensor], constants: Sequence[Tensor], outputs: Sequence[Tensor],
-          final_states: Sequence[Tensor], where: str, batched_outputs: bool = True) -> StepGraph:
+def trace(
+    x: Sequence[Tensor],
+    states: Sequence[Tensor],
+    constants: Sequence[Tensor],
+    outputs: Sequence[Tensor],
+    final_states: Sequence[Tensor],
+    where: str,
+    batched_outputs: bool = True,
+) -> StepGraph:
     """Build a :class:`StepGraph` from symbolic tensors.
 
     Every tensor reachable from ``outputs`` and ``final_states`` becomes a node; every
@@ -46,8 +53,16 @@ def trace(x: Sequence[Tensor], states: Sequence[Tensor], constants: Sequence[Ten
     def id_list(group):
         return tuple(ids[t.uid] for t in group)
 
-    g = StepGraph(tuple(nodes), id_list(x), id_list(states), id_list(constants), id_list(outputs),
-                  id_list(final_states), params, {"param_owners": owners})
+    g = StepGraph(
+        tuple(nodes),
+        id_list(x),
+        id_list(states),
+        id_list(constants),
+        id_list(outputs),
+        id_list(final_states),
+        params,
+        {"param_owners": owners},
+    )
     verify(g, where, batched_outputs)
     return g
 
@@ -58,11 +73,11 @@ def _declare_arguments(x, states, constants, where: str) -> dict:
     for role, group in zip(ROLE_GROUPS, (x, states, constants)):
         for i, t in enumerate(group):
             if not isinstance(t, Tensor) or t.op != Op.INPUT:
-                raise RshopConfigError(
-                    f"{where}: expected {role} #{i} to be an rshop Input, received {t!r}.")
+                raise RshopConfigError(f"{where}: expected {role} #{i} to be an rshop Input, received {t!r}.")
             if t.uid in declared:
                 raise RshopConfigError(
-                    f"{where}: Input {t.name!r} is declared twice (as {declared[t.uid][0]} and {role}).")
+                    f"{where}: Input {t.name!r} is declared twice (as {declared[t.uid][0]} and {role})."
+                )
             declared[t.uid] = (role, i)
     return declared
 
@@ -92,7 +107,8 @@ def _topological_order(arguments: list, roots: list, where: str) -> list:
             if t.op == Op.INPUT:
                 raise RshopConfigError(
                     f"{where}: the step reads Input {t.name!r} {t.type.describe()}, which is not "
-                    "declared. Pass it as input, in initial_states, or in constants.")
+                    "declared. Pass it as input, in initial_states, or in constants."
+                )
             stack.append((t, True))
             stack.extend((i, False) for i in reversed(t.inputs) if i.uid not in seen)
     return order
@@ -119,8 +135,9 @@ class _ParamNamer:
             qual = f"{self._layer_names[key]}/{local}"
         self.owners.setdefault(qual, (owner, local))
         if qual not in self.params:
-            self.params[qual] = ParamSpec(qual, spec["shape"], spec["dtype"], spec["initializer"],
-                                          spec["trainable"], spec.get("regularizer"))
+            self.params[qual] = ParamSpec(
+                qual, spec["shape"], spec["dtype"], spec["initializer"], spec["trainable"], spec.get("regularizer")
+            )
         return qual
 
 

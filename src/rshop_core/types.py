@@ -31,9 +31,7 @@ def check_shape(shape: object, where: str, allow_none: bool = True) -> Shape:
             out.append(int(d))
         else:
             allowed = "positive ints or None" if allow_none else "positive ints"
-            raise RshopShapeError(
-                f"{where}: expected a shape of {allowed}, received {tuple(shape)!r}."
-            )
+            raise RshopShapeError(f"{where}: expected a shape of {allowed}, received {tuple(shape)!r}.")
     return tuple(out)
 
 

@@ -25,8 +25,13 @@ def _name_mismatch(specs: dict, weights: dict) -> tuple:
     return [k for k in specs if k not in weights], [k for k in weights if k not in specs]
 
 
-def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = None,
-                  describe: Callable[[Any], tuple[tuple, str]] | None = None) -> dict:
+def check_weights(
+    where: str,
+    specs: dict,
+    weights: dict,
+    dtype: str | None = None,
+    describe: Callable[[Any], tuple[tuple, str]] | None = None,
+) -> dict:
     """Validate a full weights dict against ``specs``; return ``weights`` as numpy copies.
 
     ``dtype`` overrides the specs' dtype (a layer lowered to another dtype). ``describe(w) ->
@@ -38,8 +43,8 @@ def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = No
     missing, extra = _name_mismatch(specs, weights)
     if missing or extra:
         raise RshopConfigError(
-            f"{where}: expected weights named exactly {list(specs)}, received missing {missing}, "
-            f"unexpected {extra}.")
+            f"{where}: expected weights named exactly {list(specs)}, received missing {missing}, unexpected {extra}."
+        )
     out = {}
     for k, spec in specs.items():
         a = weights[k] if describe else np.asarray(weights[k])
@@ -48,8 +53,9 @@ def check_weights(where: str, specs: dict, weights: dict, dtype: str | None = No
         if tuple(shape) != spec.shape:
             raise RshopShapeError(f"{where}, weight {k!r}: expected shape {spec.shape}, received {tuple(shape)}.")
         if check_float_dtype(got, f"{where}, weight {k!r}") != want:
-            raise RshopDTypeError(f"{where}, weight {k!r}: expected dtype {want}, received {got}. "
-                                  "rshop never casts silently.")
+            raise RshopDTypeError(
+                f"{where}, weight {k!r}: expected dtype {want}, received {got}. rshop never casts silently."
+            )
         out[k] = a if describe else a.copy()
     return out
 
@@ -61,11 +67,14 @@ def check_file_weights(specs: dict, tensors: dict, where: str) -> dict:
     if missing or extra:
         raise RshopFormatError(
             f"{where}: weights: expected exactly the parameters {sorted(specs)[:20]}, received missing "
-            f"{missing[:20]}, unexpected {extra[:20]}.")
+            f"{missing[:20]}, unexpected {extra[:20]}."
+        )
     for k, spec in specs.items():
         if tensors[k].shape != spec.shape or tensors[k].dtype.name != spec.dtype:
-            raise RshopFormatError(f"{where}: weight {k!r}: expected {spec.dtype} {spec.shape}, received "
-                                   f"{tensors[k].dtype} {tensors[k].shape}.")
+            raise RshopFormatError(
+                f"{where}: weight {k!r}: expected {spec.dtype} {spec.shape}, received "
+                f"{tensors[k].dtype} {tensors[k].shape}."
+            )
         if not np.all(np.isfinite(tensors[k])):
             raise RshopFormatError(f"{where}: weight {k!r}: expected finite numbers, received NaN or infinity.")
     return {k: tensors[k] for k in specs}

@@ -76,22 +76,41 @@ def attention_model(**opts):
     scores = F.einsum("td,d->t", enc, q)
     context = F.einsum("t,td->d", F.softmax(scores), enc)
     h_new = Dense(8, activation="tanh", name="update")(concatenate([x_t, context, h]))
-    return RecurrentModel(input=x_t, initial_states=[h], output=[h_new, F.softmax(scores)], final_states=[h_new],
-                          constants=[enc], seed=7, **opts)
+    return RecurrentModel(
+        input=x_t,
+        initial_states=[h],
+        output=[h_new, F.softmax(scores)],
+        final_states=[h_new],
+        constants=[enc],
+        seed=7,
+        **opts,
+    )
 
 
 def _cell(cls, **kw):
     return lambda **opts: cls(6, input_dim=4, **kw).get_layer(seed=11, **opts)
 
 
-CASES = {c.name: c for c in [
-    Case("simple_rnn", _cell(SimpleRNNCell), (4,)),
-    Case("gru", _cell(GRUCell, bias_initializer=RandomNormal(0, 0.5)), (4,)),
-    Case("gru_reset_before", _cell(GRUCell, reset_after=False, bias_initializer=RandomNormal(0, 0.5)), (4,)),
-    Case("lstm", _cell(LSTMCell), (4,)),
-    Case("lstm_variant", _cell(LSTMCell, recurrent_activation="hard_sigmoid", activation="softsign",
-                               unit_forget_bias=False, bias_initializer=RandomNormal(0, 0.5)), (4,)),
-    Case("readme", readme_model, (5,)),
-    Case("two_state_custom", two_state_model, (4,)),
-    Case("attention", attention_model, (4,), [(7, 8)]),
-]}
+CASES = {
+    c.name: c
+    for c in [
+        Case("simple_rnn", _cell(SimpleRNNCell), (4,)),
+        Case("gru", _cell(GRUCell, bias_initializer=RandomNormal(0, 0.5)), (4,)),
+        Case("gru_reset_before", _cell(GRUCell, reset_after=False, bias_initializer=RandomNormal(0, 0.5)), (4,)),
+        Case("lstm", _cell(LSTMCell), (4,)),
+        Case(
+            "lstm_variant",
+            _cell(
+                LSTMCell,
+                recurrent_activation="hard_sigmoid",
+                activation="softsign",
+                unit_forget_bias=False,
+                bias_initializer=RandomNormal(0, 0.5),
+            ),
+            (4,),
+        ),
+        Case("readme", readme_model, (5,)),
+        Case("two_state_custom", two_state_model, (4,)),
+        Case("attention", attention_model, (4,), [(7, 8)]),
+    ]
+}

@@ -23,8 +23,16 @@ def readout_model(**opts):
     x, h, y_tm1 = Input((3,), name="x"), Input((4,), name="h"), Input((2,), name="y_tm1")
     h_new = Dense(4, activation="tanh", name="core")(F.concat([x, h, y_tm1]))
     y = Dense(2, name="out")(h_new)
-    return RecurrentModel(input=x, initial_states=[h], output=y, final_states=[h_new], readout_input=y_tm1,
-                          teacher_force=True, seed=31, **opts)
+    return RecurrentModel(
+        input=x,
+        initial_states=[h],
+        output=y,
+        final_states=[h_new],
+        readout_input=y_tm1,
+        teacher_force=True,
+        seed=31,
+        **opts,
+    )
 
 
 def decode_model(**opts):
@@ -34,8 +42,9 @@ def decode_model(**opts):
     states = [Input((6,), name="h"), Input((6,), name="c")]
     y, new = cell(x, states)
     opts.setdefault("output_length", 4)
-    return RecurrentModel(input=x, initial_states=states, output=Dense(3)(y), final_states=new, decode=True,
-                          seed=32, **opts)
+    return RecurrentModel(
+        input=x, initial_states=states, output=Dense(3)(y), final_states=new, decode=True, seed=32, **opts
+    )
 
 
 def state_sync_stack(**opts):
@@ -62,14 +71,14 @@ def nested_model(**opts):
     x = Input((4,), name="x")
     states = [Input(s, name=n) for s, n in zip(cell.state_shapes(), cell.state_names)]
     y, new = cell(x, states)
-    return RecurrentModel(input=x, initial_states=states, output=F.tanh(Dense(3)(y)), final_states=new, seed=37,
-                          **opts)
+    return RecurrentModel(input=x, initial_states=states, output=F.tanh(Dense(3)(y)), final_states=new, seed=37, **opts)
 
 
 def init_model(**opts):
     """A learned initial h and a seeded random initial c."""
     return LSTMCell(5, input_dim=4).get_layer(
-        seed=38, state_initializer=[I.Learned("glorot_uniform"), I.RandomNormal(0.0, 0.5)], **opts)
+        seed=38, state_initializer=[I.Learned("glorot_uniform"), I.RandomNormal(0.0, 0.5)], **opts
+    )
 
 
 def dropout_model(**opts):
@@ -81,8 +90,9 @@ def dropout_model(**opts):
 
 
 def regularized_model(**opts):
-    return LSTMCell(5, input_dim=4, kernel_regularizer={"l1": 0.01, "l2": 0.02}, recurrent_regularizer="l2",
-                    bias_regularizer="l1").get_layer(seed=40, **opts)
+    return LSTMCell(
+        5, input_dim=4, kernel_regularizer={"l1": 0.01, "l2": 0.02}, recurrent_regularizer="l2", bias_regularizer="l1"
+    ).get_layer(seed=40, **opts)
 
 
 def bidirectional(merge, **opts):
@@ -97,8 +107,12 @@ FEATURES = {
     "readout": (readout_model, {}, (B, T, 3), {}),
     "readout_initial": (readout_model, {}, (B, T, 3), {"initial_readout": arr(B, 2)}),
     "teacher_forcing": (readout_model, {}, (B, T, 3), {"ground_truth": arr(B, T, 2), "training": True}),
-    "teacher_forcing_backwards": (readout_model, {"go_backwards": True}, (B, T, 3),
-                                  {"ground_truth": arr(B, T, 2), "training": True, "initial_readout": arr(B, 2)}),
+    "teacher_forcing_backwards": (
+        readout_model,
+        {"go_backwards": True},
+        (B, T, 3),
+        {"ground_truth": arr(B, T, 2), "training": True, "initial_readout": arr(B, 2)},
+    ),
     "teacher_model_inference": (readout_model, {}, (B, T, 3), {"training": False}),
     "decode": (decode_model, {}, (B, 5), {}),
     "decode_length_at_call": (decode_model, {"output_length": None}, (B, 5), {"output_length": 7}),
@@ -113,10 +127,18 @@ FEATURES = {
     "dropout_training": (dropout_model, {}, (B, T, 4), {"training": True}),
     "dropout_inference": (dropout_model, {}, (B, T, 4), {}),
     "mask": (lambda **o: GRUCell(5, input_dim=4).get_layer(seed=42, **o), {}, (B, T, 4), {"mask": MASK}),
-    "lengths_backwards": (lambda **o: GRUCell(5, input_dim=4).get_layer(seed=42, **o), {"go_backwards": True},
-                          (B, T, 4), {"sequence_lengths": LENGTHS}),
-    "mask_zero_output": (lambda **o: LSTMCell(5, input_dim=4).get_layer(seed=43, **o),
-                         {"zero_output_for_mask": True}, (B, T, 4), {"mask": MASK}),
+    "lengths_backwards": (
+        lambda **o: GRUCell(5, input_dim=4).get_layer(seed=42, **o),
+        {"go_backwards": True},
+        (B, T, 4),
+        {"sequence_lengths": LENGTHS},
+    ),
+    "mask_zero_output": (
+        lambda **o: LSTMCell(5, input_dim=4).get_layer(seed=43, **o),
+        {"zero_output_for_mask": True},
+        (B, T, 4),
+        {"mask": MASK},
+    ),
     "mask_readout": (readout_model, {}, (B, T, 3), {"mask": MASK}),
     "bidirectional_concat": (lambda **o: bidirectional("concat", **o), {}, (B, T, 4), {}),
     "bidirectional_sum_lengths": (lambda **o: bidirectional("sum", **o), {}, (B, T, 4), {"sequence_lengths": LENGTHS}),

@@ -76,7 +76,7 @@ def run(model, engine, x, dtype="float32", initial_state=None, constants=None, l
     module mode, and a new ``nn.Module`` is in train mode."""
     h = harness(engine)
     layer = layer or model.lower(engine, dtype)
-    conv = (lambda v: None if v is None else [native(h, a, dtype) for a in v])
+    conv = lambda v: None if v is None else [native(h, a, dtype) for a in v]
     kwargs = {k: native(h, v, dtype) if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     kwargs.setdefault("training", False)
     out = layer(native(h, x, dtype), initial_state=conv(initial_state), constants=conv(constants), **kwargs)

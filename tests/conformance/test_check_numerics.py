@@ -33,8 +33,17 @@ def _model(name="m", invariant=False, hidden=False, **options):
     if hidden:  # a NaN that `where` keeps out of the output: log of a negative copy of the state
         neg = F.log(F.negative(F.abs(s_new), name="neg"), name="log_neg")
         y = F.where(F.greater(s_new, F.constant(1e9)), neg, y, name="hide")
-    return RecurrentModel(input=x, initial_states=[s], output=y, final_states=[s_new], name=name,
-                          return_sequences=True, return_states=True, seed=0, **options)
+    return RecurrentModel(
+        input=x,
+        initial_states=[s],
+        output=y,
+        final_states=[s_new],
+        name=name,
+        return_sequences=True,
+        return_states=True,
+        seed=0,
+        **options,
+    )
 
 
 _LAYERS: dict = {}
@@ -43,10 +52,14 @@ _LAYERS: dict = {}
 def layer(engine, variant="plain", **kw):
     key = (engine, variant)
     if key not in _LAYERS:
-        build = {"plain": lambda: _model(), "backwards": lambda: _model(go_backwards=True),
-                 "invariant": lambda: _model(invariant=True), "hidden": lambda: _model(hidden=True),
-                 "bidirectional": lambda: Bidirectional(_model()),
-                 "stateful": lambda: _model(stateful=True, batch_size=3)}[variant]
+        build = {
+            "plain": lambda: _model(),
+            "backwards": lambda: _model(go_backwards=True),
+            "invariant": lambda: _model(invariant=True),
+            "hidden": lambda: _model(hidden=True),
+            "bidirectional": lambda: Bidirectional(_model()),
+            "stateful": lambda: _model(stateful=True, batch_size=3),
+        }[variant]
         _LAYERS[key] = build().lower(engine, **kw)
     return _LAYERS[key]
 
@@ -54,8 +67,12 @@ def layer(engine, variant="plain", **kw):
 def call(engine, x, s0=S0, variant="plain", **kwargs):
     """The call's results as numpy arrays (a tuple)."""
     h = harness(engine)
-    kwargs = {k: h.to_native(v, "bool" if v.dtype == bool else "int32" if v.dtype.kind in "iu" else "float32")
-              if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
+    kwargs = {
+        k: h.to_native(v, "bool" if v.dtype == bool else "int32" if v.dtype.kind in "iu" else "float32")
+        if isinstance(v, np.ndarray)
+        else v
+        for k, v in kwargs.items()
+    }
     st = None if s0 is None else [h.to_native(s0, "float32")]
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # the numpy engine warns on log(-1) in the call itself
@@ -109,7 +126,8 @@ def test_nan_named_same_step_and_node_everywhere(engine):
     assert type(err) is RshopNumericsError and isinstance(err, FloatingPointError)
     assert str(err).startswith(
         f"RecurrentModel 'm', check_numerics: expected finite values, received NaN at time step {t} in {NODE[node]}, "
-        f"first in batch element {b}. Every value the node reads at that step is finite, so op 'log' made it")
+        f"first in batch element {b}. Every value the node reads at that step is finite, so op 'log' made it"
+    )
     assert str(err) == str(error("numpy", x)), "message differs from the numpy engine's"
 
 
@@ -128,8 +146,10 @@ def test_go_backwards_names_time_index_and_processing_step(engine):
     t, node, b, kind = expected_first(x, S0, backwards=True)
     k = x.shape[1] - 1 - t
     err = error(engine, x, variant="backwards")
-    assert f"received {kind} at time step {t} (processing step {k}, go_backwards) in {NODE[node]}, " \
-           f"first in batch element {b}." in str(err), str(err)
+    assert (
+        f"received {kind} at time step {t} (processing step {k}, go_backwards) in {NODE[node]}, "
+        f"first in batch element {b}." in str(err)
+    ), str(err)
     assert str(err) == str(error("numpy", x, variant="backwards"))
 
 
@@ -150,8 +170,10 @@ def test_masked_step_is_reported_and_says_so(engine):
     x[1, 2:] = 5.0  # padding: a masked step keeps the state (0.9) but still computes log(0.9 - 5)
     lengths = np.array([6, 2, 6], np.int32)
     err = error(engine, x, sequence_lengths=lengths)
-    assert "received NaN at time step 2 in node %3 'log' (op log), first in batch element 1 (a masked step of " \
-           "batch element 1: the call discards its values)." in str(err), str(err)
+    assert (
+        "received NaN at time step 2 in node %3 'log' (op log), first in batch element 1 (a masked step of "
+        "batch element 1: the call discards its values)." in str(err)
+    ), str(err)
     assert str(err) == str(error("numpy", x, sequence_lengths=lengths))
     # without the option the masked call is finite: only check_numerics reveals it
     assert all(np.isfinite(a).all() for a in call(engine, x, sequence_lengths=lengths))
@@ -177,12 +199,16 @@ def test_non_finite_argument_is_named(engine, where):
     x, s0 = drain(steps=4), S0.copy()
     if where == "x":
         x[2, 1, 0] = -np.inf
-        want = ("RecurrentModel 'm', check_numerics, argument x: expected finite values, received -Inf at time "
-                "step 1, first in batch element 2. The call computes nothing non-finite itself")
+        want = (
+            "RecurrentModel 'm', check_numerics, argument x: expected finite values, received -Inf at time "
+            "step 1, first in batch element 2. The call computes nothing non-finite itself"
+        )
     else:
         s0[1, 1] = np.nan
-        want = ("RecurrentModel 'm', check_numerics, argument initial_state #0 's': expected finite values, "
-                "received NaN, first in batch element 1.")
+        want = (
+            "RecurrentModel 'm', check_numerics, argument initial_state #0 's': expected finite values, "
+            "received NaN, first in batch element 1."
+        )
     err = error(engine, x, s0)
     assert type(err) is RshopNumericsError and str(err).startswith(want), str(err)
 
@@ -191,9 +217,9 @@ def _bidirectional_error(engine, x, states):
     h = harness(engine)
     with pytest.raises(RshopNumericsError) as info, np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        layer(engine, "bidirectional")(h.to_native(x, "float32"), initial_state=[h.to_native(s, "float32")
-                                                                                 for s in states],
-                                       check_numerics=True)
+        layer(engine, "bidirectional")(
+            h.to_native(x, "float32"), initial_state=[h.to_native(s, "float32") for s in states], check_numerics=True
+        )
     return str(info.value)
 
 
@@ -201,17 +227,21 @@ def test_bidirectional_names_the_direction(engine):
     x = drain()
     assert expected_first(x, S0)[:3] == (3, "log", 1)
     err = _bidirectional_error(engine, x, [S0, S0])  # the forward direction runs first
-    assert err.startswith("Bidirectional 'bidirectional_m', forward direction, check_numerics: expected finite "
-                          "values, received NaN at time step 3 in node %3 'log' (op log), first in batch element "
-                          "1."), err
+    assert err.startswith(
+        "Bidirectional 'bidirectional_m', forward direction, check_numerics: expected finite "
+        "values, received NaN at time step 3 in node %3 'log' (op log), first in batch element "
+        "1."
+    ), err
     x = np.full((3, 6, 2), 0.1, np.float32)
     x[1, :5], x[1, 5] = -0.08, 2.6  # forward: 2.5 + 0.4 - 2.6 > 0; backward: 2.5 - 2.6 < 0 at once
     assert expected_first(x, S0) is None
     assert expected_first(x, S0, backwards=True)[:3] == (5, "log", 1)
     err = _bidirectional_error(engine, x, [S0, S0])
-    assert err.startswith("Bidirectional 'bidirectional_m', backward direction, check_numerics: expected finite "
-                          "values, received NaN at time step 5 (processing step 0, go_backwards) in node %3 'log' "
-                          "(op log), first in batch element 1."), err
+    assert err.startswith(
+        "Bidirectional 'bidirectional_m', backward direction, check_numerics: expected finite "
+        "values, received NaN at time step 5 (processing step 0, go_backwards) in node %3 'log' "
+        "(op log), first in batch element 1."
+    ), err
     assert err == _bidirectional_error("numpy", x, [S0, S0])
 
 
@@ -227,8 +257,10 @@ def test_stateful_error_keeps_the_carry_and_names_it(engine):
     assert np.array_equal(h.to_numpy(lay.states[0]), carried), "a failed call moved the carry"
     lay.reset_states([h.to_native(np.full((3, 2), np.inf, np.float32), "float32")])
     err = error(engine, x, s0=None, variant="stateful")
-    assert str(err).startswith("RecurrentModel 'm', check_numerics, the carried state 's' (stateful): expected "
-                               "finite values, received +Inf, first in batch element 0."), str(err)
+    assert str(err).startswith(
+        "RecurrentModel 'm', check_numerics, the carried state 's' (stateful): expected "
+        "finite values, received +Inf, first in batch element 0."
+    ), str(err)
     lay.reset_states()
 
 
@@ -252,10 +284,15 @@ def test_traced_call_is_refused(engine):
         # autograph=False: autograph re-raises errors from converted user code as its StagingError
         traced = tf.function(lambda x, s: lay(x, initial_state=[s], check_numerics=True), autograph=False)
     else:
-        pytest.skip(f"{engine}: no tracing exercised here (numpy is always eager; torch.compile is too slow "
-                    "for the suite and goes through the same _to_host hook)")
-    with pytest.raises(RshopConfigError, match=r"argument check_numerics: expected an eager call \(concrete values "
-                                               r"to inspect\), received a traced one"):
+        pytest.skip(
+            f"{engine}: no tracing exercised here (numpy is always eager; torch.compile is too slow "
+            "for the suite and goes through the same _to_host hook)"
+        )
+    with pytest.raises(
+        RshopConfigError,
+        match=r"argument check_numerics: expected an eager call \(concrete values "
+        r"to inspect\), received a traced one",
+    ):
         traced(x, s0)
 
 
@@ -263,9 +300,17 @@ def _readout_model(**options):
     """The output is fed back: y_t = y_{t-1} - x, with log(y_t) as a second output."""
     x, h, r = Input((2,), name="x"), Input((2,), name="h"), Input((2,), name="r")
     d = F.subtract(r, x, name="drain")
-    return RecurrentModel(input=x, initial_states=[h], output=[d, F.log(d, name="log")],
-                          final_states=[F.add(h, x, name="h_new")], readout_input=r, name="r", seed=0,
-                          return_sequences=True, **options)
+    return RecurrentModel(
+        input=x,
+        initial_states=[h],
+        output=[d, F.log(d, name="log")],
+        final_states=[F.add(h, x, name="h_new")],
+        readout_input=r,
+        name="r",
+        seed=0,
+        return_sequences=True,
+        **options,
+    )
 
 
 _READOUT: dict = {}
@@ -279,8 +324,9 @@ def _readout_error(engine, decode, x, **kwargs):
     kwargs = {k: h.to_native(v, "float32") if isinstance(v, np.ndarray) else v for k, v in kwargs.items()}
     with pytest.raises(RshopNumericsError) as info, np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        _READOUT[engine, decode](h.to_native(x, "float32"), initial_readout=h.to_native(S0, "float32"),
-                                 check_numerics=True, **kwargs)
+        _READOUT[engine, decode](
+            h.to_native(x, "float32"), initial_readout=h.to_native(S0, "float32"), check_numerics=True, **kwargs
+        )
     return str(info.value)
 
 
@@ -288,8 +334,10 @@ def test_decode_names_the_decode_step(engine):
     x = np.full((3, 2), 0.1, np.float32)
     x[2] = 0.8  # row 2: 2.5 - 0.8 * 4 < 0 at decode step 3
     err = _readout_error(engine, True, x)
-    assert "received NaN at decode step 3 in node %" in err and "'log' (op log; output #1), first in batch " \
-           "element 2." in err, err
+    assert (
+        "received NaN at decode step 3 in node %" in err
+        and "'log' (op log; output #1), first in batch element 2." in err
+    ), err
     assert err == _readout_error("numpy", True, x)
 
 
@@ -298,5 +346,7 @@ def test_teacher_forcing_names_the_ground_truth_step(engine):
     gt = np.ones((3, 4, 2), np.float32)
     gt[0, 1, 1] = np.nan  # fed as the readout of time step 2
     err = _readout_error(engine, False, x, ground_truth=gt, training=True)
-    assert err.startswith("RecurrentModel 'r', check_numerics, argument ground_truth at time step 1: expected "
-                          "finite values, received NaN, first in batch element 0."), err
+    assert err.startswith(
+        "RecurrentModel 'r', check_numerics, argument ground_truth at time step 1: expected "
+        "finite values, received NaN, first in batch element 0."
+    ), err

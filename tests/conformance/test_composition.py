@@ -22,9 +22,20 @@ def test_feature_matches_reference(engine, feature, seq):
     assert_close(got, want, FORWARD_ATOL["float32"], f"{engine}/{feature}")
 
 
-GRAD_FEATURES = ["teacher_forcing", "teacher_forcing_backwards", "decode", "state_sync", "readout_add", "nested",
-                 "state_initializers", "dropout_training", "lengths_backwards", "mask_readout",
-                 "bidirectional_concat", "bidirectional_sum_lengths"]
+GRAD_FEATURES = [
+    "teacher_forcing",
+    "teacher_forcing_backwards",
+    "decode",
+    "state_sync",
+    "readout_add",
+    "nested",
+    "state_initializers",
+    "dropout_training",
+    "lengths_backwards",
+    "mask_readout",
+    "bidirectional_concat",
+    "bidirectional_sum_lengths",
+]
 
 
 def _fd_grads(model, x, call, w_out):

@@ -79,7 +79,7 @@ def test_mask_equals_truncation(engine):
     zero = GRUCell(5, input_dim=3).get_layer(seed=1, return_sequences=True, zero_output_for_mask=True)
     yz = run(zero, engine, X, sequence_lengths=LENGTHS)[0]
     for b, n in enumerate(LENGTHS):
-        yt, ht = run(model, engine, X[b:b + 1, :n])
+        yt, ht = run(model, engine, X[b : b + 1, :n])
         assert np.abs(y[b, :n] - yt[0]).max() <= TOL and np.abs(h[b] - ht[0]).max() <= TOL
         assert np.all(np.abs(y[b, n:] - yt[0, -1]) <= TOL)  # masked steps hold the last output
         assert np.all(yz[b, n:] == 0) and np.abs(yz[b, :n] - yt[0]).max() <= TOL
@@ -100,8 +100,10 @@ def test_stateful_continues_and_resets(engine):
 
 def test_learned_and_random_initial_states(engine):
     model = LSTMCell(4, input_dim=3).get_layer(
-        seed=3, return_states=True, state_initializer=[initializers.Learned("glorot_uniform"),
-                                                       initializers.RandomNormal(0.0, 0.5)])
+        seed=3,
+        return_states=True,
+        state_initializer=[initializers.Learned("glorot_uniform"), initializers.RandomNormal(0.0, 0.5)],
+    )
     w = {k.split("/")[-1]: v.astype(np.float64) for k, v in model.get_weights().items()}
     h0 = np.broadcast_to(w["h"], (3, 4))
     c0 = initializers.RandomNormal(0.0, 0.5)((3, 4), "float64", initializers.rng_for(3, "initial_state/c"))
@@ -129,8 +131,12 @@ def test_dropout_is_variational_and_off_at_inference(engine):
 def test_regularization_loss(engine):
     model = regularized_model()
     w = model.get_weights()
-    want = (0.01 * np.abs(w["lstm_cell/kernel"]).sum() + 0.02 * np.square(w["lstm_cell/kernel"]).sum()
-            + 0.01 * np.square(w["lstm_cell/recurrent_kernel"]).sum() + 0.01 * np.abs(w["lstm_cell/bias"]).sum())
+    want = (
+        0.01 * np.abs(w["lstm_cell/kernel"]).sum()
+        + 0.02 * np.square(w["lstm_cell/kernel"]).sum()
+        + 0.01 * np.square(w["lstm_cell/recurrent_kernel"]).sum()
+        + 0.01 * np.abs(w["lstm_cell/bias"]).sum()
+    )
     got = harness(engine).to_numpy(model.lower(engine).regularization_loss())
     assert abs(float(got) - want) <= 1e-5 * max(1.0, want)
 
@@ -140,8 +146,8 @@ def test_bidirectional_equals_two_passes(engine):
     x = rng.standard_normal((3, 6, 4))
     got = run(bi, engine, x, sequence_lengths=LENGTHS)[0]
     for b, n in enumerate(LENGTHS):
-        fwd = run(bi.forward, engine, x[b:b + 1, :n])[0][0]
-        bwd = run(bi.backward, engine, x[b:b + 1, :n])[0][0][::-1]  # processing order -> time order
+        fwd = run(bi.forward, engine, x[b : b + 1, :n])[0][0]
+        bwd = run(bi.backward, engine, x[b : b + 1, :n])[0][0][::-1]  # processing order -> time order
         assert np.abs(got[b, :n] - np.concatenate([fwd, bwd], -1)).max() <= TOL
 
 
@@ -150,13 +156,22 @@ def test_recurrentshop_documented_shapes(engine):
     h_t = Activation("tanh")(add([Dense(10)(x_t), Dense(10, use_bias=False)(h_tm1)]))
     rnn = RecurrentModel(input=x_t, initial_states=[h_tm1], output=h_t, final_states=[h_t], seed=0)
     assert run(rnn, engine, rng.standard_normal((1, 7, 5)))[0].shape == (1, 10)
-    seq_rnn = RecurrentModel(input=x_t, initial_states=[h_tm1], output=h_t, final_states=[h_t], seed=0,
-                             return_sequences=True)
+    seq_rnn = RecurrentModel(
+        input=x_t, initial_states=[h_tm1], output=h_t, final_states=[h_t], seed=0, return_sequences=True
+    )
     assert run(seq_rnn, engine, rng.standard_normal((1, 7, 5)))[0].shape == (1, 7, 10)
     v, s = Input((20,)), Input((25,))
     s_new = Dense(25, activation="tanh")(F.concat([v, s]))
-    dec = RecurrentModel(input=v, initial_states=[s], output=s_new, final_states=[s_new], decode=True,
-                         output_length=10, return_sequences=True, seed=0)
+    dec = RecurrentModel(
+        input=v,
+        initial_states=[s],
+        output=s_new,
+        final_states=[s_new],
+        decode=True,
+        output_length=10,
+        return_sequences=True,
+        seed=0,
+    )
     assert run(dec, engine, rng.standard_normal((2, 20)))[0].shape == (2, 10, 25)
     stack = RecurrentSequential(state_sync=True, return_states=True, seed=0)
     for _ in range(3):
@@ -173,8 +188,9 @@ def test_encoder_decoder_states_flow(engine):
     _, h, c = run(encoder, engine, src)
     got = run(decoder, engine, np.zeros((2, 4, 3)), initial_state=[h, c], ground_truth=tgt, training=True)[0]
     _, h64, c64 = run(encoder, "numpy", src, "float64")
-    want = run(decoder, "numpy", np.zeros((2, 4, 3)), "float64", initial_state=[h64, c64], ground_truth=tgt,
-               training=True)[0]
+    want = run(
+        decoder, "numpy", np.zeros((2, 4, 3)), "float64", initial_state=[h64, c64], ground_truth=tgt, training=True
+    )[0]
     assert np.abs(got - want).max() <= 2 * TOL
 
 
@@ -192,15 +208,24 @@ def test_wiring_errors():
         s.add(LSTMCell(4, input_dim=3)).add(GRUCell(4)).build()
 
 
-@pytest.mark.parametrize("call,cls,fragment", [
-    ({"ground_truth": GT[:, :4], "training": True}, RshopShapeError, "expected 6 time steps (one target per step)"),
-    ({"training": True}, RshopConfigError, "expected the targets (batch, time, ...) for a training call"),
-    ({"initial_readout": np.zeros((3, 3)), "training": False}, RshopShapeError,
-     "initial_readout: expected an array of shape (batch, 2)"),
-    ({"mask": MASK, "sequence_lengths": LENGTHS, "training": False}, RshopConfigError,
-     "expected mask or sequence_lengths, received both"),
-    ({"mask": MASK[:, :4], "training": False}, RshopShapeError, "mask: expected a bool array of shape (3, 6)"),
-])
+@pytest.mark.parametrize(
+    "call,cls,fragment",
+    [
+        ({"ground_truth": GT[:, :4], "training": True}, RshopShapeError, "expected 6 time steps (one target per step)"),
+        ({"training": True}, RshopConfigError, "expected the targets (batch, time, ...) for a training call"),
+        (
+            {"initial_readout": np.zeros((3, 3)), "training": False},
+            RshopShapeError,
+            "initial_readout: expected an array of shape (batch, 2)",
+        ),
+        (
+            {"mask": MASK, "sequence_lengths": LENGTHS, "training": False},
+            RshopConfigError,
+            "expected mask or sequence_lengths, received both",
+        ),
+        ({"mask": MASK[:, :4], "training": False}, RshopShapeError, "mask: expected a bool array of shape (3, 6)"),
+    ],
+)
 def test_bad_wiring_calls_same_everywhere(engine, call, cls, fragment):
     model = readout_model()
     h = harness(engine)
@@ -209,8 +234,13 @@ def test_bad_wiring_calls_same_everywhere(engine, call, cls, fragment):
         model.lower(engine)(native(h, X, "float32"), **kwargs)
     assert fragment in str(info.value)
     with pytest.raises(cls) as ref:
-        model.lower("numpy")(X.astype(np.float32), **{k: np.asarray(v, np.float32) if isinstance(v, np.ndarray)
-                                                      and v.dtype.kind == "f" else v for k, v in call.items()})
+        model.lower("numpy")(
+            X.astype(np.float32),
+            **{
+                k: np.asarray(v, np.float32) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v
+                for k, v in call.items()
+            },
+        )
     assert str(info.value) == str(ref.value)
 
 
@@ -235,7 +265,7 @@ def test_stateful_training_call_after_call(trainable_engine):
     layer = model.lower(trainable_engine)
     w = np.ones((3, 2, 4), np.float32)
     for a in range(0, 6, 2):
-        grads = h.loss_grads(layer, native(h, X[:, a:a + 2], "float32"), w)
+        grads = h.loss_grads(layer, native(h, X[:, a : a + 2], "float32"), w)
         assert all(np.isfinite(g).all() for g in grads.values()) and np.abs(grads["lstm_cell/kernel"]).max() > 0
     assert layer.states is not None and len(layer.states) == 2
 

@@ -27,8 +27,9 @@ ONES = np.ones((B, T, D), np.float32)
 def mask_model(seed=4):
     """y_t = Dropout(0.5)(x_t), h passed through: with x = 1 the outputs are the masks (0 or 2)."""
     x, h = Input((D,), name="x"), Input((D,), name="h")
-    return RecurrentModel(input=x, initial_states=[h], output=Dropout(RATE)(x), final_states=[h],
-                          return_sequences=True, seed=seed)
+    return RecurrentModel(
+        input=x, initial_states=[h], output=Dropout(RATE)(x), final_states=[h], return_sequences=True, seed=seed
+    )
 
 
 def assert_one_mask_per_sequence(y):
@@ -58,8 +59,10 @@ def test_jax_jit_without_key_is_refused(jax_layer):
     with pytest.raises(RshopConfigError) as e:
         f(jax_layer.params, jax.numpy.asarray(ONES))
     msg = str(e.value)
-    assert msg.startswith("jax layer of RecurrentModel 'recurrent_model', argument dropout_key: expected a jax PRNG "
-                          "key for a training call with dropout under jax.jit")
+    assert msg.startswith(
+        "jax layer of RecurrentModel 'recurrent_model', argument dropout_key: expected a jax PRNG "
+        "key for a training call with dropout under jax.jit"
+    )
     assert "received None" in msg and "dropout_key=jax.random.key(seed)" in msg and "jax.random.split" in msg
 
 
@@ -111,8 +114,11 @@ def test_jax_grad_of_jit_with_key_uses_the_mask(jax_layer):
 
     k = jax.random.key(5)
     g = np.asarray(jax.jit(jax.grad(loss))(jax.numpy.asarray(ONES), k))
-    y = np.asarray(jax.jit(lambda x, k: jax_layer.apply(jax_layer.params, x, training=True, dropout_key=k))(
-        jax.numpy.asarray(ONES), k))
+    y = np.asarray(
+        jax.jit(lambda x, k: jax_layer.apply(jax_layer.params, x, training=True, dropout_key=k))(
+            jax.numpy.asarray(ONES), k
+        )
+    )
     assert np.array_equal(g, y)
 
 

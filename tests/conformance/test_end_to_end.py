@@ -27,8 +27,17 @@ def attention_decoder():
     context = F.einsum("t,td->d", weights, enc)
     h_new, (h2, c2) = LSTMCell(6, name="dec_lstm")(F.concat([x, context, y_tm1]), [h, c])
     y = Dense(3, name="out")(h_new)
-    return RecurrentModel(input=x, initial_states=[h, c], output=[y, weights], final_states=[h2, c2],
-                          constants=[enc], readout_input=y_tm1, teacher_force=True, return_sequences=True, seed=52)
+    return RecurrentModel(
+        input=x,
+        initial_states=[h, c],
+        output=[y, weights],
+        final_states=[h2, c2],
+        constants=[enc],
+        readout_input=y_tm1,
+        teacher_force=True,
+        return_sequences=True,
+        seed=52,
+    )
 
 
 rng = np.random.default_rng(9)
@@ -45,8 +54,9 @@ def numpy_loss(enc_layer, dec_layer):
 def test_shapes_and_attention_weights(engine):
     h = harness(engine)
     seq, hh, cc = encoder().lower(engine)(native(h, SRC, "float32"), training=False)
-    y, att = attention_decoder().lower(engine)(native(h, DEC_X, "float32"), initial_state=[hh, cc], constants=[seq],
-                                               training=False)
+    y, att = attention_decoder().lower(engine)(
+        native(h, DEC_X, "float32"), initial_state=[hh, cc], constants=[seq], training=False
+    )
     y, att = h.to_numpy(y), h.to_numpy(att)
     assert y.shape == (2, 4, 3) and att.shape == (2, 4, 5)
     np.testing.assert_allclose(att.sum(-1), 1.0, atol=1e-5)  # one distribution over encoder steps per step
@@ -63,14 +73,17 @@ def engine_grads(engine, enc, dec):
             seq, hh, cc = enc.apply(pe, src)
             y, _ = dec.apply(pd, dx, initial_state=[hh, cc], constants=[seq], ground_truth=gt, training=True)
             return jnp.sum(y * w)
+
         ge, gd = jax.grad(loss, argnums=(0, 1))(enc.params, dec.params)
         return {k: np.asarray(v) for k, v in ge.items()}, {k: np.asarray(v) for k, v in gd.items()}
     if engine == "torch":
         seq, hh, cc = enc(src)
         y, _ = dec(dx, initial_state=[hh, cc], constants=[seq], ground_truth=gt, training=True)
         (y * w).sum().backward()
-        return ({k: p.grad.numpy() for k, p in enc.named_parameters()},
-                {k: p.grad.numpy() for k, p in dec.named_parameters()})
+        return (
+            {k: p.grad.numpy() for k, p in enc.named_parameters()},
+            {k: p.grad.numpy() for k, p in dec.named_parameters()},
+        )
     import tensorflow as tf
 
     with tf.GradientTape() as tape:

@@ -34,9 +34,11 @@ def hand_lstm(**opts):
 
     class Weights(Layer):
         def __call__(self, _):
-            return (self.add_weight("kernel", (D, 20), "glorot_uniform"),
-                    self.add_weight("recurrent_kernel", (5, 20), "orthogonal"),
-                    self.add_weight("bias", (20,), BIAS))
+            return (
+                self.add_weight("kernel", (D, 20), "glorot_uniform"),
+                self.add_weight("recurrent_kernel", (5, 20), "orthogonal"),
+                self.add_weight("bias", (20,), BIAS),
+            )
 
     x, h, c = Input((D,), name="x"), Input((5,), name="h"), Input((5,), name="c")
     k, r, b = Weights(name="hand")(x)
@@ -52,17 +54,22 @@ FUSED = {
     "gru": lambda **o: GRUCell(5, input_dim=D, bias_initializer=BIAS).get_layer(seed=2, **o),
     "gru_no_bias": lambda **o: GRUCell(5, input_dim=D, use_bias=False).get_layer(seed=2, **o),
     "rnn_tanh": lambda **o: SimpleRNNCell(5, input_dim=D, bias_initializer=BIAS).get_layer(seed=3, **o),
-    "rnn_relu": lambda **o: SimpleRNNCell(5, input_dim=D, activation="relu", bias_initializer=BIAS)
-    .get_layer(seed=3, **o),
+    "rnn_relu": lambda **o: SimpleRNNCell(5, input_dim=D, activation="relu", bias_initializer=BIAS).get_layer(
+        seed=3, **o
+    ),
     "lstm_stack": lambda **o: _stack(LSTMCell(5, input_dim=D, bias_initializer=BIAS), LSTMCell(6, input_dim=5), **o),
-    "mixed_stack": lambda **o: _stack(GRUCell(5, input_dim=D, bias_initializer=BIAS), LSTMCell(3, input_dim=5),
-                                      SimpleRNNCell(4, input_dim=3), **o),
-    "bidirectional_lstm": lambda **o: Bidirectional(LSTMCell(5, input_dim=D, bias_initializer=BIAS)
-                                                    .get_layer(seed=4, **o), merge_mode="concat"),
+    "mixed_stack": lambda **o: _stack(
+        GRUCell(5, input_dim=D, bias_initializer=BIAS), LSTMCell(3, input_dim=5), SimpleRNNCell(4, input_dim=3), **o
+    ),
+    "bidirectional_lstm": lambda **o: Bidirectional(
+        LSTMCell(5, input_dim=D, bias_initializer=BIAS).get_layer(seed=4, **o), merge_mode="concat"
+    ),
     "hand_written_lstm": hand_lstm,
 }
-OPTIONS = {"sequences_states": dict(return_sequences=True, return_states=True),
-           "last_backwards": dict(go_backwards=True)}
+OPTIONS = {
+    "sequences_states": dict(return_sequences=True, return_states=True),
+    "last_backwards": dict(go_backwards=True),
+}
 
 
 @pytest.fixture
@@ -86,8 +93,12 @@ def test_fused_matches_reference(torch_engine, case, opts):
     layer = model.lower("torch")
     assert layer.explain().path.startswith("fused kernel: torch."), str(layer.explain())
     x, s0 = _x(), _initial(model)
-    assert_close(run(model, "torch", x, layer=layer, initial_state=s0), reference(model, x, initial_state=s0),
-                 FORWARD_ATOL["float32"], f"{case}/{opts}")
+    assert_close(
+        run(model, "torch", x, layer=layer, initial_state=s0),
+        reference(model, x, initial_state=s0),
+        FORWARD_ATOL["float32"],
+        f"{case}/{opts}",
+    )
     assert_close(run(model, "torch", x, layer=layer), reference(model, x), FORWARD_ATOL["float32"], f"{case}/{opts}")
 
 
@@ -115,7 +126,7 @@ def test_fused_gradients_equal_generic_loop(torch_engine, case):
             w = torch.from_numpy(np.random.default_rng(5).standard_normal(tuple(y.shape)).astype(np.float32))
         params = dict(layer.named_parameters())
         got = torch.autograd.grad((y * w).sum(), list(params.values()) + s0)
-        grads.append({**dict(zip(params, got)), **{f"state{i}": g for i, g in enumerate(got[len(params):])}})
+        grads.append({**dict(zip(params, got)), **{f"state{i}": g for i, g in enumerate(got[len(params) :])}})
     fast, slow = grads
     scale = max(1.0, max(float(g.abs().max()) for g in slow.values()))
     for k in slow:
@@ -124,8 +135,9 @@ def test_fused_gradients_equal_generic_loop(torch_engine, case):
 
 
 def test_fused_stateful_carries_states(torch_engine):
-    model = LSTMCell(5, input_dim=D, bias_initializer=BIAS).get_layer(seed=1, return_sequences=True, stateful=True,
-                                                                       batch_size=B)
+    model = LSTMCell(5, input_dim=D, bias_initializer=BIAS).get_layer(
+        seed=1, return_sequences=True, stateful=True, batch_size=B
+    )
     h = harness("torch")
     layer = model.lower("torch")
     assert layer.explain().path.startswith("fused kernel")
@@ -145,12 +157,13 @@ def _peephole():
         def step(self, x, states):
             h, c = states
             u = self.units
-            z = F.add(F.matmul(x, self.add_weight("kernel", (D, 4 * u), "glorot_uniform")),
-                      F.matmul(h, self.add_weight("recurrent_kernel", (u, 4 * u), "orthogonal")))
+            z = F.add(
+                F.matmul(x, self.add_weight("kernel", (D, 4 * u), "glorot_uniform")),
+                F.matmul(h, self.add_weight("recurrent_kernel", (u, 4 * u), "orthogonal")),
+            )
             zi, zf, zg, zo = F.split(z, 4)
             p = self.add_weight("peephole", (u,), "ones")
-            c_new = F.add(F.multiply(F.sigmoid(F.add(zf, F.multiply(p, c))), c),
-                          F.multiply(F.sigmoid(zi), F.tanh(zg)))
+            c_new = F.add(F.multiply(F.sigmoid(F.add(zf, F.multiply(p, c))), c), F.multiply(F.sigmoid(zi), F.tanh(zg)))
             h_new = F.multiply(F.sigmoid(zo), F.tanh(c_new))
             return h_new, [h_new, c_new]
 
@@ -160,11 +173,19 @@ def _peephole():
 NOT_FUSED = {  # model, call flags for explain, words of the reason
     "custom_cell": (_peephole, {}, "not a standard"),
     "masked": (lambda: FUSED["lstm"](), {"masked": True}, "scans mask"),
-    "dropout_training": (lambda: LSTMCell(5, input_dim=D, dropout=0.5).get_layer(seed=1), {"training": True},
-                         "constants"),
+    "dropout_training": (
+        lambda: LSTMCell(5, input_dim=D, dropout=0.5).get_layer(seed=1),
+        {"training": True},
+        "constants",
+    ),
     "readout": (lambda: CASES["readme"].build(), {}, "not a standard"),
-    "state_sync": (lambda: RecurrentSequential(state_sync=True, seed=1).add(LSTMCell(5, input_dim=5))
-                   .add(LSTMCell(5, input_dim=5)), {}, "not a standard"),
+    "state_sync": (
+        lambda: (
+            RecurrentSequential(state_sync=True, seed=1).add(LSTMCell(5, input_dim=5)).add(LSTMCell(5, input_dim=5))
+        ),
+        {},
+        "not a standard",
+    ),
     "remat": (lambda: FUSED["lstm"](remat=True), {}, "remat"),
 }
 

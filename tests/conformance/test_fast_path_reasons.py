@@ -18,16 +18,22 @@ from .tolerances import FORWARD_ATOL
 D = 4
 NOT_STANDARD = "is not a standard LSTM, GRU (reset_after) or tanh/relu RNN cell"
 CELLS = {  # model, the reason's words
-    "gru_reset_before": (lambda: GRUCell(5, input_dim=D, reset_after=False).get_layer(seed=1),
-                         "the first cell, gru(4->5, activation=tanh, recurrent_activation=sigmoid, "
-                         "reset_after=False),"),
-    "rnn_elu": (lambda: SimpleRNNCell(5, input_dim=D, activation="elu", use_bias=False).get_layer(seed=1),
-                "the first cell, rnn(4->5, no bias, activation=elu),"),
-    "lstm_hard_sigmoid": (lambda: LSTMCell(5, input_dim=D, recurrent_activation="hard_sigmoid").get_layer(seed=1),
-                          "the first cell, lstm(4->5, activation=tanh, recurrent_activation=hard_sigmoid),"),
-    "stack_second": (lambda: RecurrentSequential(seed=1).add(LSTMCell(5, input_dim=D))
-                     .add(SimpleRNNCell(3, activation="softsign")),
-                     "the #2 cell, rnn(5->3, activation=softsign),"),
+    "gru_reset_before": (
+        lambda: GRUCell(5, input_dim=D, reset_after=False).get_layer(seed=1),
+        "the first cell, gru(4->5, activation=tanh, recurrent_activation=sigmoid, reset_after=False),",
+    ),
+    "rnn_elu": (
+        lambda: SimpleRNNCell(5, input_dim=D, activation="elu", use_bias=False).get_layer(seed=1),
+        "the first cell, rnn(4->5, no bias, activation=elu),",
+    ),
+    "lstm_hard_sigmoid": (
+        lambda: LSTMCell(5, input_dim=D, recurrent_activation="hard_sigmoid").get_layer(seed=1),
+        "the first cell, lstm(4->5, activation=tanh, recurrent_activation=hard_sigmoid),",
+    ),
+    "stack_second": (
+        lambda: RecurrentSequential(seed=1).add(LSTMCell(5, input_dim=D)).add(SimpleRNNCell(3, activation="softsign")),
+        "the #2 cell, rnn(5->3, activation=softsign),",
+    ),
 }
 
 

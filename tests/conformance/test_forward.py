@@ -48,8 +48,12 @@ def test_unroll_equals_loop(engine, case, unroll):
     plain = run(c.build(return_sequences=True, return_states=True), engine, x, constants=consts)
     unrolled = run(c.build(return_sequences=True, return_states=True, unroll=unroll), engine, x, constants=consts)
     assert_close(unrolled, plain, SAME_ENGINE_ATOL["float32"], f"{engine}/{case}/unroll={unroll}")
-    assert_close(unrolled, reference(c.build(return_sequences=True, return_states=True), x, constants=consts),
-                 FORWARD_ATOL["float32"], f"{engine}/{case}/unroll={unroll} vs reference")
+    assert_close(
+        unrolled,
+        reference(c.build(return_sequences=True, return_states=True), x, constants=consts),
+        FORWARD_ATOL["float32"],
+        f"{engine}/{case}/unroll={unroll} vs reference",
+    )
 
 
 @pytest.mark.parametrize("batch,steps", [(1, 1), (1, 6), (4, 1)])

@@ -29,7 +29,7 @@ def test_gradients_match_finite_differences(trainable_engine, case, options):
 
     h = harness(trainable_engine)
     layer = model.lower(trainable_engine)
-    conv = (lambda v: None if v is None else [h.to_native(a, "float32") for a in v])
+    conv = lambda v: None if v is None else [h.to_native(a, "float32") for a in v]
     got = h.loss_grads(layer, h.to_native(x, "float32"), w_out.astype(np.float32), constants=conv(consts))
     assert sorted(got) == sorted(want)
     scale = max(1.0, max(float(np.max(np.abs(g))) for g in want.values()))

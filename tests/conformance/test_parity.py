@@ -22,8 +22,14 @@ def pytest_generate_tests(metafunc):
         grad_pairs = [p for p in pairs if "numpy" not in p]
         want = grad_pairs if "grads" in metafunc.function.__name__ else pairs
         if not want:
-            want = [pytest.param(None, marks=pytest.mark.skip(
-                reason=f"pairwise parity needs two engines (gradients: two trainable ones), selected {engines}"))]
+            want = [
+                pytest.param(
+                    None,
+                    marks=pytest.mark.skip(
+                        reason=f"pairwise parity needs two engines (gradients: two trainable ones), selected {engines}"
+                    ),
+                )
+            ]
         metafunc.parametrize("pair", want, ids=lambda p: "-".join(p) if p else "none")
 
 
@@ -34,8 +40,12 @@ def test_pairwise_outputs(pair, case):
     model = c.build(return_sequences=True, return_states=True)
     x, consts = c.inputs(batch=4, steps=12, seed=21)
     # each within FORWARD_ATOL of float64, so within twice that of each other
-    assert_close(run(model, a, x, constants=consts), run(model, b, x, constants=consts),
-                 2 * FORWARD_ATOL["float32"], f"{a} vs {b} on {case}")
+    assert_close(
+        run(model, a, x, constants=consts),
+        run(model, b, x, constants=consts),
+        2 * FORWARD_ATOL["float32"],
+        f"{a} vs {b} on {case}",
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

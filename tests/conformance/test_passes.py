@@ -16,8 +16,16 @@ from .tolerances import FORWARD_ATOL, GRAD_RTOL
 PIPELINES = {name: (name,) for name in ORDER} | {"all": ORDER, "all_but_hoist": ORDER[:-1]}
 # the wiring features whose plans the passes see differently (scanned ground truth, decode,
 # stacks, nesting, dropout constants, masks, two models)
-FEATURE_SUBSET = ["teacher_forcing", "decode", "state_sync", "readout_add", "nested", "dropout_training", "mask",
-                  "bidirectional_sum_lengths"]
+FEATURE_SUBSET = [
+    "teacher_forcing",
+    "decode",
+    "state_sync",
+    "readout_add",
+    "nested",
+    "dropout_training",
+    "mask",
+    "bidirectional_sum_lengths",
+]
 
 
 def _dtype(engine):
@@ -78,8 +86,9 @@ def test_pass_keeps_gradients(trainable_engine, case, pipeline):
     _assert_same_grads(got, want, f"{trainable_engine}/{case}/{pipeline}")
 
 
-@pytest.mark.parametrize("feature", ["teacher_forcing", "decode", "state_sync", "dropout_training",
-                                     "bidirectional_sum_lengths"])
+@pytest.mark.parametrize(
+    "feature", ["teacher_forcing", "decode", "state_sync", "dropout_training", "bidirectional_sum_lengths"]
+)
 def test_full_pipeline_gradients_on_wiring_features(trainable_engine, feature):
     build, opts, _, call = FEATURES[feature]
     model = build(**{**opts, "return_sequences": True})

@@ -98,7 +98,8 @@ def _finite_differences(setup):
     layer = build(setup, False).lower("numpy", "float64")
     w_out = _weights_out(setup)
     return central_differences(
-        layer.params, lambda: float(np.sum(as_tuple(layer(x, constants=consts, **call))[0] * w_out)))
+        layer.params, lambda: float(np.sum(as_tuple(layer(x, constants=consts, **call))[0] * w_out))
+    )
 
 
 def _engine_grads(engine, model, setup):
@@ -107,12 +108,22 @@ def _engine_grads(engine, model, setup):
     layer = model.lower(engine)
     kwargs = {k: native(h, v, "float32") if isinstance(v, np.ndarray) else v for k, v in call.items()}
     consts = None if consts is None else [native(h, c, "float32") for c in consts]
-    return h.loss_grads(layer, native(h, x, "float32"), _weights_out(setup).astype(np.float32),
-                        constants=consts, **kwargs)
+    return h.loss_grads(
+        layer, native(h, x, "float32"), _weights_out(setup).astype(np.float32), constants=consts, **kwargs
+    )
 
 
-GRAD_SETUPS = ["lstm_sequences", "lstm_last", "lstm_backwards", "custom_last_backwards", "attention_constants",
-               "lengths", "lengths_backwards_last", "decode", "stack"]
+GRAD_SETUPS = [
+    "lstm_sequences",
+    "lstm_last",
+    "lstm_backwards",
+    "custom_last_backwards",
+    "attention_constants",
+    "lengths",
+    "lengths_backwards_last",
+    "decode",
+    "stack",
+]
 
 
 @pytest.mark.parametrize("remat", [True, 1, 3, 10], ids=lambda r: f"remat={r}")
@@ -126,11 +137,13 @@ def test_gradients_equal_plain_loop_and_finite_differences(trainable_engine, set
     assert any(np.any(g != 0) for g in got.values()), "no gradient reached any parameter"
     for name in want:
         same = float(np.max(np.abs(got[name].astype(np.float64) - plain[name])))
-        assert same <= 5 * SAME_ENGINE_ATOL["float32"] * scale, \
+        assert same <= 5 * SAME_ENGINE_ATOL["float32"] * scale, (
             f"{trainable_engine}/{setup}/remat={remat}: d/d {name} differs from the plain loop's by {same:.3g}"
+        )
         err = float(np.max(np.abs(got[name].astype(np.float64) - want[name])))
-        assert err <= GRAD_RTOL["float32"] * scale, \
+        assert err <= GRAD_RTOL["float32"] * scale, (
             f"{trainable_engine}/{setup}/remat={remat}: d/d {name} off finite differences by {err:.3g}"
+        )
 
 
 @pytest.mark.parametrize("bad", [0, -2, 2.5, "yes", None, [3]])
@@ -143,8 +156,16 @@ def test_segment_lengths():
     from rshop_core import LoopOptions
 
     assert LoopOptions().remat_segment(100) is None
-    assert [LoopOptions(remat=True).remat_segment(t) for t in (1, 2, 4, 7, 9, 10, 10_000, 10_001)] == \
-           [1, 2, 2, 3, 3, 4, 100, 101]
+    assert [LoopOptions(remat=True).remat_segment(t) for t in (1, 2, 4, 7, 9, 10, 10_000, 10_001)] == [
+        1,
+        2,
+        2,
+        3,
+        3,
+        4,
+        100,
+        101,
+    ]
     assert LoopOptions(remat=5).remat_segment(3) == 5
 
 

@@ -17,8 +17,9 @@ from .tolerances import FORWARD_ATOL
 
 def perturbed(model, seed=0):
     rng = np.random.default_rng(seed)
-    model.set_weights({k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype)
-                       for k, v in model.get_weights().items()})
+    model.set_weights(
+        {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in model.get_weights().items()}
+    )
     return model
 
 
@@ -28,8 +29,12 @@ def test_feature_round_trip(engine, feature):
     model = perturbed(build(**{**opts, "return_sequences": True, "return_states": True}))
     loaded = serialization.loads(serialization.dumps(model))
     assert serialization.to_document(loaded) == serialization.to_document(model)
-    assert_close(run(loaded, engine, X[feature], **call), reference(model, X[feature], **call),
-                 FORWARD_ATOL["float32"], f"{engine}/{feature} after load")
+    assert_close(
+        run(loaded, engine, X[feature], **call),
+        reference(model, X[feature], **call),
+        FORWARD_ATOL["float32"],
+        f"{engine}/{feature} after load",
+    )
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
@@ -38,8 +43,12 @@ def test_case_round_trip(engine, case, tmp_path):
     model = perturbed(c.build(return_sequences=True, return_states=True))
     loaded = rshop_core.load(model.save(tmp_path / f"{case}.rshop"))
     x, consts = c.inputs()
-    assert_close(run(loaded, engine, x, constants=consts), reference(model, x, constants=consts),
-                 FORWARD_ATOL["float32"], f"{engine}/{case} after load")
+    assert_close(
+        run(loaded, engine, x, constants=consts),
+        reference(model, x, constants=consts),
+        FORWARD_ATOL["float32"],
+        f"{engine}/{case} after load",
+    )
 
 
 def test_trained_on_one_engine_served_on_all(trainable_engine, tmp_path):

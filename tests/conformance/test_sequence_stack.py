@@ -19,13 +19,16 @@ X = np.random.default_rng(3).standard_normal((2, 5, 3))
 
 def _stack():
     rng = np.random.default_rng(7)
-    first = Bidirectional(GRUCell(4, input_dim=3).get_layer(name="a", seed=1, return_sequences=True,
-                                                            return_states=True))
-    second = Bidirectional(LSTMCell(2, input_dim=8).get_layer(name="b", seed=2, return_sequences=True),
-                           merge_mode="sum")
+    first = Bidirectional(
+        GRUCell(4, input_dim=3).get_layer(name="a", seed=1, return_sequences=True, return_states=True)
+    )
+    second = Bidirectional(
+        LSTMCell(2, input_dim=8).get_layer(name="b", seed=2, return_sequences=True), merge_mode="sum"
+    )
     stack = SequenceStack([first, second], name="two_bidirectional")
-    stack.set_weights({k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype)
-                       for k, v in stack.get_weights().items()})
+    stack.set_weights(
+        {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in stack.get_weights().items()}
+    )
     return stack
 
 
@@ -39,8 +42,8 @@ def _by_hand(stack, x):
         out = layer.lower("numpy", "float64")(x)
         out = out if isinstance(out, tuple) else (out,)
         n = len(layer.state_specs) if layer.options.return_states else 0
-        states += list(out[len(out) - n:]) if n else []
-        head = out[:len(out) - n]
+        states += list(out[len(out) - n :]) if n else []
+        head = out[: len(out) - n]
         x = head[0]
     return (*head, *states)
 
@@ -62,8 +65,14 @@ def test_stack_round_trips_through_rshop(engine, tmp_path):
 
 
 def test_stack_initial_states_go_to_their_layers(engine):
-    h0 = [np.full((2, 4), 0.3), np.full((2, 4), -0.2), np.full((2, 2), 0.1), np.zeros((2, 2)),
-          np.full((2, 2), 0.5), np.zeros((2, 2))]
+    h0 = [
+        np.full((2, 4), 0.3),
+        np.full((2, 4), -0.2),
+        np.full((2, 2), 0.1),
+        np.zeros((2, 2)),
+        np.full((2, 2), 0.5),
+        np.zeros((2, 2)),
+    ]
     first, second = STACK.layers
     a = first.lower("numpy", "float64")(X, initial_state=h0[:2])
     b = second.lower("numpy", "float64")(a[0], initial_state=h0[2:])

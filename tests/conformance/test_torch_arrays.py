@@ -64,8 +64,11 @@ def test_state_on_another_device_refused(layers):
     import torch
 
     s = [torch.zeros(B, H), torch.zeros(B, H, device="meta")]
-    with pytest.raises(RshopEngineError, match=r"initial state #1: expected a tensor on the layer's device cpu, "
-                                               r"received one on meta\. Move the tensor with \.to\('cpu'\)"):
+    with pytest.raises(
+        RshopEngineError,
+        match=r"initial state #1: expected a tensor on the layer's device cpu, "
+        r"received one on meta\. Move the tensor with \.to\('cpu'\)",
+    ):
         layers[True](_x(), initial_state=s)
 
 
@@ -73,8 +76,11 @@ def test_sparse_mask_refused(layers):
     mask = np.ones((B, T), bool)
     import torch
 
-    with pytest.raises(RshopEngineError, match=r"argument mask: expected a dense \(torch\.strided\) tensor, "
-                                               r"received layout torch\.sparse_coo"):
+    with pytest.raises(
+        RshopEngineError,
+        match=r"argument mask: expected a dense \(torch\.strided\) tensor, "
+        r"received layout torch\.sparse_coo",
+    ):
         layers[False](_x(), mask=torch.from_numpy(mask).to_sparse())
 
 

@@ -53,8 +53,9 @@ def test_new_layer_is_in_train_mode_and_drops(torch_engine):
     assert np.abs(_torch_run(layer, X) - inference).max() > 1e-2  # the masks really act
 
 
-@pytest.mark.parametrize("mode,given,expect", [
-    ("eval", None, False), ("train", None, True), ("train", False, False), ("eval", True, True)])
+@pytest.mark.parametrize(
+    "mode,given,expect", [("eval", None, False), ("train", None, True), ("train", False, False), ("eval", True, True)]
+)
 def test_explicit_training_wins_over_the_mode(torch_engine, mode, given, expect):
     model = dropout_model()
     layer = model.lower("torch")

@@ -20,8 +20,10 @@ from rshop_core.layers import Dense
 from .conftest import only_engine
 
 # torch's own warnings, raised by its transforms on their own code, not by rshop's
-pytestmark = [pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning"),
-              pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning")]
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning"),
+    pytest.mark.filterwarnings("ignore:The .grad attribute of a Tensor that is not a leaf:UserWarning"),
+]
 
 B, T, D, H = 2, 4, 3, 4
 TOL = 1e-6
@@ -72,10 +74,19 @@ def _close(got, want, what):
 
 
 # -- what runs -----------------------------------------------------------------------------------
-@pytest.mark.parametrize("transform,fused", [
-    ("eager", True), ("torch.export", True), ("torch.func.grad", True), ("torch.jit.trace", True),
-    ("torch.compile", False), ("torch.func.vmap", False), ("torch.func.jvp", False),
-    ("torch.export (dynamic T)", False)])
+@pytest.mark.parametrize(
+    "transform,fused",
+    [
+        ("eager", True),
+        ("torch.export", True),
+        ("torch.func.grad", True),
+        ("torch.jit.trace", True),
+        ("torch.compile", False),
+        ("torch.func.vmap", False),
+        ("torch.func.jvp", False),
+        ("torch.export (dynamic T)", False),
+    ],
+)
 def test_explain_names_the_path_of_each_transform(layers, transform, fused):
     e = layers["fused_lstm"][0].explain(transform=transform)
     assert e.path.startswith("fused kernel: torch.lstm") == fused, str(e)
@@ -97,8 +108,11 @@ def test_explain_generic_loop_under_export_and_trace(layers):
 def test_fx_symbolic_trace_refused(layers, torch_engine):
     from rshop_core.errors import RshopEngineError
 
-    with pytest.raises(RshopEngineError, match=r"argument x: expected a tensor, received a torch\.fx Proxy\. "
-                                               r".*use torch\.export"):
+    with pytest.raises(
+        RshopEngineError,
+        match=r"argument x: expected a tensor, received a torch\.fx Proxy\. "
+        r".*use torch\.export",
+    ):
         torch_engine.fx.symbolic_trace(layers["custom"][0])
 
 
@@ -137,8 +151,9 @@ def test_func_grad_matches_autograd(layers, torch_engine, name):
         _close(got[k], p.grad, f"{name} d/d {k}")
     # vmap of grad (per-example gradients): the fused layer falls back to the generic loop
     xs = _x(torch, 2, B, T, D, seed=1)
-    per = torch.func.vmap(torch.func.grad(lambda p, xi: torch.func.functional_call(layer, p, (xi,)).sum()),
-                          in_dims=(None, 0))(params, xs)
+    per = torch.func.vmap(
+        torch.func.grad(lambda p, xi: torch.func.functional_call(layer, p, (xi,)).sum()), in_dims=(None, 0)
+    )(params, xs)
     for i in range(2):
         layer.zero_grad(set_to_none=True)
         layer(xs[i]).sum().backward()
@@ -188,8 +203,11 @@ def test_jit_trace(layers, torch_engine):
     with warnings.catch_warnings(record=True) as caught:  # torch's own TracerWarnings come too
         warnings.simplefilter("always")
         traced = torch.jit.trace(generic, (x,), check_trace=False)
-    ours = [str(w.message) for w in caught if issubclass(w.category, torch.jit.TracerWarning)
-            and "RecurrentModel 'recurrent_model'" in str(w.message)]
+    ours = [
+        str(w.message)
+        for w in caught
+        if issubclass(w.category, torch.jit.TracerWarning) and "RecurrentModel 'recurrent_model'" in str(w.message)
+    ]
     assert ours and "unrolled over this call's 4 time steps; the traced function is only valid for that T" in ours[0]
     _close(traced(x), generic(x), "generic trace")
 
@@ -221,8 +239,9 @@ def test_compile_masked_and_teacher_forced_calls_of_a_fresh_layer(torch_engine):
     x, gt = _x(torch, 2, 4, 3), _x(torch, 2, 4, 2, seed=1)
     mask = torch.ones(2, 4, dtype=torch.bool)
     mask[1, 2:] = False
-    compiled = torch.compile(lambda x, gt, m: layer(x, ground_truth=gt, mask=m, training=True),
-                             backend="aot_eager", fullgraph=True)
+    compiled = torch.compile(
+        lambda x, gt, m: layer(x, ground_truth=gt, mask=m, training=True), backend="aot_eager", fullgraph=True
+    )
     got = compiled(x, gt, mask)
     _close(got, layer(x, ground_truth=gt, mask=mask, training=True), "compiled teacher-forced masked call")
 

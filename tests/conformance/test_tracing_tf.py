@@ -67,8 +67,11 @@ def test_errors_keep_type_and_message_in_tf_function(tf, layer, autograph):
 
 def test_static_feature_size_checked_at_trace_time(tf, layer):
     f = tf.function(lambda x: layer(x))
-    with pytest.raises(RshopShapeError, match=r"argument x: expected an array of shape \(batch, time, 3\) \(rank 3\), "
-                                              r"received shape \(None, None, 5\) \(rank 3\)\."):
+    with pytest.raises(
+        RshopShapeError,
+        match=r"argument x: expected an array of shape \(batch, time, 3\) \(rank 3\), "
+        r"received shape \(None, None, 5\) \(rank 3\)\.",
+    ):
         f.get_concrete_function(tf.TensorSpec([None, None, 5]))
 
 
@@ -76,12 +79,17 @@ def test_unknown_rank_refused_by_name(tf, layer):
     f = tf.function(lambda x: layer(x))
     with pytest.raises(RshopShapeError) as e:
         f.get_concrete_function(tf.TensorSpec(None))
-    assert str(e.value) == ("RecurrentModel 'lstm', argument x: expected an array of shape (batch, time, 3) (rank 3), "
-                            "received an array of unknown rank. Give it a known rank (in a tf.function, an "
-                            "input_signature TensorSpec with a shape).")
+    assert str(e.value) == (
+        "RecurrentModel 'lstm', argument x: expected an array of shape (batch, time, 3) (rank 3), "
+        "received an array of unknown rank. Give it a known rank (in a tf.function, an "
+        "input_signature TensorSpec with a shape)."
+    )
     g = tf.function(lambda x, m: layer(x, mask=m))
-    with pytest.raises(RshopShapeError, match=r"argument mask: expected a bool array of shape \(None, None\), "
-                                              r"received an array of unknown rank"):
+    with pytest.raises(
+        RshopShapeError,
+        match=r"argument mask: expected a bool array of shape \(None, None\), "
+        r"received an array of unknown rank",
+    ):
         g.get_concrete_function(tf.TensorSpec([None, None, D]), tf.TensorSpec(None, tf.bool))
 
 
@@ -91,27 +99,48 @@ def test_dynamic_batch_with_static_mask_and_state(tf, layer):
     mask[1, 3:] = False
     h0 = np.random.default_rng(1).standard_normal((4, 4)).astype(np.float32)
     eager = layer(tf.constant(X), initial_state=[tf.constant(h0), tf.zeros((4, 4))], mask=tf.constant(mask)).numpy()
-    f = tf.function(lambda x, m, h: layer(x, initial_state=[h, tf.zeros((4, 4))], mask=m), input_signature=[
-        tf.TensorSpec([None, None, D]), tf.TensorSpec([4, None], tf.bool), tf.TensorSpec([4, 4])])
+    f = tf.function(
+        lambda x, m, h: layer(x, initial_state=[h, tf.zeros((4, 4))], mask=m),
+        input_signature=[tf.TensorSpec([None, None, D]), tf.TensorSpec([4, None], tf.bool), tf.TensorSpec([4, 4])],
+    )
     np.testing.assert_allclose(f(tf.constant(X), tf.constant(mask), tf.constant(h0)).numpy(), eager, atol=1e-6)
-    lengths = tf.function(lambda x, n: layer(x, sequence_lengths=n),
-                          input_signature=[tf.TensorSpec([None, None, D]), tf.TensorSpec([4], tf.int32)])
+    lengths = tf.function(
+        lambda x, n: layer(x, sequence_lengths=n),
+        input_signature=[tf.TensorSpec([None, None, D]), tf.TensorSpec([4], tf.int32)],
+    )
     n = tf.constant([5, 3, 5, 5])
-    np.testing.assert_allclose(lengths(tf.constant(X), n).numpy(), layer(tf.constant(X), sequence_lengths=n).numpy(),
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        lengths(tf.constant(X), n).numpy(), layer(tf.constant(X), sequence_lengths=n).numpy(), atol=1e-6
+    )
     g = tf.function(lambda x, m: layer(x, mask=m))
-    with pytest.raises(RshopShapeError, match=r"argument mask: expected a bool array of shape \(4, None\), "
-                                              r"received shape \(3, None\)"):
+    with pytest.raises(
+        RshopShapeError,
+        match=r"argument mask: expected a bool array of shape \(4, None\), "
+        r"received shape \(3, None\)",
+    ):
         g.get_concrete_function(tf.TensorSpec([4, None, D]), tf.TensorSpec([3, None], tf.bool))
 
 
-@pytest.mark.parametrize("shape, message", [
-    ((4, 0, D), "RecurrentModel 'lstm', argument x: expected at least one time step, received shape (None, 0, None). "
-                "An empty sequence has no output."),
-    ((0, 5, D), "RecurrentModel 'lstm', argument x: expected a batch of at least one, received shape (0, None, None)."),
-    ((4, 5, D + 2), "RecurrentModel 'lstm', argument x: expected an array of shape (batch, time, 3) (rank 3), "
-                    "received shape (None, None, None) (rank 3)."),
-], ids=["empty_time", "empty_batch", "wrong_features"])
+@pytest.mark.parametrize(
+    "shape, message",
+    [
+        (
+            (4, 0, D),
+            "RecurrentModel 'lstm', argument x: expected at least one time step, received shape (None, 0, None). "
+            "An empty sequence has no output.",
+        ),
+        (
+            (0, 5, D),
+            "RecurrentModel 'lstm', argument x: expected a batch of at least one, received shape (0, None, None).",
+        ),
+        (
+            (4, 5, D + 2),
+            "RecurrentModel 'lstm', argument x: expected an array of shape (batch, time, 3) (rank 3), "
+            "received shape (None, None, None) (rank 3).",
+        ),
+    ],
+    ids=["empty_time", "empty_batch", "wrong_features"],
+)
 def test_dims_unknown_until_run_time_are_asserted(tf, layer, shape, message):
     f = tf.function(lambda x: layer(x), input_signature=[tf.TensorSpec([None, None, None])])
     np.testing.assert_allclose(f(tf.constant(X)).numpy(), layer(tf.constant(X)).numpy(), atol=1e-6)
@@ -123,8 +152,16 @@ def test_dims_unknown_until_run_time_are_asserted(tf, layer, shape, message):
 def test_decode_dynamic_batch_asserted(tf):
     x, s = Input((D,)), Input((4,))
     s_new = Dense(4, activation="tanh")(add([Dense(4)(x), s]))
-    dec = RecurrentModel(input=x, initial_states=[s], output=s_new, final_states=[s_new], decode=True,
-                         output_length=3, return_sequences=True, seed=0).lower("tensorflow")
+    dec = RecurrentModel(
+        input=x,
+        initial_states=[s],
+        output=s_new,
+        final_states=[s_new],
+        decode=True,
+        output_length=3,
+        return_sequences=True,
+        seed=0,
+    ).lower("tensorflow")
     f = tf.function(lambda x: dec(x), input_signature=[tf.TensorSpec([None, D])])
     np.testing.assert_allclose(f(tf.constant(X[:, 0])).numpy(), dec(tf.constant(X[:, 0])).numpy(), atol=1e-6)
     with pytest.raises(tf.errors.InvalidArgumentError, match="expected a batch of at least one"):
@@ -135,8 +172,9 @@ def test_decode_dynamic_batch_asserted(tf):
 def custom_cell():
     x_t, h_tm1 = Input((D,)), Input((6,))
     h_t = Activation("tanh")(add([Dense(6)(x_t), Dense(6, use_bias=False)(h_tm1)]))
-    return RecurrentModel(input=x_t, initial_states=[h_tm1], output=h_t, final_states=[h_t], seed=3,
-                          return_sequences=True, name="custom")
+    return RecurrentModel(
+        input=x_t, initial_states=[h_tm1], output=h_t, final_states=[h_t], seed=3, return_sequences=True, name="custom"
+    )
 
 
 SAVED = {
@@ -186,8 +224,13 @@ def test_saved_model_reloads_in_a_fresh_process(tf, tmp_path):
             out = out if isinstance(out, tuple) else (out,)
             for j, y in enumerate(out):
                 want[f"{name}/{i}/output_{j}"] = y.numpy()
-    proc = subprocess.run([sys.executable, "-c", LOADER, json.dumps(paths), str(tmp_path)], capture_output=True,
-                          text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADER, json.dumps(paths), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"TF_CPP_MIN_LOG_LEVEL": "2", "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = dict(np.load(tmp_path / "got.npz"))
     assert sorted(got) == sorted(want)

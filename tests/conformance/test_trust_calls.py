@@ -29,26 +29,64 @@ def model(name):
 BAD_CALLS = {
     # name: (model, x, kwargs, error class, fragment of the message)
     "ground_truth_at_inference": (
-        "readout", rng.standard_normal((2, 6, 3)), {"ground_truth": rng.standard_normal((2, 6, 2)),
-                                                           "training": False},
-        RshopConfigError, "argument ground_truth: expected none for a call with training=False (teacher forcing "
-        "happens only in training calls), received one. Pass training=True to teacher-force, or drop ground_truth."),
-    "empty_constant": ("attention", X, {"constants": [np.zeros((2, 0, 8))]}, RshopShapeError,
-                       "constant #0: expected every per-example dimension to be at least 1, received shape "
-                       "(2, 0, 8) (dimension 1 is 0)"),
-    "mask_dtype": ("lstm", X, {"mask": np.ones((2, 3), np.int32)}, RshopDTypeError,
-                   "argument mask: expected dtype bool, received int32"),
-    "mask_shape": ("lstm", X, {"mask": np.ones((2, 4), bool)}, RshopShapeError,
-                   "argument mask: expected a bool array of shape (2, 3), received shape (2, 4)"),
-    "lengths_dtype": ("lstm", X, {"sequence_lengths": np.ones(2, np.float32)}, RshopDTypeError,
-                      "argument sequence_lengths: expected dtype int32 or int64, received float32"),
-    "lengths_shape": ("lstm", X, {"sequence_lengths": np.ones(3, np.int32)}, RshopShapeError,
-                      "argument sequence_lengths: expected an array of shape (2,), received shape (3,)"),
-    "lengths_too_long": ("lstm", X, {"sequence_lengths": np.array([3, 4], np.int32)}, RshopShapeError,
-                         "argument sequence_lengths: expected every length in [0, 3] (the time steps of x), "
-                         "received 4 at batch index 1. Lengths are never clamped"),
-    "lengths_negative": ("lstm", X, {"sequence_lengths": np.array([-1, 9], np.int32)}, RshopShapeError,
-                         "expected every length in [0, 3] (the time steps of x), received -1 at batch index 0"),
+        "readout",
+        rng.standard_normal((2, 6, 3)),
+        {"ground_truth": rng.standard_normal((2, 6, 2)), "training": False},
+        RshopConfigError,
+        "argument ground_truth: expected none for a call with training=False (teacher forcing "
+        "happens only in training calls), received one. Pass training=True to teacher-force, or drop ground_truth.",
+    ),
+    "empty_constant": (
+        "attention",
+        X,
+        {"constants": [np.zeros((2, 0, 8))]},
+        RshopShapeError,
+        "constant #0: expected every per-example dimension to be at least 1, received shape "
+        "(2, 0, 8) (dimension 1 is 0)",
+    ),
+    "mask_dtype": (
+        "lstm",
+        X,
+        {"mask": np.ones((2, 3), np.int32)},
+        RshopDTypeError,
+        "argument mask: expected dtype bool, received int32",
+    ),
+    "mask_shape": (
+        "lstm",
+        X,
+        {"mask": np.ones((2, 4), bool)},
+        RshopShapeError,
+        "argument mask: expected a bool array of shape (2, 3), received shape (2, 4)",
+    ),
+    "lengths_dtype": (
+        "lstm",
+        X,
+        {"sequence_lengths": np.ones(2, np.float32)},
+        RshopDTypeError,
+        "argument sequence_lengths: expected dtype int32 or int64, received float32",
+    ),
+    "lengths_shape": (
+        "lstm",
+        X,
+        {"sequence_lengths": np.ones(3, np.int32)},
+        RshopShapeError,
+        "argument sequence_lengths: expected an array of shape (2,), received shape (3,)",
+    ),
+    "lengths_too_long": (
+        "lstm",
+        X,
+        {"sequence_lengths": np.array([3, 4], np.int32)},
+        RshopShapeError,
+        "argument sequence_lengths: expected every length in [0, 3] (the time steps of x), "
+        "received 4 at batch index 1. Lengths are never clamped",
+    ),
+    "lengths_negative": (
+        "lstm",
+        X,
+        {"sequence_lengths": np.array([-1, 9], np.int32)},
+        RshopShapeError,
+        "expected every length in [0, 3] (the time steps of x), received -1 at batch index 0",
+    ),
 }
 
 
@@ -105,8 +143,9 @@ def test_masked_numpy_array_refused(engine):
     xm = np.ma.masked_array(X.astype(np.float32), mask=np.zeros(X.shape, bool))
     with pytest.raises(RshopEngineError) as info:
         model("lstm").lower(engine)(xm)
-    assert "argument x: expected a plain array, received a numpy.ma.MaskedArray (its mask would be dropped" \
-        in str(info.value)
+    assert "argument x: expected a plain array, received a numpy.ma.MaskedArray (its mask would be dropped" in str(
+        info.value
+    )
 
 
 def test_traced_lengths_jax_jit_poisons_bad_rows():
@@ -135,8 +174,9 @@ def test_traced_lengths_tf_function_assert():
     x = tf.constant(X, tf.float32)
     with pytest.raises(tf.errors.InvalidArgumentError) as info:
         fn(x, tf.constant([3, 4], tf.int32))
-    assert ("argument sequence_lengths: expected every length in [0, 3] (the time steps of x), received 4 at "
-            "batch index 1") in str(info.value)
+    assert (
+        "argument sequence_lengths: expected every length in [0, 3] (the time steps of x), received 4 at batch index 1"
+    ) in str(info.value)
     got = fn(x, tf.constant([1, 3], tf.int32)).numpy()
     want = run(model("lstm"), "numpy", X, "float64", sequence_lengths=np.array([1, 3], np.int32))[0]
     assert np.abs(got - want).max() < 1e-5

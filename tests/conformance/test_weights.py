@@ -36,11 +36,14 @@ def test_set_weights_changes_what_runs(engine):
     assert_close(run(model, engine, x, layer=layer), reference(model, x), FORWARD_ATOL["float32"], engine)
 
 
-@pytest.mark.parametrize("bad,cls,fragment", [
-    ("missing", RshopConfigError, "received missing ['lstm_cell/bias']"),
-    ("shape", RshopShapeError, "weight 'lstm_cell/bias': expected shape (24,), received (3,)"),
-    ("dtype", RshopDTypeError, "weight 'lstm_cell/bias': expected dtype float32, received float64"),
-])
+@pytest.mark.parametrize(
+    "bad,cls,fragment",
+    [
+        ("missing", RshopConfigError, "received missing ['lstm_cell/bias']"),
+        ("shape", RshopShapeError, "weight 'lstm_cell/bias': expected shape (24,), received (3,)"),
+        ("dtype", RshopDTypeError, "weight 'lstm_cell/bias': expected dtype float32, received float64"),
+    ],
+)
 def test_set_weights_rejects(engine, bad, cls, fragment):
     model = CASES["lstm"].build()
     layer = model.lower(engine)

@@ -52,7 +52,7 @@ def lie_about_size(raw: bytes, member: str, size: int) -> bytes:
     struct.pack_into("<I", out, info.header_offset + 22, size)  # local file header
     name = member.encode()
     at = out.index(b"PK\x01\x02", out.index(b"PK\x01\x02"))
-    while out[at + 46:at + 46 + len(name)] != name:
+    while out[at + 46 : at + 46 + len(name)] != name:
         at = out.index(b"PK\x01\x02", at + 4)
     struct.pack_into("<I", out, at + 24, size)  # central directory entry
     return bytes(out)
@@ -66,7 +66,7 @@ def zip_bomb(inflated: int, lie: bool = True) -> bytes:
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         zf.writestr("model.json", json.dumps(doc))
         with zf.open("weights.safetensors", "w", force_zip64=False) as f:
-            f.write(weights[:8 + struct.unpack("<Q", weights[:8])[0]])
+            f.write(weights[: 8 + struct.unpack("<Q", weights[:8])[0]])
             block = bytes(1 << 20)
             left = inflated
             while left > 0:
@@ -157,10 +157,12 @@ def corpus() -> dict:
     doc, weights = base()
     out = {}
     out["pickle_file"] = pickle.dumps(Payload())
-    out["pickle_member"] = pack({"model.json": json.dumps(doc).encode(), "weights.safetensors": weights,
-                                 "model.pkl": pickle.dumps(Payload())})
-    out["pickle_as_weights"] = pack({"model.json": json.dumps(doc).encode(),
-                                     "weights.safetensors": pickle.dumps(Payload())})
+    out["pickle_member"] = pack(
+        {"model.json": json.dumps(doc).encode(), "weights.safetensors": weights, "model.pkl": pickle.dumps(Payload())}
+    )
+    out["pickle_as_weights"] = pack(
+        {"model.json": json.dumps(doc).encode(), "weights.safetensors": pickle.dumps(Payload())}
+    )
     d = json.loads(json.dumps(doc))
     d["kind"] = {"module": "os", "class_name": "system", "config": {"command": "echo pwned"}}
     out["keras_style_class_injection"] = with_doc(d)
@@ -174,10 +176,10 @@ def corpus() -> dict:
     d["model"]["params"][0]["initializer"] = {"name": "builtins.eval", "source": "__import__('os')"}
     out["initializer_injection"] = with_doc(d)
     d = json.loads(json.dumps(doc))
-    d["model"]["params"][0]["shape"] = [2 ** 40, 2 ** 40]
+    d["model"]["params"][0]["shape"] = [2**40, 2**40]
     out["huge_param_shape"] = with_doc(d)
     d = json.loads(json.dumps(doc))
-    d["model"]["graph"]["nodes"][0]["type"]["shape"] = [2 ** 20, 2 ** 20, 2 ** 20]
+    d["model"]["graph"]["nodes"][0]["type"]["shape"] = [2**20, 2**20, 2**20]
     out["huge_value_shape"] = with_doc(d)
     out["deep_nesting"] = with_doc(None, text='{"format": "rshop", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")
     out["truncated_zip"] = serialization.dumps(LSTMCell(3, input_dim=2).get_layer(seed=0))[:300]
@@ -186,21 +188,25 @@ def corpus() -> dict:
     out["newer_version"] = with_doc({**d, "version": serialization.VERSION + 1})
     n = struct.unpack("<Q", weights[:8])[0]
     out["weight_bytes_short"] = with_doc(doc, weights=weights[:-4])
-    header = json.loads(weights[8:8 + n])
+    header = json.loads(weights[8 : 8 + n])
     name = sorted(k for k in header if k != "__metadata__")[0]
     header[name]["shape"] = [1]
     raw = json.dumps(header).encode()
-    out["weight_shape_mismatch"] = with_doc(doc, weights=struct.pack("<Q", len(raw)) + raw + weights[8 + n:])
-    raw = weights[8:8 + n].replace(b'"F32"', b'"F64"', 1)
-    out["weight_dtype_mismatch"] = with_doc(doc, weights=weights[:8] + raw + weights[8 + n:])
-    out["weight_header_length_lie"] = with_doc(doc, weights=struct.pack("<Q", 2 ** 62) + weights[8:])
-    header = json.loads(weights[8:8 + n])
+    out["weight_shape_mismatch"] = with_doc(doc, weights=struct.pack("<Q", len(raw)) + raw + weights[8 + n :])
+    raw = weights[8 : 8 + n].replace(b'"F32"', b'"F64"', 1)
+    out["weight_dtype_mismatch"] = with_doc(doc, weights=weights[:8] + raw + weights[8 + n :])
+    out["weight_header_length_lie"] = with_doc(doc, weights=struct.pack("<Q", 2**62) + weights[8:])
+    header = json.loads(weights[8 : 8 + n])
     header.pop(name)
     raw = json.dumps(header).encode()
-    out["missing_weight"] = with_doc(doc, weights=struct.pack("<Q", len(raw)) + raw + weights[8 + n:])
-    dup = weights[8:8 + n].decode().replace("{", '{"' + name + '": {"dtype": "F32", "shape": [0], '
-                                            '"data_offsets": [0, 0]}, ', 1).encode()
-    out["duplicate_weight"] = with_doc(doc, weights=struct.pack("<Q", len(dup)) + dup + weights[8 + n:])
+    out["missing_weight"] = with_doc(doc, weights=struct.pack("<Q", len(raw)) + raw + weights[8 + n :])
+    dup = (
+        weights[8 : 8 + n]
+        .decode()
+        .replace("{", '{"' + name + '": {"dtype": "F32", "shape": [0], "data_offsets": [0, 0]}, ', 1)
+        .encode()
+    )
+    out["duplicate_weight"] = with_doc(doc, weights=struct.pack("<Q", len(dup)) + dup + weights[8 + n :])
     d = json.loads(json.dumps(doc))
     d["model"]["graph"]["nodes"][5]["inputs"] = [5]
     out["cyclic_graph"] = with_doc(d)
@@ -208,18 +214,19 @@ def corpus() -> dict:
     out["json_array"] = with_doc(None, text="[1, 2, 3]")
     out["empty_file"] = b""
     # issue #9: files that cost time or memory before rshop bounded them (limits: docs/format.md)
-    out["zip_bomb_lying_size"] = zip_bomb(16 * 2 ** 20)
-    out["zip_bomb_declared_size"] = zip_bomb(16 * 2 ** 20, lie=False)
+    out["zip_bomb_lying_size"] = zip_bomb(16 * 2**20)
+    out["zip_bomb_declared_size"] = zip_bomb(16 * 2**20, lie=False)
     raw = json.dumps(doc).encode()
-    out["json_lying_size"] = lie_about_size(deflated(raw + b" " * (2 * serialization.MAX_JSON_BYTES), weights),
-                                            "model.json", len(raw))
+    out["json_lying_size"] = lie_about_size(
+        deflated(raw + b" " * (2 * serialization.MAX_JSON_BYTES), weights), "model.json", len(raw)
+    )
     out["padded_json"] = padded_json(serialization.MAX_JSON_BYTES)
     out["huge_constant"] = huge_constant(limits.MAX_CONSTANT_ELEMENTS + 1)
     out["long_node_chain"] = node_chain(limits.MAX_NODES)
     d = json.loads(json.dumps(doc))
     d["model"]["options"]["unroll"] = 1_000_000
     out["huge_unroll"] = with_doc(d)
-    out["huge_state"] = huge_state(2 ** 31)
+    out["huge_state"] = huge_state(2**31)
     out["name_with_dot"] = renamed(doc, ("model", "states", 0, "name"), "h.0")
     out["param_name_with_dot"] = renamed(doc, ("model", "params", 0, "name"), "lstm.cell/kernel")
     out["name_lone_surrogate"] = renamed(doc, ("model", "graph", "nodes", 3, "name"), "n\ud800")

@@ -20,8 +20,9 @@ OUT = Path(__file__).parent / "v1"
 
 def perturbed(model, seed):
     rng = np.random.default_rng(seed)
-    model.set_weights({k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype)
-                       for k, v in model.get_weights().items()})
+    model.set_weights(
+        {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in model.get_weights().items()}
+    )
     return model
 
 
@@ -31,8 +32,10 @@ def models():
     seq.add(GRUCell(4, input_dim=3))
     seq.add(SimpleRNNCell(2))
     seq.build()
-    bi = Bidirectional(GRUCell(3, input_dim=3).get_layer(name="gru_v1", seed=3, return_sequences=True,
-                                                         return_states=True), merge_mode="concat")
+    bi = Bidirectional(
+        GRUCell(3, input_dim=3).get_layer(name="gru_v1", seed=3, return_sequences=True, return_states=True),
+        merge_mode="concat",
+    )
     return {"lstm": perturbed(lstm, 10), "sequential": perturbed(seq, 11), "bidirectional": perturbed(bi, 12)}
 
 

@@ -25,8 +25,12 @@ def test_simple_rnn():
     w = m.get_weights()
     h = np.zeros((3, 5))
     for t in range(6):
-        h = np.maximum(X[:, t] @ w["simple_rnn_cell/kernel"] + h @ w["simple_rnn_cell/recurrent_kernel"]
-                       + w["simple_rnn_cell/bias"], 0)
+        h = np.maximum(
+            X[:, t] @ w["simple_rnn_cell/kernel"]
+            + h @ w["simple_rnn_cell/recurrent_kernel"]
+            + w["simple_rnn_cell/bias"],
+            0,
+        )
     np.testing.assert_allclose(run(m, X)[:, -1], h, atol=1e-6)
 
 

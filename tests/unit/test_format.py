@@ -77,19 +77,58 @@ def bases():
     from tests.conformance.cases import CASES
     from tests.conformance.composition_cases import FEATURES
 
-    models = [CASES["attention"].build(), CASES["two_state_custom"].build(),
-              Bidirectional(GRUCell(3, input_dim=2).get_layer(seed=0, return_sequences=True))]
+    models = [
+        CASES["attention"].build(),
+        CASES["two_state_custom"].build(),
+        Bidirectional(GRUCell(3, input_dim=2).get_layer(seed=0, return_sequences=True)),
+    ]
     for name in ("teacher_forcing", "decode", "nested", "state_initializers", "dropout_training", "state_sync"):
         build, opts, _, _ = FEATURES[name]
         models.append(build(**opts))
     return [serialization.dumps(m) for m in models]
 
 
-WEIRD = [None, True, False, -1, 0, 1, 2 ** 31, 2 ** 64, -2 ** 63, 1e308, 0.5, "", "x", "float64", "bool", "input",
-         "param", "constant", "glorot_uniform", [], {}, [[[]]], [None], [-1], [0, 0], {"name": "zeros"}, "a" * 5000,
-         # issue #9 classes: bad names, equations, loop options and shapes past the limits
-         "a.b", "h\ud800", "x\x1b", "lstm.cell/kernel", "aβ,β->a", "ab,b->a->a", 129, 1_000_000, [2 ** 31],
-         [8192, 8192], [0] * 70_000]
+WEIRD = [
+    None,
+    True,
+    False,
+    -1,
+    0,
+    1,
+    2**31,
+    2**64,
+    -(2**63),
+    1e308,
+    0.5,
+    "",
+    "x",
+    "float64",
+    "bool",
+    "input",
+    "param",
+    "constant",
+    "glorot_uniform",
+    [],
+    {},
+    [[[]]],
+    [None],
+    [-1],
+    [0, 0],
+    {"name": "zeros"},
+    "a" * 5000,
+    # issue #9 classes: bad names, equations, loop options and shapes past the limits
+    "a.b",
+    "h\ud800",
+    "x\x1b",
+    "lstm.cell/kernel",
+    "aβ,β->a",
+    "ab,b->a->a",
+    129,
+    1_000_000,
+    [2**31],
+    [8192, 8192],
+    [0] * 70_000,
+]
 
 
 def paths(v, prefix=()):
@@ -159,11 +198,12 @@ def hostile_zip(doc, weights, rng):
     if roll < 0.25:  # padding past the JSON cap
         return deflated(raw + b" " * (serialization.MAX_JSON_BYTES + int(rng.integers(-64, 64))), weights)
     if roll < 0.5:  # weights followed by zeros, the zip declaring the honest size
-        return lie_about_size(deflated(raw, weights + bytes(int(rng.integers(1, 2 ** 22)))), "weights.safetensors",
-                              len(weights))
+        return lie_about_size(
+            deflated(raw, weights + bytes(int(rng.integers(1, 2**22)))), "weights.safetensors", len(weights)
+        )
     if roll < 0.75:  # a declared size off by a little
         return lie_about_size(deflated(raw, weights), "weights.safetensors", len(weights) + int(rng.integers(-9, 9)))
-    return lie_about_size(deflated(raw, weights), "model.json", int(rng.integers(0, 2 ** 32)))
+    return lie_about_size(deflated(raw, weights), "model.json", int(rng.integers(0, 2**32)))
 
 
 def fuzz_case(base, rng):
@@ -203,6 +243,7 @@ def test_mutation_fuzzer(request):
     elapsed = time.perf_counter() - started
     request.config.rshop_reports.append(
         f"rshop fuzzer: {count} mutations (seed {seed}) in {elapsed:.1f} s: {refused} refused, {loaded} loaded; "
-        f"slowest case {slowest * 1e3:.1f} ms")
+        f"slowest case {slowest * 1e3:.1f} ms"
+    )
     assert slowest < 1.0
     assert refused > count // 2  # the mutations really break things

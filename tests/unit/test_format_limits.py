@@ -46,9 +46,14 @@ def doc_copy():
 
 
 def load_doc(doc, weights=None):
-    return serialization.loads(corpus.pack({"model.json": json.dumps(doc).encode(),
-                                            "weights.safetensors": small()["weights"] if weights is None
-                                            else weights}))
+    return serialization.loads(
+        corpus.pack(
+            {
+                "model.json": json.dumps(doc).encode(),
+                "weights.safetensors": small()["weights"] if weights is None else weights,
+            }
+        )
+    )
 
 
 @pytest.fixture
@@ -68,8 +73,8 @@ def inflated(monkeypatch):
 
 # -- item 8: zip bombs ---------------------------------------------------------------------
 def test_zip_bomb_with_lying_sizes_stops_after_the_expected_bytes(inflated):
-    data = corpus.zip_bomb(64 * 2 ** 20)  # declares the honest weights size, inflates to 64 MiB
-    assert len(data) < 2 ** 17
+    data = corpus.zip_bomb(64 * 2**20)  # declares the honest weights size, inflates to 64 MiB
+    assert len(data) < 2**17
     inflated["bytes"] = 0
     with pytest.raises(RshopFormatError, match=r"weights\.safetensors"):
         serialization.loads(data, "bomb")
@@ -78,10 +83,13 @@ def test_zip_bomb_with_lying_sizes_stops_after_the_expected_bytes(inflated):
 
 
 def test_zip_bomb_with_honest_sizes_is_refused_before_inflating(inflated):
-    data = corpus.zip_bomb(64 * 2 ** 20, lie=False)
+    data = corpus.zip_bomb(64 * 2**20, lie=False)
     inflated["bytes"] = 0
-    with pytest.raises(RshopFormatError, match=r"member 'weights.safetensors': expected exactly \d+ uncompressed "
-                                               r"bytes, received a declared size of 67"):
+    with pytest.raises(
+        RshopFormatError,
+        match=r"member 'weights.safetensors': expected exactly \d+ uncompressed "
+        r"bytes, received a declared size of 67",
+    ):
         serialization.loads(data, "bomb")
     assert inflated["bytes"] <= len(json.dumps(small()["doc"])) + 8
 
@@ -96,7 +104,7 @@ def test_weights_member_size_comes_from_model_json():
 
 def test_safetensors_header_is_bounded_by_the_tensor_count():
     w = small()["weights"]
-    n = 2 ** 20
+    n = 2**20
     head = n.to_bytes(8, "little")
     with pytest.raises(RshopFormatError, match=r"expected a safetensors header of at most \d+ bytes for 3 tensors"):
         load_doc(doc_copy(), head + b" " * n + w[8:])
@@ -106,16 +114,20 @@ def test_json_member_declared_too_large_is_refused_before_inflating(inflated):
     doc = json.dumps(small()["doc"]).encode() + b" " * serialization.MAX_JSON_BYTES
     data = corpus.deflated(doc, small()["weights"])
     inflated["bytes"] = 0
-    with pytest.raises(RshopFormatError, match=f"member 'model.json': expected 0 to {serialization.MAX_JSON_BYTES} "
-                                               "uncompressed bytes, received a declared size"):
+    with pytest.raises(
+        RshopFormatError,
+        match=f"member 'model.json': expected 0 to {serialization.MAX_JSON_BYTES} "
+        "uncompressed bytes, received a declared size",
+    ):
         serialization.loads(data, "padded")
     assert inflated["bytes"] == 0
 
 
 def test_json_member_lying_about_its_size_stops_at_the_cap(inflated):
     doc = json.dumps(small()["doc"]).encode()
-    data = corpus.lie_about_size(corpus.deflated(doc + b" " * (3 * serialization.MAX_JSON_BYTES), small()["weights"]),
-                                 "model.json", len(doc))
+    data = corpus.lie_about_size(
+        corpus.deflated(doc + b" " * (3 * serialization.MAX_JSON_BYTES), small()["weights"]), "model.json", len(doc)
+    )
     inflated["bytes"] = 0
     with pytest.raises(RshopFormatError, match=r"model\.json"):
         serialization.loads(data, "lying json")
@@ -145,9 +157,20 @@ def reference_depth(raw: bytes) -> int:
     return deepest
 
 
-@pytest.mark.parametrize("text", [
-    '{"a": [1, [2, [3]]]}', '["[[[[", "]]"]', '{"k\\"[": ["\\\\", [["\\\\\\"[["]]]}', '"\\\\\\\\"[[1]]',
-    '[]', '', '"unterminated [[[', '{"a": "\\u005b[", "b": {}}', '[[["\\\\"]]]'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a": [1, [2, [3]]]}',
+        '["[[[[", "]]"]',
+        '{"k\\"[": ["\\\\", [["\\\\\\"[["]]]}',
+        '"\\\\\\\\"[[1]]',
+        "[]",
+        "",
+        '"unterminated [[[',
+        '{"a": "\\u005b[", "b": {}}',
+        '[[["\\\\"]]]',
+    ],
+)
 def test_depth_scan_ignores_brackets_in_strings(text):
     raw = text.encode()
     for chunk in (1, 2, 5, serialization.CHUNK_BYTES):
@@ -195,8 +218,11 @@ def test_padded_json_within_the_cap_loads():
 
 
 def test_huge_constant_is_refused_in_a_file_and_when_built():
-    with pytest.raises(RshopFormatError, match=f"expected a constant of at most {limits.MAX_CONSTANT_ELEMENTS} "
-                                               r"elements, received shape \(65537,\)"):
+    with pytest.raises(
+        RshopFormatError,
+        match=f"expected a constant of at most {limits.MAX_CONSTANT_ELEMENTS} "
+        r"elements, received shape \(65537,\)",
+    ):
         serialization.loads(corpus.huge_constant(limits.MAX_CONSTANT_ELEMENTS + 1), "constant")
     with pytest.raises(RshopConfigError, match=f"expected a constant of at most {limits.MAX_CONSTANT_ELEMENTS}"):
         corpus.small_model(lambda x: x + F.sum(F.constant(np.zeros(limits.MAX_CONSTANT_ELEMENTS + 1))))
@@ -224,8 +250,10 @@ def test_long_node_chain_is_refused_in_a_file_and_when_built():
             x = -x
         return x
 
-    with pytest.raises(RshopConfigError, match=f"expected at most {limits.MAX_NODES} nodes in one step graph, "
-                                               f"received {limits.MAX_NODES + 1}"):
+    with pytest.raises(
+        RshopConfigError,
+        match=f"expected at most {limits.MAX_NODES} nodes in one step graph, received {limits.MAX_NODES + 1}",
+    ):
         corpus.small_model(chain)
 
 
@@ -282,15 +310,19 @@ def test_file_read_is_capped_whatever_its_reported_size(tmp_path, monkeypatch):
     path = tmp_path / "big.rshop"
     path.write_bytes(small()["raw"] + b"\0" * 100)
     monkeypatch.setattr(serialization, "MAX_FILE_BYTES", len(small()["raw"]))
-    with pytest.raises(RshopFormatError, match=f"expected a file of at most {len(small()['raw'])} bytes, "
-                                               "received more"):
+    with pytest.raises(
+        RshopFormatError, match=f"expected a file of at most {len(small()['raw'])} bytes, received more"
+    ):
         rshop_core.load(path)
 
 
 # -- item 11: loop options and states that allocate or trace without weights ---------------
 def test_unroll_is_bounded_when_built_and_in_a_file():
-    with pytest.raises(RshopConfigError, match=rf"option unroll: expected True, False or an int in \[1, "
-                                               rf"{limits.MAX_UNROLL}\], received {limits.MAX_UNROLL + 1}"):
+    with pytest.raises(
+        RshopConfigError,
+        match=rf"option unroll: expected True, False or an int in \[1, "
+        rf"{limits.MAX_UNROLL}\], received {limits.MAX_UNROLL + 1}",
+    ):
         LSTMCell(3, input_dim=2).get_layer(unroll=limits.MAX_UNROLL + 1)
     doc = doc_copy()
     doc["model"]["options"]["unroll"] = 1_000_000
@@ -309,8 +341,11 @@ def state_model(shape):
 
 
 def test_state_elements_are_bounded_when_built():
-    with pytest.raises(RshopConfigError, match=f"expected states of at most {limits.MAX_STATE_ELEMENTS} elements "
-                                               r"per example together, received 67108864 \(h \(8192, 8192\)\)"):
+    with pytest.raises(
+        RshopConfigError,
+        match=f"expected states of at most {limits.MAX_STATE_ELEMENTS} elements "
+        r"per example together, received 67108864 \(h \(8192, 8192\)\)",
+    ):
         state_model((8192, 8192))
 
 
@@ -319,18 +354,21 @@ def test_state_elements_are_bounded_in_a_file():
     body = doc["model"]
     for n in body["graph"]["nodes"]:
         if n["type"]["shape"] == [4]:
-            n["type"]["shape"] = [2 ** 31]
-    body["states"][0]["shape"] = [2 ** 31]
+            n["type"]["shape"] = [2**31]
+    body["states"][0]["shape"] = [2**31]
     with pytest.raises(RshopFormatError, match=f"expected states of at most {limits.MAX_STATE_ELEMENTS} elements"):
         serialization.loads(corpus.deflated(json.dumps(doc).encode(), serialization.safetensors_io.dump({})))
 
 
 def test_stateful_batch_times_states_is_bounded():
-    cell = GRUCell(2 ** 14, input_dim=1)
-    with pytest.raises(RshopConfigError, match=f"expected batch_size x state elements of at most "
-                                               f"{limits.MAX_STATEFUL_ELEMENTS} for a stateful layer, received "
-                                               "65536 x 16384"):
-        cell.get_layer(stateful=True, batch_size=2 ** 16)
+    cell = GRUCell(2**14, input_dim=1)
+    with pytest.raises(
+        RshopConfigError,
+        match=f"expected batch_size x state elements of at most "
+        f"{limits.MAX_STATEFUL_ELEMENTS} for a stateful layer, received "
+        "65536 x 16384",
+    ):
+        cell.get_layer(stateful=True, batch_size=2**16)
 
 
 _UNROLLED = {}
@@ -339,8 +377,7 @@ _UNROLLED = {}
 def test_unroll_is_clamped_to_the_sequence_length(engine, monkeypatch):
     """unroll=MAX_UNROLL on a 3-step sequence traces at most a few steps and gives the reference's numbers."""
     if not _UNROLLED:
-        _UNROLLED["model"] = GRUCell(3, input_dim=2).get_layer(seed=4, unroll=limits.MAX_UNROLL,
-                                                               return_sequences=True)
+        _UNROLLED["model"] = GRUCell(3, input_dim=2).get_layer(seed=4, unroll=limits.MAX_UNROLL, return_sequences=True)
     model = _UNROLLED["model"]
     x = np.random.default_rng(0).standard_normal((2, 3, 2))
     calls = {"n": 0}
@@ -354,6 +391,7 @@ def test_unroll_is_clamped_to_the_sequence_length(engine, monkeypatch):
             def counted(*a, **k):
                 calls["n"] += 1
                 return step(*a, **k)
+
             return scan(counted, *args, **kwargs)
 
         monkeypatch.setattr(loop, "scan", counting_scan)
@@ -398,13 +436,17 @@ def test_dotted_state_name_is_refused_before_it_reaches_torch():
         RecurrentModel(x, x + h, [h], [h + x], state_initializer=Learned())
 
 
-@pytest.mark.parametrize("where,bad", [
-    (("model", "states", 0, "name"), "c.0"),
-    (("model", "params", 0, "name"), "lstm.cell/kernel"),
-    (("model", "graph", "nodes", 3, "name"), "n\ud800"),
-    (("model", "name"), "m\x07"),
-    (("model", "params", 0, "name"), "unqualified"),
-], ids=["state-dot", "param-dot", "node-surrogate", "model-control", "param-unqualified"])
+@pytest.mark.parametrize(
+    "where,bad",
+    [
+        (("model", "states", 0, "name"), "c.0"),
+        (("model", "params", 0, "name"), "lstm.cell/kernel"),
+        (("model", "graph", "nodes", 3, "name"), "n\ud800"),
+        (("model", "name"), "m\x07"),
+        (("model", "params", 0, "name"), "unqualified"),
+    ],
+    ids=["state-dot", "param-dot", "node-surrogate", "model-control", "param-unqualified"],
+)
 def test_bad_names_are_refused_in_a_file(where, bad):
     doc = doc_copy()
     target = doc
@@ -420,8 +462,16 @@ def test_bad_names_are_refused_in_a_file(where, bad):
         load_doc(doc)
 
 
-@pytest.mark.parametrize("eq", ["ａb,b->ａ",  # noqa: RUF001 - full-width letters on purpose
-                                 "ab,b->a\u0301", "ab,b->a->a", "aβ,β->a", "ab,b-a"])
+@pytest.mark.parametrize(
+    "eq",
+    [
+        "ａb,b->ａ",  # noqa: RUF001 - full-width letters on purpose
+        "ab,b->a\u0301",
+        "ab,b->a->a",
+        "aβ,β->a",
+        "ab,b-a",
+    ],
+)
 def test_einsum_equations_are_ascii_when_built(eq):
     a, b = Input((2, 3), name="a"), Input((3,), name="b")
     with pytest.raises(RshopConfigError, match="einsum equation"):
@@ -445,8 +495,9 @@ def test_unusual_valid_names_run_on_every_engine(engine):
         x, h = Input((2,), name="x-état"), Input((3,), name="hidden state/ü")
         dense = Dense(3, name="dense-1")  # layer names are stricter: letters, digits, '_', '-'
         y = F.tanh(dense(F.concat([x, h])), name="tanh ü")
-        _NAMED["model"] = RecurrentModel(x, y, [h], [y], state_initializer=Learned("ones"), name="modèle",
-                                         seed=3, return_sequences=True)
+        _NAMED["model"] = RecurrentModel(
+            x, y, [h], [y], state_initializer=Learned("ones"), name="modèle", seed=3, return_sequences=True
+        )
         loaded = serialization.loads(serialization.dumps(_NAMED["model"]))
         assert loaded.to_json() == _NAMED["model"].to_json()
     model = _NAMED["model"]
@@ -491,8 +542,11 @@ def test_max_weight_bytes_refuses_before_inflating(tmp_path, monkeypatch):
     inflated = []
     real = zipfile.ZipExtFile.read
     monkeypatch.setattr(zipfile.ZipExtFile, "read", lambda self, n=-1: inflated.append(self.name) or real(self, n))
-    with pytest.raises(RshopFormatError, match=rf"weights: expected at most {declared - 1} bytes \(max_weight_bytes\), "
-                                               rf"received a model declaring {declared}\."):
+    with pytest.raises(
+        RshopFormatError,
+        match=rf"weights: expected at most {declared - 1} bytes \(max_weight_bytes\), "
+        rf"received a model declaring {declared}\.",
+    ):
         rshop_core.load(path, max_weight_bytes=declared - 1)
     assert inflated and set(inflated) == {"model.json"}, "only model.json may be inflated before the refusal"
     loaded = rshop_core.load(path, max_weight_bytes=declared)

@@ -63,8 +63,12 @@ def test_concatenate_lstm_forget_bias():
 
 
 def test_json_round_trip_and_errors():
-    for init in [I.Constant(0.5), I.RandomNormal(0.1, 2.0), I.Orthogonal(3.0),
-                 I.Concatenate([(1, "zeros"), (2, I.Constant(2.0))])]:
+    for init in [
+        I.Constant(0.5),
+        I.RandomNormal(0.1, 2.0),
+        I.Orthogonal(3.0),
+        I.Concatenate([(1, "zeros"), (2, I.Constant(2.0))]),
+    ]:
         assert I.get(init.to_json()) == init
     with pytest.raises(RshopConfigError, match=r"initializer 'constant' expected arguments of Constant"):
         I.get({"name": "constant", "valu": 1})

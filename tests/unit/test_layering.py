@@ -23,8 +23,17 @@ import rshop_core
 ROOT = Path(rshop_core.__file__).parent
 FRAMEWORKS = ("jax", "torch", "tensorflow", "keras")
 # the IR: types, the closed op set, step graphs and their verification, specs of parameters and states
-IR = {"rshop_core.errors", "rshop_core.dtypes", "rshop_core.types", "rshop_core.limits", "rshop_core.ops",
-      "rshop_core.graph", "rshop_core.specs", "rshop_core.initializers", "rshop_core.regularizers"}
+IR = {
+    "rshop_core.errors",
+    "rshop_core.dtypes",
+    "rshop_core.types",
+    "rshop_core.limits",
+    "rshop_core.ops",
+    "rshop_core.graph",
+    "rshop_core.specs",
+    "rshop_core.initializers",
+    "rshop_core.regularizers",
+}
 
 
 def _module_name(path: Path) -> str:
@@ -60,8 +69,9 @@ def _imports(path: Path) -> list:
                 if child.module is None:  # from . import a, b: each may be a submodule
                     for a in names:
                         sub = f"{target}.{a}"
-                        is_module = (ROOT.parent / Path(*sub.split("."))).is_dir() or \
-                            (ROOT.parent / Path(*sub.split("."))).with_suffix(".py").is_file()
+                        is_module = (ROOT.parent / Path(*sub.split("."))).is_dir() or (
+                            ROOT.parent / Path(*sub.split("."))
+                        ).with_suffix(".py").is_file()
                         found.append((sub if is_module else target, func is None, func, (a,)))
                 else:
                     found.append((target, func is None, func, names))
@@ -81,8 +91,9 @@ def _top(target: str) -> str:
 
 def test_the_scan_sees_every_module_and_known_edges():
     """The parser reads what the files say (a rule checked on nothing cannot fail)."""
-    assert {"rshop_core.graph", "rshop_core.tracing", "rshop_core.model", "rshop_core.convert.keras_step"} \
-        <= set(MODULES)
+    assert {"rshop_core.graph", "rshop_core.tracing", "rshop_core.model", "rshop_core.convert.keras_step"} <= set(
+        MODULES
+    )
     assert ("rshop_core.symbolic", True, None, ("Tensor",)) in IMPORTS["rshop_core.tracing"]
     assert ("rshop_backends", False, "lower", ("lower",)) in IMPORTS["rshop_core.lowerable"]
     assert any(t == "rshop_core.functional" and top for t, top, _, _ in IMPORTS["rshop_core.execution"])
@@ -90,13 +101,18 @@ def test_the_scan_sees_every_module_and_known_edges():
 
 
 def test_rshop_backends_only_through_lower():
-    upward = [(m, t, func, names) for m, found in IMPORTS.items() for t, _, func, names in found
-              if _top(t) == "rshop_backends"]
+    upward = [
+        (m, t, func, names)
+        for m, found in IMPORTS.items()
+        for t, _, func, names in found
+        if _top(t) == "rshop_backends"
+    ]
     assert upward, "model.lower() imports rshop_backends.lower"
     bad = [u for u in upward if not (u[1] == "rshop_backends" and u[2] == "lower" and u[3] == ("lower",))]
     assert not bad, f"rshop_core imports rshop_backends outside a lower() method: {bad}"
-    assert [u[0] for u in upward] == ["rshop_core.lowerable"], \
+    assert [u[0] for u in upward] == ["rshop_core.lowerable"], (
         f"the one upward edge is Lowerable.lower (every model kind inherits it), received {upward}"
+    )
 
 
 def test_no_framework_at_module_level():
@@ -121,7 +137,7 @@ def test_module_level_imports_form_no_cycle():
         state[m] = "open"
         for t in sorted(edges[m]):
             if state.get(t) == "open":
-                cycle = path[path.index(t):] + [t]
+                cycle = path[path.index(t) :] + [t]
                 raise AssertionError(f"module-level import cycle: {' -> '.join(cycle)}")
             if t not in state:
                 walk(t, [*path, t])

@@ -48,8 +48,10 @@ def test_state_count_and_shape_mismatch():
 def test_unknown_activation_and_initializer():
     with pytest.raises(RshopConfigError, match=r"expected an activation in \[.*'tanh'.*\], received 'tanhh'"):
         Dense(3, activation="tanhh")
-    msg = (r"LSTMCell 'lstm_cell' kernel_initializer: expected an initializer in \[.*'glorot_uniform'.*\] "
-           r"or an Initializer, received 'glorot'")
+    msg = (
+        r"LSTMCell 'lstm_cell' kernel_initializer: expected an initializer in \[.*'glorot_uniform'.*\] "
+        r"or an Initializer, received 'glorot'"
+    )
     with pytest.raises(RshopConfigError, match=msg):
         LSTMCell(3, input_dim=2, kernel_initializer="glorot")
     with pytest.raises(RshopConfigError, match="recurrent_activation"):

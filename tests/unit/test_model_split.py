@@ -48,23 +48,35 @@ def test_deferred_builds_the_same_model_as_the_direct_constructor():
 def test_deferred_refuses_another_input_dim_once_built():
     lazy = RecurrentModel.deferred(_step, name="m", seed=4).build(3)
     assert lazy.build(3) is lazy
-    with pytest.raises(RshopShapeError, match=r"RecurrentModel 'm': expected input_dim 3 \(already built\), "
-                                              r"received 4\."):
+    with pytest.raises(
+        RshopShapeError,
+        match=r"RecurrentModel 'm': expected input_dim 3 \(already built\), "
+        r"received 4\.",
+    ):
         lazy.build(4)
 
 
 def test_deferred_checks_keywords_like_the_constructor():
-    with pytest.raises(RshopConfigError, match=r"RecurrentModel, keyword 'retrun_sequences': .*"
-                                               r"Did you mean 'return_sequences'\?"):
+    with pytest.raises(
+        RshopConfigError,
+        match=r"RecurrentModel, keyword 'retrun_sequences': .*"
+        r"Did you mean 'return_sequences'\?",
+    ):
         RecurrentModel.deferred(_step, retrun_sequences=True)
-    with pytest.raises(RshopConfigError, match=r"RecurrentModel, keyword 'retrun_sequences': .*"
-                                               r"Did you mean 'return_sequences'\?"):
+    with pytest.raises(
+        RshopConfigError,
+        match=r"RecurrentModel, keyword 'retrun_sequences': .*"
+        r"Did you mean 'return_sequences'\?",
+    ):
         RecurrentModel(*_step(3)[:4], retrun_sequences=True)
 
 
 def test_a_builder_is_no_longer_an_input():
-    with pytest.raises(RshopConfigError, match=r"RecurrentModel 'recurrent_model': expected input to be an rshop "
-                                               r"Input, received <function"):
+    with pytest.raises(
+        RshopConfigError,
+        match=r"RecurrentModel 'recurrent_model': expected input to be an rshop "
+        r"Input, received <function",
+    ):
         RecurrentModel(_step, None)
 
 
@@ -72,14 +84,20 @@ def test_cell_layer_is_deferred_until_input_dim():
     layer = GRUCell(4, name="g_cell").get_layer(seed=1)
     assert not layer.built and layer.name == "g"
     layer.build(3)
-    assert layer.input_shape == (3,) and sorted(layer.params) == ["g_cell/bias", "g_cell/kernel",
-                                                                  "g_cell/recurrent_kernel"]
+    assert layer.input_shape == (3,) and sorted(layer.params) == [
+        "g_cell/bias",
+        "g_cell/kernel",
+        "g_cell/recurrent_kernel",
+    ]
 
 
 @pytest.mark.parametrize("cell", [SimpleRNNCell, GRUCell, LSTMCell])
 def test_cell_options_are_checked_by_kind(cell):
-    with pytest.raises(RshopConfigError, match=rf"{cell.__name__} '\w+' recurrent_dropout: expected a rate in "
-                                               r"\[0, 1\), received 1.0\."):
+    with pytest.raises(
+        RshopConfigError,
+        match=rf"{cell.__name__} '\w+' recurrent_dropout: expected a rate in "
+        r"\[0, 1\), received 1.0\.",
+    ):
         cell(2, recurrent_dropout=1.0)
     with pytest.raises(RshopConfigError, match=rf"{cell.__name__} '\w+' bias_initializer"):
         cell(2, bias_initializer="no_such_initializer")
@@ -107,8 +125,11 @@ def test_check_weights_names_missing_and_unexpected():
     specs = _model().param_specs
     w = {k: np.zeros(s.shape, s.dtype) for k, s in specs.items()}
     w["extra"] = w.pop("rec/kernel")
-    with pytest.raises(RshopConfigError, match=r"^m: expected weights named exactly .*received missing "
-                                               r"\['rec/kernel'\], unexpected \['extra'\]\.$"):
+    with pytest.raises(
+        RshopConfigError,
+        match=r"^m: expected weights named exactly .*received missing "
+        r"\['rec/kernel'\], unexpected \['extra'\]\.$",
+    ):
         check_weights("m", specs, w)
     w["rec/kernel"] = np.zeros((5, 4), "float32")
     del w["extra"]
@@ -124,8 +145,11 @@ def test_check_file_weights_is_a_format_error():
     with pytest.raises(RshopFormatError, match=r"model: weight 'inp/bias': expected finite numbers"):
         check_file_weights(specs, w, "model")
     del w["inp/bias"]
-    with pytest.raises(RshopFormatError, match=r"model: weights: expected exactly the parameters .*missing "
-                                               r"\['inp/bias'\], unexpected \[\]"):
+    with pytest.raises(
+        RshopFormatError,
+        match=r"model: weights: expected exactly the parameters .*missing "
+        r"\['inp/bias'\], unexpected \[\]",
+    ):
         check_file_weights(specs, w, "model")
 
 

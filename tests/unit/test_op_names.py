@@ -35,14 +35,14 @@ def test_op_constants_are_the_closed_set():
 
 def test_ir_doc_table_lists_every_op_once():
     text = (DOCS / "ir.md").read_text(encoding="utf-8")
-    section = text[text.index("## The closed op set"):]
-    names = _table_ops(section[:section.index("\n## ")])
+    section = text[text.index("## The closed op set") :]
+    names = _table_ops(section[: section.index("\n## ")])
     assert sorted(names) == sorted(op_names())
 
 
 def test_ops_module_docstring_lists_every_op():
     doc = ops.__doc__
-    table = doc[doc.index("==============  ======="):]
+    table = doc[doc.index("==============  =======") :]
     words = set(re.findall(r"^(\w+(?:, \w+)*),?\s", table, flags=re.M))
     listed = {w for line in words for w in line.split(", ")}
     assert listed >= set(op_names()), sorted(set(op_names()) - listed)

@@ -20,11 +20,12 @@ def _pin(text: str, package: str) -> str:
 def test_pre_commit_runs_the_lint_session():
     hook = (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8")
     nox = (ROOT / "noxfile.py").read_text(encoding="utf-8")
-    assert _pin(hook, "ruff") == _pin((ROOT / "constraints.txt").read_text(encoding="utf-8"), "ruff")
-    lint = re.search(r'session\.run\("ruff", (.*?)\)', nox).group(1)
-    nox_args = re.findall(r'"([^"]+)"', lint)
-    entry = re.search(r"entry:\s*ruff (.+)", hook).group(1).split()
-    assert entry == nox_args, f"pre-commit runs ruff {entry}, nox -s lint runs ruff {nox_args}"
+    pinned = _pin((ROOT / "constraints.txt").read_text(encoding="utf-8"), "ruff")
+    assert set(re.findall(r"\bruff==([0-9][^\s\"']*)", hook)) == {pinned}
+    nox_runs = [re.findall(r'"([^"]+)"', args) for args in re.findall(r'session\.run\("ruff", (.*?)\)', nox)]
+    hook_runs = [entry.split() for entry in re.findall(r"entry:\s*ruff (.+)", hook)]
+    assert len(nox_runs) == 2, "nox -s lint runs ruff check and ruff format --check"
+    assert hook_runs == nox_runs, f"pre-commit runs ruff {hook_runs}, nox -s lint runs ruff {nox_runs}"
     assert re.search(r"pass_filenames:\s*false", hook), "the hook must lint the same paths, not staged files only"
 
 

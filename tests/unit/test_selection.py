@@ -76,15 +76,22 @@ def test_missing_engine_names_the_extra(monkeypatch):
 
 
 def test_importing_rshop_imports_no_framework():
-    code = ("import sys, rshop_core, rshop_backends, rshop_backends.numpy; "
-            "from rshop_core.cells import LSTMCell; LSTMCell(3, input_dim=2).get_layer(seed=0).lower('numpy'); "
-            "print([m for m in ('jax', 'torch', 'tensorflow', 'keras') if m in sys.modules])")
+    code = (
+        "import sys, rshop_core, rshop_backends, rshop_backends.numpy; "
+        "from rshop_core.cells import LSTMCell; LSTMCell(3, input_dim=2).get_layer(seed=0).lower('numpy'); "
+        "print([m for m in ('jax', 'torch', 'tensorflow', 'keras') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_rshop_info_cli():
-    out = subprocess.run([sys.executable, "-m", "rshop_backends.cli", "info"], capture_output=True, text=True,
-                         check=True, env={**__import__("os").environ, "RSHOP_BACKEND": "numpy"})
+    out = subprocess.run(
+        [sys.executable, "-m", "rshop_backends.cli", "info"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**__import__("os").environ, "RSHOP_BACKEND": "numpy"},
+    )
     assert "numpy       installed" in out.stdout
     assert "active engine: numpy (RSHOP_BACKEND environment variable)" in out.stdout

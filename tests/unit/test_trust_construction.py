@@ -31,15 +31,16 @@ def _two_states(name_a="h", name_b="h", **kw):
 def test_duplicate_state_names_refused():
     with pytest.raises(RshopConfigError) as info:
         _two_states(state_initializer=initializers.Learned())
-    assert str(info.value) == ("RecurrentModel 'recurrent_model', state #1 'h': expected a name unique among the "
-                               "states, received the name of state #0 too. Give each state Input its own name=.")
+    assert str(info.value) == (
+        "RecurrentModel 'recurrent_model', state #1 'h': expected a name unique among the "
+        "states, received the name of state #0 too. Give each state Input its own name=."
+    )
 
 
 def test_distinct_state_names_keep_separate_learned_states():
     m = _two_states("h", "g", state_initializer=initializers.Learned())
     assert [s.name for s in m.state_specs] == ["h", "g"]
-    assert sorted(k for k in m.param_specs if k.startswith("initial_state/")) == ["initial_state/g",
-                                                                                   "initial_state/h"]
+    assert sorted(k for k in m.param_specs if k.startswith("initial_state/")) == ["initial_state/g", "initial_state/h"]
 
 
 def test_hand_edited_file_with_duplicate_state_names_refused():
@@ -53,8 +54,7 @@ def test_hand_edited_file_with_duplicate_state_names_refused():
         zf.writestr("weights.safetensors", weights)
     with pytest.raises(RshopFormatError) as info:
         serialization.loads(buf.getvalue())
-    assert "state #1 'h': expected a name unique among the states, received the name of state #0 too" \
-        in str(info.value)
+    assert "state #1 'h': expected a name unique among the states, received the name of state #0 too" in str(info.value)
 
 
 def test_generated_state_names_stay_unique():
@@ -84,10 +84,14 @@ def test_sequential_refuses_a_mismatched_input_dim():
         seq.build()
     assert str(info.value).startswith(
         "RecurrentSequential 'stack', item #2 GRUCell 'g': expected its input_dim 4 to be the size reaching it, "
-        "received 5 (the output of item #1).")
+        "received 5 (the output of item #1)."
+    )
     first = RecurrentSequential(name="s2").add(SimpleRNNCell(2, input_dim=3, name="r"))
-    with pytest.raises(RshopShapeError, match=r"item #0 SimpleRNNCell 'r': expected its input_dim 3 .* received 6 "
-                                              r"\(the stack's input x\)"):
+    with pytest.raises(
+        RshopShapeError,
+        match=r"item #0 SimpleRNNCell 'r': expected its input_dim 3 .* received 6 "
+        r"\(the stack's input x\)",
+    ):
         first.build(6)
 
 
@@ -110,14 +114,17 @@ def test_seed_numpy_int_accepted():
     assert LSTMCell(2, input_dim=2).get_layer(seed=np.int64(7)).seed == 7
 
 
-@pytest.mark.parametrize("make,fragment", [
-    (lambda: initializers.RandomUniform(-1e308, 1e308), "expected minval <= maxval with a finite width"),
-    (lambda: initializers.RandomUniform(1.0, 0.0), "expected minval <= maxval"),
-    (lambda: initializers.RandomUniform(0.0, float("inf")), "RandomUniform maxval: expected a finite number"),
-    (lambda: initializers.RandomNormal(0.0, -1.0), "RandomNormal stddev: expected a number >= 0"),
-    (lambda: initializers.TruncatedNormal(float("nan")), "TruncatedNormal mean: expected a finite number"),
-    (lambda: initializers.Orthogonal("2"), "Orthogonal gain: expected a finite number, received '2'"),
-])
+@pytest.mark.parametrize(
+    "make,fragment",
+    [
+        (lambda: initializers.RandomUniform(-1e308, 1e308), "expected minval <= maxval with a finite width"),
+        (lambda: initializers.RandomUniform(1.0, 0.0), "expected minval <= maxval"),
+        (lambda: initializers.RandomUniform(0.0, float("inf")), "RandomUniform maxval: expected a finite number"),
+        (lambda: initializers.RandomNormal(0.0, -1.0), "RandomNormal stddev: expected a number >= 0"),
+        (lambda: initializers.TruncatedNormal(float("nan")), "TruncatedNormal mean: expected a finite number"),
+        (lambda: initializers.Orthogonal("2"), "Orthogonal gain: expected a finite number, received '2'"),
+    ],
+)
 def test_initializer_arguments_checked(make, fragment):
     with pytest.raises(RshopConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         make()
@@ -139,8 +146,9 @@ def test_wide_lstm_builds_without_drawing(monkeypatch):
     the weights drawn on first use are the seeded ones, orthogonal where asked."""
     calls = []
     real = initializers.Initializer.__call__
-    monkeypatch.setattr(initializers.Initializer, "__call__",
-                        lambda self, *a, **k: calls.append(a) or real(self, *a, **k))
+    monkeypatch.setattr(
+        initializers.Initializer, "__call__", lambda self, *a, **k: calls.append(a) or real(self, *a, **k)
+    )
     wide = LSTMCell(2000, input_dim=4).get_layer(seed=1)
     assert calls == []
     small = LSTMCell(300, input_dim=4).get_layer(seed=1)
@@ -150,8 +158,9 @@ def test_wide_lstm_builds_without_drawing(monkeypatch):
     r = first["lstm_cell/recurrent_kernel"].astype(np.float64)
     np.testing.assert_allclose(r @ r.T, np.eye(300), atol=1e-5)
     rng = initializers.rng_for(1, "lstm_cell/recurrent_kernel")
-    np.testing.assert_array_equal(first["lstm_cell/recurrent_kernel"],
-                                  initializers.Orthogonal()((300, 1200), "float32", rng))
+    np.testing.assert_array_equal(
+        first["lstm_cell/recurrent_kernel"], initializers.Orthogonal()((300, 1200), "float32", rng)
+    )
     assert wide.param_specs["lstm_cell/recurrent_kernel"].shape == (2000, 8000)
 
 
@@ -163,21 +172,33 @@ def test_parameter_count_bounded_by_the_format():
     assert "received 40001600000 (the largest, 'lstm_cell/recurrent_kernel', has shape (100000, 400000))" in msg
 
 
-@pytest.mark.parametrize("make,where,key,close", [
-    (lambda: LSTMCell(8, unitz=3), "LSTMCell", "unitz", "units"),
-    (lambda: GRUCell(8, recurent_activation="tanh"), "GRUCell", "recurent_activation", "recurrent_activation"),
-    (lambda: LSTMCell(2, input_dim=2).get_layer(retrun_sequences=True), "RecurrentModel", "retrun_sequences",
-     "return_sequences"),
-    (lambda: _two_states("h", "g", retrun_sequences=True), "RecurrentModel", "retrun_sequences",
-     "return_sequences"),
-    (lambda: RecurrentSequential(stat_sync=True), "RecurrentSequential", "stat_sync", "state_sync"),
-    (lambda: RecurrentSequential(go_backward=True), "RecurrentSequential", "go_backward", "go_backwards"),
-])
+@pytest.mark.parametrize(
+    "make,where,key,close",
+    [
+        (lambda: LSTMCell(8, unitz=3), "LSTMCell", "unitz", "units"),
+        (lambda: GRUCell(8, recurent_activation="tanh"), "GRUCell", "recurent_activation", "recurrent_activation"),
+        (
+            lambda: LSTMCell(2, input_dim=2).get_layer(retrun_sequences=True),
+            "RecurrentModel",
+            "retrun_sequences",
+            "return_sequences",
+        ),
+        (
+            lambda: _two_states("h", "g", retrun_sequences=True),
+            "RecurrentModel",
+            "retrun_sequences",
+            "return_sequences",
+        ),
+        (lambda: RecurrentSequential(stat_sync=True), "RecurrentSequential", "stat_sync", "state_sync"),
+        (lambda: RecurrentSequential(go_backward=True), "RecurrentSequential", "go_backward", "go_backwards"),
+    ],
+)
 def test_misspelled_keyword_names_the_closest(make, where, key, close):
     with pytest.raises(RshopConfigError) as info:
         make()
-    assert str(info.value) == (f"{where}, keyword {key!r}: expected one of the keywords of {where}, received "
-                               f"{key!r}. Did you mean {close!r}?")
+    assert str(info.value) == (
+        f"{where}, keyword {key!r}: expected one of the keywords of {where}, received {key!r}. Did you mean {close!r}?"
+    )
 
 
 def test_unrelated_keyword_lists_the_valid_ones():
@@ -209,6 +230,9 @@ def test_learned_state_cannot_take_a_layer_parameter_name():
     x, h = Input((2,), name="x"), Input((2,), name="h")
     new = Dense(2, name="initial_state", use_bias=False)(F.add(x, h))  # its kernel: 'initial_state/kernel'
     k = Input((2,), name="kernel")
-    with pytest.raises(RshopConfigError, match=r"state 'kernel': expected its learned initial state "
-                                               r"'initial_state/kernel' to be a new parameter"):
+    with pytest.raises(
+        RshopConfigError,
+        match=r"state 'kernel': expected its learned initial state "
+        r"'initial_state/kernel' to be a new parameter",
+    ):
         RecurrentModel(x, new, [h, k], [new, k], state_initializer=["zeros", initializers.Learned()])

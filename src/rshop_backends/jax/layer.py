@@ -35,7 +35,8 @@ def _require_x64(model, dtype):
             f"jax layer of RecurrentModel {model.name!r}, dtype: expected float32, or float64 with "
             "64-bit jax enabled, received dtype='float64' while jax_enable_x64 is off. Run "
             'jax.config.update("jax_enable_x64", True) at startup (before creating arrays), '
-            "or lower with dtype='float32'.")
+            "or lower with dtype='float32'."
+        )
 
 
 # jax's autodiff tracer classes (by name: their module is private and has moved between versions)
@@ -46,8 +47,10 @@ def _staged(args) -> bool:
     """Whether a call is being staged out (jit, vmap, scan...): a traced value without a concrete
     value. ``jax.grad`` of an eager function traces every call again with concrete values, so
     numpy-drawn masks stay fresh there; under a staged trace they would become constants."""
-    return any(isinstance(v, jax.core.Tracer) and getattr(v, "to_concrete_value", lambda: None)() is None
-               for v in jax.tree_util.tree_leaves(args))
+    return any(
+        isinstance(v, jax.core.Tracer) and getattr(v, "to_concrete_value", lambda: None)() is None
+        for v in jax.tree_util.tree_leaves(args)
+    )
 
 
 class JaxLayer(Lowered):
@@ -66,8 +69,7 @@ class JaxLayer(Lowered):
         self._staged = False  # whether the call being run is staged out (jit...): see _draw_dropout
 
     def __repr__(self):
-        return (f"<JaxLayer of RecurrentModel {self.model.name!r} dtype {self.dtype} "
-                f"params {list(self.params)}>")
+        return f"<JaxLayer of RecurrentModel {self.model.name!r} dtype {self.dtype} params {list(self.params)}>"
 
     # -- running -------------------------------------------------------------------
     def apply(self, params, x, initial_state=None, constants=None, **kwargs):
@@ -109,8 +111,13 @@ class JaxLayer(Lowered):
         return any(type(v).__name__ in _AD_TRACERS for v in P.values())
 
     def _check_params(self, params):
-        check_weights(f"jax layer of RecurrentModel {self.model.name!r}, argument params",
-                      self.model.param_specs, params, self.dtype, self._describe)
+        check_weights(
+            f"jax layer of RecurrentModel {self.model.name!r}, argument params",
+            self.model.param_specs,
+            params,
+            self.dtype,
+            self._describe,
+        )
 
     # -- Lowered hooks ---------------------------------------------------------------
     def _describe(self, a):
@@ -138,7 +145,8 @@ class JaxLayer(Lowered):
                     "under jax.jit (or vmap, scan, any staged trace), received None. Masks drawn without a key "
                     "would be frozen into the traced function and repeat at every call. Pass "
                     "dropout_key=jax.random.key(seed) as an argument of the jitted function and split it for "
-                    "every step (key, sub = jax.random.split(key)), as in Flax and equinox.")
+                    "every step (key, sub = jax.random.split(key)), as in Flax and equinox."
+                )
             return super()._draw_dropout(shape, rate, batch, key, index)
         keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (batch,) + tuple(shape))
         return keep.astype(self.dtype) / (1.0 - rate)
@@ -171,7 +179,8 @@ class JaxLayer(Lowered):
             raise RshopConfigError(
                 f"{self._where}: expected a stateful layer to be called eagerly, received a call under jax.jit "
                 "(a traced state cannot be kept between calls). Inside jit, pass initial_state= and use "
-                "return_states=True to carry states yourself.")
+                "return_states=True to carry states yourself."
+            )
         return v
 
     def _sum_abs(self, v):

@@ -47,6 +47,7 @@ def scan(step, P, xs, states, consts, options, length):
         return _remat_scan(step, P, seqs, states, consts, options.return_sequences, steps, segment, unroll)
 
     if options.return_sequences:
+
         def body(carry, x_t):
             ys, new = step(P, *(x_t or ()), carry, consts)
             return tuple(new), tuple(ys)
@@ -76,6 +77,7 @@ def _zeros_like_output(step, P, seqs, states, consts):
 
 def _remat_scan(step, P, seqs, states, consts, keep, steps, k, unroll):
     """The loop in checkpointed segments of ``k`` steps; ``seqs`` time-major, in processing order."""
+
     def one(carry, x_t):
         s, _ = carry
         ys, new = step(P, *(x_t or ()), s, consts)
@@ -89,12 +91,12 @@ def _remat_scan(step, P, seqs, states, consts, keep, steps, k, unroll):
     carry = (states, _zeros_like_output(step, P, seqs, states, consts))
     pieces = []  # (T_i, batch, ...) output columns of the segments, then of the rest
     if n_seg:
-        head = tuple(s[:n_seg * k].reshape((n_seg, k) + s.shape[1:]) for s in seqs) if seqs else None
+        head = tuple(s[: n_seg * k].reshape((n_seg, k) + s.shape[1:]) for s in seqs) if seqs else None
         carry, out = jax.lax.scan(segment, carry, head, length=n_seg)
         if keep:
             pieces.append(tuple(o.reshape((n_seg * k,) + o.shape[2:]) for o in out))
     if rest:
-        tail = tuple(s[n_seg * k:] for s in seqs) if seqs else None
+        tail = tuple(s[n_seg * k :] for s in seqs) if seqs else None
         carry, out = jax.lax.scan(one, carry, tail, length=rest, unroll=min(unroll, rest))
         if keep:
             pieces.append(out)

@@ -64,10 +64,12 @@ def rshop_weight_name(name: str) -> str:
     while i < len(name):
         c = name[i]
         if c == "-":
-            nxt = name[i + 1:i + 2]
+            nxt = name[i + 1 : i + 2]
             if nxt not in ("-", "_"):
-                raise RshopConfigError(f"rshop_weight_name: expected a name made by keras_weight_name, received "
-                                       f"{name!r} ('-' not followed by '-' or '_' at position {i}).")
+                raise RshopConfigError(
+                    f"rshop_weight_name: expected a name made by keras_weight_name, received "
+                    f"{name!r} ('-' not followed by '-' or '_' at position {i})."
+                )
             out.append("/" if nxt == "-" else "-")
             i += 2
         else:
@@ -138,21 +140,26 @@ class RecurrentLayer(keras.layers.Layer):
         if isinstance(model, dict):
             model = _load_document(model)
         if not hasattr(model, "param_specs") or not hasattr(model, "lower"):
-            raise RshopConfigError(f"RecurrentLayer: expected an rshop RecurrentModel, RecurrentSequential or "
-                                   f"Bidirectional, received {model!r}.")
+            raise RshopConfigError(
+                f"RecurrentLayer: expected an rshop RecurrentModel, RecurrentSequential or "
+                f"Bidirectional, received {model!r}."
+            )
         if model.options.stateful:
             raise RshopConfigError(
                 f"RecurrentLayer: expected a model with stateful=False, received {getattr(model, 'name', model)!r} "
-                "with stateful=True. Carry states yourself: return_states=True and initial_state=.")
+                "with stateful=True. Carry states yourself: return_states=True and initial_state=."
+            )
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if self.compute_dtype != "float32" or self.variable_dtype != "float32":
-            raise RshopDTypeError(f"RecurrentLayer {self.name!r}: expected the dtype policy float32, received "
-                                  f"{self.dtype_policy.name!r}. Mixed precision and float64 are not supported.")
+            raise RshopDTypeError(
+                f"RecurrentLayer {self.name!r}: expected the dtype policy float32, received "
+                f"{self.dtype_policy.name!r}. Mixed precision and float64 are not supported."
+            )
         self._rshop_model = model
         self._rt = _Runtime()
         self.supports_masking = True
-        self.seed_generator = keras.random.SeedGenerator(int(model.seed) % (2 ** 31))
+        self.seed_generator = keras.random.SeedGenerator(int(model.seed) % (2**31))
 
     # -- facts -------------------------------------------------------------------------
     @property
@@ -170,19 +177,24 @@ class RecurrentLayer(keras.layers.Layer):
         m = self._rshop_model
         if getattr(m, "built", True) is False:  # a stack or cell model made without input_dim
             if input_shape is None or input_shape[-1] is None:
-                raise RshopConfigError(f"RecurrentLayer {self.name!r}: expected an input with a known last axis to "
-                                       f"build {m!r}, received shape {input_shape}.")
+                raise RshopConfigError(
+                    f"RecurrentLayer {self.name!r}: expected an input with a known last axis to "
+                    f"build {m!r}, received shape {input_shape}."
+                )
             m.build(int(input_shape[-1]))
         if m.dtype != "float32":
-            raise RshopDTypeError(f"RecurrentLayer {self.name!r}: expected a float32 rshop model, received "
-                                  f"{m.dtype}.")
+            raise RshopDTypeError(f"RecurrentLayer {self.name!r}: expected a float32 rshop model, received {m.dtype}.")
         weights = m.get_weights()
         for q, spec in m.param_specs.items():
             reg = spec.regularizer
             self._rt.variables[q] = self.add_weight(
-                shape=spec.shape, name=keras_weight_name(q), initializer=_Constant(weights[q]),
-                dtype=spec.dtype, trainable=spec.trainable,
-                regularizer=keras.regularizers.L1L2(l1=reg["l1"], l2=reg["l2"]) if reg else None)
+                shape=spec.shape,
+                name=keras_weight_name(q),
+                initializer=_Constant(weights[q]),
+                dtype=spec.dtype,
+                trainable=spec.trainable,
+                regularizer=keras.regularizers.L1L2(l1=reg["l1"], l2=reg["l2"]) if reg else None,
+            )
         self.built = True
 
     def get_rshop_weights(self) -> dict:
@@ -211,8 +223,10 @@ class RecurrentLayer(keras.layers.Layer):
         backend = keras.backend.backend()
         engine = ENGINES.get(backend)
         if engine is None:
-            raise RshopConfigError(f"RecurrentLayer {self.name!r}: expected the Keras backend to be one of "
-                                   f"{sorted(ENGINES)}, received {backend!r}.")
+            raise RshopConfigError(
+                f"RecurrentLayer {self.name!r}: expected the Keras backend to be one of "
+                f"{sorted(ENGINES)}, received {backend!r}."
+            )
         # torch: one object per device (Keras' torch backend also traces shapes on the "meta" device)
         key = (engine, str(inputs.device)) if engine == "torch" else (engine,)
         obj = self._rt.lowered.get(key)
@@ -236,13 +250,26 @@ class RecurrentLayer(keras.layers.Layer):
         keep = keras.random.uniform((n,) + tuple(shape), dtype="float32", seed=self.seed_generator) >= rate
         return keras.ops.cast(keep, "float32") / (1.0 - rate)
 
-    def call(self, inputs, mask=None, training=None, initial_state=None, constants=None, sequence_lengths=None,
-             ground_truth=None, initial_readout=None, output_length=None):
+    def call(
+        self,
+        inputs,
+        mask=None,
+        training=None,
+        initial_state=None,
+        constants=None,
+        sequence_lengths=None,
+        ground_truth=None,
+        initial_readout=None,
+        output_length=None,
+    ):
         lowered = self._lowered(inputs)
         P = {q: v.value for q, v in self._rt.variables.items()}
-        as_list = (lambda v: None if v is None else [keras.ops.convert_to_tensor(a)
-                                                     for a in (v if isinstance(v, (list, tuple)) else [v])])
-        opt = (lambda v: None if v is None else keras.ops.convert_to_tensor(v))
+        as_list = lambda v: (
+            None
+            if v is None
+            else [keras.ops.convert_to_tensor(a) for a in (v if isinstance(v, (list, tuple)) else [v])]
+        )
+        opt = lambda v: None if v is None else keras.ops.convert_to_tensor(v)
         if mask is not None:
             mask = None if self._rshop_model.options.decode else keras.ops.cast(mask, "bool")
         if sequence_lengths is not None:
@@ -250,10 +277,18 @@ class RecurrentLayer(keras.layers.Layer):
         self._rt.batch = keras.ops.shape(inputs)[0]
         if not training:  # one Keras graph serves fit and predict: targets wired in are for fit only
             ground_truth = None
-        return lowered._call(P, inputs, as_list(initial_state), as_list(constants), mask=mask,
-                             sequence_lengths=opt(sequence_lengths), ground_truth=opt(ground_truth),
-                             initial_readout=opt(initial_readout), training=bool(training),
-                             output_length=output_length)
+        return lowered._call(
+            P,
+            inputs,
+            as_list(initial_state),
+            as_list(constants),
+            mask=mask,
+            sequence_lengths=opt(sequence_lengths),
+            ground_truth=opt(ground_truth),
+            initial_readout=opt(initial_readout),
+            training=bool(training),
+            output_length=output_length,
+        )
 
     # -- shapes and masks ----------------------------------------------------------------
     def _shapes(self, input_shape, output_length=None):
@@ -275,8 +310,18 @@ class RecurrentLayer(keras.layers.Layer):
         shapes, _ = self._shapes(tuple(input_shape), kwargs.get("output_length"))
         return shapes[0] if len(shapes) == 1 else tuple(shapes)
 
-    def compute_output_spec(self, inputs, mask=None, training=None, initial_state=None, constants=None,
-                            sequence_lengths=None, ground_truth=None, initial_readout=None, output_length=None):
+    def compute_output_spec(
+        self,
+        inputs,
+        mask=None,
+        training=None,
+        initial_state=None,
+        constants=None,
+        sequence_lengths=None,
+        ground_truth=None,
+        initial_readout=None,
+        output_length=None,
+    ):
         shapes, _ = self._shapes(tuple(inputs.shape), output_length)
         specs = [keras.KerasTensor(s, dtype=self.compute_dtype) for s in shapes]
         return specs[0] if len(specs) == 1 else tuple(specs)

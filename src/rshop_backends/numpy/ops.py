@@ -24,8 +24,7 @@ def _elu(x):
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
-NAMESPACE = {"np": np, "_sigmoid": _sigmoid, "_softmax": _softmax, "_hard_sigmoid": _hard_sigmoid,
-             "_elu": _elu}
+NAMESPACE = {"np": np, "_sigmoid": _sigmoid, "_softmax": _softmax, "_hard_sigmoid": _hard_sigmoid, "_elu": _elu}
 
 
 def constant(value):
@@ -37,8 +36,13 @@ def _fn(name):
 
 
 EMITTERS = {
-    "abs": _fn("np.abs"), "sqrt": _fn("np.sqrt"), "exp": _fn("np.exp"), "log": _fn("np.log"),
-    "tanh": _fn("np.tanh"), "sigmoid": _fn("_sigmoid"), "hard_sigmoid": _fn("_hard_sigmoid"),
+    "abs": _fn("np.abs"),
+    "sqrt": _fn("np.sqrt"),
+    "exp": _fn("np.exp"),
+    "log": _fn("np.log"),
+    "tanh": _fn("np.tanh"),
+    "sigmoid": _fn("_sigmoid"),
+    "hard_sigmoid": _fn("_hard_sigmoid"),
     "relu": lambda n, a, t: f"np.maximum({a[0]}, 0)",
     "softplus": lambda n, a, t: f"np.logaddexp(0, {a[0]})",
     "softsign": lambda n, a, t: f"({a[0]} / (1 + np.abs({a[0]})))",

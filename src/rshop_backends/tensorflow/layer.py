@@ -57,9 +57,27 @@ class TensorFlowLayer(tf.Module, Lowered):
     # carried states. Tracked, they would be written into checkpoints and SavedModels (where a
     # dict with tuple keys cannot be saved at all). What is tracked: ``variables_by_name`` and
     # the dropout generator (so a checkpoint or SavedModel carries the weights and the RNG).
-    _UNTRACKED = frozenset({"model", "dtype", "options", "passes", "grad_passes", "fast_path", "step_fn",
-                            "_engine_module", "_plans", "_leaf_of", "_dropout_masks", "_codegen_context", "_functions",
-                            "_carried", "_parts", "_dropout_rng", "_call_x"})
+    _UNTRACKED = frozenset(
+        {
+            "model",
+            "dtype",
+            "options",
+            "passes",
+            "grad_passes",
+            "fast_path",
+            "step_fn",
+            "_engine_module",
+            "_plans",
+            "_leaf_of",
+            "_dropout_masks",
+            "_codegen_context",
+            "_functions",
+            "_carried",
+            "_parts",
+            "_dropout_rng",
+            "_call_x",
+        }
+    )
     _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | _UNTRACKED  # .variables skips them
 
     def __init__(self, model, dtype, engine, passes=None, fast_path=True, *, jit_compile=None, **hooks):
@@ -70,7 +88,8 @@ class TensorFlowLayer(tf.Module, Lowered):
         with self.name_scope:
             self.variables_by_name = {
                 k: tf.Variable(v, trainable=specs[k].trainable, name=_identifier(k))
-                for k, v in self.initial_weights().items()}
+                for k, v in self.initial_weights().items()
+            }
             # dropout masks of calls traced by the user (tf.function, SavedModel): drawn in the graph
             self._dropout_generator = tf.random.Generator.from_seed(_generator_seed(model.seed))
         self._functions = {}  # (id of the plan, T for unroll=True else None, jit) -> tf.function
@@ -112,12 +131,18 @@ class TensorFlowLayer(tf.Module, Lowered):
         if batch is None:
             checks.append(tf.debugging.assert_greater(dyn[0], 0, message=empty_batch_message(name, (0,) + shape[1:])))
         if steps is None:
-            checks.append(tf.debugging.assert_greater(dyn[1], 0, message=empty_time_message(
-                name, shape[:1] + (0,) + shape[2:])))
+            checks.append(
+                tf.debugging.assert_greater(dyn[1], 0, message=empty_time_message(name, shape[:1] + (0,) + shape[2:]))
+            )
         for i, (want, got) in enumerate(zip(per_example, shape[lead:])):
             if got is None and want is not None:
-                checks.append(tf.debugging.assert_equal(dyn[lead + i], want, message=shape_message(
-                    f"{name}, argument x", per_example, shape, time=lead == 2)))
+                checks.append(
+                    tf.debugging.assert_equal(
+                        dyn[lead + i],
+                        want,
+                        message=shape_message(f"{name}, argument x", per_example, shape, time=lead == 2),
+                    )
+                )
         if not checks:
             return x
         with tf.control_dependencies(checks):
@@ -150,13 +175,17 @@ class TensorFlowLayer(tf.Module, Lowered):
         part = self._parts[0]
         g = part.graph
         if part.options.decode and output_length is None and part.options.output_length is None:
-            raise RshopConfigError(f"{self._where}, serving_signature argument output_length: expected the number of "
-                                   "steps to decode (decode=True and no output_length option), received None.")
+            raise RshopConfigError(
+                f"{self._where}, serving_signature argument output_length: expected the number of "
+                "steps to decode (decode=True and no output_length option), received None."
+            )
         lead = [None] if part.options.decode else [None, None]
         names = ["x"] + [f"constant_{i}" for i in range(len(g.constants))]
         shapes = [g.nodes[g.x[0]].type.shape] + [g.nodes[c].type.shape for c in g.constants]
-        specs = [tf.TensorSpec(lead[:1 if i else None] + list(s), self.dtype, name=n)
-                 for i, (n, s) in enumerate(zip(names, shapes))]
+        specs = [
+            tf.TensorSpec(lead[: 1 if i else None] + list(s), self.dtype, name=n)
+            for i, (n, s) in enumerate(zip(names, shapes))
+        ]
 
         def serve(x, *constants):
             out = self(x, constants=list(constants) or None, output_length=output_length)
@@ -191,8 +220,9 @@ class TensorFlowLayer(tf.Module, Lowered):
         bad = (lengths < 0) | (lengths > n)
         i = tf.argmax(tf.cast(bad, tf.int32))
         template = lengths_message(model, "{}", "{}", "{}")  # the eager message, filled in when it runs
-        check = tf.debugging.Assert(tf.logical_not(tf.reduce_any(bad)),
-                                    [tf.strings.format(template, (n, tf.gather(lengths, i), i))])
+        check = tf.debugging.Assert(
+            tf.logical_not(tf.reduce_any(bad)), [tf.strings.format(template, (n, tf.gather(lengths, i), i))]
+        )
         with tf.control_dependencies([check]):
             return tf.identity(lengths), None
 
@@ -224,7 +254,8 @@ class TensorFlowLayer(tf.Module, Lowered):
             raise RshopShapeError(
                 f"tensorflow layer of RecurrentModel {self.model.name!r}, argument x: expected a static "
                 f"number of time steps for unroll=True, received shape {shape}. Trace with a "
-                "fixed T, or use unroll=False or an int.")
+                "fixed T, or use unroll=False or an int."
+            )
         # with xs, T comes from the scanned sequences inside the function (no retrace per T); a decode
         # runs `steps` iterations, given as a tensor (one trace for every length) unless unrolled
         length = None if xs else (steps if unroll else tf.constant(steps, tf.int32))
@@ -255,8 +286,9 @@ class TensorFlowLayer(tf.Module, Lowered):
         if fn is None:
             # A partial (no __code__) makes TF count traces per layer, not per code object:
             # many layers tracing once each is not the "excessive retracing" TF warns about.
-            fn = tf.function(functools.partial(self._traced, plan), reduce_retracing=True, jit_compile=jit,
-                             autograph=False)
+            fn = tf.function(
+                functools.partial(self._traced, plan), reduce_retracing=True, jit_compile=jit, autograph=False
+            )
             self._functions[key] = fn
         return fn
 

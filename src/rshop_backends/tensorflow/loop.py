@@ -62,7 +62,8 @@ def _unrolled(step, P, xs, states, consts, options, length):
         shape = tuple(xs[0].shape) if xs else None
         raise RshopShapeError(
             "tensorflow loop: expected x with a static number of time steps for unroll=True, "
-            f"received shape {shape}. Give the tf.function a fixed T, or use unroll=False or an int.")
+            f"received shape {shape}. Give the tf.function a fixed T, or use unroll=False or an int."
+        )
     slices = [tf.unstack(x, num=steps, axis=1) for x in xs]  # T slices each; the gradient is one stack
     order = range(steps - 1, -1, -1) if options.go_backwards else range(steps)
     seq, ys = [], None
@@ -114,11 +115,16 @@ def scan(step, P, xs, states, consts, options, length=None):
     # maximum_iterations bounds the gradient's accumulators (XLA needs them fixed).
     carry = (tf.constant(1), ys, states, outs)
     if k > 1:
-        carry = tf.while_loop(lambda t, *_: t + k <= n, many, carry, maximum_iterations=(n - 1) // k,
-                              parallel_iterations=PARALLEL)
-    carry = tf.while_loop(lambda t, *_: t < n, one, carry,
-                          maximum_iterations=(n - 1) % k if k > 1 else n - 1,
-                          parallel_iterations=PARALLEL)
+        carry = tf.while_loop(
+            lambda t, *_: t + k <= n, many, carry, maximum_iterations=(n - 1) // k, parallel_iterations=PARALLEL
+        )
+    carry = tf.while_loop(
+        lambda t, *_: t < n,
+        one,
+        carry,
+        maximum_iterations=(n - 1) % k if k > 1 else n - 1,
+        parallel_iterations=PARALLEL,
+    )
     _, ys, states, outs = carry
     if keep:
         ys = tuple(_swap_batch_time(ta.stack()) for ta in outs)
@@ -141,18 +147,21 @@ def _any_length(shape):
 
 def _segments(seqs, count, lengths):
     """Per time-major sequence, a TensorArray of its ``count`` segments of ``lengths`` steps."""
-    return [tf.TensorArray(s.dtype, size=count, infer_shape=False, element_shape=_any_length(s.shape))
-            .split(s, lengths) for s in seqs]
+    return [
+        tf.TensorArray(s.dtype, size=count, infer_shape=False, element_shape=_any_length(s.shape)).split(s, lengths)
+        for s in seqs
+    ]
 
 
 def _segment(step, names, n_consts, n_states, keep):
     """``run(count, *params, *consts, *states, *seqs) -> (*outputs, *states)``: ``count`` steps
     over the segment's time-major slices ``seqs`` (count, batch, ...), in processing order.
     Outputs are stacked (count, batch, ...) when ``keep``, else the segment's last."""
+
     def run(count, *args):
-        P = dict(zip(names, args[:len(names)], strict=True))
-        args = args[len(names):]
-        consts, states, seqs = args[:n_consts], tuple(args[n_consts:n_consts + n_states]), args[n_consts + n_states:]
+        P = dict(zip(names, args[: len(names)], strict=True))
+        args = args[len(names) :]
+        consts, states, seqs = args[:n_consts], tuple(args[n_consts : n_consts + n_states]), args[n_consts + n_states :]
         tas = [tf.TensorArray(x.dtype, size=count, infer_shape=True).unstack(x) for x in seqs]
         ys, states = step(P, *[ta.read(0) for ta in tas], states, consts)
         outs = ()
@@ -165,8 +174,13 @@ def _segment(step, names, n_consts, n_states, keep):
                 outs = tuple(ta.write(t, y) for ta, y in zip(outs, ys, strict=True))
             return t + 1, ys, states, outs
 
-        _, ys, states, outs = tf.while_loop(lambda t, *_: t < count, one, (tf.constant(1), ys, tuple(states), outs),
-                                            maximum_iterations=count - 1, parallel_iterations=PARALLEL)
+        _, ys, states, outs = tf.while_loop(
+            lambda t, *_: t < count,
+            one,
+            (tf.constant(1), ys, tuple(states), outs),
+            maximum_iterations=count - 1,
+            parallel_iterations=PARALLEL,
+        )
         if keep:
             ys = tuple(ta.stack() for ta in outs)
         return (*ys, *states)
@@ -201,7 +215,7 @@ class _RematLoop:
 
     def cut(self, out) -> tuple:
         """A segment's flat result as ``(outputs, states)``."""
-        return list(out[:len(out) - self.n_states]), list(out[len(out) - self.n_states:])
+        return list(out[: len(out) - self.n_states]), list(out[len(out) - self.n_states :])
 
     def forward(self, fixed, states, seqs) -> tuple:
         """``(outputs, final states, starts, pieces)``: outputs (T, batch, ...) with ``keep``, else the
@@ -213,8 +227,10 @@ class _RematLoop:
         ys, states = self.cut(self.run(lengths[0], *fixed, *states, *[ta.read(0) for ta in pieces]))  # peeled
         outs = []
         if keep:  # stacked per segment, of different lengths: collected, not carried
-            outs = [tf.TensorArray(y.dtype, size=count, infer_shape=False, element_shape=_any_length(y.shape))
-                    .write(0, y) for y in ys]
+            outs = [
+                tf.TensorArray(y.dtype, size=count, infer_shape=False, element_shape=_any_length(y.shape)).write(0, y)
+                for y in ys
+            ]
             ys = []
 
         def body(i, ys, states, starts, outs):
@@ -225,7 +241,8 @@ class _RematLoop:
             return i + 1, new, states, starts, outs
 
         _, ys, states, starts, outs = tf.while_loop(
-            lambda i, *_: i < count, body, (tf.constant(1), ys, states, starts, outs), maximum_iterations=count - 1)
+            lambda i, *_: i < count, body, (tf.constant(1), ys, states, starts, outs), maximum_iterations=count - 1
+        )
         if keep:
             ys = [ta.concat() for ta in outs]  # (T, batch, ...)
         return ys, states, [ta.stack() for ta in starts], pieces  # starts: all the backward pass keeps
@@ -239,8 +256,12 @@ class _RematLoop:
         with tf.GradientTape() as tape:
             tape.watch(watched)
             new_ys, new_states = self.cut(self.run(self.lengths[i], *fixed, *start, *seg))
-        return tape.gradient(new_ys + new_states, watched, output_gradients=d_new + list(d_states),
-                             unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return tape.gradient(
+            new_ys + new_states,
+            watched,
+            output_gradients=d_new + list(d_states),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
 
     def backward(self, fixed, seqs, pieces, starts, d_ys, d_final) -> list:
         """The gradients of ``[*fixed, *states, *seqs]`` (None for non-float ones) given those of
@@ -249,8 +270,10 @@ class _RematLoop:
         d_pieces = _segments(d_ys, count, lengths) if keep else []
         grad_fixed = [j for j, a in enumerate(fixed) if a.dtype.is_floating]
         grad_seqs = [j for j, a in enumerate(seqs) if a.dtype.is_floating]
-        d_seqs = [tf.TensorArray(seqs[j].dtype, size=count, infer_shape=False,
-                                 element_shape=_any_length(seqs[j].shape)) for j in grad_seqs]
+        d_seqs = [
+            tf.TensorArray(seqs[j].dtype, size=count, infer_shape=False, element_shape=_any_length(seqs[j].shape))
+            for j in grad_seqs
+        ]
 
         def back(i, d_states, d_fixed, d_seqs):
             if keep:
@@ -267,8 +290,12 @@ class _RematLoop:
         # One segment at a time (parallel_iterations=1): a segment's recomputed steps are
         # all that lives at once, besides what the forward pass kept.
         _, d_states, d_fixed, d_seqs = tf.while_loop(
-            lambda i, *_: i >= 0, back, (count - 1, d_final, [tf.zeros_like(fixed[j]) for j in grad_fixed], d_seqs),
-            maximum_iterations=count, parallel_iterations=1)
+            lambda i, *_: i >= 0,
+            back,
+            (count - 1, d_final, [tf.zeros_like(fixed[j]) for j in grad_fixed], d_seqs),
+            maximum_iterations=count,
+            parallel_iterations=1,
+        )
         full_fixed, full_seqs = [None] * len(fixed), [None] * len(seqs)
         for j, d in zip(grad_fixed, d_fixed, strict=True):
             full_fixed[j] = d
@@ -293,13 +320,13 @@ def _remat_scan(step, P, xs, states, consts, options, length):
     def loop(*args):
         # From stopped arguments: an eager tape records nothing in here (the gradient is `grad`).
         args = [tf.stop_gradient(a) for a in args]
-        fixed, states, seqs = args[:n_fixed], args[n_fixed:len(args) - n_seqs], args[len(args) - n_seqs:]
+        fixed, states, seqs = args[:n_fixed], args[n_fixed : len(args) - n_seqs], args[len(args) - n_seqs :]
         ys, states, starts, pieces = remat.forward(fixed, states, seqs)
         result = [*ys, *states]
 
         def grad(*d_result):
             d_result = [tf.zeros_like(r) if d is None else d for d, r in zip(d_result, result, strict=True)]
-            return remat.backward(fixed, seqs, pieces, starts, d_result[:len(ys)], d_result[len(ys):])
+            return remat.backward(fixed, seqs, pieces, starts, d_result[: len(ys)], d_result[len(ys) :])
 
         return result, grad
 

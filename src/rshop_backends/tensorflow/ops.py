@@ -55,8 +55,13 @@ def _tie_split(pick):
 
 _maximum, _minimum = _tie_split(tf.maximum), _tie_split(tf.minimum)
 
-NAMESPACE = {"tf": tf, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign, "_maximum": _maximum,
-             "_minimum": _minimum}
+NAMESPACE = {
+    "tf": tf,
+    "_hard_sigmoid": _hard_sigmoid,
+    "_softsign": _softsign,
+    "_maximum": _maximum,
+    "_minimum": _minimum,
+}
 
 
 def constant(value):
@@ -86,19 +91,28 @@ def _matmul(n, a, t):
 
 
 def _reduce(name):
-    return lambda n, a, t: (f"tf.{name}({a[0]}, axis={list(n.attrs['axes'])}, "
-                            f"keepdims={n.attrs['keepdims']})")
+    return lambda n, a, t: f"tf.{name}({a[0]}, axis={list(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"
 
 
 EMITTERS = {
-    "abs": _fn("tf.abs"), "sqrt": _fn("tf.sqrt"), "exp": _fn("tf.exp"), "log": _fn("tf.math.log"),
-    "tanh": _fn("tf.tanh"), "sigmoid": _fn("tf.sigmoid"),  # tf.sigmoid never overflows
-    "hard_sigmoid": _fn("_hard_sigmoid"), "relu": _fn("tf.nn.relu"),
+    "abs": _fn("tf.abs"),
+    "sqrt": _fn("tf.sqrt"),
+    "exp": _fn("tf.exp"),
+    "log": _fn("tf.math.log"),
+    "tanh": _fn("tf.tanh"),
+    "sigmoid": _fn("tf.sigmoid"),  # tf.sigmoid never overflows
+    "hard_sigmoid": _fn("_hard_sigmoid"),
+    "relu": _fn("tf.nn.relu"),
     "softplus": _fn("tf.nn.softplus"),  # stable: log1p(exp(-|x|)) + max(x, 0) inside TF
-    "softsign": _fn("_softsign"), "elu": _fn("tf.nn.elu"),  # alpha 1
-    "maximum": _fn2("_maximum"), "minimum": _fn2("_minimum"),  # gradient split at ties, as on jax and torch
-    "greater": _fn2("tf.greater"), "greater_equal": _fn2("tf.greater_equal"),
-    "less": _fn2("tf.less"), "less_equal": _fn2("tf.less_equal"), "equal": _fn2("tf.equal"),
+    "softsign": _fn("_softsign"),
+    "elu": _fn("tf.nn.elu"),  # alpha 1
+    "maximum": _fn2("_maximum"),
+    "minimum": _fn2("_minimum"),  # gradient split at ties, as on jax and torch
+    "greater": _fn2("tf.greater"),
+    "greater_equal": _fn2("tf.greater_equal"),
+    "less": _fn2("tf.less"),
+    "less_equal": _fn2("tf.less_equal"),
+    "equal": _fn2("tf.equal"),
     "matmul": _matmul,
     # one tf.split for all pieces: its gradient is a single concat (~25% faster fwd+bwd than slices)
     "split": lambda n, a, t: f"tf.split({a[0]}, {n.attrs['sizes']}, axis={n.attrs['axis']})",
@@ -107,6 +121,8 @@ EMITTERS = {
     "concat": lambda n, a, t: f"tf.concat([{', '.join(a)}], axis={n.attrs['axis']})",
     "reshape": lambda n, a, t: f"tf.reshape({a[0]}, {list(reshape_shape(n, t))})",
     "transpose": lambda n, a, t: f"tf.transpose({a[0]}, {list(transpose_perm(n, t))})",
-    "sum": _reduce("reduce_sum"), "mean": _reduce("reduce_mean"), "max": _reduce("reduce_max"),
+    "sum": _reduce("reduce_sum"),
+    "mean": _reduce("reduce_mean"),
+    "max": _reduce("reduce_max"),
     "where": lambda n, a, t: f"tf.where({a[0]}, {a[1]}, {a[2]})",
 }

@@ -34,5 +34,7 @@ def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call
         y = y[0] if isinstance(y, tuple) else y
         loss = tf.reduce_sum(y * tf.constant(weights_out, dtype=y.dtype))
     grads = tape.gradient(loss, variables)
-    return {k: (np.zeros(v.shape, v.dtype.as_numpy_dtype) if g is None else np.asarray(g))
-            for k, v, g in zip(names, variables, grads)}
+    return {
+        k: (np.zeros(v.shape, v.dtype.as_numpy_dtype) if g is None else np.asarray(g))
+        for k, v, g in zip(names, variables, grads)
+    }

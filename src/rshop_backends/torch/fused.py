@@ -25,7 +25,7 @@ KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rn
 
 def _gru_order(w, u):
     """Keras' gate blocks ``[z|r|h]`` on ``w``'s last axis, in torch's order ``[r|z|n]``."""
-    return torch.cat([w[..., u:2 * u], w[..., :u], w[..., 2 * u:]], dim=-1)
+    return torch.cat([w[..., u : 2 * u], w[..., :u], w[..., 2 * u :]], dim=-1)
 
 
 def torch_weights(m, P) -> list:
@@ -50,8 +50,7 @@ def run(match, P, x, states, options):
     finals = list(states)
     for m in match.layers:
         hx = [states[i].unsqueeze(0) for i in m.states]
-        args = (seq, tuple(hx) if m.kind == "lstm" else hx[0], torch_weights(m, P), m.bias, 1, 0.0, False, False,
-                True)
+        args = (seq, tuple(hx) if m.kind == "lstm" else hx[0], torch_weights(m, P), m.bias, 1, 0.0, False, False, True)
         out = KERNELS[m.kernel](*args)
         seq, new = out[0], out[1:]
         for i, s in zip(m.states, new):

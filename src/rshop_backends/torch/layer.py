@@ -101,7 +101,8 @@ class TorchLayer(nn.Module, Lowered):
         if isinstance(x, torch.fx.Proxy):
             raise RshopEngineError(
                 f"{self._where}, argument x: expected a tensor, received a torch.fx Proxy. torch.fx.symbolic_trace "
-                "cannot trace the layer's checks and loop (Python control flow over shapes); use torch.export.")
+                "cannot trace the layer's checks and loop (Python control flow over shapes); use torch.export."
+            )
         if training is None and self.training:
             try:
                 return self._call(self._parameters, x, initial_state, constants, training=True, **kwargs)
@@ -110,10 +111,18 @@ class TorchLayer(nn.Module, Lowered):
                 if kwargs.get("ground_truth") is not None or not missing:
                     raise
                 # a teacher-forced model, in train mode only because modules start there: say how to leave it
-                raise RshopConfigError(f"{e} This torch layer follows its module mode (train mode, as every new "
-                                       "nn.Module): call layer.eval() for inference.") from None
-        return self._call(self._parameters, x, initial_state, constants,
-                          training=self.training if training is None else bool(training), **kwargs)
+                raise RshopConfigError(
+                    f"{e} This torch layer follows its module mode (train mode, as every new "
+                    "nn.Module): call layer.eval() for inference."
+                ) from None
+        return self._call(
+            self._parameters,
+            x,
+            initial_state,
+            constants,
+            training=self.training if training is None else bool(training),
+            **kwargs,
+        )
 
     # -- Lowered hooks ---------------------------------------------------------------
     @property
@@ -131,17 +140,20 @@ class TorchLayer(nn.Module, Lowered):
         if arr.is_nested:
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a dense (torch.strided) tensor, received a nested one. Pad it "
-                "(torch.nested.to_padded_tensor) and pass sequence_lengths= or mask=.")
+                "(torch.nested.to_padded_tensor) and pass sequence_lengths= or mask=."
+            )
         if arr.layout != torch.strided:
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a dense (torch.strided) tensor, received layout {arr.layout}. "
-                "Convert it with .to_dense() first.")
+                "Convert it with .to_dense() first."
+            )
         device = self._anchor.device
         if arr.device != device:
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a tensor on the layer's device {device}, received one on "
                 f"{arr.device}. Move the tensor with .to({str(device)!r}), or the layer with "
-                f"layer.to({str(arr.device)!r}).")
+                f"layer.to({str(arr.device)!r})."
+            )
         return super()._info(arr, what)
 
     def _from_numpy(self, a):
@@ -171,8 +183,9 @@ class TorchLayer(nn.Module, Lowered):
         return lengths, (lengths < 0) | (lengths > steps)
 
     def _poison(self, v, bad):
-        return torch.where(bad.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full((), float("nan"), dtype=v.dtype,
-                                                                                   device=v.device), v)
+        return torch.where(
+            bad.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full((), float("nan"), dtype=v.dtype, device=v.device), v
+        )
 
     def _detach(self, v):
         return v.detach()
@@ -211,9 +224,13 @@ class TorchLayer(nn.Module, Lowered):
         if xs and self._now == "torch.export (dynamic T)":  # a Python loop would specialise T
             return loop.scan_op(self._step(plan), P, xs, states, consts, plan.options, steps)
         if self._now == "torch.jit.trace":
-            warnings.warn(f"{self._where}: torch.jit.trace records the generic loop unrolled over this call's "
-                          f"{steps} time steps; the traced function is only valid for that T. Use torch.export "
-                          "with a dynamic T, or trace one trace per T.", torch.jit.TracerWarning, stacklevel=2)
+            warnings.warn(
+                f"{self._where}: torch.jit.trace records the generic loop unrolled over this call's "
+                f"{steps} time steps; the traced function is only valid for that T. Use torch.export "
+                "with a dynamic T, or trace one trace per T.",
+                torch.jit.TracerWarning,
+                stacklevel=2,
+            )
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
 
     # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
@@ -227,8 +244,9 @@ class TorchLayer(nn.Module, Lowered):
                 self._state_constant(part, spec)
             teach = (False, True) if part.options.teacher_force else (False,)
             masks = (False,) if part.options.decode else (False, True)  # decode has no time axis to mask
-            for training, teacher, masked in [(tr, te and tr, m) for tr in (False, True) for te in teach
-                                              for m in masks if tr or not te]:
+            for training, teacher, masked in [
+                (tr, te and tr, m) for tr in (False, True) for te in teach for m in masks if tr or not te
+            ]:
                 try:
                     plans = [self._plan(part, training, teacher, masked)]
                 except RshopNotImplementedError:  # fast_path='require' and a training call is not fused:
@@ -264,7 +282,8 @@ class TorchLayer(nn.Module, Lowered):
                 raise RshopNotImplementedError(
                     f"{self._where}: expected a call that runs on a fused kernel (fast_path='require'), received "
                     f"one under a transform that cannot: {why}. Call the layer eagerly, or lower it with "
-                    "fast_path=True to let such calls run the generic loop.")
+                    "fast_path=True to let such calls run the generic loop."
+                )
             raw = plan_for(model, bool(training), bool(teacher), bool(masked))
             generic = _passes.optimize(raw, self.grad_passes if grad else self.passes)
             self._plans[key] = replace(generic, note=why)
@@ -276,8 +295,10 @@ class TorchLayer(nn.Module, Lowered):
         under that torch transform: which path it gets and why (a fused layer falls back to the
         generic loop where torch cannot run its fused kernels)."""
         if transform is not None and transform not in transforms.NAMES:
-            raise RshopConfigError(f"{self._where}, explain argument transform: expected one of "
-                                   f"{list(transforms.NAMES)}, received {transform!r}.")
+            raise RshopConfigError(
+                f"{self._where}, explain argument transform: expected one of "
+                f"{list(transforms.NAMES)}, received {transform!r}."
+            )
         if transform in (None, "eager"):
             return super().explain(training, masked, teacher, grad)
         self._now = transform

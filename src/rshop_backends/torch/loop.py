@@ -39,8 +39,7 @@ def _records(P, xs, states, consts) -> bool:
     """Whether autograd would record this loop (remat only pays off then)."""
     if not torch.is_grad_enabled():
         return False
-    return any(isinstance(t, torch.Tensor) and t.requires_grad
-               for t in (*P.values(), *xs, *states, *consts))
+    return any(isinstance(t, torch.Tensor) and t.requires_grad for t in (*P.values(), *xs, *states, *consts))
 
 
 def scan(step, P, xs, states, consts, options, length):
@@ -68,6 +67,7 @@ def _segment(step, P, consts, steps, backwards, keep):
     """The function one checkpoint runs: ``steps`` steps from ``states`` over the slices ``seg``
     (batch, steps, ...) of the scanned sequences; returns (outputs, states) with outputs
     stacked (batch, steps, ...) when ``keep``, else the segment's last."""
+
     def run(seg, states):
         seq, ys = [], None
         for row in _rows(seg, steps, backwards):

@@ -41,13 +41,19 @@ def _reduce(fn):
         if not axes:  # reducing no axis is the identity (torch reads dim=() as "all dims")
             return a[0]
         return f"{fn}({a[0]}, dim={axes}, keepdim={n.attrs['keepdims']})"
+
     return emit
 
 
 EMITTERS = {
-    "abs": _fn("torch.abs"), "sqrt": _fn("torch.sqrt"), "exp": _fn("torch.exp"),
-    "log": _fn("torch.log"), "tanh": _fn("torch.tanh"), "sigmoid": _fn("torch.sigmoid"),
-    "hard_sigmoid": _fn("_hard_sigmoid"), "relu": _fn("torch.relu"),
+    "abs": _fn("torch.abs"),
+    "sqrt": _fn("torch.sqrt"),
+    "exp": _fn("torch.exp"),
+    "log": _fn("torch.log"),
+    "tanh": _fn("torch.tanh"),
+    "sigmoid": _fn("torch.sigmoid"),
+    "hard_sigmoid": _fn("_hard_sigmoid"),
+    "relu": _fn("torch.relu"),
     # log1p(exp(x)) up to x = 40, x above: exact to float64 rounding, never overflows.
     "softplus": lambda n, a, t: f"F.softplus({a[0]}, 1.0, 40.0)",
     "softsign": _fn("F.softsign"),

@@ -30,5 +30,7 @@ def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call
     loss = (y * torch.as_tensor(weights_out, dtype=y.dtype)).sum()
     if loss.requires_grad:  # False when no trainable parameter reaches the output
         loss.backward()
-    return {k: np.zeros(tuple(p.shape), p.detach().numpy().dtype) if p.grad is None else to_numpy(p.grad)
-            for k, p in layer.named_parameters()}
+    return {
+        k: np.zeros(tuple(p.shape), p.detach().numpy().dtype) if p.grad is None else to_numpy(p.grad)
+        for k, p in layer.named_parameters()
+    }

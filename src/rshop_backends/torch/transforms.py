@@ -14,17 +14,24 @@ from __future__ import annotations
 
 import torch
 
-NAMES = ("eager", "torch.compile", "torch.export", "torch.export (dynamic T)", "torch.func.vmap",
-         "torch.func.jvp", "torch.func.grad", "torch.jit.trace")
+NAMES = (
+    "eager",
+    "torch.compile",
+    "torch.export",
+    "torch.export (dynamic T)",
+    "torch.func.vmap",
+    "torch.func.jvp",
+    "torch.func.grad",
+    "torch.jit.trace",
+)
 
 BLOCKED = {  # transform -> why torch's fused kernels cannot run under it
     "torch.compile": "torch.compile cannot trace torch's fused recurrent kernels (mkldnn_rnn_layer has no "
-                     "fake-tensor implementation)",
+    "fake-tensor implementation)",
     "torch.export (dynamic T)": "torch.export of torch's fused recurrent kernels specialises T (the kernel "
-                                "decomposes into one step per time step)",
+    "decomposes into one step per time step)",
     "torch.func.vmap": "torch.func.vmap has no batching rule for torch's fused recurrent kernels",
-    "torch.func.jvp": "forward-mode AD (torch.func.jvp, jacfwd) is not implemented for torch's fused "
-                      "recurrent kernels",
+    "torch.func.jvp": "forward-mode AD (torch.func.jvp, jacfwd) is not implemented for torch's fused recurrent kernels",
 }
 
 

@@ -34,7 +34,8 @@ class Cell(Layer):
             raise RshopConfigError(f"{type(self).__name__} {self.name!r}: expected units > 0, received {units!r}.")
         if input_dim is not None and (not isinstance(input_dim, int) or input_dim <= 0):
             raise RshopConfigError(
-                f"{type(self).__name__} {self.name!r}: expected input_dim > 0 or None, received {input_dim!r}.")
+                f"{type(self).__name__} {self.name!r}: expected input_dim > 0 or None, received {input_dim!r}."
+            )
         return units, input_dim
 
     def _resolve_activations(self, **named) -> None:
@@ -43,18 +44,33 @@ class Cell(Layer):
         for key, value in named.items():
             setattr(self, key, activations.get(value, f"{where} {key}"))
 
-    def _resolve_kernels(self, use_bias, kernel_initializer, recurrent_initializer, bias_initializer,
-                         kernel_regularizer, recurrent_regularizer, bias_regularizer, dropout,
-                         recurrent_dropout) -> None:
+    def _resolve_kernels(
+        self,
+        use_bias,
+        kernel_initializer,
+        recurrent_initializer,
+        bias_initializer,
+        kernel_regularizer,
+        recurrent_regularizer,
+        bias_regularizer,
+        dropout,
+        recurrent_dropout,
+    ) -> None:
         """Set and check the options :meth:`_kernels` and :meth:`_bias` read: initializers and
         regularizers by name, dropout rates in [0, 1)."""
         where = f"{type(self).__name__} {self.name!r}"
         self.use_bias = bool(use_bias)
-        for key, value in (("kernel_initializer", kernel_initializer), ("recurrent_initializer", recurrent_initializer),
-                           ("bias_initializer", bias_initializer)):
+        for key, value in (
+            ("kernel_initializer", kernel_initializer),
+            ("recurrent_initializer", recurrent_initializer),
+            ("bias_initializer", bias_initializer),
+        ):
             setattr(self, key, initializers.get(value, f"{where} {key}"))
-        for key, value in (("kernel_regularizer", kernel_regularizer),
-                           ("recurrent_regularizer", recurrent_regularizer), ("bias_regularizer", bias_regularizer)):
+        for key, value in (
+            ("kernel_regularizer", kernel_regularizer),
+            ("recurrent_regularizer", recurrent_regularizer),
+            ("bias_regularizer", bias_regularizer),
+        ):
             setattr(self, key, regularizers.get(value, f"{where} {key}"))
         for key, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
@@ -65,10 +81,16 @@ class Cell(Layer):
         """``kernel`` (in, width), ``recurrent_kernel`` (units, width), and x and h after the
         cell's dropout (``dropout`` on x, ``recurrent_dropout`` on h: one mask per sequence)."""
         dt = x.dtype
-        k = self.add_weight("kernel", (x.shape[-1], width), self.kernel_initializer, dt,
-                            regularizer=self.kernel_regularizer)
-        r = self.add_weight("recurrent_kernel", (self.units, width), self.recurrent_initializer, dt,
-                            regularizer=self.recurrent_regularizer)
+        k = self.add_weight(
+            "kernel", (x.shape[-1], width), self.kernel_initializer, dt, regularizer=self.kernel_regularizer
+        )
+        r = self.add_weight(
+            "recurrent_kernel",
+            (self.units, width),
+            self.recurrent_initializer,
+            dt,
+            regularizer=self.recurrent_regularizer,
+        )
         if self.dropout:
             x = F.dropout(x, self.dropout, name=f"{self.name}/dropout")
         if self.recurrent_dropout:
@@ -94,12 +116,15 @@ class Cell(Layer):
         want = self.state_shapes()
         if len(states) != len(want):
             raise RshopConfigError(
-                f"{where}: expected {len(want)} states {list(self.state_names)}, received {len(states)}.")
+                f"{where}: expected {len(want)} states {list(self.state_names)}, received {len(states)}."
+            )
         for i, (s, w) in enumerate(zip(states, want)):
             if not isinstance(s, Tensor) or s.shape != w:
                 got = s.type.describe() if isinstance(s, Tensor) else type(s).__name__
-                raise RshopShapeError(f"{where}, state #{i} {self.state_names[i]!r}: expected shape "
-                                      f"(batch, {', '.join(map(str, w))}), received {got}.")
+                raise RshopShapeError(
+                    f"{where}, state #{i} {self.state_names[i]!r}: expected shape "
+                    f"(batch, {', '.join(map(str, w))}), received {got}."
+                )
         return self.step(x, states)
 
     def get_layer(self, **options):

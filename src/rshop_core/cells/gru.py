@@ -25,14 +25,37 @@ class GRUCell(Cell):
     activation: Activation
     recurrent_activation: Activation
 
-    def __init__(self, units, input_dim=None, activation="tanh", recurrent_activation="sigmoid",
-                 use_bias=True, kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", reset_after=True, kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
+    def __init__(
+        self,
+        units,
+        input_dim=None,
+        activation="tanh",
+        recurrent_activation="sigmoid",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        reset_after=True,
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        name=None,
+    ):
         super().__init__(units, input_dim, name)
         self._resolve_activations(activation=activation, recurrent_activation=recurrent_activation)
-        self._resolve_kernels(use_bias, kernel_initializer, recurrent_initializer, bias_initializer, kernel_regularizer,
-                              recurrent_regularizer, bias_regularizer, dropout, recurrent_dropout)
+        self._resolve_kernels(
+            use_bias,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            recurrent_regularizer,
+            bias_regularizer,
+            dropout,
+            recurrent_dropout,
+        )
         self.reset_after = bool(reset_after)
 
     def step(self, x, states):

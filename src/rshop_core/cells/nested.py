@@ -49,13 +49,16 @@ class ModelCell(Cell):
             raise RshopShapeError(f"{where}: expected x of type {want.describe()}, received {got}.")
         states = list(states)
         if len(states) != len(g.states):
-            raise RshopConfigError(f"{where}: expected {len(g.states)} states {list(self.state_names)}, "
-                                   f"received {len(states)}.")
+            raise RshopConfigError(
+                f"{where}: expected {len(g.states)} states {list(self.state_names)}, received {len(states)}."
+            )
         for i, (s, sid) in enumerate(zip(states, g.states)):
             if not isinstance(s, Tensor) or s.type != g.nodes[sid].type:
                 got = s.type.describe() if isinstance(s, Tensor) else type(s).__name__
-                raise RshopShapeError(f"{where}, state #{i} {self.state_names[i]!r}: expected "
-                                      f"{g.nodes[sid].type.describe()}, received {got}.")
+                raise RshopShapeError(
+                    f"{where}, state #{i} {self.state_names[i]!r}: expected "
+                    f"{g.nodes[sid].type.describe()}, received {got}."
+                )
         constants = list(constants or [])
         if len(constants) != len(g.constants):
             raise RshopConfigError(f"{where}: expected {len(g.constants)} constant(s), received {len(constants)}.")
@@ -67,9 +70,23 @@ class ModelCell(Cell):
         if qualified not in self._weights:  # one symbolic parameter per nested parameter, shared by calls
             spec = self.model.graph.params[qualified]
             self._weights[qualified] = Tensor(
-                "param", (), {}, TensorType(spec.shape, spec.dtype, False), f"{self.name}/{qualified}",
-                param=(self, qualified, {"shape": spec.shape, "dtype": spec.dtype, "initializer": spec.initializer,
-                                         "trainable": spec.trainable, "regularizer": spec.regularizer}))
+                "param",
+                (),
+                {},
+                TensorType(spec.shape, spec.dtype, False),
+                f"{self.name}/{qualified}",
+                param=(
+                    self,
+                    qualified,
+                    {
+                        "shape": spec.shape,
+                        "dtype": spec.dtype,
+                        "initializer": spec.initializer,
+                        "trainable": spec.trainable,
+                        "regularizer": spec.regularizer,
+                    },
+                ),
+            )
         return self._weights[qualified]
 
     def get_layer(self, **options):

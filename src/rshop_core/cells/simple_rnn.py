@@ -14,14 +14,35 @@ class SimpleRNNCell(Cell):
     state_names = ("h",)
     activation: Activation
 
-    def __init__(self, units, input_dim=None, activation="tanh", use_bias=True,
-                 kernel_initializer="glorot_uniform", recurrent_initializer="orthogonal",
-                 bias_initializer="zeros", kernel_regularizer=None, recurrent_regularizer=None,
-                 bias_regularizer=None, dropout=0.0, recurrent_dropout=0.0, name=None):
+    def __init__(
+        self,
+        units,
+        input_dim=None,
+        activation="tanh",
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        recurrent_regularizer=None,
+        bias_regularizer=None,
+        dropout=0.0,
+        recurrent_dropout=0.0,
+        name=None,
+    ):
         super().__init__(units, input_dim, name)
         self._resolve_activations(activation=activation)
-        self._resolve_kernels(use_bias, kernel_initializer, recurrent_initializer, bias_initializer, kernel_regularizer,
-                              recurrent_regularizer, bias_regularizer, dropout, recurrent_dropout)
+        self._resolve_kernels(
+            use_bias,
+            kernel_initializer,
+            recurrent_initializer,
+            bias_initializer,
+            kernel_regularizer,
+            recurrent_regularizer,
+            bias_regularizer,
+            dropout,
+            recurrent_dropout,
+        )
 
     def step(self, x, states):
         (h,) = states

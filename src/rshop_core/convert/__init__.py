@@ -15,5 +15,14 @@ from .common import CellSpec
 from .keras import from_keras, to_keras
 from .torch import TorchStack, from_torch, rshop_states, to_torch, torch_states
 
-__all__ = ["from_torch", "to_torch", "torch_states", "rshop_states", "from_keras", "to_keras", "SequenceStack",
-           "TorchStack", "CellSpec"]
+__all__ = [
+    "from_torch",
+    "to_torch",
+    "torch_states",
+    "rshop_states",
+    "from_keras",
+    "to_keras",
+    "SequenceStack",
+    "TorchStack",
+    "CellSpec",
+]

@@ -45,9 +45,14 @@ class CellSpec:
     weights: dict = field(default_factory=dict)
 
     def cell(self, name=None):
-        kw = {"activation": self.activation, "use_bias": self.use_bias, "dropout": self.dropout,
-              "recurrent_dropout": self.recurrent_dropout, "name": name,
-              **{f"{k}_regularizer": v for k, v in self.regularizers.items()}}
+        kw = {
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+            "dropout": self.dropout,
+            "recurrent_dropout": self.recurrent_dropout,
+            "name": name,
+            **{f"{k}_regularizer": v for k, v in self.regularizers.items()},
+        }
         if self.kind != "rnn":
             kw["recurrent_activation"] = self.recurrent_activation
         if self.kind == "gru":
@@ -114,12 +119,24 @@ def _spec_of(m, weights: dict, param_specs: dict) -> CellSpec:
     """The CellSpec of one recognised cell (:class:`~rshop_core.patterns.CellMatch`): its options
     as the matcher found them, its weights and regularizers by role. ``weights`` is the model's
     ``get_weights()``: copies already, so float32 arrays are taken as they are."""
-    regs = {_REGULARIZER_KEYS[role]: param_specs[q].regularizer for role, q in m.params.items()
-            if param_specs[q].regularizer}
-    return CellSpec(m.kind, m.units, m.input_dim, activation=m.activation,
-                    recurrent_activation=m.recurrent_activation, use_bias=m.bias, reset_after=m.reset_after,
-                    dropout=float(m.dropout), recurrent_dropout=float(m.recurrent_dropout), regularizers=regs,
-                    weights={role: np.asarray(weights[q], dtype=np.float32) for role, q in m.params.items()})
+    regs = {
+        _REGULARIZER_KEYS[role]: param_specs[q].regularizer
+        for role, q in m.params.items()
+        if param_specs[q].regularizer
+    }
+    return CellSpec(
+        m.kind,
+        m.units,
+        m.input_dim,
+        activation=m.activation,
+        recurrent_activation=m.recurrent_activation,
+        use_bias=m.bias,
+        reset_after=m.reset_after,
+        dropout=float(m.dropout),
+        recurrent_dropout=float(m.recurrent_dropout),
+        regularizers=regs,
+        weights={role: np.asarray(weights[q], dtype=np.float32) for role, q in m.params.items()},
+    )
 
 
 def describe(model, where: str) -> CellSpec:
@@ -132,8 +149,10 @@ def describe(model, where: str) -> CellSpec:
         raise RshopConfigError(f"{where}: expected a RecurrentModel of one built-in cell, received {model!r}.")
     graph = model._require_built()
     if model.dtype != "float32":
-        raise RshopConfigError(f"{where}: expected a float32 model, received {model.name!r} ({model.dtype}); "
-                               "frameworks' recurrent layers hold float32 weights. Build it with dtype='float32'.")
+        raise RshopConfigError(
+            f"{where}: expected a float32 model, received {model.name!r} ({model.dtype}); "
+            "frameworks' recurrent layers hold float32 weights. Build it with dtype='float32'."
+        )
     if model.readout_spec is not None:
         why = "it feeds its output back (readout)"
     else:
@@ -142,10 +161,12 @@ def describe(model, where: str) -> CellSpec:
             return _spec_of(match.layers[0], model.get_weights(), model.param_specs)
         if match is not None:
             why = f"it runs {len(match.layers)} cells one after the other ({match.describe()})"
-    raise RshopConfigError(f"{where}: expected a model whose step is exactly one built-in cell (SimpleRNNCell, "
-                           f"GRUCell or LSTMCell), received {model.name!r}, whose step graph is not one: {why}. "
-                           "Convert a model made by cell.get_layer(...), from_torch or from_keras (or a copy), or a "
-                           "RecurrentSequential of cells.")
+    raise RshopConfigError(
+        f"{where}: expected a model whose step is exactly one built-in cell (SimpleRNNCell, "
+        f"GRUCell or LSTMCell), received {model.name!r}, whose step graph is not one: {why}. "
+        "Convert a model made by cell.get_layer(...), from_torch or from_keras (or a copy), or a "
+        "RecurrentSequential of cells."
+    )
 
 
 def check_plain_loop(model, where: str, allowed=()) -> None:
@@ -153,12 +174,16 @@ def check_plain_loop(model, where: str, allowed=()) -> None:
     o = model.options
     for flag in ("go_backwards", "teacher_force", "decode", "stateful", "zero_output_for_mask"):
         if getattr(o, flag) and flag not in allowed:
-            raise RshopConfigError(f"{where}: expected a model without {flag}=True, received {model.name!r} with it; "
-                                   "the target framework has no such option.")
+            raise RshopConfigError(
+                f"{where}: expected a model without {flag}=True, received {model.name!r} with it; "
+                "the target framework has no such option."
+            )
     for s in model.state_specs:
         if s.initializer != _ZEROS:
-            raise RshopConfigError(f"{where}: expected zero initial states, received state_initializer "
-                                   f"{s.initializer!r} for state {s.name!r} of {model.name!r}.")
+            raise RshopConfigError(
+                f"{where}: expected zero initial states, received state_initializer "
+                f"{s.initializer!r} for state {s.name!r} of {model.name!r}."
+            )
 
 
 # -- stacks ----------------------------------------------------------------------------------
@@ -168,17 +193,25 @@ def describe_stack(seq, where: str) -> list:
     graph = seq._require_built()
     kinds = {cls: kind for kind, cls in CELLS.items()}
     groups = param_groups(seq)
-    if seq.state_sync or seq.readout is not False or len(seq.items) != len(seq.cells) \
-            or any(type(c) not in kinds for c in seq.cells) or len(groups) != len(seq.cells):
-        raise RshopConfigError(f"{where}: expected a RecurrentSequential of SimpleRNNCell, GRUCell or LSTMCell items "
-                               f"only, without state_sync or readout, received {seq.name!r} with {seq.items}.")
+    if (
+        seq.state_sync
+        or seq.readout is not False
+        or len(seq.items) != len(seq.cells)
+        or any(type(c) not in kinds for c in seq.cells)
+        or len(groups) != len(seq.cells)
+    ):
+        raise RshopConfigError(
+            f"{where}: expected a RecurrentSequential of SimpleRNNCell, GRUCell or LSTMCell items "
+            f"only, without state_sync or readout, received {seq.name!r} with {seq.items}."
+        )
     match, why = patterns.match_stack(graph) if seq.dtype == "float32" else (None, f"its dtype is {seq.dtype}")
     if match is not None and len(match.layers) != len(seq.cells):
         why = f"its step runs {len(match.layers)} cells ({match.describe()}), not its {len(seq.cells)}"
         match = None
     if match is None:
-        raise RshopConfigError(f"{where}: expected a float32 stack whose step is exactly its cells, received "
-                               f"{seq.name!r}: {why}.")
+        raise RshopConfigError(
+            f"{where}: expected a float32 stack whose step is exactly its cells, received {seq.name!r}: {why}."
+        )
     w = seq.get_weights()
     specs = [_spec_of(m, w, seq.param_specs) for m in match.layers]
     return specs

@@ -39,8 +39,9 @@ def _regularizer(keras, reg, what, where):
     r = keras.regularizers
     if type(reg) in (r.L1, r.L2, r.L1L2):
         return {"l1": float(getattr(reg, "l1", 0.0)), "l2": float(getattr(reg, "l2", 0.0))}
-    raise RshopConfigError(f"{where}: {what}={reg!r} is not supported; expected None or a keras L1, L2 or L1L2 "
-                           "regularizer.")
+    raise RshopConfigError(
+        f"{where}: {what}={reg!r} is not supported; expected None or a keras L1, L2 or L1L2 regularizer."
+    )
 
 
 def _activation(keras, fn, what, where):
@@ -54,40 +55,63 @@ def _rnn_layer(keras, layer, where):
     """(CellSpec with weights, loop options) of a built SimpleRNN / GRU / LSTM."""
     kind = next((k for name, k in _KINDS.items() if isinstance(layer, getattr(keras.layers, name))), None)
     if kind is None:
-        raise RshopConfigError(f"{where}: expected a keras SimpleRNN, GRU, LSTM or Bidirectional layer, received "
-                               f"{type(layer).__name__} {getattr(layer, 'name', '')!r}.")
+        raise RshopConfigError(
+            f"{where}: expected a keras SimpleRNN, GRU, LSTM or Bidirectional layer, received "
+            f"{type(layer).__name__} {getattr(layer, 'name', '')!r}."
+        )
     where = f"{where}, layer {layer.name!r}"
     if not layer.built:
-        raise RshopConfigError(f"{where}: expected a built layer (call it once, or layer.build((None, None, "
-                               "features))), received an unbuilt one: it has no weights yet.")
+        raise RshopConfigError(
+            f"{where}: expected a built layer (call it once, or layer.build((None, None, "
+            "features))), received an unbuilt one: it has no weights yet."
+        )
     cell = layer.cell
     if layer.stateful:
-        raise RshopConfigError(f"{where}: stateful=True is not supported by the converter; expected "
-                               "stateful=False (rshop has its own stateful option: get_layer(stateful=True, ...)).")
+        raise RshopConfigError(
+            f"{where}: stateful=True is not supported by the converter; expected "
+            "stateful=False (rshop has its own stateful option: get_layer(stateful=True, ...))."
+        )
     for what in ("kernel_constraint", "recurrent_constraint", "bias_constraint"):
         if getattr(cell, what, None) is not None:
-            raise RshopConfigError(f"{where}: {what} is not supported (rshop has no weight constraints); "
-                                   "expected None.")
+            raise RshopConfigError(
+                f"{where}: {what} is not supported (rshop has no weight constraints); expected None."
+            )
     if layer.activity_regularizer is not None:
         raise RshopConfigError(f"{where}: activity_regularizer is not supported; expected None.")
     if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
         raise RshopConfigError(f"{where}: dtype policy {layer.dtype_policy.name!r} is not supported; expected float32.")
-    regs = {k: _regularizer(keras, getattr(cell, f"{k}_regularizer"), f"{k}_regularizer", where)
-            for k in ("kernel", "recurrent", "bias")}
+    regs = {
+        k: _regularizer(keras, getattr(cell, f"{k}_regularizer"), f"{k}_regularizer", where)
+        for k in ("kernel", "recurrent", "bias")
+    }
     weights = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel}
     if cell.use_bias:
         weights["bias"] = cell.bias
     weights = {k: np.array(keras.ops.convert_to_numpy(v.value), dtype=np.float32) for k, v in weights.items()}
     act = _activation(keras, cell.activation, "activation", where)
-    recurrent = _activation(keras, cell.recurrent_activation, "recurrent_activation", where) if kind != "rnn" \
-        else "sigmoid"
-    spec = CellSpec(kind, cell.units, weights["kernel"].shape[0], act, recurrent,
-                    use_bias=cell.use_bias, reset_after=getattr(cell, "reset_after", True),
-                    dropout=float(cell.dropout), recurrent_dropout=float(cell.recurrent_dropout),
-                    regularizers={k: v for k, v in regs.items() if v}, weights=weights)
-    options = {"return_sequences": bool(layer.return_sequences), "return_states": bool(layer.return_state),
-               "go_backwards": bool(layer.go_backwards), "unroll": bool(layer.unroll),
-               "zero_output_for_mask": bool(getattr(layer, "zero_output_for_mask", False))}
+    recurrent = (
+        _activation(keras, cell.recurrent_activation, "recurrent_activation", where) if kind != "rnn" else "sigmoid"
+    )
+    spec = CellSpec(
+        kind,
+        cell.units,
+        weights["kernel"].shape[0],
+        act,
+        recurrent,
+        use_bias=cell.use_bias,
+        reset_after=getattr(cell, "reset_after", True),
+        dropout=float(cell.dropout),
+        recurrent_dropout=float(cell.recurrent_dropout),
+        regularizers={k: v for k, v in regs.items() if v},
+        weights=weights,
+    )
+    options = {
+        "return_sequences": bool(layer.return_sequences),
+        "return_states": bool(layer.return_state),
+        "go_backwards": bool(layer.go_backwards),
+        "unroll": bool(layer.unroll),
+        "zero_output_for_mask": bool(getattr(layer, "zero_output_for_mask", False)),
+    }
     return spec, options
 
 
@@ -100,8 +124,10 @@ def _convert_one(keras, layer, where, name):
         fwd, opts = _rnn_layer(keras, layer.forward_layer, where)
         bwd, bopts = _rnn_layer(keras, layer.backward_layer, where)
         if not _same_cell(fwd, bwd) or {**opts, "go_backwards": None} != {**bopts, "go_backwards": None}:
-            raise RshopConfigError(f"{where}: a backward_layer configured unlike the forward layer is not supported; "
-                                   "expected the same layer type and settings in both directions.")
+            raise RshopConfigError(
+                f"{where}: a backward_layer configured unlike the forward layer is not supported; "
+                "expected the same layer type and settings in both directions."
+            )
         return build_bidirectional(fwd, bwd, layer.merge_mode, name, **opts)
     spec, opts = _rnn_layer(keras, layer, where)
     return build_model(spec, name, **opts)
@@ -139,12 +165,15 @@ def _from_stack(keras, items, where, name):
         raise RshopConfigError(f"{where}: expected at least one recurrent layer, received none.")
     for i, item in enumerate(items[:-1]):
         if not getattr(item, "return_sequences", False) or getattr(item, "return_state", False):
-            raise RshopConfigError(f"{where}: expected return_sequences=True and return_state=False on every layer "
-                                   f"but the last, received layer {i} {getattr(item, 'name', item)!r} without.")
+            raise RshopConfigError(
+                f"{where}: expected return_sequences=True and return_state=False on every layer "
+                f"but the last, received layer {i} {getattr(item, 'name', item)!r} without."
+            )
         if isinstance(item, keras.layers.Bidirectional) and item.merge_mode is None:
             raise RshopConfigError(f"{where}: merge_mode=None is only supported on the last layer of a stack.")
-    plain = [_rnn_layer(keras, item, where) if not isinstance(item, keras.layers.Bidirectional) else None
-             for item in items]
+    plain = [
+        _rnn_layer(keras, item, where) if not isinstance(item, keras.layers.Bidirectional) else None for item in items
+    ]
     if all(p is not None and not p[1]["go_backwards"] for p in plain) and not plain[-1][1]["return_states"]:
         return build_stack([p[0] for p in plain], name, return_sequences=plain[-1][1]["return_sequences"])
     return SequenceStack([_convert_one(keras, item, where, f"{name}_{i}") for i, item in enumerate(items)], name=name)
@@ -153,10 +182,17 @@ def _from_stack(keras, items, where, name):
 # -- back to Keras ---------------------------------------------------------------------------
 def _keras_layer(keras, spec: CellSpec, options, name=None):
     """A built Keras layer for ``spec`` with its weights, and the loop ``options`` (a dict)."""
-    kw = {"activation": spec.activation, "use_bias": spec.use_bias, "dropout": spec.dropout,
-          "recurrent_dropout": spec.recurrent_dropout, "return_sequences": options["return_sequences"],
-          "return_state": options["return_states"], "go_backwards": options["go_backwards"],
-          "unroll": options["unroll"] is True, "zero_output_for_mask": options["zero_output_for_mask"]}
+    kw = {
+        "activation": spec.activation,
+        "use_bias": spec.use_bias,
+        "dropout": spec.dropout,
+        "recurrent_dropout": spec.recurrent_dropout,
+        "return_sequences": options["return_sequences"],
+        "return_state": options["return_states"],
+        "go_backwards": options["go_backwards"],
+        "unroll": options["unroll"] is True,
+        "zero_output_for_mask": options["zero_output_for_mask"],
+    }
     regs = {"kernel": "kernel_regularizer", "recurrent": "recurrent_regularizer", "bias": "bias_regularizer"}
     for k, reg in spec.regularizers.items():
         kw[regs[k]] = keras.regularizers.L1L2(l1=reg["l1"], l2=reg["l2"])
@@ -191,8 +227,10 @@ def _to_keras_one(keras, model, where):
     if isinstance(model, RecurrentModel):
         check_plain_loop(model, where, allowed=("go_backwards", "zero_output_for_mask"))
         return _keras_layer(keras, describe(model, where), model.options.to_json(), name=model.name)
-    raise RshopConfigError(f"{where}: expected a RecurrentModel, RecurrentSequential, Bidirectional or SequenceStack, "
-                           f"received {type(model).__name__}.")
+    raise RshopConfigError(
+        f"{where}: expected a RecurrentModel, RecurrentSequential, Bidirectional or SequenceStack, "
+        f"received {type(model).__name__}."
+    )
 
 
 def to_keras(model):
@@ -213,16 +251,27 @@ def to_keras(model):
             check_plain_loop(model, where)
             specs = describe_stack(model, where)
             last = model.options.to_json()
-            layers = [_keras_layer(keras, s, {**last, "return_sequences": True if i < len(specs) - 1 else
-                                              last["return_sequences"], "return_states": False})
-                      for i, s in enumerate(specs)]
+            layers = [
+                _keras_layer(
+                    keras,
+                    s,
+                    {
+                        **last,
+                        "return_sequences": True if i < len(specs) - 1 else last["return_sequences"],
+                        "return_states": False,
+                    },
+                )
+                for i, s in enumerate(specs)
+            ]
             states = model.options.return_states
         else:
             layers = [_to_keras_one(keras, m, where) for m in model.layers]
             states = any(m.options.return_states for m in model.layers)
         if states:
-            raise RshopConfigError(f"{where}: return_states=True is not supported for stacks (a keras.Sequential "
-                                   "returns one tensor); expected a stack without it.")
+            raise RshopConfigError(
+                f"{where}: return_states=True is not supported for stacks (a keras.Sequential "
+                "returns one tensor); expected a stack without it."
+            )
         seq = keras.Sequential([keras.Input((None, model.input_shape[-1])), *layers], name=model.name)
         return seq
     return _to_keras_one(keras, model, where)

@@ -38,13 +38,47 @@ from ..symbolic import Input
 __all__ = ["from_keras_step", "SUPPORTED"]
 
 # Keras layers (by class name; the exact classes are checked) and keras.ops operations that map exactly
-SUPPORTED_LAYERS = ("InputLayer", "Dense", "Activation", "Add", "Subtract", "Multiply", "Average", "Maximum",
-                    "Minimum", "Concatenate", "Dropout", "Identity", "ReLU", "Softmax", "Reshape")
-_BINARY_OPS = {"Add": F.add, "Subtract": F.subtract, "Multiply": F.multiply, "Divide": F.divide,
-               "TrueDivide": F.divide, "Maximum": F.maximum, "Minimum": F.minimum}
-_UNARY_OPS = {"Tanh": F.tanh, "Sigmoid": F.sigmoid, "Relu": F.relu, "Exp": F.exp, "Log": F.log, "Sqrt": F.sqrt,
-              "Square": F.square, "Absolute": F.abs, "Abs": F.abs, "Negative": F.negative, "Softplus": F.softplus,
-              "Softsign": F.softsign, "HardSigmoid": F.hard_sigmoid}
+SUPPORTED_LAYERS = (
+    "InputLayer",
+    "Dense",
+    "Activation",
+    "Add",
+    "Subtract",
+    "Multiply",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Concatenate",
+    "Dropout",
+    "Identity",
+    "ReLU",
+    "Softmax",
+    "Reshape",
+)
+_BINARY_OPS = {
+    "Add": F.add,
+    "Subtract": F.subtract,
+    "Multiply": F.multiply,
+    "Divide": F.divide,
+    "TrueDivide": F.divide,
+    "Maximum": F.maximum,
+    "Minimum": F.minimum,
+}
+_UNARY_OPS = {
+    "Tanh": F.tanh,
+    "Sigmoid": F.sigmoid,
+    "Relu": F.relu,
+    "Exp": F.exp,
+    "Log": F.log,
+    "Sqrt": F.sqrt,
+    "Square": F.square,
+    "Absolute": F.abs,
+    "Abs": F.abs,
+    "Negative": F.negative,
+    "Softplus": F.softplus,
+    "Softsign": F.softsign,
+    "HardSigmoid": F.hard_sigmoid,
+}
 SUPPORTED = SUPPORTED_LAYERS + tuple(f"keras.ops.{k}" for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax"))
 
 
@@ -55,6 +89,7 @@ def _name(s: str) -> str:
 
 def _is_layer(op, cls_name):
     import keras
+
     cls = getattr(keras.layers, cls_name, None)
     return cls is not None and type(op) is cls
 
@@ -65,7 +100,8 @@ def _unsupported(op, why=None):
         f"from_keras_step, layer {what}: expected a supported layer ({', '.join(SUPPORTED_LAYERS[1:])}) or "
         "elementwise keras.ops call, received "
         f"{type(op).__module__}.{type(op).__name__}{' (' + why + ')' if why else ''}. Lambda and custom layers "
-        "are never imported; write that part of the step with rshop layers or rshop_core.functional.")
+        "are never imported; write that part of the step with rshop layers or rshop_core.functional."
+    )
 
 
 def _regularizer(op, which):
@@ -80,6 +116,7 @@ def _regularizer(op, which):
 
 def _activation_name(op, fn):
     import keras
+
     name = keras.activations.serialize(fn) if fn is not None else "linear"
     if isinstance(name, dict):  # a registered object: take its name if it is a plain activation
         name = name.get("config", name.get("class_name"))
@@ -103,6 +140,7 @@ class _Importer:
 
     def convert(self, kt):
         import keras
+
         history = getattr(kt, "_keras_history", None)
         if history is None:
             raise RshopConfigError(f"from_keras_step: expected Keras tensors of the step model, received {kt!r}.")
@@ -112,8 +150,10 @@ class _Importer:
             return self.memo[key]
         if _is_layer(op, "InputLayer"):
             if id(op) not in self.inputs:
-                raise RshopConfigError(f"from_keras_step: the step reads the Keras Input {op.name!r}, which is not "
-                                       "an input of the step model.")
+                raise RshopConfigError(
+                    f"from_keras_step: the step reads the Keras Input {op.name!r}, which is not "
+                    "an input of the step model."
+                )
             out = self.inputs[id(op)]
         else:
             node = op._inbound_nodes[node_index]
@@ -127,12 +167,14 @@ class _Importer:
 
     def _listed(self, op, args):
         import keras
+
         if len(args) == 1 and isinstance(args[0], (list, tuple)):
             return [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in args[0]]
         return list(args)
 
     def apply(self, op, args, kwargs):  # one branch per supported layer
         import keras
+
         kind = type(op).__name__
         if isinstance(op, keras.layers.Layer) and kind in SUPPORTED_LAYERS and _is_layer(op, kind):
             if kwargs and set(kwargs) - {"training", "mask"}:
@@ -150,10 +192,17 @@ class _Importer:
                     _unsupported(op, f"{attr} is set")
             if getattr(op, "lora_enabled", False) or getattr(op, "quantization_mode", None):
                 _unsupported(op, "LoRA or quantized Dense")
-            layer = self.rshop_layer(op, lambda: Dense(
-                op.units, activation=_activation_name(op, op.activation), use_bias=op.use_bias,
-                kernel_regularizer=_regularizer(op, "kernel_regularizer"),
-                bias_regularizer=_regularizer(op, "bias_regularizer"), name=nm))
+            layer = self.rshop_layer(
+                op,
+                lambda: Dense(
+                    op.units,
+                    activation=_activation_name(op, op.activation),
+                    use_bias=op.use_bias,
+                    kernel_regularizer=_regularizer(op, "kernel_regularizer"),
+                    bias_regularizer=_regularizer(op, "bias_regularizer"),
+                    name=nm,
+                ),
+            )
             return layer(args[0])
         if kind == "Activation":
             return Activation(_activation_name(op, op.activation), name=nm)(args[0])
@@ -174,8 +223,14 @@ class _Importer:
         xs = self._listed(op, args)
         if kind == "Concatenate":
             return F.concat(xs, axis=self._axis(op, op.axis, xs[0]))
-        merge = {"Add": F.add, "Subtract": F.subtract, "Multiply": F.multiply, "Maximum": F.maximum,
-                 "Minimum": F.minimum, "Average": F.add}[kind]
+        merge = {
+            "Add": F.add,
+            "Subtract": F.subtract,
+            "Multiply": F.multiply,
+            "Maximum": F.maximum,
+            "Minimum": F.minimum,
+            "Average": F.add,
+        }[kind]
         out = xs[0]
         for x in xs[1:]:
             out = merge(out, x)
@@ -199,6 +254,7 @@ class _Importer:
             if hasattr(a, "type") and hasattr(a, "op"):  # an rshop Tensor
                 return a
             _unsupported(op, f"argument {a!r}")
+
         if kwargs:
             _unsupported(op, f"keywords {sorted(kwargs)}")
         if kind in _BINARY_OPS and len(args) == 2:
@@ -212,6 +268,7 @@ class _Importer:
 
 def _as_list(v, what):
     import keras
+
     if v is None:
         return []
     if isinstance(v, (list, tuple)):
@@ -221,8 +278,9 @@ def _as_list(v, what):
     raise RshopConfigError(f"from_keras_step, {what}: expected Keras tensors of the step model, received {v!r}.")
 
 
-def from_keras_step(step_model, initial_states, final_states, readout_input=None, constants=None, output=None,
-                    **options) -> RecurrentModel:
+def from_keras_step(
+    step_model, initial_states, final_states, readout_input=None, constants=None, output=None, **options
+) -> RecurrentModel:
     """An rshop ``RecurrentModel`` from a Keras functional model of one time step.
 
     Args:
@@ -239,10 +297,14 @@ def from_keras_step(step_model, initial_states, final_states, readout_input=None
     """
     import keras
 
-    if not isinstance(step_model, keras.Model) or not hasattr(step_model, "_inbound_nodes") \
-            or not getattr(step_model, "inputs", None):
-        raise RshopConfigError(f"from_keras_step: expected a Keras functional model of one step, received "
-                               f"{type(step_model).__name__}.")
+    if (
+        not isinstance(step_model, keras.Model)
+        or not hasattr(step_model, "_inbound_nodes")
+        or not getattr(step_model, "inputs", None)
+    ):
+        raise RshopConfigError(
+            f"from_keras_step: expected a Keras functional model of one step, received {type(step_model).__name__}."
+        )
     states_k = _as_list(initial_states, "initial_states")
     finals_k = _as_list(final_states, "final_states")
     consts_k = _as_list(constants, "constants")
@@ -251,8 +313,9 @@ def from_keras_step(step_model, initial_states, final_states, readout_input=None
     def input_op(kt, what):
         op = getattr(kt, "_keras_history", (None,))[0]
         if not _is_layer(op, "InputLayer"):
-            raise RshopConfigError(f"from_keras_step, {what}: expected a keras.Input of the step model, received "
-                                   f"{kt!r}.")
+            raise RshopConfigError(
+                f"from_keras_step, {what}: expected a keras.Input of the step model, received {kt!r}."
+            )
         return op
 
     model_inputs = keras.tree.flatten(step_model.inputs)
@@ -264,7 +327,8 @@ def from_keras_step(step_model, initial_states, final_states, readout_input=None
     if len(free) != 1:
         raise RshopConfigError(
             f"from_keras_step: expected exactly one step-model input that is neither a state, the readout nor a "
-            f"constant (the input x_t), received {len(free)}: {[kt.name for kt in free]}.")
+            f"constant (the input x_t), received {len(free)}: {[kt.name for kt in free]}."
+        )
     inputs, rs = {}, {}
     for kt in free + states_k + readout_k + consts_k:
         if kt.dtype != "float32":
@@ -279,10 +343,14 @@ def from_keras_step(step_model, initial_states, final_states, readout_input=None
     out_r = [imp.convert(t) for t in _as_list(output, "output")]
     finals_r = [imp.convert(t) for t in finals_k]
     model = RecurrentModel(
-        input=rs[id(free[0])], output=out_r if len(out_r) > 1 else out_r[0],
-        initial_states=[rs[id(k)] for k in states_k], final_states=finals_r,
-        constants=[rs[id(k)] for k in consts_k], readout_input=rs[id(readout_k[0])] if readout_k else None,
-        **options)
+        input=rs[id(free[0])],
+        output=out_r if len(out_r) > 1 else out_r[0],
+        initial_states=[rs[id(k)] for k in states_k],
+        final_states=finals_r,
+        constants=[rs[id(k)] for k in consts_k],
+        readout_input=rs[id(readout_k[0])] if readout_k else None,
+        **options,
+    )
     # the Keras weights, matched through the layer that owns each parameter
     by_rshop = {id(r): k for k, r in imp.layers.values() if r is not None}
     weights = model.get_weights()

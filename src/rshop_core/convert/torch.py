@@ -85,11 +85,15 @@ def from_torch(module):
     if not isinstance(module, torch.nn.RNNBase) or getattr(module, "mode", None) not in _MODES:
         raise RshopConfigError(f"{where}: expected a torch.nn.RNN, GRU or LSTM, received {type(module).__name__}.")
     if getattr(module, "proj_size", 0):
-        raise RshopConfigError(f"{where}: proj_size={module.proj_size} is not supported (rshop's LSTMCell has no "
-                               "projection); expected proj_size=0.")
+        raise RshopConfigError(
+            f"{where}: proj_size={module.proj_size} is not supported (rshop's LSTMCell has no "
+            "projection); expected proj_size=0."
+        )
     if module.dropout and module.num_layers > 1:
-        raise RshopConfigError(f"{where}: dropout={module.dropout} between layers is not supported; expected "
-                               "dropout=0 (set module.dropout = 0.0 to convert for inference).")
+        raise RshopConfigError(
+            f"{where}: dropout={module.dropout} between layers is not supported; expected "
+            "dropout=0 (set module.dropout = 0.0 to convert for inference)."
+        )
     dtypes = {str(t.dtype).replace("torch.", "") for t in module.parameters()}
     if dtypes != {"float32"}:
         raise RshopConfigError(f"{where}: expected float32 parameters, received dtype {sorted(dtypes)}.")
@@ -99,8 +103,16 @@ def from_torch(module):
     if not module.bidirectional:
         specs = [_spec(module, kind, activation, i, "") for i in range(layers)]
         return build_model(specs[0], name, **opts) if layers == 1 else build_stack(specs, name, **opts)
-    bis = [build_bidirectional(_spec(module, kind, activation, i, ""), _spec(module, kind, activation, i, "_reverse"),
-                               "concat", f"{name}_{i}" if layers > 1 else name, **opts) for i in range(layers)]
+    bis = [
+        build_bidirectional(
+            _spec(module, kind, activation, i, ""),
+            _spec(module, kind, activation, i, "_reverse"),
+            "concat",
+            f"{name}_{i}" if layers > 1 else name,
+            **opts,
+        )
+        for i in range(layers)
+    ]
     return bis[0] if layers == 1 else TorchStack(bis, name=name)
 
 
@@ -115,16 +127,19 @@ def _units(model, where):
                 raise RshopConfigError(f"{where}: expected a flat TorchStack, received a nested one.")
             sub = _units(layer, where)
             if len(sub) != 1:
-                raise RshopConfigError(f"{where}: expected single-layer items in a TorchStack, item {i} has "
-                                       f"{len(sub)}.")
+                raise RshopConfigError(
+                    f"{where}: expected single-layer items in a TorchStack, item {i} has {len(sub)}."
+                )
             out.append(sub[0])
         if len({len(d) for d in out}) != 1:
             raise RshopConfigError(f"{where}: expected every layer of the stack to have the same directions.")
         return out
     if kind == "Bidirectional":
         if model.merge_mode != "concat":
-            raise RshopConfigError(f"{where}: merge_mode={model.merge_mode!r} is not supported; torch concatenates "
-                                   "the two directions (expected merge_mode='concat').")
+            raise RshopConfigError(
+                f"{where}: merge_mode={model.merge_mode!r} is not supported; torch concatenates "
+                "the two directions (expected merge_mode='concat')."
+            )
         check_plain_loop(model.forward, where)
         return [[describe(model.forward, where), describe(model.backward, where)]]
     if isinstance(model, RecurrentSequential):
@@ -133,8 +148,10 @@ def _units(model, where):
     if isinstance(model, RecurrentModel):
         check_plain_loop(model, where)
         return [[describe(model, where)]]
-    raise RshopConfigError(f"{where}: expected a RecurrentModel, RecurrentSequential, Bidirectional or TorchStack, "
-                           f"received {type(model).__name__}.")
+    raise RshopConfigError(
+        f"{where}: expected a RecurrentModel, RecurrentSequential, Bidirectional or TorchStack, "
+        f"received {type(model).__name__}."
+    )
 
 
 def to_torch(model, batch_first=True):
@@ -154,8 +171,14 @@ def to_torch(model, batch_first=True):
     units = _units(model, where)
     _check_torch_expressible(units, where)
     first, dirs = units[0][0], len(units[0])
-    args = dict(input_size=first.input_dim, hidden_size=first.units, num_layers=len(units), bias=first.use_bias,
-                batch_first=batch_first, bidirectional=dirs == 2)
+    args = dict(
+        input_size=first.input_dim,
+        hidden_size=first.units,
+        num_layers=len(units),
+        bias=first.use_bias,
+        batch_first=batch_first,
+        bidirectional=dirs == 2,
+    )
     if first.kind == "rnn":
         module = torch.nn.RNN(nonlinearity=first.activation, **args)
     else:
@@ -176,31 +199,47 @@ def _check_torch_expressible(units, where) -> None:
     dirs = len(units[0])
     for i, layer in enumerate(units):
         for spec in layer:
-            for k, v in (("kind", first.kind), ("units", first.units), ("activation", first.activation),
-                         ("use_bias", first.use_bias)):
+            for k, v in (
+                ("kind", first.kind),
+                ("units", first.units),
+                ("activation", first.activation),
+                ("use_bias", first.use_bias),
+            ):
                 if getattr(spec, k) != v:
-                    raise RshopConfigError(f"{where}: expected every layer with {k}={v!r} (torch layers share it), "
-                                           f"received {getattr(spec, k)!r} in layer {i}.")
+                    raise RshopConfigError(
+                        f"{where}: expected every layer with {k}={v!r} (torch layers share it), "
+                        f"received {getattr(spec, k)!r} in layer {i}."
+                    )
             want_in = first.input_dim if i == 0 else first.units * dirs
             if spec.input_dim != want_in:
-                raise RshopConfigError(f"{where}: expected layer {i} to read {want_in} features, "
-                                       f"received {spec.input_dim}.")
+                raise RshopConfigError(
+                    f"{where}: expected layer {i} to read {want_in} features, received {spec.input_dim}."
+                )
             if spec.dropout or spec.recurrent_dropout:
-                raise RshopConfigError(f"{where}: cell dropout/recurrent_dropout is not supported by torch.nn "
-                                       "recurrent layers; expected 0.")
+                raise RshopConfigError(
+                    f"{where}: cell dropout/recurrent_dropout is not supported by torch.nn "
+                    "recurrent layers; expected 0."
+                )
             if spec.regularizers:
-                raise RshopConfigError(f"{where}: regularizers {sorted(spec.regularizers)} are not supported; a "
-                                       "torch module has none (expected none).")
+                raise RshopConfigError(
+                    f"{where}: regularizers {sorted(spec.regularizers)} are not supported; a "
+                    "torch module has none (expected none)."
+                )
     kind = first.kind
     if kind == "rnn" and first.activation not in ("tanh", "relu"):
-        raise RshopConfigError(f"{where}: activation {first.activation!r} is not supported by torch.nn.RNN "
-                               "(expected 'tanh' or 'relu').")
+        raise RshopConfigError(
+            f"{where}: activation {first.activation!r} is not supported by torch.nn.RNN (expected 'tanh' or 'relu')."
+        )
     if kind != "rnn" and (first.activation, first.recurrent_activation) != ("tanh", "sigmoid"):
-        raise RshopConfigError(f"{where}: activation {first.activation!r} / recurrent_activation "
-                               f"{first.recurrent_activation!r} are not supported by torch (expected tanh / sigmoid).")
+        raise RshopConfigError(
+            f"{where}: activation {first.activation!r} / recurrent_activation "
+            f"{first.recurrent_activation!r} are not supported by torch (expected tanh / sigmoid)."
+        )
     if kind == "gru" and not all(s.reset_after for layer in units for s in layer):
-        raise RshopConfigError(f"{where}: GRUCell reset_after=False is not supported; torch.nn.GRU applies the "
-                               "reset gate after the matmul (expected reset_after=True).")
+        raise RshopConfigError(
+            f"{where}: GRUCell reset_after=False is not supported; torch.nn.GRU applies the "
+            "reset gate after the matmul (expected reset_after=True)."
+        )
 
 
 def _torch_values(spec) -> dict:

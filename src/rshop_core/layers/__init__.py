@@ -4,5 +4,15 @@ from .base import Layer
 from .core import Activation, Dense, Dropout
 from .merge import add, average, concatenate, maximum, multiply, subtract
 
-__all__ = ["Layer", "Dense", "Activation", "Dropout", "add", "subtract", "multiply", "average", "maximum",
-           "concatenate"]
+__all__ = [
+    "Layer",
+    "Dense",
+    "Activation",
+    "Dropout",
+    "add",
+    "subtract",
+    "multiply",
+    "average",
+    "maximum",
+    "concatenate",
+]

@@ -28,12 +28,14 @@ class Layer:
     def __init__(self, name: str | None = None):
         if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name)):
             raise RshopConfigError(
-                f"{type(self).__name__}: expected a name of letters, digits, '_', '-', received {name!r}.")
+                f"{type(self).__name__}: expected a name of letters, digits, '_', '-', received {name!r}."
+            )
         self.name = check_name(name or _snake(type(self).__name__), type(self).__name__, "layer name")
         self._weights: dict = {}
 
-    def add_weight(self, local: str, shape, initializer="zeros", dtype="float32", trainable=True,
-                   regularizer=None) -> Tensor:
+    def add_weight(
+        self, local: str, shape, initializer="zeros", dtype="float32", trainable=True, regularizer=None
+    ) -> Tensor:
         """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor."""
         where = f"layer {self.name!r} weight {local!r}"
         if not isinstance(local, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", local):
@@ -45,12 +47,17 @@ class Layer:
             if t.type.shape != shape:
                 raise RshopShapeError(
                     f"{where}: expected shape {t.type.shape} (built by an earlier call), received {shape}. "
-                    "A layer called twice must see inputs of the same feature size.")
+                    "A layer called twice must see inputs of the same feature size."
+                )
             return t
-        spec = {"shape": shape, "dtype": dtype, "initializer": initializers.get(initializer, where),
-                "trainable": bool(trainable), "regularizer": regularizers.get(regularizer, where)}
-        t = Tensor("param", (), {}, TensorType(shape, dtype, False), f"{self.name}/{local}",
-                   param=(self, local, spec))
+        spec = {
+            "shape": shape,
+            "dtype": dtype,
+            "initializer": initializers.get(initializer, where),
+            "trainable": bool(trainable),
+            "regularizer": regularizers.get(regularizer, where),
+        }
+        t = Tensor("param", (), {}, TensorType(shape, dtype, False), f"{self.name}/{local}", param=(self, local, spec))
         self._weights[local] = t
         return t
 

@@ -11,15 +11,23 @@ from .base import Layer
 
 def _check_tensor(layer, x):
     if not isinstance(x, Tensor):
-        raise RshopConfigError(
-            f"layer {layer.name!r}: expected an rshop Tensor, received {type(x).__name__}.")
+        raise RshopConfigError(f"layer {layer.name!r}: expected an rshop Tensor, received {type(x).__name__}.")
 
 
 class Dense(Layer):
     """``activation(x @ kernel + bias)``; kernel (in, units), bias (units,)."""
 
-    def __init__(self, units, activation=None, use_bias=True, kernel_initializer="glorot_uniform",
-                 bias_initializer="zeros", kernel_regularizer=None, bias_regularizer=None, name=None):
+    def __init__(
+        self,
+        units,
+        activation=None,
+        use_bias=True,
+        kernel_initializer="glorot_uniform",
+        bias_initializer="zeros",
+        kernel_regularizer=None,
+        bias_regularizer=None,
+        name=None,
+    ):
         super().__init__(name)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise RshopConfigError(f"Dense {self.name!r}: expected units > 0, received {units!r}.")
@@ -34,13 +42,16 @@ class Dense(Layer):
         _check_tensor(self, x)
         if x.type.rank < 1 or x.shape[-1] is None:
             raise RshopShapeError(
-                f"layer {self.name!r}: expected an input with a known last axis, received {x.type.describe()}.")
-        k = self.add_weight("kernel", (x.shape[-1], self.units), self.kernel_initializer, x.dtype,
-                            regularizer=self.kernel_regularizer)
+                f"layer {self.name!r}: expected an input with a known last axis, received {x.type.describe()}."
+            )
+        k = self.add_weight(
+            "kernel", (x.shape[-1], self.units), self.kernel_initializer, x.dtype, regularizer=self.kernel_regularizer
+        )
         y = F.matmul(x, k, name=f"{self.name}/matmul")
         if self.use_bias:
-            b = self.add_weight("bias", (self.units,), self.bias_initializer, x.dtype,
-                                regularizer=self.bias_regularizer)
+            b = self.add_weight(
+                "bias", (self.units,), self.bias_initializer, x.dtype, regularizer=self.bias_regularizer
+            )
             y = F.add(y, b, name=f"{self.name}/bias_add")
         return self.activation(y)
 

@@ -10,8 +10,7 @@ from ..errors import RshopConfigError
 
 def _listed(name, tensors, least=2):
     if not isinstance(tensors, (list, tuple)) or len(tensors) < least:
-        raise RshopConfigError(
-            f"{name}: expected a list of at least {least} tensors, received {tensors!r}.")
+        raise RshopConfigError(f"{name}: expected a list of at least {least} tensors, received {tensors!r}.")
     return list(tensors)
 
 

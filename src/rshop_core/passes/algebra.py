@@ -58,7 +58,7 @@ def split_gates(graph, where):
             return None
         if n.op == Op.SPLIT:
             sizes, k = n.attrs["sizes"], n.attrs["index"]
-            begin, end = sum(sizes[:k]), sum(sizes[:k + 1])
+            begin, end = sum(sizes[:k]), sum(sizes[: k + 1])
         else:
             begin, end = n.attrs["begin"], n.attrs["end"]
         key = (src.uid, begin, end)
@@ -72,8 +72,10 @@ def split_gates(graph, where):
     if not counts["cuts"]:
         return graph, (f"skipped: gates wider than {SPLIT_MAX_WIDTH} stay whole" if counts["wide"] else None)
     new = retrace(graph, out, xs, states, consts, where)
-    return new, (f"{counts['cuts']} gate slice(s) pushed through {counts['pushed']} add/matmul node(s) "
-                 f"({live_count(graph)} -> {live_count(new)} nodes)")
+    return new, (
+        f"{counts['cuts']} gate slice(s) pushed through {counts['pushed']} add/matmul node(s) "
+        f"({live_count(graph)} -> {live_count(new)} nodes)"
+    )
 
 
 def fuse_matmuls(graph, where):

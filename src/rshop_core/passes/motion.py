@@ -72,9 +72,11 @@ def licm(plan, where):
     env, xs, states, consts = fresh_inputs(g)
     body = replay(g, env, lambda n, a: param_tensor(derived[n.id]) if n.id in derived else None)
     new = retrace(g, body, xs, states, consts, where)
-    return (replace(plan, graph=new, prologue=prologue, prologue_names=names),
-            f"{len(moved)} loop-invariant value(s) computed once per call "
-            f"({live_count(g)} -> {live_count(new)} nodes per step)")
+    return (
+        replace(plan, graph=new, prologue=prologue, prologue_names=names),
+        f"{len(moved)} loop-invariant value(s) computed once per call "
+        f"({live_count(g)} -> {live_count(new)} nodes per step)",
+    )
 
 
 def hoist_inputs(plan, where):
@@ -89,8 +91,9 @@ def hoist_inputs(plan, where):
         if n.op in LEAVES:
             continue
         srcs = [g.nodes[i] for i in n.inputs]
-        if all(i in parallel or i in xs_ids or s.op in (Op.PARAM, Op.CONSTANT) for i, s in zip(n.inputs, srcs)) \
-                and any(i in parallel or i in xs_ids for i in n.inputs):
+        if all(i in parallel or i in xs_ids or s.op in (Op.PARAM, Op.CONSTANT) for i, s in zip(n.inputs, srcs)) and any(
+            i in parallel or i in xs_ids for i in n.inputs
+        ):
             parallel.add(n.id)
     heavy = {i for i in parallel if g.nodes[i].op in (Op.MATMUL, Op.EINSUM)}
     if not heavy:
@@ -108,21 +111,34 @@ def hoist_inputs(plan, where):
     used = [k for k, i in enumerate(g.x) if any(i in g.nodes[j].inputs for j in keep_set)]
     pre_in = {g.x[k]: input_like(g.nodes[g.x[k]]) for k in used}
     pre_out = _replay_from(g, keep_set, pre_in)
-    pre = retrace(g, pre_out, [pre_in[g.x[k]] for k in used], [], [], f"{where} (time-parallel part)",
-                  outputs=[pre_out[i] for i in frontier], finals=[])
+    pre = retrace(
+        g,
+        pre_out,
+        [pre_in[g.x[k]] for k in used],
+        [],
+        [],
+        f"{where} (time-parallel part)",
+        outputs=[pre_out[i] for i in frontier],
+        finals=[],
+    )
     # the step: frontier values arrive as scanned inputs
     env, xs, states, consts = fresh_inputs(g)
     scanned = {i: input_like(g.nodes[i], f"hoisted_{i}") for i in frontier}
     body = replay(g, env, lambda n, a: scanned.get(n.id))
     outside = set(range(len(g.nodes))) - keep_set
-    keep = tuple(k for k, i in enumerate(g.x) if any(i in g.nodes[j].inputs for j in outside)
-                 or i in g.outputs or i in g.final_states)
+    keep = tuple(
+        k
+        for k, i in enumerate(g.x)
+        if any(i in g.nodes[j].inputs for j in outside) or i in g.outputs or i in g.final_states
+    )
     new = retrace(g, body, [xs[k] for k in keep] + [scanned[i] for i in frontier], states, consts, where)
     hoisted = Hoisted(pre, tuple(used), keep)
     ops = sorted(g.nodes[i].op for i in heavy)
-    return (replace(plan, graph=new, hoisted=hoisted),
-            f"{len(keep_set)} op(s) ({', '.join(ops)}) run on all T steps at once before the loop "
-            f"({live_count(g)} -> {live_count(new)} nodes per step)")
+    return (
+        replace(plan, graph=new, hoisted=hoisted),
+        f"{len(keep_set)} op(s) ({', '.join(ops)}) run on all T steps at once before the loop "
+        f"({live_count(g)} -> {live_count(new)} nodes per step)",
+    )
 
 
 def _replay_from(g, nodes: set, inputs: dict) -> dict:
