@@ -44,3 +44,24 @@ def test_version_has_one_source():
     assert "version" not in project["project"] and "version" in project["project"]["dynamic"]
     assert project["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "rshop_core.__version__"}
     assert re.fullmatch(r"\d+\.\d+\.\d+", rshop_core.__version__)
+
+
+def test_mypy_runs_in_lint_and_pre_commit_with_the_pinned_version():
+    constraints = (ROOT / "constraints.txt").read_text(encoding="utf-8")
+    hook = (ROOT / ".pre-commit-config.yaml").read_text(encoding="utf-8")
+    nox = (ROOT / "noxfile.py").read_text(encoding="utf-8")
+    assert _pin(hook, "mypy") == _pin(constraints, "mypy")
+    assert _pin(hook, "numpy") == _pin(constraints, "numpy")  # mypy reads numpy's annotations
+    assert 'session.run("mypy")' in nox, "nox -s lint runs mypy with pyproject's settings, no paths of its own"
+    assert re.search(r"entry:\s*mypy\s*$", hook, re.MULTILINE), "the hook runs mypy with pyproject's settings"
+
+
+def test_mypy_settings_check_rshop_core_and_name_real_strict_modules():
+    mypy = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["mypy"]
+    assert mypy["files"] == ["src/rshop_core"]
+    strict = [o for o in mypy["overrides"] if o.get("disallow_untyped_defs")]
+    assert strict, "at least one module is checked with disallow_untyped_defs"
+    for override in strict:
+        for module in override["module"]:
+            path = ROOT / "src" / Path(*module.split("."))
+            assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), module
