@@ -201,8 +201,9 @@ class TorchLayer(nn.Module, Lowered):
 
     def _to_host(self, a):
         """A numpy copy, or None when the values are not there to read: under a transform other than
-        ``torch.func.grad`` (:func:`transforms.current`), and for a tensor functorch has wrapped."""
-        if transforms.current() not in (None, "torch.func.grad"):
+        ``torch.func.grad`` (the call's ``_now``, where numpy draws would be frozen too), and for a
+        tensor functorch has wrapped."""
+        if transforms.in_graph_rng(self._now):
             return None
         try:
             a = a.detach().cpu()
