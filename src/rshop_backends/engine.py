@@ -21,7 +21,9 @@ class EngineSpec:
     subclass; ``ops``: its ops module (``EMITTERS``, ``NAMESPACE``, ``constant``, optional
     ``FUSIONS``: what :mod:`rshop_backends.codegen` emits); ``passes``: the default optimisation
     pipeline; ``grad_passes``: the pipeline of calls being differentiated, where the engine can
-    tell (None: ``passes``); ``dtypes``: the float dtypes it computes in.
+    tell (None: ``passes``); ``dtypes``: the float dtypes it computes in; ``parallel``: its
+    time-parallel module (``linear_scan`` and the array functions of
+    :class:`rshop_backends.parallel.ArrayOps`), None when it has none (loops then run step by step).
     """
 
     name: str
@@ -30,6 +32,7 @@ class EngineSpec:
     passes: tuple
     grad_passes: tuple | None = None
     dtypes: tuple = ("float32", "float64")
+    parallel: ModuleType | None = None
 
     def lower(self, model, dtype: str, passes=None, fast_path=True, **hooks: Any):
         """``model`` lowered to this engine computing in ``dtype``: a new ``self.layer``.

@@ -27,11 +27,18 @@ from rshop_core.checks import check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
 from rshop_core.model import learned_state_param
+from rshop_core.parallel.loop_plan import attach as attach_parallel
 from rshop_core.weights import check_weights
 
 from . import codegen, numerics
+from . import parallel as _parallel
 
-PARTS = {"step": lambda p: p.graph, "prologue": lambda p: p.prologue, "hoisted": lambda p: p.hoisted.graph}
+PARTS = {
+    "step": lambda p: p.graph,
+    "prologue": lambda p: p.prologue,
+    "hoisted": lambda p: p.hoisted.graph,
+    "coefficients": lambda p: p.parallel.coefficients,
+}
 
 
 def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
@@ -67,6 +74,7 @@ class Explanation:
     passes: tuple  # (pass, what it did)
     ops_per_step: int | None  # engine operations in the generated step; None when fused
     step_source: str | None
+    time: str = ""  # which loop over time runs, and why (docs/time-parallel.md)
 
     def __str__(self) -> str:
         lines = [
@@ -75,6 +83,8 @@ class Explanation:
         ]
         if self.why:
             lines.append(f"  not fused: {self.why}")
+        if self.time:
+            lines.append(f"  over time: {self.time}")
         if self.ops_per_step is not None:
             lines.append(f"  ops per step: {self.ops_per_step}")
         lines.append("  passes:" + ("" if self.passes else " none"))
@@ -216,7 +226,8 @@ class Lowered(ABC):
         key = (id(model), bool(training), bool(teacher), bool(masked), bool(grad))  # leaves may share a name
         if key not in self._plans:
             raw = plan_for(model, *key[1:4])
-            fused, why = self._fused(raw)
+            forced = raw.options.time_parallel in ("scan", "newton")
+            fused, why = (None, f"time_parallel={raw.options.time_parallel!r}") if forced else self._fused(raw)
             if fused is not None:
                 plan = replace(raw, fused=fused, note="")
             else:
@@ -226,9 +237,34 @@ class Lowered(ABC):
                         f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}."
                     )
                 plan = replace(_passes.optimize(raw, self.grad_passes if grad else self.passes), note=why)
+                plan = self._time_loop(plan)
             self._plans[key] = plan
             self._leaf_of[id(plan)] = model
         return self._plans[key]
+
+    def _time_loop(self, plan):
+        """``plan`` with its loop over time chosen (:func:`rshop_core.parallel.loop_plan.attach`)."""
+        if self._engine_module.parallel is None:
+            if plan.options.time_parallel in ("scan", "newton"):
+                raise RshopNotImplementedError(
+                    f"{self._where}: expected an engine with a parallel loop over time for "
+                    f"time_parallel={plan.options.time_parallel!r}, received the {self.engine} engine, which has "
+                    "none. Use time_parallel='auto' or False."
+                )
+            return replace(plan, parallel_note=f"sequential: the {self.engine} engine has no parallel loop")
+        return attach_parallel(plan)
+
+    def _parallel_or(self, plan, P, xs, states, consts, steps, sequential):
+        """The plan run in parallel over time when it has a parallel loop this call wants, else
+        ``sequential()`` (the engine's own loop over ``P`` and ``xs``)."""
+        if not _parallel.wanted(self, plan, steps):
+            return sequential()
+        return _parallel.run(self, plan, P, xs, states, consts, steps, sequential)
+
+    def _newton_report(self, iterations, change, converged):
+        """Where a Newton loop's iterations are reported (``newton_report``; a warning when it fell back)."""
+        self.newton_report = {"iterations": int(iterations), "change": float(change), "converged": bool(converged)}
+        _parallel.warn_fallback(self._where, int(iterations), float(change), bool(converged))
 
     def _fused(self, plan):
         """``(what the engine's fused kernel runs, "")`` or ``(None, why not)``; engines with
@@ -286,7 +322,18 @@ class Lowered(ABC):
             plan.report,
             ops,
             src,
+            self._time_said(plan),
         )
+
+    def _time_said(self, plan) -> str:
+        """explain()'s line on the loop over time."""
+        pp = plan.parallel
+        if pp is None or pp.forced:
+            return plan.parallel_note
+        least = self._engine_module.parallel.AUTO_MIN_STEPS
+        if least is None:
+            return f"sequential: the {self.engine} engine runs no parallel loop under 'auto' ({pp.why})"
+        return f"{pp.why}; under 'auto' the {self.engine} engine runs it from T >= {least}, shorter loops step by step"
 
     def _prelude(self, plan, P, xs):
         """Before the loop: the plan's loop-invariant values (added to ``P``) and its time-parallel

@@ -15,6 +15,8 @@ from .errors import (
     RshopFormatError,
     RshopNotImplementedError,
     RshopNumericsError,
+    RshopParallelWarning,
+    RshopWarning,
     RshopShapeError,
 )
 from .graph import Node, StepGraph, verify
@@ -61,4 +63,6 @@ __all__ = [
     "RshopEngineError",
     "RshopNotImplementedError",
     "RshopNumericsError",
+    "RshopParallelWarning",
+    "RshopWarning",
 ]

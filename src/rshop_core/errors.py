@@ -68,3 +68,11 @@ class RshopNotImplementedError(RshopEngineError, NotImplementedError):
 class RshopNumericsError(RshopError, FloatingPointError):
     """A call with ``check_numerics=True`` met a NaN or an Inf; it names the time step and the node,
     state or argument where the first one appears."""
+
+
+class RshopWarning(UserWarning):
+    """Something rshop did differently from what was asked, and says so."""
+
+
+class RshopParallelWarning(RshopWarning):
+    """A parallel Newton loop over time did not converge (or went non-finite): the sequential loop ran instead."""

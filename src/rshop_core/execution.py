@@ -31,6 +31,7 @@ from .symbolic import Input, Tensor
 from .tracing import trace
 
 if TYPE_CHECKING:
+    from .parallel.loop_plan import ParallelPlan
     from .passes.motion import Hoisted
     from .patterns import StackMatch
 
@@ -67,6 +68,8 @@ class Plan:
     # set by the engine that lowers it:
     fused: StackMatch | None = None  # when a fused kernel runs the whole loop
     note: str = ""  # why the plan is not fused
+    parallel: ParallelPlan | None = None  # the loop over time, when it runs in parallel (parallel.loop_plan)
+    parallel_note: str = ""  # which loop over time runs, and why
     # a probe plan (rshop_core.probe): the model-graph node id of each output after the first n_outputs
     probed: tuple[int, ...] = ()
 

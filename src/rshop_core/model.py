@@ -135,7 +135,8 @@ class RecurrentModel(Lowerable):
             ground_truth[t-1] instead (needs ``readout_input``).
         decode, output_length: x is one tensor seen at each of ``output_length`` steps.
         return_sequences, return_states, go_backwards, unroll, stateful, batch_size,
-            zero_output_for_mask, remat: see :class:`LoopOptions`.
+            zero_output_for_mask, remat, time_parallel, newton_tol, newton_max_iter: see
+            :class:`LoopOptions`.
         state_initializer: one initializer for all states or a list, one per state
             (default zeros): any initializer (random ones are drawn per call from the
             model seed, the same on every engine) or ``initializers.Learned(...)``.
@@ -164,6 +165,9 @@ class RecurrentModel(Lowerable):
         batch_size=None,
         zero_output_for_mask=False,
         remat=False,
+        time_parallel="auto",
+        newton_tol=None,
+        newton_max_iter=50,
         state_initializer=None,
         name=None,
         seed=None,
@@ -182,6 +186,9 @@ class RecurrentModel(Lowerable):
             batch_size,
             zero_output_for_mask,
             remat,
+            time_parallel,
+            newton_tol,
+            newton_max_iter,
         )
         self.seed = int(secrets.randbits(31)) if seed is None else check_seed(f"RecurrentModel {self.name!r}", seed)
         self._state_initializer = state_initializer

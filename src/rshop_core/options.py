@@ -23,6 +23,9 @@ def _positive(name: str, v: object, allow_none: bool = True) -> None:
         )
 
 
+TIME_PARALLEL = ("auto", "scan", "newton")  # the values of option time_parallel besides False
+
+
 @dataclass(frozen=True)
 class LoopOptions:
     """How the step is run over time.
@@ -48,6 +51,16 @@ class LoopOptions:
       segment's steps from them, so training memory grows with T / k + k steps instead of
       T, for about one more forward pass of compute. Never changes results; the numpy
       engine (no gradients) accepts and ignores it.
+    - ``time_parallel``: how the loop runs over time (docs/time-parallel.md). ``"auto"`` (the
+      default): an exact associative scan when the step's new states are affine in its
+      states and the engine's measured policy says it is faster at the call's size, else
+      step by step. ``"scan"``: always the associative scan (refused, naming the node, when
+      the step is not affine). ``"newton"``: parallel Newton iterations for a nonlinear step
+      whose Jacobian is diagonal or block-diagonal, falling back to the sequential loop
+      (with a warning) when they do not converge. ``False``: step by step.
+    - ``newton_tol`` / ``newton_max_iter``: Newton stops when no state moves by more than
+      ``newton_tol * (1 + |state|)`` (None: 1e-5 in float32, 1e-10 in float64) or after
+      ``newton_max_iter`` iterations.
     """
 
     return_sequences: bool = False
@@ -61,6 +74,9 @@ class LoopOptions:
     batch_size: int | None = None
     zero_output_for_mask: bool = False
     remat: bool | int = False
+    time_parallel: bool | str = "auto"
+    newton_tol: float | None = None
+    newton_max_iter: int = 50
 
     def __post_init__(self) -> None:
         for k in (
@@ -85,6 +101,16 @@ class LoopOptions:
             raise RshopConfigError(
                 f"option remat: expected True, False or an int >= 1 (steps per checkpointed segment), received {r!r}."
             )
+        tp = self.time_parallel
+        if tp is not False and tp not in TIME_PARALLEL:
+            raise RshopConfigError(
+                f"option time_parallel: expected False, 'auto', 'scan' or 'newton', received {tp!r}. "
+                "'auto' picks the parallel scan where it is exact and faster; 'scan' and 'newton' force one."
+            )
+        tol = self.newton_tol
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not 0 < tol < 1):
+            raise RshopConfigError(f"option newton_tol: expected None or a number in (0, 1), received {tol!r}.")
+        _positive("newton_max_iter", self.newton_max_iter, allow_none=False)
         _positive("output_length", self.output_length)
         _positive("batch_size", self.batch_size)
         if self.output_length is not None and self.output_length > MAX_OUTPUT_LENGTH:
@@ -113,3 +139,9 @@ class LoopOptions:
             root = math.isqrt(max(int(steps), 1))
             return root if root * root >= steps else root + 1
         return int(self.remat)
+
+    def tolerance(self, dtype: str) -> float:
+        """Newton's stopping tolerance in ``dtype``: ``newton_tol``, or the dtype's default."""
+        if self.newton_tol is not None:
+            return float(self.newton_tol)
+        return 1e-10 if dtype == "float64" else 1e-5

@@ -121,7 +121,7 @@ def save(model, path, weights: dict | None = None) -> Path:
 
 # Options added after version 1, with their defaults: written only when set, so a file not
 # using them is exactly what an older reader accepts; a file without them reads the default.
-LATER_OPTIONS = {"remat": False}
+LATER_OPTIONS = {"remat": False, "time_parallel": "auto", "newton_tol": None, "newton_max_iter": 50}
 
 
 def _options_json(options) -> dict:

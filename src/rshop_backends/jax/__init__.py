@@ -6,7 +6,7 @@ float64 needs ``jax.config.update("jax_enable_x64", True)``; rshop never turns i
 from __future__ import annotations
 
 from ..engine import EngineSpec
-from . import layer, loop, ops
+from . import layer, loop, ops, parallel
 
 NAME = "jax"
 
@@ -19,8 +19,8 @@ PASSES = ("cse", "fuse_matmuls", "licm")
 GRAD_PASSES = ("cse", "fuse_matmuls", "split_gates", "licm")
 
 
-ENGINE = EngineSpec(NAME, layer.JaxLayer, ops, PASSES, grad_passes=GRAD_PASSES)
+ENGINE = EngineSpec(NAME, layer.JaxLayer, ops, PASSES, grad_passes=GRAD_PASSES, parallel=parallel)
 lower = ENGINE.lower
 
 
-__all__ = ["ENGINE", "NAME", "GRAD_PASSES", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "GRAD_PASSES", "PASSES", "lower", "layer", "loop", "ops", "parallel"]

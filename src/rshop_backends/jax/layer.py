@@ -94,7 +94,11 @@ class JaxLayer(Lowered):
 
         def forward(P, xs, states, consts, steps):
             P, xs = self._prelude(plan, P, xs)
-            return loop.scan(step, P, xs, states, consts, options, steps)
+
+            def sequential():
+                return loop.scan(step, P, xs, states, consts, options, steps)
+
+            return self._parallel_or(plan, P, xs, states, consts, steps, sequential)
 
         if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
             # Already inside someone's jit / grad trace (a training step, Keras' fit): run inline.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..engine import EngineSpec
-from . import layer, loop, ops
+from . import layer, loop, ops, parallel
 
 NAME = "numpy"
 
@@ -12,8 +12,8 @@ NAME = "numpy"
 PASSES = ()
 
 
-ENGINE = EngineSpec(NAME, layer.NumpyLayer, ops, PASSES)
+ENGINE = EngineSpec(NAME, layer.NumpyLayer, ops, PASSES, parallel=parallel)
 lower = ENGINE.lower
 
 
-__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops", "parallel"]

@@ -55,7 +55,11 @@ class NumpyLayer(Lowered):
 
     def _loop(self, plan, P, xs, states, consts, steps):
         P, xs = self._prelude(plan, P, xs)
-        return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
+
+        def sequential():
+            return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
+
+        return self._parallel_or(plan, P, xs, states, consts, steps, sequential)
 
     def _read_weights(self):
         return self.params

@@ -13,7 +13,7 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from rshop_backends.engine import EngineSpec
-from rshop_backends.tensorflow import layer, loop, ops  # after the log setting
+from rshop_backends.tensorflow import layer, loop, ops, parallel  # after the log setting
 
 NAME = "tensorflow"
 
@@ -22,8 +22,8 @@ NAME = "tensorflow"
 PASSES = ("cse", "fuse_matmuls", "licm")
 
 
-ENGINE = EngineSpec(NAME, layer.TensorFlowLayer, ops, PASSES)
+ENGINE = EngineSpec(NAME, layer.TensorFlowLayer, ops, PASSES, parallel=parallel)
 lower = ENGINE.lower
 
 
-__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops", "parallel"]

@@ -18,6 +18,7 @@ import re
 
 import tensorflow as tf
 
+from rshop_backends import parallel
 from rshop_backends.lowered import Lowered
 from rshop_backends.tensorflow import loop
 from rshop_core.checks import empty_batch_message, empty_time_message, lengths_message, shape_message
@@ -259,6 +260,10 @@ class TensorFlowLayer(tf.Module, Lowered):
         # with xs, T comes from the scanned sequences inside the function (no retrace per T); a decode
         # runs `steps` iterations, given as a tensor (one trace for every length) unless unrolled
         length = None if xs else (steps if unroll else tf.constant(steps, tf.int32))
+        if parallel.wanted(self, plan, steps):  # one trace per T: the scan's depth follows T
+            fn = self._function(plan, ("parallel", steps))
+            ys, finals = fn(P, tuple(xs), tuple(states), tuple(consts), steps)
+            return list(ys), list(finals)
         fn = self._function(plan, steps if unroll else None)
         ys, finals = fn(P, tuple(xs), tuple(states), tuple(consts), length)
         return list(ys), list(finals)
@@ -286,9 +291,8 @@ class TensorFlowLayer(tf.Module, Lowered):
         if fn is None:
             # A partial (no __code__) makes TF count traces per layer, not per code object:
             # many layers tracing once each is not the "excessive retracing" TF warns about.
-            fn = tf.function(
-                functools.partial(self._traced, plan), reduce_retracing=True, jit_compile=jit, autograph=False
-            )
+            body = self._traced_parallel if isinstance(steps, tuple) else self._traced
+            fn = tf.function(functools.partial(body, plan), reduce_retracing=True, jit_compile=jit, autograph=False)
             self._functions[key] = fn
         return fn
 
@@ -297,6 +301,16 @@ class TensorFlowLayer(tf.Module, Lowered):
         P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
         P, xs = self._prelude(plan, P, list(xs))
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, length)
+
+    def _traced_parallel(self, plan, P, xs, states, consts, steps):
+        """The parallel loop over ``steps`` (static) time steps (:mod:`rshop_backends.parallel`)."""
+        P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
+        P, xs = self._prelude(plan, P, list(xs))
+
+        def sequential():
+            return loop.scan(self._step(plan), P, xs, states, consts, plan.options, None if xs else steps)
+
+        return parallel.run(self, plan, P, xs, list(states), list(consts), steps, sequential)
 
     def _fold_time(self, a):
         return tf.reshape(a, [-1] + a.shape[2:].as_list())

@@ -9,7 +9,7 @@ The step runs as generated straight-line torch code inside a Python loop over ti
 from __future__ import annotations
 
 from ..engine import EngineSpec
-from . import layer, loop, ops
+from . import layer, loop, ops, parallel
 
 NAME = "torch"
 
@@ -19,8 +19,8 @@ NAME = "torch"
 PASSES = ("cse", "fuse_matmuls", "licm", "hoist_inputs")
 
 
-ENGINE = EngineSpec(NAME, layer.TorchLayer, ops, PASSES)
+ENGINE = EngineSpec(NAME, layer.TorchLayer, ops, PASSES, parallel=parallel)
 lower = ENGINE.lower
 
 
-__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops"]
+__all__ = ["ENGINE", "NAME", "PASSES", "lower", "layer", "loop", "ops", "parallel"]

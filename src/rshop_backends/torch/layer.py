@@ -232,7 +232,13 @@ class TorchLayer(nn.Module, Lowered):
                 torch.jit.TracerWarning,
                 stacklevel=2,
             )
-        return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
+
+        def sequential():
+            return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
+
+        if self._now is not None:  # a transform traces the call: the parallel loop's Python control flow would not
+            return sequential()
+        return self._parallel_or(plan, P, xs, states, consts, steps, sequential)
 
     # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
     def _warm(self):

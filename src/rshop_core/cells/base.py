@@ -131,7 +131,7 @@ class Cell(Layer):
         """A :class:`~rshop_core.model.RecurrentModel` running this cell over time.
 
         ``options`` are the model's: ``return_sequences``, ``return_states``, ``go_backwards``,
-        ``unroll``, ``remat``, ``state_initializer``, ``name``, ``seed``.
+        ``unroll``, ``remat``, ``time_parallel``, ``state_initializer``, ``name``, ``seed``.
         """
         from ..model import RecurrentModel
 
