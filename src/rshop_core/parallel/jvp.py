@@ -1,0 +1,330 @@
+"""The forward-mode derivative of a step graph, written in the closed op set itself.
+
+:func:`jvp_graph` replays a step graph and, next to each node, builds its tangent in the direction
+of a seed on the states, one rule per op (:data:`_RULES`), with :mod:`rshop_core.functional`.
+Tangents of x, constants and parameters are zero and never built ("no tangent" propagates
+symbolically), so a matmul of a state-free value emits nothing. The rules read the primal nodes'
+values (``tanh``'s tangent is ``(1 - t²)·dt`` with ``t`` the primal ``tanh`` node), so nothing is
+computed twice. Every engine evaluates the result with its ordinary generated code.
+
+:func:`jacobian_seeds` turns an :class:`~.structure.Analysis` into the seed directions (a coloring of
+the coupled groups) whose tangents hold every nonzero entry of the Jacobian; :func:`group_layout`
+gives the flat state indices of each group, to gather those entries into ``(n_groups, k, k)`` blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from .. import functional as F
+from ..errors import RshopConfigError, RshopDTypeError, RshopNotImplementedError, RshopShapeError
+from ..graph import Node, StepGraph
+from ..limits import MAX_CONSTANT_ELEMENTS
+from ..ops import COMPARE, Op
+from ..replay import replay
+from ..symbolic import Input, Tensor, apply, as_tensor
+from ..tracing import trace
+from .deps import state_offsets
+from .structure import Analysis
+
+__all__ = ["jvp_graph", "jacobian_seeds", "group_layout"]
+
+Tangent = Tensor | None
+Rule = Callable[[Node, Tensor, list[Tensor], list[Tangent]], Tangent]
+
+
+def _zeros_like(p: Tensor) -> Tensor:
+    """Exact zeros of ``p``'s type (batched like ``p``): ``where(p > p, 0, 0)``, never ``0·p`` (NaN
+    for an infinite ``p``)."""
+    zero = as_tensor(0.0, p)
+    return F.where(F.greater(p, p), zero, zero)
+
+
+def _or_zeros(t: Tangent, p: Tensor) -> Tensor:
+    return _zeros_like(p) if t is None else t
+
+
+def _fit(t: Tangent, p: Tensor) -> Tangent:
+    """``t`` broadcast to the shape of its primal ``p`` (an elementwise op may broadcast its inputs)."""
+    if t is None or t.shape == p.shape:
+        return t
+    return t + _zeros_like(p)
+
+
+def _scalar(v: float, like: Tensor) -> Tensor:
+    return as_tensor(v, like)
+
+
+def _add(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    if d[0] is None:
+        return d[1]
+    return d[0] if d[1] is None else d[0] + d[1]
+
+
+def _subtract(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    if d[1] is None:
+        return d[0]
+    return -d[1] if d[0] is None else d[0] - d[1]
+
+
+def _multiply(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    if d[1] is None:
+        return d[0] * a[1]
+    return a[0] * d[1] if d[0] is None else d[0] * a[1] + a[0] * d[1]
+
+
+def _divide(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    # d(a/b) = (da - (a/b)·db) / b
+    if d[1] is None:
+        return d[0] / a[1]
+    num = -(p * d[1]) if d[0] is None else d[0] - p * d[1]
+    return num / a[1]
+
+
+def _choose(cond: Tensor, da: Tangent, db: Tangent) -> Tangent:
+    if da is None and db is None:
+        return None
+    return F.where(cond, 0.0 if da is None else da, 0.0 if db is None else db)
+
+
+def _maximum(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    return _choose(F.greater_equal(a[0], a[1]), d[0], d[1])
+
+
+def _minimum(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    return _choose(F.less_equal(a[0], a[1]), d[0], d[1])
+
+
+def _where(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    return _choose(a[0], d[1], d[2])
+
+
+def _unary(derivative: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Rule:
+    """A rule ``derivative(x, y, dx)`` of an elementwise op ``y = f(x)``."""
+
+    def rule(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+        return None if d[0] is None else derivative(a[0], p, d[0])
+
+    return rule
+
+
+def _hard_sigmoid(x: Tensor, y: Tensor, dx: Tensor) -> Tensor:
+    inside = F.where(F.less(x, 3.0), dx * _scalar(1.0 / 6.0, dx), 0.0)
+    return F.where(F.greater(x, -3.0), inside, 0.0)
+
+
+def _softmax(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    if d[0] is None:
+        return None
+    inner = F.sum(p * d[0], axes=[n.attrs["axis"]], keepdims=True)
+    return p * (d[0] - inner)
+
+
+def _einsum(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    total: Tangent = None
+    for k, t in enumerate(d):
+        if t is None:
+            continue
+        term = F.einsum(n.attrs["equation"], *(t if j == k else x for j, x in enumerate(a)))
+        total = term if total is None else total + term
+    return total
+
+
+def _matmul(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    assert d[1] is None, "the right operand of matmul is unbatched: it never reads a state"
+    return None if d[0] is None else F.matmul(d[0], a[1])
+
+
+def _concat(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    if all(t is None for t in d):
+        return None
+    return F.concat([_or_zeros(t, x) for t, x in zip(d, a)], axis=n.attrs["axis"])
+
+
+def _same_op(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """Linear index ops and sums: the same op on the tangent."""
+    return None if d[0] is None else apply(n.op, [d[0]], n.attrs)
+
+
+def _max(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """The tangent at the maximum; elements tied for it share it equally (as jax's and torch's amax)."""
+    if d[0] is None:
+        return None
+    axes, keep = n.attrs["axes"], n.attrs["keepdims"]
+    top = p if keep else apply(Op.MAX, [a[0]], {"axes": axes, "keepdims": True})
+    hit = F.equal(a[0], top)
+    picked = F.sum(F.where(hit, d[0], 0.0), axes=axes, keepdims=keep)
+    count = F.sum(F.where(hit, _scalar(1.0, d[0]), _scalar(0.0, d[0])), axes=axes, keepdims=keep)
+    return picked / count
+
+
+def _no_tangent(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    return None
+
+
+def _dropout(n: Node, p: Tensor | None = None, a: list[Tensor] | None = None, d: list[Tangent] | None = None) -> Tangent:
+    raise RshopNotImplementedError(
+        f"jvp of node %{n.id} {n.name!r} (op dropout): expected a step graph without dropout (an execution "
+        "plan's graph, where dropout is already a multiplication by a mask or removed), received a dropout node. "
+        "Take the graph from rshop_core.execution.plan_for(...).graph."
+    )
+
+
+_RULES: dict[str, Rule] = {
+    Op.MATMUL: _matmul,
+    Op.EINSUM: _einsum,
+    Op.ADD: _add,
+    Op.SUBTRACT: _subtract,
+    Op.MULTIPLY: _multiply,
+    Op.DIVIDE: _divide,
+    Op.MAXIMUM: _maximum,
+    Op.MINIMUM: _minimum,
+    Op.NEGATIVE: _unary(lambda x, y, dx: -dx),
+    Op.ABS: _unary(lambda x, y, dx: F.where(F.greater_equal(x, 0.0), dx, -dx)),
+    Op.SQUARE: _unary(lambda x, y, dx: _scalar(2.0, x) * x * dx),
+    Op.SQRT: _unary(lambda x, y, dx: dx / (_scalar(2.0, y) * y)),
+    Op.EXP: _unary(lambda x, y, dx: y * dx),
+    Op.LOG: _unary(lambda x, y, dx: dx / x),
+    Op.TANH: _unary(lambda x, y, dx: (_scalar(1.0, y) - y * y) * dx),
+    Op.SIGMOID: _unary(lambda x, y, dx: y * (_scalar(1.0, y) - y) * dx),
+    Op.HARD_SIGMOID: _unary(_hard_sigmoid),
+    Op.RELU: _unary(lambda x, y, dx: F.where(F.greater(x, 0.0), dx, 0.0)),
+    Op.SOFTPLUS: _unary(lambda x, y, dx: F.sigmoid(x) * dx),
+    Op.SOFTSIGN: _unary(lambda x, y, dx: dx / F.square(_scalar(1.0, x) + F.abs(x))),
+    Op.ELU: _unary(lambda x, y, dx: F.where(F.greater(x, 0.0), dx, (y + _scalar(1.0, y)) * dx)),
+    Op.SOFTMAX: _softmax,
+    Op.CONCAT: _concat,
+    Op.SPLIT: _same_op,
+    Op.SLICE: _same_op,
+    Op.RESHAPE: _same_op,
+    Op.TRANSPOSE: _same_op,
+    Op.SUM: _same_op,
+    Op.MEAN: _same_op,
+    Op.MAX: _max,
+    Op.WHERE: _where,
+    Op.DROPOUT: _dropout,
+    Op.PARAM: _no_tangent,
+    Op.CONSTANT: _no_tangent,
+    **{op: _no_tangent for op in COMPARE},
+}
+
+
+def _seed_tangent(seed: np.ndarray, state: Tensor, where: str, k: int) -> Tangent:
+    """The tangent of a state input: None for a zero seed; else the seed as a literal, made batched
+    (``where(s > s, seed, seed)``) so every tangent computed from it is batched like the states."""
+    if not np.any(seed):
+        return None
+    flat = seed.reshape(-1)
+    if np.all(flat == flat[0]):
+        value = as_tensor(np.asarray(flat[0], dtype=state.dtype))
+    elif seed.size > MAX_CONSTANT_ELEMENTS:
+        raise RshopNotImplementedError(
+            f"{where}: expected a seed for state #{k} of at most {MAX_CONSTANT_ELEMENTS} elements, or one "
+            f"value everywhere, received {seed.size} elements with different values. Use a diagonal seed "
+            "(all ones) or a smaller state."
+        )
+    else:
+        value = as_tensor(np.asarray(seed, dtype=state.dtype))
+    return F.where(F.greater(state, state), value, value)
+
+
+def _check_seeds(graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where: str) -> None:
+    for c, direction in enumerate(seeds):
+        if len(direction) != len(graph.states):
+            raise RshopConfigError(
+                f"{where}: expected one seed per state ({len(graph.states)}) in direction {c}, received "
+                f"{len(direction)}. Give seeds[c][i] for every state i."
+            )
+        for i, (seed, sid) in enumerate(zip(direction, graph.states)):
+            t = graph.nodes[sid].type
+            if t.dtype not in ("float32", "float64"):
+                raise RshopDTypeError(
+                    f"{where}: expected floating states to differentiate, received state #{i} "
+                    f"{graph.nodes[sid].name!r} of {t.describe()}. Carry the state as a float."
+                )
+            arr = np.asarray(seed)
+            if arr.shape != t.shape:
+                raise RshopShapeError(
+                    f"{where}: expected seed [{c}][{i}] of the per-example shape {t.shape} of state "
+                    f"{graph.nodes[sid].name!r}, received shape {arr.shape}."
+                )
+            if arr.dtype.kind != "f" or not np.all(np.isfinite(arr)):
+                raise RshopConfigError(
+                    f"{where}: expected seed [{c}][{i}] of finite floats, received {arr.dtype} "
+                    f"{'with non-finite values' if arr.dtype.kind == 'f' else 'values'}."
+                )
+
+
+def jvp_graph(
+    graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where: str = "jvp of a step graph"
+) -> StepGraph:
+    """The step graph computing the final states ``f`` and their tangents in each seed direction.
+
+    ``seeds[c][i]``: the tangent of state ``i`` in direction ``c`` (the state's per-example shape).
+    The result has the same x, state and constant inputs (same order and types); its outputs are
+    ``[f_0, ..., f_{S-1}]`` then, per direction ``c``, ``[df_0, ..., df_{S-1}]`` (``S·(1 + C)`` in all,
+    each tangent ``J_f · seeds[c]``), and its final states are ``f``. Seeds become ``constant`` nodes.
+    Refuses ``dropout`` nodes (plans rewrite them first) with RshopNotImplementedError.
+    """
+    _check_seeds(graph, seeds, where)
+    env: dict[int, Tensor] = {}
+    groups = {"x": [], "state": [], "constant": []}  # type: dict[str, list[Tensor]]
+    for role, ids in (("x", graph.x), ("state", graph.states), ("constant", graph.constants)):
+        for i in ids:
+            node = graph.nodes[i]
+            env[i] = Input(node.type.shape, node.type.dtype, name=node.name)
+            groups[role].append(env[i])
+    for n in graph.nodes:
+        if n.op == Op.DROPOUT:
+            _dropout(n)
+    primal = replay(graph, env)
+    finals = [primal[i] for i in graph.final_states]
+    tangents: list[Tensor] = []
+    for c, direction in enumerate(seeds):
+        dot: dict[int, Tangent] = {}
+        for k, sid in enumerate(graph.states):
+            dot[sid] = _seed_tangent(np.asarray(direction[k]), primal[sid], where, k)
+        for n in graph.nodes:
+            if n.op == Op.INPUT:
+                dot.setdefault(n.id, None)
+                continue
+            d = [dot[i] for i in n.inputs]
+            if all(t is None for t in d):
+                dot[n.id] = None
+                continue
+            p = primal[n.id]
+            dot[n.id] = _fit(_RULES[n.op](n, p, [primal[i] for i in n.inputs], d), p)
+        tangents += [_or_zeros(dot[f], primal[f]) for f in graph.final_states]
+    return trace(groups["x"], groups["state"], groups["constant"], finals + tangents, finals, where)
+
+
+def jacobian_seeds(analysis: Analysis, graph: StepGraph) -> list[list[np.ndarray]]:
+    """The coloring of the coupled groups: ``k`` (the block size) directions; direction ``c`` is 1 at
+    the ``c``-th smallest member of every group (that has one), else 0, split into per-state arrays.
+
+    For an element ``i`` of a group with members ``m_0 < ... < m_{k-1}``, the tangent of direction
+    ``c`` at ``i`` is the Jacobian entry ``J[i, m_c]``: members of other groups never couple with ``i``."""
+    offsets = state_offsets(graph)
+    seeds = []
+    for c in range(analysis.block):
+        flat = np.zeros(sum(size for _, size in offsets), np.float64)
+        flat[[g[c] for g in analysis.groups if len(g) > c]] = 1.0
+        seeds.append(
+            [
+                flat[off : off + size].reshape(graph.nodes[sid].type.shape).astype(graph.nodes[sid].type.dtype)
+                for (off, size), sid in zip(offsets, graph.states)
+            ]
+        )
+    return seeds
+
+
+def group_layout(analysis: Analysis) -> np.ndarray:
+    """``(n_groups, k)`` flat state indices of each group's members in order, ``-1`` padding: gathers
+    the flat state vector into blocks (row ``g``, column ``c`` pairs with seed direction ``c``)."""
+    k = analysis.block
+    index = np.full((len(analysis.groups), k), -1, np.int64)
+    for r, g in enumerate(analysis.groups):
+        index[r, : len(g)] = g
+    return index
