@@ -37,20 +37,26 @@ PARTS = {
     "step": lambda p: p.graph,
     "prologue": lambda p: p.prologue,
     "hoisted": lambda p: p.hoisted.graph,
-    "coefficients": lambda p: p.parallel.coefficients,
 }
 
 
+def _part(plan, part):
+    """The graph of a plan's ``part``: a name of ``PARTS``, or ``("coefficients", level)``."""
+    if isinstance(part, tuple):
+        return plan.parallel.levels[part[1]].coefficients
+    return PARTS[part](plan)
+
+
 def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
-    """The generated function of a plan's ``part`` (its step, its loop-invariant prologue or its
-    time-parallel part) for an engine (an :class:`~rshop_backends.engine.EngineSpec`), cached per
+    """The generated function of a plan's ``part`` (its step, its loop-invariant prologue, its
+    part hoisted out of the loop, or a level's coefficients for the time-parallel loop) for an engine (an :class:`~rshop_backends.engine.EngineSpec`), cached per
     (engine, dtype, plan, part) on the model."""
     key = (engine.name, dtype, plan.key, part)
     cache = model._lowered_cache
     if key not in cache:
         ops = engine.ops
         cache[key] = codegen.generate(
-            PARTS[part](plan),
+            _part(plan, part),
             ops.EMITTERS,
             ops.NAMESPACE,
             ops.constant,

@@ -70,81 +70,45 @@ def run(layer: Any, plan: Any, P: dict, xs: list, states: list, consts: list, st
     pp = plan.parallel
     if plan.options.go_backwards:
         xs = [layer._flip_time(x) for x in xs]
-    sizes = [int(np.prod(s, dtype=np.int64)) for s in pp.shapes]
-    fold = _Folding(xp, pp.shapes, sizes, steps)
-    fx = [fold.fold(x) for x in xs]
-    fk = [fold.fold(xp.repeat_time(k, steps)) for k in consts]
-    coefficients = layer._compiled(plan, "coefficients")
-    h0 = fold.pack(states)  # (batch, N)
-    n_states = len(pp.shapes)
-    groups = _Groups(xp, pp)
-
-    def linearise(Pv, fxv, fkv, prev):
-        """(A, f) at the previous states ``prev`` (batch, T, N), in group layout."""
-        outs, _ = coefficients(Pv, *fxv, fold.unpack(fold.fold(prev)), fkv)
-        f = fold.unfold_flat(fold.pack(outs[:n_states]))
-        cols = [
-            fold.unfold_flat(fold.pack(outs[n_states * (c + 1) : n_states * (c + 2)])) for c in range(groups.colors)
-        ]
-        return groups.matrix(cols), groups.vector(f)
-
-    if pp.kind == "scan":
-        zero = xp.zeros_like(xp.repeat_time(h0, steps))
-        A, f = linearise(P, fx, fk, zero)
-        H = groups.flat(xp.linear_scan(A, f, groups.vector(h0)))
-        return _outputs(layer, plan, xp, fold, P, fx, fk, h0, H)
-
+    fx = [_fold(xp, x) for x in xs]
+    fk = [_fold(xp, xp.repeat_time(k, steps)) for k in consts]
     tol = plan.options.tolerance(layer.dtype)
-    H, converged = _newton(xp, groups, fold, linearise, P, fx, fk, h0, steps, tol, plan.options.newton_max_iter, layer)
+    prev: dict[int, Any] = {}  # state index -> its values at t - 1, (batch, T, N_i) flat per example
+    last: dict[int, Any] = {}  # state index -> its final value, flat
+    converged = None
+    for i, level in enumerate(pp.levels):
+        solver = _Level(xp, level, layer._compiled(plan, ("coefficients", i)), steps)
+        h0 = solver.pack([states[j] for j in level.states])
+        ups = [_fold(xp, prev[j]) for j in level.upstream]
+        if level.kind == "scan":
+            H = solver.scan(P, fx + ups, fk, h0)
+        else:
+            H, ok = solver.newton(P, fx + ups, fk, h0, tol, plan.options.newton_max_iter, layer)
+            converged = ok if converged is None else converged & ok
+        S = _shift(xp, H, h0)
+        at = 0
+        for j, n in zip(level.states, solver.sizes):
+            prev[j], last[j] = S[..., at : at + n], H[:, -1, at : at + n]
+            at += n
 
-    def parallel_result():
-        # one more Newton step, differentiable: A and the previous states held constant
-        prev = xp.stop_gradient(_shift(xp, H, h0))
-        A, f = linearise(P, fx, fk, prev)
-        A = xp.stop_gradient(A)
-        b = f - groups.apply(A, groups.vector(prev))
-        Hd = groups.flat(xp.linear_scan(A, b, groups.vector(h0)))
-        return _outputs(layer, plan, xp, fold, P, fx, fk, h0, Hd)
+    def result():
+        shapes = [tuple(plan.graph.nodes[sid].type.shape) for sid in plan.graph.states]
+        prev_states = [xp.reshape(_fold(xp, prev[j]), (-1, *shapes[j])) for j in range(len(shapes))]
+        ys, _ = layer._step(plan)(P, *fx, prev_states, fk)
+        ys = [xp.reshape(y, (-1, steps, *tuple(y.shape[1:]))) for y in ys]
+        if not plan.options.return_sequences:
+            ys = [y[:, -1] for y in ys]
+        finals = [xp.reshape(last[j], (-1, *shapes[j])) for j in range(len(shapes))]
+        return list(ys), finals
 
-    return xp.cond(converged, parallel_result, sequential)
-
-
-def _newton(xp, groups, fold, linearise, P, fx, fk, h0, steps, tol, max_iter, layer):
-    """The Newton iterations with every input held constant: ``(states (batch, T, N), converged)``."""
-    sg = xp.stop_gradient
-    Ps = {k: sg(v) for k, v in P.items()}
-    fxs, fks, h0s = [sg(v) for v in fx], [sg(v) for v in fk], sg(h0)
-    h0g = groups.vector(h0s)
-
-    def body(carry):
-        it, S, _ = carry
-        prev = _shift(xp, S, h0s)
-        A, f = linearise(Ps, fxs, fks, prev)
-        new = groups.flat(xp.linear_scan(A, f - groups.apply(A, groups.vector(prev)), h0g))
-        return it + 1, new, xp.max_change(new, S)
-
-    def keep_going(carry):
-        it, _, change = carry
-        return (change > tol) & (it < max_iter)  # a NaN change stops (NaN > tol is False)
-
-    start = xp.repeat_time(h0s, steps)
-    init = body((0, start, None))
-    it, S, change = xp.while_loop(keep_going, body, init)
-    converged = change <= tol
-    xp.report(layer._newton_report, it, change, converged)
-    return S, converged
+    if converged is None:
+        return result()
+    return xp.cond(converged, result, sequential)
 
 
-def _outputs(layer, plan, xp, fold, P, fx, fk, h0, H):
-    """Every step's outputs from the states: the step at (x_t, h_{t-1}) for all t at once."""
-    prev = _shift(xp, H, h0)
-    ys, _ = layer._step(plan)(P, *fx, fold.unpack(fold.fold(prev)), fk)
-    ys = [fold.unfold(y) for y in ys]
-    if not plan.options.return_sequences:
-        ys = [y[:, -1] for y in ys]
-    last = H[:, -1]
-    finals = fold.unpack(last)
-    return list(ys), list(finals)
+def _fold(xp, a):
+    """(batch, T, ...) -> (batch * T, ...)."""
+    return xp.reshape(a, (-1, *tuple(a.shape[2:])))
 
 
 def _shift(xp, H, h0):
@@ -152,22 +116,18 @@ def _shift(xp, H, h0):
     return xp.concat([h0[:, None], H[:, :-1]], axis=1)
 
 
-class _Folding:
-    """Reshapes between (batch, T, ...) sequences, (batch * T, ...) folded arrays, per-state arrays
-    and the flat state vector (..., N)."""
+class _Level:
+    """One level's solve, over flat state vectors (..., N) and their coupled-group layout (..., G, k)
+    (the identity when the Jacobian is diagonal: everything stays (..., N))."""
 
-    def __init__(self, xp, shapes, sizes, steps):
-        self.xp, self.shapes, self.sizes, self.steps = xp, shapes, sizes, steps
+    def __init__(self, xp, level, coefficients, steps):
+        self.xp, self.level, self.coefficients, self.steps = xp, level, coefficients, steps
+        self.sizes = [int(np.prod(s, dtype=np.int64)) for s in level.shapes]
+        self.colors = level.block
+        if level.layout is not None:
+            self.index = np.where(level.layout < 0, level.width, level.layout)  # -1 padding reads an appended zero
 
-    def fold(self, a):
-        return self.xp.reshape(a, (-1, *tuple(a.shape[2:])))
-
-    def unfold(self, a):
-        return self.xp.reshape(a, (-1, self.steps, *tuple(a.shape[1:])))
-
-    def unfold_flat(self, a):
-        return self.xp.reshape(a, (-1, self.steps, a.shape[-1]))
-
+    # -- shapes ---------------------------------------------------------------------------
     def pack(self, states):
         """Per-state arrays (M, *shape_i) -> the flat vector (M, N)."""
         flat = [self.xp.reshape(s, (-1, n)) for s, n in zip(states, self.sizes)]
@@ -176,51 +136,75 @@ class _Folding:
     def unpack(self, v):
         """The flat vector (M, N) -> per-state arrays (M, *shape_i)."""
         out, at = [], 0
-        for shape, n in zip(self.shapes, self.sizes):
+        for shape, n in zip(self.level.shapes, self.sizes):
             out.append(self.xp.reshape(v[:, at : at + n], (-1, *shape)))
             at += n
         return out
 
-
-class _Groups:
-    """The flat state vector (..., N) in the layout of its coupled groups (..., G, k), and back;
-    the identity when the Jacobian is diagonal (k = 1: everything stays (..., N))."""
-
-    def __init__(self, xp, pp):
-        self.xp = xp
-        self.layout = pp.layout
-        self.colors = 1 if pp.layout is None else int(pp.layout.shape[1])
-        if pp.layout is not None:
-            n = pp.width
-            self.index = np.where(pp.layout < 0, n, pp.layout)  # -1 padding reads an appended zero
-            self.inverse = pp.inverse
-
-    def _padded(self, v):
-        return self.xp.concat([v, self.xp.zeros_like(v[..., :1])], axis=-1)
-
-    def vector(self, v):
+    def grouped(self, v):
         """(..., N) -> (..., G, k)."""
-        return v if self.layout is None else self.xp.take(self._padded(v), self.index)
+        if self.level.layout is None:
+            return v
+        return self.xp.take(self.xp.concat([v, self.xp.zeros_like(v[..., :1])], axis=-1), self.index)
 
     def flat(self, v):
         """(..., G, k) -> (..., N)."""
-        if self.layout is None:
+        if self.level.layout is None:
             return v
-        lead = tuple(v.shape[:-2])
-        return self.xp.take(self.xp.reshape(v, (*lead, -1)), self.inverse)
-
-    def matrix(self, cols):
-        """The Jacobian in group layout from its seed columns: (..., N) each -> (..., G, k, k), or
-        (..., N) (its diagonal) when k = 1."""
-        if self.layout is None:
-            return cols[0]
-        return self.xp.stack([self.vector(c) for c in cols], axis=-1)
+        return self.xp.take(self.xp.reshape(v, (*tuple(v.shape[:-2]), -1)), self.level.inverse)
 
     def apply(self, A, v):
-        """A v per group: elementwise for a diagonal A."""
-        if self.layout is None:
-            return A * v
-        return self.xp.sum_last(A * v[..., None, :])
+        """A v per group (elementwise for a diagonal A)."""
+        return A * v if self.level.layout is None else self.xp.sum_last(A * v[..., None, :])
+
+    # -- solves ---------------------------------------------------------------------------
+    def linearise(self, P, fx, fk, prev):
+        """``(A, f)`` at the previous states ``prev`` (batch, T, N): the Jacobian in group layout
+        ((..., G, k, k), or its diagonal (..., N)) and the new states (..., G, k)."""
+        xp, n = self.xp, len(self.sizes)
+        outs, _ = self.coefficients(P, *fx, self.unpack(_fold(xp, prev)), fk)
+
+        def seq(arrays):
+            v = self.pack(arrays)
+            return xp.reshape(v, (-1, self.steps, v.shape[-1]))
+
+        cols = [self.grouped(seq(outs[n * (c + 1) : n * (c + 2)])) for c in range(self.colors)]
+        A = cols[0] if self.level.layout is None else xp.stack(cols, axis=-1)
+        return A, self.grouped(seq(outs[:n]))
+
+    def scan(self, P, fx, fk, h0):
+        """The exact solve of an affine level: A and b = f at zero states, one linear scan."""
+        A, b = self.linearise(P, fx, fk, self.xp.zeros_like(self.xp.repeat_time(h0, self.steps)))
+        return self.flat(self.xp.linear_scan(A, b, self.grouped(h0)))
+
+    def newton(self, P, fx, fk, h0, tol, max_iter, layer):
+        """Newton's iterations with every input held constant, then one differentiable step with A
+        and the previous states held constant (the implicit adjoint): ``(states, converged)``."""
+        xp = self.xp
+        sg = xp.stop_gradient
+        Ps = {k: sg(v) for k, v in P.items()}
+        fxs, fks, h0s = [sg(v) for v in fx], [sg(v) for v in fk], sg(h0)
+        h0g = self.grouped(h0s)
+
+        def body(carry):
+            it, S, _ = carry
+            prev = _shift(xp, S, h0s)
+            A, f = self.linearise(Ps, fxs, fks, prev)
+            new = self.flat(xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), h0g))
+            return it + 1, new, xp.max_change(new, S)
+
+        def keep_going(carry):
+            it, _, change = carry
+            return (change > tol) & (it < max_iter)  # a NaN change stops (NaN > tol is False)
+
+        it, S, change = xp.while_loop(keep_going, body, body((0, xp.repeat_time(h0s, self.steps), None)))
+        converged = change <= tol
+        xp.report(layer._newton_report, it, change, converged)
+        prev = sg(_shift(xp, S, h0s))
+        A, f = self.linearise(P, fx, fk, prev)
+        A = sg(A)
+        H = self.flat(xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), self.grouped(h0)))
+        return H, converged
 
 
 def warn_fallback(where: str, iterations: int, change: float, converged: bool) -> None:

@@ -1,9 +1,14 @@
 """Which loop over time a plan runs: sequential, the exact associative scan, or parallel Newton.
 
 :func:`attach` reads the plan's ``time_parallel`` option and the analysis of its step graph
-(:mod:`.structure`) and, when a parallel loop applies, attaches a :class:`ParallelPlan`: the
-coefficient graph (the step and its forward derivatives in the seed directions, :mod:`.jvp`)
-and the layout that gathers the flat state vector into coupled groups. The engines' shared
+(:mod:`.structure`) and, when a parallel loop applies, attaches a :class:`ParallelPlan`. Its
+states are solved in **levels**: the strongly connected groups of "state i's new value reads
+state j", in dependency order. A level sees the states of earlier levels as known sequences
+(their values at t - 1), so a state that only follows others — an output held through masked
+steps, a running sum of a nonlinear readout — is affine in itself and scans exactly even when
+the states it follows need Newton. Each level has its own step graph, its coefficient graph
+(its new states and their forward derivatives in the seed directions, :mod:`.jvp`) and the
+layout that gathers its flat state vector into coupled groups. The engines' shared
 driver (``rshop_backends/parallel.py``) runs it; ``"auto"`` leaves the final say, per call, to
 the engine's measured policy (``AUTO_MIN_STEPS`` in each engine's ``parallel.py``).
 """
@@ -17,6 +22,9 @@ import numpy as np
 
 from ..errors import RshopConfigError
 from ..graph import StepGraph
+from ..replay import replay
+from ..symbolic import Input, Tensor
+from ..tracing import trace
 from .jvp import group_layout, jacobian_seeds, jvp_graph
 from .structure import Analysis, analyze
 
@@ -27,35 +35,50 @@ AUTO_MAX_BLOCK = 8  # "auto" scans coupled groups of at most this many elements 
 
 
 @dataclass(frozen=True)
-class ParallelPlan:
-    """How a plan runs in parallel over time.
+class Level:
+    """States solved together. ``states``: their indices among the plan graph's states;
+    ``upstream``: the earlier levels' states this level reads, scanned as extra inputs after the
+    plan's own (their values at t - 1); ``graph``: the level's step (x, upstream, constants
+    scanned or fixed as in the plan; its states carried); ``kind``: ``"scan"`` (affine) or
+    ``"newton"``; ``coefficients``: its new states followed by their derivatives in each seed
+    direction; ``layout``: (groups, k) flat indices, -1 padding (None when the Jacobian is
+    diagonal); ``inverse[i]``: where flat index i sits in ``layout.ravel()``; ``shapes``: the
+    per-example shape of each of its states."""
 
-    ``kind``: ``"scan"`` (the step is affine in its states: one exact linear scan) or
-    ``"newton"`` (parallel Newton iterations, each a linear scan). ``forced``: asked for by
-    name (``"scan"``/``"newton"``) rather than chosen by ``"auto"``. ``coefficients``: a step
-    graph with the plan's arguments whose outputs are the new states followed by their
-    derivatives in each seed direction. ``layout``: (groups, k) flat state indices, -1 padding
-    (None when the Jacobian is diagonal); ``inverse[i]``: where flat index i sits in
-    ``layout.ravel()``. ``shapes``: the per-example shape of each state.
-    """
-
+    states: tuple[int, ...]
+    upstream: tuple[int, ...]
     kind: Literal["scan", "newton"]
-    forced: bool
     analysis: Analysis
+    graph: StepGraph
     coefficients: StepGraph
     layout: np.ndarray | None
     inverse: np.ndarray | None
     shapes: tuple[tuple[int, ...], ...]
-    why: str
 
     @property
     def width(self) -> int:
-        """N, the size of the flat state vector."""
+        """N, the size of the level's flat state vector."""
         return int(sum(int(np.prod(s, dtype=np.int64)) for s in self.shapes))
 
     @property
     def block(self) -> int:
         return 1 if self.layout is None else int(self.layout.shape[1])
+
+
+@dataclass(frozen=True)
+class ParallelPlan:
+    """How a plan runs in parallel over time: its ``levels`` in dependency order. ``kind``:
+    ``"newton"`` when a level iterates, else ``"scan"``; ``forced``: asked for by name
+    (``"scan"``/``"newton"``) rather than chosen by ``"auto"``; ``why``: for ``explain()``."""
+
+    kind: Literal["scan", "newton"]
+    forced: bool
+    levels: tuple[Level, ...]
+    why: str
+
+    @property
+    def shapes(self) -> tuple[tuple[int, ...], ...]:
+        return tuple(s for level in self.levels for s in level.shapes)
 
 
 def attach(plan: Plan) -> Plan:
@@ -68,49 +91,121 @@ def attach(plan: Plan) -> Plan:
     g = plan.graph
     if not g.states:
         return replace(plan, parallel=None, parallel_note="sequential: the plan carries no state")
-    a = analyze(g)
-    said = a.describe(g)
     where = f"{plan.graph_where} (time_parallel={mode!r})"
-    if a.affine:
-        if mode == "auto" and a.block > AUTO_MAX_BLOCK:
+    order = _levels(g, analyze(g))
+    graphs = [_level_graph(g, states, _upstream(order, i), plan.graph_where) for i, states in enumerate(order)]
+    analyses = [analyze(lg) for lg in graphs]
+    said = "; ".join(a.describe(lg) for a, lg in zip(analyses, graphs))
+    nonaffine = [a for a in analyses if not a.affine]
+    dense = [a for a in nonaffine if a.structure == "dense"]
+    if mode == "scan" and nonaffine:
+        a = nonaffine[0]
+        lg = graphs[analyses.index(a)]
+        hint = f"'newton' (its Jacobian is {_jacobian(a)})" if a.structure != "dense" else "'newton' for a diagonal Jacobian"
+        raise RshopConfigError(
+            f"{where}: expected a step whose new states are affine in its states, received one where "
+            f"{a.describe(lg)}. Use time_parallel={hint} or False."
+        )
+    if mode == "newton" and dense:
+        a = dense[0]
+        raise RshopConfigError(
+            f"{where}: expected a step whose Jacobian over its states is diagonal or block-diagonal, "
+            f"received a dense one ({a.describe(graphs[analyses.index(a)])}). Parallel Newton solves block "
+            "systems of a few elements; use time_parallel=False."
+        )
+    if mode == "auto":
+        if nonaffine:
+            hint = "" if dense else f"; time_parallel='newton' possible: Jacobian {_jacobian(nonaffine[0])}"
+            return replace(plan, parallel=None, parallel_note=f"sequential: {said}{hint}")
+        big = max(a.block for a in analyses)
+        if big > AUTO_MAX_BLOCK:
             return replace(
                 plan,
                 parallel=None,
-                parallel_note=f"sequential: {said}; coupled groups of {a.block} elements cost k^3 work per step "
+                parallel_note=f"sequential: {said}; coupled groups of {big} elements cost k^3 work per step "
                 "in a scan (time_parallel='scan' forces it)",
             )
-        kind: Literal["scan", "newton"] = "scan"
-    else:
-        newton_ok = a.structure != "dense"
-        if mode == "scan":
-            raise RshopConfigError(
-                f"{where}: expected a step whose new states are affine in its states, received one where "
-                f"{said}. Use time_parallel='newton'"
-                + (" (its Jacobian is " + _jacobian(a) + ")" if newton_ok else " for a diagonal Jacobian")
-                + " or False."
-            )
-        if mode == "auto":
-            hint = f"; time_parallel='newton' possible: Jacobian {_jacobian(a)}" if newton_ok else ""
-            return replace(plan, parallel=None, parallel_note=f"sequential: {said}{hint}")
-        if not newton_ok:
-            raise RshopConfigError(
-                f"{where}: expected a step whose Jacobian over its states is diagonal or block-diagonal, "
-                f"received a dense one ({said}). Parallel Newton solves block systems of at most a few "
-                "elements; use time_parallel=False."
-            )
-        kind = "newton"
-    seeds = jacobian_seeds(a, g)
-    coefficients = jvp_graph(g, seeds, f"{plan.graph_where} coefficients")
+    levels = tuple(
+        _level(g, states, _upstream(order, i), lg, a, plan.graph_where)
+        for i, (states, lg, a) in enumerate(zip(order, graphs, analyses))
+    )
+    kind: Literal["scan", "newton"] = "newton" if nonaffine else "scan"
+    how = "associative scan" if kind == "scan" else "parallel Newton (each iteration an associative scan)"
+    if len(levels) > 1:
+        how += f" in {len(levels)} levels"
+    pp = ParallelPlan(kind, mode != "auto", levels, f"{how}: {said}")
+    return replace(plan, parallel=pp, parallel_note=pp.why)
+
+
+def _levels(g: StepGraph, a: Analysis) -> list[tuple[int, ...]]:
+    """The strongly connected groups of the states' "reads" relation, each after those it reads."""
+    n = len(g.states)
+    index = {g.nodes[s].name: i for i, s in enumerate(g.states)}
+    if len(index) != n:  # names not unique: one level
+        return [tuple(range(n))]
+    reach = np.eye(n, dtype=bool)
+    for i, report in enumerate(a.states):
+        for name in report.depends_on:
+            reach[i, index[name]] = True
+    for k in range(n):  # transitive closure
+        reach |= reach[:, k : k + 1] & reach[k : k + 1, :]
+    groups: list[tuple[int, ...]] = []
+    seen: set[int] = set()
+    for i in range(n):
+        if i not in seen:
+            members = tuple(j for j in range(n) if reach[i, j] and reach[j, i])
+            seen.update(members)
+            groups.append(members)
+    # a group reads only groups that reach fewer states: order by how many states each reaches
+    return sorted(groups, key=lambda m: int(reach[m[0]].sum()))
+
+
+def _upstream(order: list[tuple[int, ...]], i: int) -> tuple[int, ...]:
+    return tuple(s for level in order[:i] for s in level)
+
+
+def _level_graph(g: StepGraph, states: tuple[int, ...], upstream: tuple[int, ...], where: str) -> StepGraph:
+    """The step of one level: the plan's step with ``upstream`` states scanned (after the plan's
+    own scanned inputs) and only ``states`` carried."""
+    if len(states) == len(g.states):
+        return g
+    env: dict[int, Tensor] = {}
+
+    def like(i: int) -> Tensor:
+        node = g.nodes[i]
+        env[i] = Input(node.type.shape, node.type.dtype, name=node.name)
+        return env[i]
+
+    xs = [like(i) for i in g.x] + [like(g.states[j]) for j in upstream]
+    carried = [like(g.states[j]) for j in states]
+    for j, sid in enumerate(g.states):
+        if j not in states and j not in upstream:
+            like(sid)  # read by no final state of this level
+    consts = [like(i) for i in g.constants]
+    out = replay(g, env)
+    finals = [out[g.final_states[j]] for j in states]
+    return trace(xs, carried, consts, finals, finals, f"{where} level {list(states)}")
+
+
+def _level(
+    g: StepGraph,
+    states: tuple[int, ...],
+    upstream: tuple[int, ...],
+    lg: StepGraph,
+    a: Analysis,
+    where: str,
+) -> Level:
+    seeds = jacobian_seeds(a, lg)
+    coefficients = jvp_graph(lg, seeds, f"{where} coefficients of level {list(states)}")
     layout = None if a.structure in ("diagonal", "none") else group_layout(a)
     inverse = None
     if layout is not None:
         flat = layout.ravel()
         inverse = np.empty(int(sum(len(gr) for gr in a.groups)), dtype=np.int64)
         inverse[flat[flat >= 0]] = np.nonzero(flat >= 0)[0]
-    shapes = tuple(tuple(int(d) for d in g.nodes[s].type.shape) for s in g.states)
-    how = "associative scan" if kind == "scan" else "parallel Newton (each iteration an associative scan)"
-    pp = ParallelPlan(kind, mode != "auto", a, coefficients, layout, inverse, shapes, f"{how}: {said}")
-    return replace(plan, parallel=pp, parallel_note=pp.why)
+    shapes = tuple(tuple(int(d) for d in g.nodes[g.states[j]].type.shape) for j in states)
+    kind: Literal["scan", "newton"] = "scan" if a.affine else "newton"
+    return Level(states, upstream, kind, a, lg, coefficients, layout, inverse, shapes)
 
 
 def _jacobian(a: Analysis) -> str:
