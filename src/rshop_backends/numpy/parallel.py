@@ -16,7 +16,7 @@ def linear_scan(a, b, h0):
 
 
 # -- what the shared time-parallel driver uses (rshop_backends.parallel.ArrayOps) -------------
-AUTO_MIN_STEPS: int | None = 16  # measured: bench/parallel (docs/time-parallel.md)
+AUTO_MIN_STEPS: int | None = None  # the reference runs the sequential definition unless a parallel loop is asked for
 
 
 def reshape(a, shape):
