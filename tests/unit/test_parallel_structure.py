@@ -7,18 +7,17 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.conformance.cases import CASES
+from tests.unit.parallel_helpers import Point, compile_graph
 
 from rshop_core import Input, RecurrentModel
 from rshop_core import functional as F
 from rshop_core.cells import GRUCell, LSTMCell, SimpleRNNCell
 from rshop_core.execution import plan_for
-from rshop_core.layers import Dense
 from rshop_core.parallel import MAX_BLOCK, analyze
 from rshop_core.replay import param_tensor
 from rshop_core.specs import ParamSpec
 from rshop_core.tracing import trace
-from tests.conformance.cases import CASES
-from tests.unit.parallel_helpers import Point, compile_graph
 
 
 def param(name, shape):
@@ -99,9 +98,9 @@ GRAPHS = {
     "gru": lambda: GRUCell(5, input_dim=3).get_layer(seed=0).graph,
     "lstm": lambda: LSTMCell(3, input_dim=3).get_layer(seed=0).graph,
     "min_gru_masked": lambda: plan_for(min_gru_model(), training=False, teacher=False, masked=True).graph,
-    "min_gru_masked_zero": lambda: plan_for(
-        min_gru_model(zero_output_for_mask=True), training=False, teacher=False, masked=True
-    ).graph,
+    "min_gru_masked_zero": lambda: (
+        plan_for(min_gru_model(zero_output_for_mask=True), training=False, teacher=False, masked=True).graph
+    ),
     "min_gru_readout": lambda: plan_for(min_gru_readout_model(), training=False, teacher=False, masked=False).graph,
     "min_gru_teacher": lambda: plan_for(min_gru_readout_model(), training=True, teacher=True, masked=False).graph,
     **{f"case_{name}": (lambda c=c: c.build().graph) for name, c in CASES.items()},

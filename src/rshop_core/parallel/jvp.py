@@ -164,7 +164,9 @@ def _no_tangent(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangen
     return None
 
 
-def _dropout(n: Node, p: Tensor | None = None, a: list[Tensor] | None = None, d: list[Tangent] | None = None) -> Tangent:
+def _dropout(
+    n: Node, p: Tensor | None = None, a: list[Tensor] | None = None, d: list[Tangent] | None = None
+) -> Tangent:
     raise RshopNotImplementedError(
         f"jvp of node %{n.id} {n.name!r} (op dropout): expected a step graph without dropout (an execution "
         "plan's graph, where dropout is already a multiplication by a mask or removed), received a dropout node. "
@@ -218,7 +220,7 @@ def _seed_tangent(seed: np.ndarray, state: Tensor, where: str, k: int) -> Tangen
         return None
     flat = seed.reshape(-1)
     if np.all(flat == flat[0]):
-        value = as_tensor(np.asarray(flat[0], dtype=state.dtype))
+        value = as_tensor(float(flat[0]), state)
     elif seed.size > MAX_CONSTANT_ELEMENTS:
         raise RshopNotImplementedError(
             f"{where}: expected a seed for state #{k} of at most {MAX_CONSTANT_ELEMENTS} elements, or one "
@@ -226,7 +228,7 @@ def _seed_tangent(seed: np.ndarray, state: Tensor, where: str, k: int) -> Tangen
             "(all ones) or a smaller state."
         )
     else:
-        value = as_tensor(np.asarray(seed, dtype=state.dtype))
+        value = as_tensor(np.asarray(seed, dtype=state.dtype), state)
     return F.where(F.greater(state, state), value, value)
 
 
@@ -257,9 +259,7 @@ def _check_seeds(graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where:
                 )
 
 
-def jvp_graph(
-    graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where: str = "jvp of a step graph"
-) -> StepGraph:
+def jvp_graph(graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where: str = "jvp of a step graph") -> StepGraph:
     """The step graph computing the final states ``f`` and their tangents in each seed direction.
 
     ``seeds[c][i]``: the tangent of state ``i`` in direction ``c`` (the state's per-example shape).
@@ -282,7 +282,7 @@ def jvp_graph(
     primal = replay(graph, env)
     finals = [primal[i] for i in graph.final_states]
     tangents: list[Tensor] = []
-    for c, direction in enumerate(seeds):
+    for direction in seeds:
         dot: dict[int, Tangent] = {}
         for k, sid in enumerate(graph.states):
             dot[sid] = _seed_tangent(np.asarray(direction[k]), primal[sid], where, k)
