@@ -10,7 +10,8 @@
 
 from __future__ import annotations
 
-from .jvp import group_layout, jacobian_seeds, jvp_graph
+from .jvp import jvp_graph
+from .seeds import group_layout, jacobian_seeds
 from .structure import MAX_BLOCK, Analysis, StateReport, analyze
 
 __all__ = ["MAX_BLOCK", "Analysis", "StateReport", "analyze", "group_layout", "jacobian_seeds", "jvp_graph"]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ def _indices(d: Deps) -> np.ndarray:
     return np.unique(flat[flat >= 0])
 
 
-def _coarse(ds: list[Deps]) -> Coarse | None:
+def _coarse(ds: Sequence[Deps]) -> Coarse | None:
     idx = np.unique(np.concatenate([_indices(d) for d in ds])) if ds else np.zeros(0, np.int64)
     return Coarse(idx) if idx.size else None
 

@@ -7,9 +7,7 @@ symbolically), so a matmul of a state-free value emits nothing. The rules read t
 values (``tanh``'s tangent is ``(1 - t²)·dt`` with ``t`` the primal ``tanh`` node), so nothing is
 computed twice. Every engine evaluates the result with its ordinary generated code.
 
-:func:`jacobian_seeds` turns an :class:`~.structure.Analysis` into the seed directions (a coloring of
-the coupled groups) whose tangents hold every nonzero entry of the Jacobian; :func:`group_layout`
-gives the flat state indices of each group, to gather those entries into ``(n_groups, k, k)`` blocks.
+The seed directions that recover a Jacobian's nonzero entries come from :mod:`.seeds`.
 """
 
 from __future__ import annotations
@@ -26,10 +24,8 @@ from ..ops import COMPARE, Op
 from ..replay import replay
 from ..symbolic import Input, Tensor, apply, as_tensor
 from ..tracing import trace
-from .deps import state_offsets
-from .structure import Analysis
 
-__all__ = ["jvp_graph", "jacobian_seeds", "group_layout"]
+__all__ = ["jvp_graph"]
 
 Tangent = Tensor | None
 Rule = Callable[[Node, Tensor, list[Tensor], list[Tangent]], Tangent]
@@ -164,7 +160,9 @@ def _no_tangent(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangen
     return None
 
 
-def _dropout(n: Node, p: Tensor | None = None, a: list[Tensor] | None = None, d: list[Tangent] | None = None) -> Tangent:
+def _dropout(
+    n: Node, p: Tensor | None = None, a: list[Tensor] | None = None, d: list[Tangent] | None = None
+) -> Tangent:
     raise RshopNotImplementedError(
         f"jvp of node %{n.id} {n.name!r} (op dropout): expected a step graph without dropout (an execution "
         "plan's graph, where dropout is already a multiplication by a mask or removed), received a dropout node. "
@@ -218,7 +216,7 @@ def _seed_tangent(seed: np.ndarray, state: Tensor, where: str, k: int) -> Tangen
         return None
     flat = seed.reshape(-1)
     if np.all(flat == flat[0]):
-        value = as_tensor(np.asarray(flat[0], dtype=state.dtype))
+        value = as_tensor(float(flat[0]), state)
     elif seed.size > MAX_CONSTANT_ELEMENTS:
         raise RshopNotImplementedError(
             f"{where}: expected a seed for state #{k} of at most {MAX_CONSTANT_ELEMENTS} elements, or one "
@@ -226,7 +224,7 @@ def _seed_tangent(seed: np.ndarray, state: Tensor, where: str, k: int) -> Tangen
             "(all ones) or a smaller state."
         )
     else:
-        value = as_tensor(np.asarray(seed, dtype=state.dtype))
+        value = as_tensor(np.asarray(seed, dtype=state.dtype), state)
     return F.where(F.greater(state, state), value, value)
 
 
@@ -257,9 +255,7 @@ def _check_seeds(graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where:
                 )
 
 
-def jvp_graph(
-    graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where: str = "jvp of a step graph"
-) -> StepGraph:
+def jvp_graph(graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where: str = "jvp of a step graph") -> StepGraph:
     """The step graph computing the final states ``f`` and their tangents in each seed direction.
 
     ``seeds[c][i]``: the tangent of state ``i`` in direction ``c`` (the state's per-example shape).
@@ -282,7 +278,7 @@ def jvp_graph(
     primal = replay(graph, env)
     finals = [primal[i] for i in graph.final_states]
     tangents: list[Tensor] = []
-    for c, direction in enumerate(seeds):
+    for direction in seeds:
         dot: dict[int, Tangent] = {}
         for k, sid in enumerate(graph.states):
             dot[sid] = _seed_tangent(np.asarray(direction[k]), primal[sid], where, k)
@@ -298,33 +294,3 @@ def jvp_graph(
             dot[n.id] = _fit(_RULES[n.op](n, p, [primal[i] for i in n.inputs], d), p)
         tangents += [_or_zeros(dot[f], primal[f]) for f in graph.final_states]
     return trace(groups["x"], groups["state"], groups["constant"], finals + tangents, finals, where)
-
-
-def jacobian_seeds(analysis: Analysis, graph: StepGraph) -> list[list[np.ndarray]]:
-    """The coloring of the coupled groups: ``k`` (the block size) directions; direction ``c`` is 1 at
-    the ``c``-th smallest member of every group (that has one), else 0, split into per-state arrays.
-
-    For an element ``i`` of a group with members ``m_0 < ... < m_{k-1}``, the tangent of direction
-    ``c`` at ``i`` is the Jacobian entry ``J[i, m_c]``: members of other groups never couple with ``i``."""
-    offsets = state_offsets(graph)
-    seeds = []
-    for c in range(analysis.block):
-        flat = np.zeros(sum(size for _, size in offsets), np.float64)
-        flat[[g[c] for g in analysis.groups if len(g) > c]] = 1.0
-        seeds.append(
-            [
-                flat[off : off + size].reshape(graph.nodes[sid].type.shape).astype(graph.nodes[sid].type.dtype)
-                for (off, size), sid in zip(offsets, graph.states)
-            ]
-        )
-    return seeds
-
-
-def group_layout(analysis: Analysis) -> np.ndarray:
-    """``(n_groups, k)`` flat state indices of each group's members in order, ``-1`` padding: gathers
-    the flat state vector into blocks (row ``g``, column ``c`` pairs with seed direction ``c``)."""
-    k = analysis.block
-    index = np.full((len(analysis.groups), k), -1, np.int64)
-    for r, g in enumerate(analysis.groups):
-        index[r, : len(g)] = g
-    return index
