@@ -49,7 +49,8 @@ def _part(plan, part):
 
 def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
     """The generated function of a plan's ``part`` (its step, its loop-invariant prologue, its
-    part hoisted out of the loop, or a level's coefficients for the time-parallel loop) for an engine (an :class:`~rshop_backends.engine.EngineSpec`), cached per
+    part hoisted out of the loop, or a level's coefficients for the time-parallel loop) for an
+    engine (an :class:`~rshop_backends.engine.EngineSpec`), cached per
     (engine, dtype, plan, part) on the model."""
     key = (engine.name, dtype, plan.key, part)
     cache = model._lowered_cache

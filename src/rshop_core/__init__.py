@@ -16,8 +16,8 @@ from .errors import (
     RshopNotImplementedError,
     RshopNumericsError,
     RshopParallelWarning,
-    RshopWarning,
     RshopShapeError,
+    RshopWarning,
 )
 from .graph import Node, StepGraph, verify
 from .lowerable import Composition, Lowerable

@@ -240,7 +240,8 @@ def test_newton_reports_its_iterations(engine):
 
 
 def test_scan_on_a_nonlinear_step_names_the_node(engine):
-    with pytest.raises(RshopConfigError, match=r"time_parallel='scan'\): expected a step whose new states are affine") as e:
+    said = r"time_parallel='scan'\): expected a step whose new states are affine"
+    with pytest.raises(RshopConfigError, match=said) as e:
         indrnn(time_parallel="scan").lower(engine)
     assert "node %" in str(e.value) and "(tanh) makes state 'h' non-affine; Jacobian diagonal" in str(e.value)
     assert "Use time_parallel='newton' (its Jacobian is diagonal) or False." in str(e.value)

@@ -101,7 +101,8 @@ def attach(plan: Plan) -> Plan:
     if mode == "scan" and nonaffine:
         a = nonaffine[0]
         lg = graphs[analyses.index(a)]
-        hint = f"'newton' (its Jacobian is {_jacobian(a)})" if a.structure != "dense" else "'newton' for a diagonal Jacobian"
+        dense_one = a.structure == "dense"
+        hint = "'newton' for a diagonal Jacobian" if dense_one else f"'newton' (its Jacobian is {_jacobian(a)})"
         raise RshopConfigError(
             f"{where}: expected a step whose new states are affine in its states, received one where "
             f"{a.describe(lg)}. Use time_parallel={hint} or False."
