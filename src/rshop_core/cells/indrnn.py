@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
-from ..initializers import RandomUniform
+from ..initializers import Initializer, RandomUniform
 from ..symbolic import Tensor
 from .base import Cell
 
@@ -27,6 +27,14 @@ class IndRNNCell(Cell):
 
     state_names = ("h",)
     activation: Activation
+    kernel_initializer: Initializer
+    recurrent_initializer: Initializer
+    bias_initializer: Initializer
+    kernel_regularizer: dict | None
+    recurrent_regularizer: dict | None
+    bias_regularizer: dict | None
+    dropout: float
+    recurrent_dropout: float
 
     def __init__(
         self,

@@ -7,6 +7,7 @@ Because no gate reads the previous state, the new state is affine in it (a diago
 from __future__ import annotations
 
 from .. import functional as F
+from ..initializers import Initializer
 from ..symbolic import Tensor
 from .base import Cell
 
@@ -17,6 +18,11 @@ class _InputGatedCell(Cell):
 
     state_names = ("h",)
     n_pieces = 1
+    kernel_initializer: Initializer
+    bias_initializer: Initializer
+    kernel_regularizer: dict | None
+    bias_regularizer: dict | None
+    dropout: float
 
     def __init__(
         self,

@@ -6,7 +6,7 @@ import math
 
 from .. import functional as F
 from ..errors import RshopConfigError
-from ..initializers import LogitUniform
+from ..initializers import Initializer, LogitUniform
 from ..symbolic import Tensor
 from .base import Cell
 
@@ -37,6 +37,13 @@ class RGLRUCell(Cell):
     """
 
     state_names = ("h",)
+    kernel_initializer: Initializer
+    a_initializer: Initializer
+    bias_initializer: Initializer
+    kernel_regularizer: dict | None
+    a_regularizer: dict | None
+    bias_regularizer: dict | None
+    dropout: float
 
     def __init__(
         self,
