@@ -133,7 +133,7 @@ def test_rglru_decay_starts_in_paper_range():
     """Lambda starts with a = sigmoid(Lambda) uniform in [0.9, 0.999] (Griffin's initialisation)."""
     m = RGLRUCell(2000, input_dim=1).get_layer(seed=2)
     a = sigmoid(m.get_weights()["rglru_cell/a_param"].astype(np.float64))
-    assert 0.9 - 1e-6 <= a.min() and a.max() <= 0.999 + 1e-6
+    assert a.min() >= 0.9 - 1e-6 and a.max() <= 0.999 + 1e-6
     # uniform on [0.9, 0.999]: mean 0.9495, standard error of the mean 0.0286 / sqrt(2000) = 0.00064
     assert abs(a.mean() - 0.9495) < 0.003
     assert abs(np.mean(a < 0.9495) - 0.5) < 0.05  # half below the midpoint: uniform in a, not in Lambda
@@ -143,9 +143,11 @@ def test_rglru_decay_starts_in_paper_range():
 def test_logit_uniform_values():
     v = LogitUniform(0.2, 0.3)((4000,), "float64", np.random.default_rng(0))
     p = sigmoid(v)
-    assert 0.2 <= p.min() and p.max() <= 0.3
+    assert p.min() >= 0.2 and p.max() <= 0.3
     np.testing.assert_allclose(np.quantile(p, [0.25, 0.5, 0.75]), [0.225, 0.25, 0.275], atol=0.005)
-    assert rshop_core.initializers.get({"name": "logit_uniform", "minval": 0.2, "maxval": 0.3}) == LogitUniform(0.2, 0.3)
+    assert rshop_core.initializers.get({"name": "logit_uniform", "minval": 0.2, "maxval": 0.3}) == LogitUniform(
+        0.2, 0.3
+    )
 
 
 @pytest.mark.parametrize(
@@ -158,7 +160,10 @@ def test_logit_uniform_values():
             lambda: MinLSTMCell(4, kernel_initializer="nope"),
             "MinLSTMCell 'min_lstm_cell' kernel_initializer: expected an initializer in",
         ),
-        (lambda: RGLRUCell(4, c=0), "RGLRUCell 'rglru_cell' c: expected a finite number > 0 (8 in Griffin), received 0"),
+        (
+            lambda: RGLRUCell(4, c=0),
+            "RGLRUCell 'rglru_cell' c: expected a finite number > 0 (8 in Griffin), received 0",
+        ),
         (lambda: RGLRUCell(4, c=True), "received True"),
         (lambda: RGLRUCell(4, a_regularizer="l3"), "RGLRUCell 'rglru_cell' a_regularizer: expected None, 'l1'"),
         (lambda: RGLRUCell(4, a_initializer=7), "RGLRUCell 'rglru_cell' a_initializer: expected an initializer in"),
