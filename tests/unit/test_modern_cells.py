@@ -198,8 +198,8 @@ def test_save_load_round_trip(tmp_path, name):
 
 
 def one_step(model, x, h):
-    """h_1 from a one-step run of ``model`` started at ``h``."""
-    return model.lower("numpy", "float64")(x[:, :1], initial_state=[h])
+    """h_1, (batch, units), from a one-step run of ``model`` started at ``h``."""
+    return model.lower("numpy", "float64")(x[:, :1], initial_state=[h]).reshape(h.shape)
 
 
 @pytest.mark.parametrize("name", ["min_gru", "min_lstm", "rglru"])
@@ -235,3 +235,39 @@ def test_dropout_is_identity_at_inference(cls):
     assert sorted(plain.get_weights()) == sorted(dropped.get_weights())
     assert any(n.op == "dropout" for n in dropped.graph.nodes)
     np.testing.assert_array_equal(dropped.lower("numpy", "float64")(X), plain.lower("numpy", "float64")(X))
+
+
+def _example_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "examples" / "diagonal_gru.py"
+    spec = importlib.util.spec_from_file_location("diagonal_gru_example", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_example_diagonal_gru():
+    """examples/diagonal_gru.py: its cell equals its docstring's equations, and its Jacobian is diagonal."""
+    example = _example_module()
+    model = example.DiagonalGRUCell(U, input_dim=D).get_layer(seed=2, return_sequences=True)
+    w = weights(model, "diagonal_gru_cell")
+    a_z, a_r, a_n = w["recurrent_diag"]
+
+    def step(w, x, h):
+        x_z, x_r, x_n = np.split(x @ w["kernel"] + w["bias"], 3, axis=-1)
+        z, r = sigmoid(x_z + a_z * h), sigmoid(x_r + a_r * h)
+        n = np.tanh(x_n + r * (a_n * h))
+        return z * h + (1 - z) * n
+
+    y = model.lower("numpy", "float64")(X, initial_state=[H0])
+    np.testing.assert_allclose(y, hand_loop(step, w, X, H0)[0], rtol=0, atol=1e-12)
+    base = one_step(model, X, H0)
+    for j in range(U):
+        moved = H0.copy()
+        moved[:, j] -= 0.5
+        delta = one_step(model, X, moved) - base
+        assert np.all(delta[:, j] != 0.0)
+        np.testing.assert_array_equal(np.delete(delta, j, axis=1), 0.0)
+    assert example.main(["--engine", "numpy"]) < 1e-5  # float32 numpy vs float64: the script's own check
