@@ -32,6 +32,7 @@ __all__ = [
     "HeNormal",
     "Orthogonal",
     "Identity",
+    "LogitUniform",
     "Concatenate",
     "Learned",
     "get",
@@ -281,6 +282,29 @@ class Identity(Initializer):
         return self.gain * np.eye(*shape)
 
 
+class LogitUniform(Initializer):
+    """``log(p / (1 - p))`` with ``p`` uniform in ``[minval, maxval]`` (0 < minval <= maxval < 1):
+    ``sigmoid`` of the result is uniform there. RGLRUCell's decay parameter starts this way."""
+
+    name = "logit_uniform"
+    random = True
+
+    def __init__(self, minval=0.9, maxval=0.999):
+        self.minval, self.maxval = _finite("LogitUniform", minval=minval, maxval=maxval)
+        if not 0.0 < self.minval <= self.maxval < 1.0:
+            raise RshopConfigError(
+                f"LogitUniform: expected 0 < minval <= maxval < 1, received minval={self.minval!r}, "
+                f"maxval={self.maxval!r}."
+            )
+
+    def config(self):
+        return {"minval": self.minval, "maxval": self.maxval}
+
+    def _value(self, shape, rng):
+        p = rng.uniform(self.minval, self.maxval, shape)
+        return np.log(p) - np.log1p(-p)
+
+
 class Concatenate(Initializer):
     """Pieces along the last axis, each with its own initializer: ``[(size, init), ...]``.
 
@@ -344,6 +368,7 @@ _REGISTRY: dict[str, type[Initializer]] = {
         HeNormal,
         Orthogonal,
         Identity,
+        LogitUniform,
         Concatenate,
         Learned,
     )

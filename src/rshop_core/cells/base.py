@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers, regularizers
+from .. import activations
 from .. import functional as F
+from .. import initializers as _initializers
+from .. import regularizers as _regularizers
 from ..errors import RshopConfigError, RshopShapeError
 from ..keywords import checked_init
 from ..layers.base import Layer
@@ -58,21 +60,30 @@ class Cell(Layer):
     ) -> None:
         """Set and check the options :meth:`_kernels` and :meth:`_bias` read: initializers and
         regularizers by name, dropout rates in [0, 1)."""
-        where = f"{type(self).__name__} {self.name!r}"
         self.use_bias = bool(use_bias)
-        for key, value in (
-            ("kernel_initializer", kernel_initializer),
-            ("recurrent_initializer", recurrent_initializer),
-            ("bias_initializer", bias_initializer),
-        ):
-            setattr(self, key, initializers.get(value, f"{where} {key}"))
-        for key, value in (
-            ("kernel_regularizer", kernel_regularizer),
-            ("recurrent_regularizer", recurrent_regularizer),
-            ("bias_regularizer", bias_regularizer),
-        ):
-            setattr(self, key, regularizers.get(value, f"{where} {key}"))
-        for key, value in (("dropout", dropout), ("recurrent_dropout", recurrent_dropout)):
+        self._resolve_weight_options(
+            initializers={
+                "kernel_initializer": kernel_initializer,
+                "recurrent_initializer": recurrent_initializer,
+                "bias_initializer": bias_initializer,
+            },
+            regularizers={
+                "kernel_regularizer": kernel_regularizer,
+                "recurrent_regularizer": recurrent_regularizer,
+                "bias_regularizer": bias_regularizer,
+            },
+            rates={"dropout": dropout, "recurrent_dropout": recurrent_dropout},
+        )
+
+    def _resolve_weight_options(self, initializers: dict, regularizers: dict, rates: dict) -> None:
+        """Set each keyword as an attribute, checked now: initializers and regularizers by name or
+        object, dropout rates as floats in [0, 1)."""
+        where = f"{type(self).__name__} {self.name!r}"
+        for key, value in initializers.items():
+            setattr(self, key, _initializers.get(value, f"{where} {key}"))
+        for key, value in regularizers.items():
+            setattr(self, key, _regularizers.get(value, f"{where} {key}"))
+        for key, value in rates.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise RshopConfigError(f"{where} {key}: expected a rate in [0, 1), received {value!r}.")
             setattr(self, key, float(value))
