@@ -25,7 +25,8 @@ from ..graph import StepGraph
 from ..replay import replay
 from ..symbolic import Input, Tensor
 from ..tracing import trace
-from .jvp import group_layout, jacobian_seeds, jvp_graph
+from .jvp import jvp_graph
+from .seeds import group_layout, jacobian_seeds
 from .structure import Analysis, analyze
 
 if TYPE_CHECKING:
