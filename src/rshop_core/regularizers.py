@@ -26,6 +26,10 @@ class Regularizer:
         return f"Regularizer(l1={self.l1}, l2={self.l2})"
 
 
+RegularizerLike = Regularizer | str | dict[str, float] | None
+"""What a ``*_regularizer=`` argument accepts: None, ``'l1'``, ``'l2'``, ``'l1_l2'``, a Regularizer or a dict."""
+
+
 def L1(l1: float = 0.01) -> Regularizer:
     return Regularizer(l1=l1)
 

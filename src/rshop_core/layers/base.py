@@ -7,7 +7,9 @@ import re
 from .. import initializers, regularizers
 from ..dtypes import check_float_dtype
 from ..errors import RshopConfigError, RshopShapeError
+from ..initializers import InitializerLike
 from ..limits import check_name
+from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
 from ..types import TensorType, check_shape
 
@@ -37,10 +39,10 @@ class Layer:
         self,
         local: str,
         shape: object,
-        initializer: object = "zeros",
-        dtype: object = "float32",
+        initializer: InitializerLike = "zeros",
+        dtype: str = "float32",
         trainable: bool = True,
-        regularizer: object = None,
+        regularizer: RegularizerLike = None,
     ) -> Tensor:
         """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor."""
         where = f"layer {self.name!r} weight {local!r}"

@@ -5,6 +5,8 @@ from __future__ import annotations
 from .. import activations, initializers, regularizers
 from .. import functional as F
 from ..errors import RshopConfigError, RshopShapeError
+from ..initializers import InitializerLike
+from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
 from .base import Layer
 
@@ -22,10 +24,10 @@ class Dense(Layer):
         units: int,
         activation: str | None = None,
         use_bias: bool = True,
-        kernel_initializer: object = "glorot_uniform",
-        bias_initializer: object = "zeros",
-        kernel_regularizer: object = None,
-        bias_regularizer: object = None,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        bias_initializer: InitializerLike = "zeros",
+        kernel_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
