@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -49,9 +49,10 @@ def _is_float(dtype: str) -> bool:
     return dtype.startswith(("float", "bfloat"))
 
 
-def probe_outputs(graph: StepGraph, env: dict[int, Tensor], anchor: Tensor) -> tuple[tuple[int, ...], list[Tensor]]:
+def probe_outputs(graph: StepGraph, env: dict[int, Tensor], anchor: Tensor) -> tuple[tuple[Any, ...], list[Tensor]]:
     """``(node ids, tensors)``: every float value ``graph``'s step computes, as batched outputs.
 
+    The ids are ints (``tuple[Any, ...]`` only while ``execution._build`` starts its ``probed`` as ``()``).
     ``env`` maps node ids of ``graph`` to their replayed tensors; ``anchor`` is a batched tensor
     of every step (the input x). A loop-invariant value (computed from parameters and unbatched
     constants only) is made batched by ``where(c, v, v)``, which copies ``v`` whatever ``c`` holds.
@@ -108,13 +109,15 @@ def first_bad_in(a: np.ndarray, batch_axis: bool = True) -> tuple[int | None, st
     return b, kind_of(a[b])
 
 
-def first_bad(sequences: Iterable[np.ndarray], node_ids: Iterable[int]) -> tuple[int, int, int, str] | None:
+def first_bad(
+    sequences: Iterable[np.ndarray], node_ids: Iterable[int | None]
+) -> tuple[int, int | None, int, str] | None:
     """The first ``(step, node id, batch element, kind)`` holding a non-finite value, or None.
 
     ``sequences``: per node, numpy (batch, steps, ...) in processing order, nodes in
     topological order: the earliest step wins, then the earliest node at that step.
     """
-    best: tuple[int, int, int, str] | None = None
+    best: tuple[int, int | None, int, str] | None = None
     for nid, a in zip(node_ids, sequences):
         a = np.asarray(a)
         bad = ~np.isfinite(a.reshape(a.shape[0], a.shape[1], -1)).all(axis=2)  # (batch, steps)
