@@ -1,0 +1,136 @@
+"""The parallel linear scan, written once over a small array namespace (torch and tensorflow use it).
+
+A linear scan computes every state of ``h_t = a_t ∘ h_{t-1} + b_t`` (t = 1..T, time axis 1), where ``∘`` is
+an elementwise product (the *diagonal* form: ``a``, ``b`` of shape (B, T, N)) or a matrix-vector product per
+group (the *block* form: ``a`` (B, T, G, k, k), ``b`` (B, T, G, k)). The initial state ``h0`` is folded into
+the first element (``b_1 += a_1 ∘ h0``), after which the scan starts from zero.
+
+The algorithm is the odd/even (cyclic) reduction, work-efficient: O(T) products in all, O(log T) levels of
+a fixed number of array operations each. One level
+
+1. pads an odd length with one zero element at the end (a scan is causal: a trailing element changes no
+   earlier state, and its own state is cut off again);
+2. *reduces*: pairs (2i, 2i+1) compose into one element ``(a_{2i+1} ∘ a_{2i}, a_{2i+1} ∘ b_{2i} + b_{2i+1})``,
+   a sequence of half the length whose states are the odd-indexed states of this level;
+3. recurses (or loops) on the half, and *expands*: the even-indexed states are
+   ``h_{2i} = a_{2i} ∘ h_{2i-1} + b_{2i}`` (``h_{-1} = 0``), interleaved with the odd ones.
+
+``ns`` is the engine's namespace: ``cat(list, axis)``, ``stack(list, axis)``, ``reshape(x, shape)``,
+``pad_time(x, n)`` (n zero elements appended on axis 1; n may be a tensor), ``length(x)`` (axis 1's length,
+an int when known) and ``batch_shape(x)`` (the shape to reshape to, may hold tensors). Slicing with
+``x[:, 0::2]`` and the ``*``, ``+``, ``@`` operators are the arrays' own.
+
+The reverse (adjoint) scan used by every engine's backward is, with ``g_t = dL/dh_t``:
+``λ_T = g_T``, ``λ_t = g_t + a_{t+1}^T λ_{t+1}``; then ``dL/db_t = λ_t``, ``dL/da_t = λ_t h_{t-1}^T``
+(diagonal: ``λ_t * h_{t-1}``) and ``dL/dh0 = a_1^T λ_1``. It is the same forward scan run on the time-reversed
+sequences with ``a'_t = a_{t+1}^T`` (and ``a'_T = 0``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["apply", "check_dtypes", "check_shapes", "combine", "expand", "fold_h0", "is_block", "reduce_level", "scan_levels"]
+
+Array = Any
+
+
+def is_block(a: Array, b: Array) -> bool:
+    """The block form (a holds one k x k matrix per group) is told by ``a.ndim == b.ndim + 1``."""
+    return len(a.shape) == len(b.shape) + 1
+
+
+def apply(a: Array, v: Array, block: bool) -> Array:
+    """``a ∘ v``: elementwise, or the matrix-vector product over the last two axes of ``a``."""
+    return (a @ v[..., None])[..., 0] if block else a * v
+
+
+def combine(a1: Array, b1: Array, a2: Array, b2: Array, block: bool) -> tuple[Array, Array]:
+    """(a2, b2) after (a1, b1): ``(a2 ∘ a1, a2 ∘ b1 + b2)``."""
+    return (a2 @ a1 if block else a2 * a1), apply(a2, b1, block) + b2
+
+
+def fold_h0(ns: Any, a: Array, b: Array, h0: Array, block: bool) -> Array:
+    """``b`` with ``a_1 ∘ h0`` added to its first element."""
+    first = b[:, :1] + apply(a[:, :1], h0[:, None], block)
+    return ns.cat([first, b[:, 1:]], 1)
+
+
+def reduce_level(ns: Any, a: Array, b: Array, block: bool) -> tuple[Array, Array, Array, Array]:
+    """One level down: the pairs' composition (length ceil(T/2)) and the even elements kept for the expansion."""
+    pad = ns.length(a) % 2
+    if not isinstance(pad, int) or pad:
+        a, b = ns.pad_time(a, pad), ns.pad_time(b, pad)
+    a_even, b_even = a[:, 0::2], b[:, 0::2]
+    a_pair, b_pair = combine(a_even, b_even, a[:, 1::2], b[:, 1::2], block)
+    return a_pair, b_pair, a_even, b_even
+
+
+def expand(ns: Any, h_odd: Array, a_even: Array, b_even: Array, length: Any, block: bool) -> Array:
+    """One level up: the states of a level of ``length`` elements from its odd states (those of the pairs)."""
+    h_even = ns.cat([b_even[:, :1], apply(a_even[:, 1:], h_odd[:, :-1], block) + b_even[:, 1:]], 1)
+    both = ns.stack([h_even, h_odd], 2)  # (B, T', 2, ...): even then odd, interleaved by the reshape
+    shape = ns.batch_shape(h_odd)
+    h = ns.reshape(both, [shape[0], -1, *shape[2:]])
+    return h[:, :length]
+
+
+def scan_levels(ns: Any, a: Array, b: Array, block: bool) -> Array:
+    """The states of ``h_t = a_t ∘ h_{t-1} + b_t`` from ``h_0 = 0``, for a length known now (a Python loop)."""
+    kept = []
+    while ns.length(a) > 1:
+        length = ns.length(a)
+        a, b, a_even, b_even = reduce_level(ns, a, b, block)
+        kept.append((a_even, b_even, length))
+    h = b
+    for a_even, b_even, length in reversed(kept):
+        h = expand(ns, h, a_even, b_even, length, block)
+    return h
+
+
+def check_shapes(a: Sequence[Any], b: Sequence[Any], h0: Sequence[Any], where: str) -> bool:
+    """Raise :class:`~rshop_core.errors.RshopShapeError` unless the shapes form a diagonal or block scan;
+    returns whether it is the block form. Dimensions that are None (unknown while tracing) match anything."""
+    from rshop_core.errors import RshopShapeError
+
+    block = len(a) == len(b) + 1
+    fix = (
+        "Pass a, b of shape (B, T, N) and h0 (B, N) for the diagonal form, or a (B, T, G, k, k), "
+        "b (B, T, G, k) and h0 (B, G, k) for the block form."
+    )
+    if len(b) != (4 if block else 3):
+        raise RshopShapeError(
+            f"{where}: expected b of rank 3 (diagonal, a of rank 3) or 4 (block, a of rank 5), "
+            f"received a of shape {_show(a)} and b of shape {_show(b)}. {fix}"
+        )
+    want_a = [*b, b[-1]] if block else list(b)
+    want_h0 = [b[0], *b[2:]]
+    if len(a) != len(want_a) or not _same(a, want_a):
+        raise RshopShapeError(
+            f"{where}: expected a of shape {_show(want_a)} for b of shape {_show(b)}, received {_show(a)}. {fix}"
+        )
+    if len(h0) != len(want_h0) or not _same(h0, want_h0):
+        raise RshopShapeError(
+            f"{where}: expected h0 of shape {_show(want_h0)} for b of shape {_show(b)}, received {_show(h0)}. {fix}"
+        )
+    return block
+
+
+def _same(got: Sequence[Any], want: Sequence[Any]) -> bool:
+    return all(g is None or w is None or int(g) == int(w) for g, w in zip(got, want, strict=True))
+
+
+def _show(shape: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(None if s is None else int(s) for s in shape)
+
+
+def check_dtypes(a: str, b: str, h0: str, where: str) -> None:
+    """Raise :class:`~rshop_core.errors.RshopDTypeError` unless a, b and h0 share one floating dtype (named)."""
+    from rshop_core.errors import RshopDTypeError
+
+    if not (a == b == h0) or a not in ("float16", "bfloat16", "float32", "float64"):
+        raise RshopDTypeError(
+            f"{where}: expected a, b and h0 of one floating dtype, received a {a}, b {b}, h0 {h0}. "
+            "Cast them to the dtype the scan should compute in (nothing is converted silently)."
+        )
