@@ -17,8 +17,8 @@ a fixed number of array operations each. One level
 
 ``ns`` is the engine's namespace: ``cat(list, axis)``, ``stack(list, axis)``, ``reshape(x, shape)``,
 ``pad_time(x, n)`` (n zero elements appended on axis 1; n may be a tensor), ``length(x)`` (axis 1's length,
-an int when known) and ``batch_shape(x)`` (the shape to reshape to, may hold tensors). Slicing with
-``x[:, 0::2]`` and the ``*``, ``+``, ``@`` operators are the arrays' own.
+an int when known) and ``batch_shape(x)`` (the shape to reshape to, may hold tensors). Basic slicing and
+the ``*``, ``+``, ``@`` operators are the arrays' own.
 
 The reverse (adjoint) scan used by every engine's backward is, with ``g_t = dL/dh_t``:
 ``λ_T = g_T``, ``λ_t = g_t + a_{t+1}^T λ_{t+1}``; then ``dL/db_t = λ_t``, ``dL/da_t = λ_t h_{t-1}^T``
@@ -62,9 +62,17 @@ def reduce_level(ns: Any, a: Array, b: Array, block: bool) -> tuple[Array, Array
     pad = ns.length(a) % 2
     if not isinstance(pad, int) or pad:
         a, b = ns.pad_time(a, pad), ns.pad_time(b, pad)
-    a_even, b_even = a[:, 0::2], b[:, 0::2]
-    a_pair, b_pair = combine(a_even, b_even, a[:, 1::2], b[:, 1::2], block)
+    (a_even, a_odd), (b_even, b_odd) = _pairs(ns, a), _pairs(ns, b)
+    a_pair, b_pair = combine(a_even, b_even, a_odd, b_odd, block)
     return a_pair, b_pair, a_even, b_even
+
+
+def _pairs(ns: Any, x: Array) -> tuple[Array, Array]:
+    """The even and odd elements of an even-length sequence (a reshape, then indexing: strided slices copy
+    slowly in tensorflow)."""
+    shape = ns.batch_shape(x)
+    y = ns.reshape(x, [shape[0], -1, 2, *shape[2:]])
+    return y[:, :, 0], y[:, :, 1]
 
 
 def expand(ns: Any, h_odd: Array, a_even: Array, b_even: Array, length: Any, block: bool) -> Array:
