@@ -31,7 +31,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["apply", "check_dtypes", "check_shapes", "combine", "expand", "fold_h0", "is_block", "reduce_level", "scan_levels"]
+__all__ = [
+    "apply",
+    "check_dtypes",
+    "check_shapes",
+    "combine",
+    "expand",
+    "fold_h0",
+    "is_block",
+    "reduce_level",
+    "scan_levels",
+]
 
 Array = Any
 

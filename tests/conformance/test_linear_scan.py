@@ -56,7 +56,9 @@ def problem(form, T, seed=0, batch=B, n=N, groups=G, k=K):
 
 
 def relative_error(got, want):
-    return float(np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0) / max(np.max(np.abs(want), initial=0.0), 1.0))
+    """max |got - want| over max(max |want|, 1)."""
+    err = np.max(np.abs(np.asarray(got, np.float64) - want), initial=0.0)
+    return float(err / max(np.max(np.abs(want), initial=0.0), 1.0))
 
 
 # every length in float64; float32 (its precision, not the odd/even logic, under test) at an odd and a long one
@@ -128,7 +130,7 @@ def sequential(engine):
             import jax.numpy as jnp
             from jax import lax
 
-            step = lambda h, ab: ((ab[0] @ h[..., None])[..., 0] if block else ab[0] * h) + ab[1]  # noqa: E731
+            step = lambda h, ab: ((ab[0] @ h[..., None])[..., 0] if block else ab[0] * h) + ab[1]
             _, hs = lax.scan(lambda h, ab: (step(h, ab),) * 2, h, (jnp.swapaxes(a, 0, 1), jnp.swapaxes(b, 0, 1)))
             return jnp.swapaxes(hs, 0, 1)
         out = []
@@ -191,7 +193,7 @@ def test_mixed_dtypes_are_refused(engine):
     a, b, h0 = problem("diagonal", 4)
     with h.float64_scope():
         args = h.to_native(a, "float32"), h.to_native(b, "float64"), h.to_native(h0, "float32")
-        with pytest.raises(RshopDTypeError, match="received a float32, b float64, h0 float32. Cast them"):
+        with pytest.raises(RshopDTypeError, match=r"received a float32, b float64, h0 float32\. Cast them"):
             mod.linear_scan(*args)
 
 
@@ -211,7 +213,7 @@ def test_jax_jit_and_vmap(request):
         got = jax.jit(jax.vmap(linear_scan))(jnp.asarray(a), jnp.asarray(b), jnp.asarray(h0))
         for i, arrays in enumerate(stacked):
             assert relative_error(got[i], loop(*arrays)) <= 1e-12
-        loss = lambda f: lambda *x: jnp.sum(jax.vmap(f)(*x) ** 2)  # noqa: E731
+        loss = lambda f: lambda *x: jnp.sum(jax.vmap(f)(*x) ** 2)
         g_auto = jax.jit(jax.grad(loss(linear_scan), (0, 1, 2)))(a, b, h0)
         g_custom = jax.jit(jax.grad(loss(custom_vjp_scan), (0, 1, 2)))(a, b, h0)
     for x, y in zip(g_auto, g_custom, strict=True):

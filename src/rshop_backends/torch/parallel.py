@@ -93,6 +93,6 @@ def linear_scan(a, b, h0):
     Differentiable in a, b and h0 (a ``torch.autograd.Function`` whose backward is the reverse scan).
     """
     block = alg.check_shapes(a.shape, b.shape, h0.shape, "torch linear_scan")
-    name = lambda t: str(t.dtype).removeprefix("torch.")  # noqa: E731
+    name = lambda t: str(t.dtype).removeprefix("torch.")
     alg.check_dtypes(name(a), name(b), name(h0), "torch linear_scan")
     return _LinearScan.apply(a, b, h0, block)
