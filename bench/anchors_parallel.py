@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from adapters import Impl, jax_impl, tf_impl, torch_impl  # noqa: E402
+from adapters import Impl, jax_impl, tf_impl, torch_impl
 
 SIZES = [(8, 256, 8, 32), (8, 1024, 8, 32), (8, 4096, 8, 32)]  # (batch, T, input, hidden)
 
