@@ -273,3 +273,7 @@ def test_tensorflow_static_and_unknown_length(request):
                 assert relative_error(g.numpy(), w) <= 1e-12
     assert unknown.experimental_get_tracing_count() == 1  # one trace serves every T
     assert static.experimental_get_tracing_count() == 4
+
+    unknown_rank = tf.function(linear_scan, input_signature=[tf.TensorSpec(None, tf.float64)] * 3)
+    with pytest.raises(RshopShapeError, match=r"expected a, b and h0 of known rank, received shapes <unknown>"):
+        unknown_rank.get_concrete_function()

@@ -112,6 +112,13 @@ def linear_scan(a, b, h0):
     Differentiable in a, b and h0 (``tf.custom_gradient``: the reverse scan). T may be unknown while tracing.
     """
     a, b, h0 = tf.convert_to_tensor(a), tf.convert_to_tensor(b), tf.convert_to_tensor(h0)
+    if None in (a.shape.rank, b.shape.rank, h0.shape.rank):
+        from rshop_core.errors import RshopShapeError
+
+        raise RshopShapeError(
+            f"tensorflow linear_scan: expected a, b and h0 of known rank, received shapes {a.shape}, {b.shape} "
+            f"and {h0.shape}. Give the tf.function an input_signature with the rank (None only for sizes)."
+        )
     block = alg.check_shapes(a.shape.as_list(), b.shape.as_list(), h0.shape.as_list(), "tensorflow linear_scan")
     alg.check_dtypes(a.dtype.name, b.dtype.name, h0.dtype.name, "tensorflow linear_scan")
 
