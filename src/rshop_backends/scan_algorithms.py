@@ -67,12 +67,16 @@ def fold_h0(ns: Any, a: Array, b: Array, h0: Array, block: bool) -> Array:
     return ns.cat([first, b[:, 1:]], 1)
 
 
-def reduce_level(ns: Any, a: Array, b: Array, block: bool) -> tuple[Array, Array, Array, Array]:
-    """One level down: the pairs' composition (length ceil(T/2)) and the even elements kept for the expansion."""
+def reduce_level(ns: Any, a: Array, b: Array, block: bool, reverse: bool = False) -> tuple[Array, Array, Array, Array]:
+    """One level down: the pairs' composition (length ceil(T/2)) and the elements kept for the expansion
+    (the even ones; the odd ones for a ``reverse`` scan, where the later element of a pair acts first)."""
     pad = ns.length(a) % 2
     if not isinstance(pad, int) or pad:
         a, b = ns.pad_time(a, pad), ns.pad_time(b, pad)
     (a_even, a_odd), (b_even, b_odd) = _pairs(ns, a), _pairs(ns, b)
+    if reverse:
+        a_pair, b_pair = combine(a_odd, b_odd, a_even, b_even, block)
+        return a_pair, b_pair, a_odd, b_odd
     a_pair, b_pair = combine(a_even, b_even, a_odd, b_odd, block)
     return a_pair, b_pair, a_even, b_even
 
@@ -85,25 +89,33 @@ def _pairs(ns: Any, x: Array) -> tuple[Array, Array]:
     return y[:, :, 0], y[:, :, 1]
 
 
-def expand(ns: Any, h_odd: Array, a_even: Array, b_even: Array, length: Any, block: bool) -> Array:
-    """One level up: the states of a level of ``length`` elements from its odd states (those of the pairs)."""
-    h_even = ns.cat([b_even[:, :1], apply(a_even[:, 1:], h_odd[:, :-1], block) + b_even[:, 1:]], 1)
-    both = ns.stack([h_even, h_odd], 2)  # (B, T', 2, ...): even then odd, interleaved by the reshape
-    shape = ns.batch_shape(h_odd)
+def expand(
+    ns: Any, h_pairs: Array, a_kept: Array, b_kept: Array, length: Any, block: bool, reverse: bool = False
+) -> Array:
+    """One level up: the states of a level of ``length`` elements from the states of its pairs (the odd
+    states; the even ones for a ``reverse`` scan) and the elements :func:`reduce_level` kept."""
+    if reverse:  # h_{2i+1} = a_{2i+1} ∘ h_{2i+2} + b_{2i+1}, nothing after the last
+        rest = ns.cat([apply(a_kept[:, :-1], h_pairs[:, 1:], block) + b_kept[:, :-1], b_kept[:, -1:]], 1)
+        both = ns.stack([h_pairs, rest], 2)
+    else:  # h_{2i} = a_{2i} ∘ h_{2i-1} + b_{2i}, nothing before the first
+        rest = ns.cat([b_kept[:, :1], apply(a_kept[:, 1:], h_pairs[:, :-1], block) + b_kept[:, 1:]], 1)
+        both = ns.stack([rest, h_pairs], 2)  # (B, T', 2, ...): even then odd, interleaved by the reshape
+    shape = ns.batch_shape(h_pairs)
     h = ns.reshape(both, [shape[0], -1, *shape[2:]])
     return h[:, :length]
 
 
-def scan_levels(ns: Any, a: Array, b: Array, block: bool) -> Array:
-    """The states of ``h_t = a_t ∘ h_{t-1} + b_t`` from ``h_0 = 0``, for a length known now (a Python loop)."""
+def scan_levels(ns: Any, a: Array, b: Array, block: bool, reverse: bool = False) -> Array:
+    """The states of ``h_t = a_t ∘ h_{t-1} + b_t`` from ``h_0 = 0``, for a length known now (a Python loop).
+    ``reverse``: of ``h_t = a_t ∘ h_{t+1} + b_t`` from zero after the last element (the adjoint's form)."""
     kept = []
     while ns.length(a) > 1:
         length = ns.length(a)
-        a, b, a_even, b_even = reduce_level(ns, a, b, block)
-        kept.append((a_even, b_even, length))
+        a, b, a_kept, b_kept = reduce_level(ns, a, b, block, reverse)
+        kept.append((a_kept, b_kept, length))
     h = b
-    for a_even, b_even, length in reversed(kept):
-        h = expand(ns, h, a_even, b_even, length, block)
+    for a_kept, b_kept, length in reversed(kept):
+        h = expand(ns, h, a_kept, b_kept, length, block, reverse)
     return h
 
 

@@ -8,8 +8,8 @@ eager mode or traced inside ``tf.function``:
   down (keeping each level's even elements in ``tf.TensorArray`` s of varying length) and one up, so one
   trace serves every T.
 
-Its gradient (``tf.custom_gradient``) is the reverse scan: the same forward scan on the time-reversed
-sequences gives the adjoint ``λ`` (``λ_t = g_t + a_{t+1}^T λ_{t+1}``); then ``dL/da_t = λ_t h_{t-1}^T``,
+Its gradient (``tf.custom_gradient``) is the reverse scan: the same reduction run backwards in time gives
+the adjoint ``λ`` (``λ_t = g_t + a_{t+1}^T λ_{t+1}``); then ``dL/da_t = λ_t h_{t-1}^T``,
 ``dL/db_t = λ_t``, ``dL/dh0 = a_1^T λ_1``. Numbers stay in the tensors' dtype; products of many ``a_t`` with
 ``|a| < 1`` underflow gracefully to 0, as the sequential loop's contributions do.
 """
@@ -53,7 +53,7 @@ def _unknown_time(x):
     return tf.TensorShape([x.shape[0], None, *x.shape[2:]])
 
 
-def _levels_dynamic(a, b, block):
+def _levels_dynamic(a, b, block, reverse=False):
     """:func:`~rshop_backends.scan_algorithms.scan_levels` for a T unknown at trace time: two while loops."""
 
     def array():
@@ -61,8 +61,8 @@ def _levels_dynamic(a, b, block):
 
     def down(i, a, b, kept_a, kept_b, lengths):
         length = tf.shape(a)[1]
-        a, b, a_even, b_even = alg.reduce_level(NS, a, b, block)
-        return i + 1, a, b, kept_a.write(i, a_even), kept_b.write(i, b_even), lengths.write(i, length)
+        a, b, a_kept, b_kept = alg.reduce_level(NS, a, b, block, reverse)
+        return i + 1, a, b, kept_a.write(i, a_kept), kept_b.write(i, b_kept), lengths.write(i, length)
 
     lengths0 = tf.TensorArray(tf.int32, size=0, dynamic_size=True)
     n, _, h, kept_a, kept_b, lengths = tf.while_loop(
@@ -73,29 +73,32 @@ def _levels_dynamic(a, b, block):
     )
 
     def up(i, h):
-        a_even = tf.ensure_shape(kept_a.read(i - 1), _unknown_time(a))
-        b_even = tf.ensure_shape(kept_b.read(i - 1), _unknown_time(b))
-        return i - 1, alg.expand(NS, h, a_even, b_even, lengths.read(i - 1), block)
+        a_kept = tf.ensure_shape(kept_a.read(i - 1), _unknown_time(a))
+        b_kept = tf.ensure_shape(kept_b.read(i - 1), _unknown_time(b))
+        return i - 1, alg.expand(NS, h, a_kept, b_kept, lengths.read(i - 1), block, reverse)
 
     _, h = tf.while_loop(lambda i, h: i > 0, up, (n, h), shape_invariants=(tf.TensorShape([]), _unknown_time(b)))
     return h
 
 
-def _forward(a, b, h0, block):
-    b = alg.fold_h0(NS, a, b, h0, block)
+def _levels(a, b, block, reverse=False):
     if b.shape[1] is None or a.shape[1] is None:
-        return _levels_dynamic(a, b, block)
+        return _levels_dynamic(a, b, block, reverse)
     if b.shape[1] == 0:
         return b
-    return alg.scan_levels(NS, a, b, block)
+    return alg.scan_levels(NS, a, b, block, reverse)
+
+
+def _forward(a, b, h0, block):
+    return _levels(a, alg.fold_h0(NS, a, b, h0, block), block)
 
 
 def _grads(a, h0, h, g, block):
-    """(dL/da, dL/db, dL/dh0) from the states ``h`` and ``g = dL/dh``: the adjoint by the reversed scan."""
+    """(dL/da, dL/db, dL/dh0) from the states ``h`` and ``g = dL/dh``: the adjoint by the reverse scan."""
     a_next = tf.concat([a[:, 1:], tf.zeros_like(a[:, :1])], 1)
     if block:
         a_next = tf.linalg.matrix_transpose(a_next)
-    lam = tf.reverse(_forward(tf.reverse(a_next, [1]), tf.reverse(g, [1]), tf.zeros_like(h0), block), [1])
+    lam = _levels(a_next, g, block, reverse=True)
     h_prev = tf.concat([h0[:, None], h[:, :-1]], 1)
     da = lam[..., :, None] * h_prev[..., None, :] if block else lam * h_prev
     a_first = tf.linalg.matrix_transpose(a[:, 0]) if block else a[:, 0]

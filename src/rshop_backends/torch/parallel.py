@@ -3,7 +3,7 @@
 ``linear_scan(a, b, h0)`` runs :func:`rshop_backends.scan_algorithms.scan_levels` on torch tensors: O(T)
 products in all, about a dozen tensor operations per level and ceil(log2 T) levels, so a T of 4096 costs
 some 300 operations instead of 4096 steps. It is a ``torch.autograd.Function``: the forward keeps ``a``,
-``h0`` and the states ``h``; the backward runs the same scan on the time-reversed sequences to get the adjoint
+``h0`` and the states ``h``; the backward runs the reduction backwards in time to get the adjoint
 ``λ`` (``λ_t = g_t + a_{t+1}^T λ_{t+1}``) and returns ``dL/da_t = λ_t h_{t-1}^T``, ``dL/db_t = λ_t`` and
 ``dL/dh0 = a_1^T λ_1``. The backward is written with differentiable torch operations, so a second derivative
 is autograd's through them (it works, but is not tuned or part of the conformance suite).
@@ -51,11 +51,11 @@ def _forward(a, b, h0, block):
 
 
 def _adjoint(a, g, block):
-    """λ with λ_T = g_T and λ_t = g_t + a_{t+1}^T λ_{t+1}: the forward scan over reversed time."""
+    """λ with λ_T = g_T and λ_t = g_t + a_{t+1}^T λ_{t+1}: the reverse scan (no time reversal copies)."""
     a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
     if block:
         a_next = a_next.transpose(-1, -2)
-    return _forward(a_next.flip(1), g.flip(1), torch.zeros_like(g[:, 0]), block).flip(1)
+    return alg.scan_levels(NS, a_next, g, block, reverse=True)
 
 
 def _grads(a, h0, h, g, block):
