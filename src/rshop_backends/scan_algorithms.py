@@ -20,10 +20,12 @@ a fixed number of array operations each. One level
 an int when known) and ``batch_shape(x)`` (the shape to reshape to, may hold tensors). Basic slicing and
 the ``*``, ``+``, ``@`` operators are the arrays' own.
 
-The reverse (adjoint) scan used by every engine's backward is, with ``g_t = dL/dh_t``:
+The adjoint recurrence of the engines' backward is, with ``g_t = dL/dh_t``:
 ``λ_T = g_T``, ``λ_t = g_t + a_{t+1}^T λ_{t+1}``; then ``dL/db_t = λ_t``, ``dL/da_t = λ_t h_{t-1}^T``
-(diagonal: ``λ_t * h_{t-1}``) and ``dL/dh0 = a_1^T λ_1``. It is the same forward scan run on the time-reversed
-sequences with ``a'_t = a_{t+1}^T`` (and ``a'_T = 0``).
+(diagonal: ``λ_t * h_{t-1}``) and ``dL/dh0 = a_1^T λ_1``. It is a scan backwards in time with
+``a'_t = a_{t+1}^T`` (and ``a'_T = 0``): ``reverse=True`` runs the same reduction with the roles in a pair
+swapped (the odd element acts first, the pairs' states are the even states, and the odd ones follow from
+their successors), so no sequence is copied to reverse it.
 """
 
 from __future__ import annotations
