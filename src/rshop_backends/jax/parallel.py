@@ -23,7 +23,7 @@ import jax.numpy as jnp
 
 from .. import scan_algorithms as alg
 
-__all__ = ["custom_vjp_scan", "linear_scan"]
+__all__ = ["AUTO_MIN_STEPS", "custom_vjp_scan", "linear_scan"]
 
 
 def _compose(block, first, second):

@@ -171,7 +171,7 @@ def max_change(new, old):
 
 
 def while_loop(cond, body, init):
-    return tf.while_loop(cond, body, init)
+    return tuple(tf.while_loop(lambda *c: cond(c), lambda *c: body(c), init))
 
 
 def cond(pred, true_fn, false_fn):
