@@ -74,7 +74,7 @@ def run(layer: Any, plan: Any, P: dict, xs: list, states: list, consts: list, st
     fk = [_fold(xp, xp.repeat_time(k, steps)) for k in consts]
     tol = plan.options.tolerance(layer.dtype)
     prev: dict[int, Any] = {}  # state index -> its values at t - 1, (batch, T, N_i) flat per example
-    last: dict[int, Any] = {}  # state index -> its final value, flat
+    new: dict[int, Any] = {}  # state index -> its values at t, (batch, T, N_i)
     converged = None
     for i, level in enumerate(pp.levels):
         solver = _Level(xp, level, layer._compiled(plan, ("coefficients", i)), steps)
@@ -88,22 +88,41 @@ def run(layer: Any, plan: Any, P: dict, xs: list, states: list, consts: list, st
         S = _shift(xp, H, h0)
         at = 0
         for j, n in zip(level.states, solver.sizes):
-            prev[j], last[j] = S[..., at : at + n], H[:, -1, at : at + n]
+            prev[j], new[j] = S[..., at : at + n], H[..., at : at + n]
             at += n
 
     def result():
-        shapes = [tuple(plan.graph.nodes[sid].type.shape) for sid in plan.graph.states]
-        prev_states = [xp.reshape(_fold(xp, prev[j]), (-1, *shapes[j])) for j in range(len(shapes))]
-        ys, _ = layer._step(plan)(P, *fx, prev_states, fk)
-        ys = [xp.reshape(y, (-1, steps, *tuple(y.shape[1:]))) for y in ys]
-        if not plan.options.return_sequences:
-            ys = [y[:, -1] for y in ys]
-        finals = [xp.reshape(last[j], (-1, *shapes[j])) for j in range(len(shapes))]
-        return list(ys), finals
+        return _outputs(layer, plan, xp, P, xs, consts, fx, fk, prev, new, steps)
 
     if converged is None:
         return result()
     return xp.cond(converged, result, sequential)
+
+
+def _outputs(layer, plan, xp, P, xs, consts, fx, fk, prev, new, steps):
+    """``(outputs, final states)`` from every step's previous and new states: an output that is a new
+    state is read off; any other comes from the step evaluated at (x_t, s_{t-1}) — for every t at
+    once with ``return_sequences``, else at the last step only."""
+    g = plan.graph
+    shapes = [tuple(g.nodes[sid].type.shape) for sid in g.states]
+    finals = [xp.reshape(new[j][:, -1], (-1, *shapes[j])) for j in range(len(shapes))]
+    every = plan.options.return_sequences
+    read = [g.final_states.index(o) if o in g.final_states else None for o in g.outputs]
+    ys: list = [None] * len(read)
+    for k, j in enumerate(read):
+        if j is not None:
+            v = new[j] if every else new[j][:, -1]
+            ys[k] = xp.reshape(v, (-1, steps, *shapes[j]) if every else (-1, *shapes[j]))
+    if any(j is None for j in read):
+        if every:
+            previous = [xp.reshape(_fold(xp, prev[j]), (-1, *shapes[j])) for j in range(len(shapes))]
+            outs, _ = layer._step(plan)(P, *fx, previous, fk)
+            outs = [xp.reshape(y, (-1, steps, *tuple(y.shape[1:]))) for y in outs]
+        else:
+            previous = [xp.reshape(prev[j][:, -1], (-1, *shapes[j])) for j in range(len(shapes))]
+            outs, _ = layer._step(plan)(P, *[x[:, -1] for x in xs], previous, consts)
+        ys = [outs[k] if y is None else y for k, y in enumerate(ys)]
+    return ys, finals
 
 
 def _fold(xp, a):
