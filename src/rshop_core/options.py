@@ -59,7 +59,7 @@ class LoopOptions:
       whose Jacobian is diagonal or block-diagonal, falling back to the sequential loop
       (with a warning) when they do not converge. ``False``: step by step.
     - ``newton_tol`` / ``newton_max_iter``: Newton stops when no state moves by more than
-      ``newton_tol * (1 + |state|)`` (None: 1e-5 in float32, 1e-10 in float64) or after
+      ``newton_tol * (1 + max |state|)`` (None: 1e-5 in float32, 1e-10 in float64) or after
       ``newton_max_iter`` iterations.
     """
 

@@ -114,7 +114,7 @@ def sum_last(a):
 
 
 def max_change(new, old):
-    return jnp.max(jnp.abs(new - old) / (1.0 + jnp.abs(new)))
+    return jnp.max(jnp.abs(new - old)) / (1.0 + jnp.max(jnp.abs(new)))
 
 
 def while_loop(cond, body, init):

@@ -74,7 +74,7 @@ def sum_last(a):
 
 
 def max_change(new, old):
-    return np.max(np.abs(new - old) / (1.0 + np.abs(new)), initial=0.0)
+    return np.max(np.abs(new - old), initial=0.0) / (1.0 + np.max(np.abs(new), initial=0.0))
 
 
 def while_loop(cond, body, init):

@@ -124,7 +124,7 @@ def sum_last(a):
 
 
 def max_change(new, old):
-    return ((new - old).abs() / (1.0 + new.abs())).max()
+    return (new - old).abs().max() / (1.0 + new.abs().max())
 
 
 def while_loop(cond, body, init):
