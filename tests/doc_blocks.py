@@ -15,6 +15,7 @@ import builtins
 import importlib.util
 import os
 import re
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,8 @@ def installed(name: str) -> bool:
 
 
 def blocks(path: Path) -> list[str]:
-    return BLOCK.findall(path.read_text(encoding="utf-8"))
+    """The file's python blocks, each dedented (a block may sit indented inside a list item)."""
+    return [textwrap.dedent(b) for b in BLOCK.findall(path.read_text(encoding="utf-8"))]
 
 
 def requirements(src: str) -> list[str]:

@@ -17,7 +17,7 @@ import numpy as np
 from rshop_backends.keras import RecurrentLayer
 from rshop_core import Bidirectional, Input, RecurrentModel
 from rshop_core import functional as F
-from rshop_core.cells import GRUCell, LSTMCell
+from rshop_core.cells import GRUCell, IndRNNCell, LSTMCell, MinGRUCell
 from rshop_core.layers import Activation, Dense, add
 
 np_ = keras.ops.convert_to_numpy
@@ -46,6 +46,10 @@ def main():
         "readme": readme(return_sequences=True),
         "lstm_states": LSTMCell(6, input_dim=5).get_layer(return_sequences=True, return_states=True, seed=1),
         "bidirectional": Bidirectional(GRUCell(3, input_dim=5).get_layer(seed=2, return_sequences=True)),
+        "min_gru_scan": MinGRUCell(6, input_dim=5).get_layer(seed=4, return_sequences=True, time_parallel="scan"),
+        "indrnn_newton": IndRNNCell(6, input_dim=5, activation="tanh").get_layer(
+            seed=5, return_sequences=True, time_parallel="newton"
+        ),
     }
     # 1. outputs equal the numpy float64 reference, eagerly and inside a keras.Model
     parity = {}
@@ -76,6 +80,15 @@ def main():
         "names": sorted(after_w),
         "changed": min(float(np.abs(after_w[k] - before_w[k]).max()) for k in after_w),
     }
+    # 2b. the same through a time-parallel loop (a scan whose T is unknown while Keras traces)
+    m = MinGRUCell(8, input_dim=5).get_layer(return_sequences=True, seed=6, time_parallel="scan")
+    scan_layer = RecurrentLayer(m)
+    inp = keras.Input((None, 5))
+    km = keras.Model(inp, keras.layers.Dense(1)(scan_layer(inp)))
+    km.compile(keras.optimizers.Adam(0.02), "mse")
+    before = float(km.evaluate(x, target, verbose=0))
+    km.fit(x, target, epochs=15, batch_size=3, verbose=0)
+    report["fit_parallel"] = {"before": before, "after": float(km.evaluate(x, target, verbose=0))}
     a, b = layer(x, training=True), layer(x, training=True)
     report["dropout"] = {"training_calls_differ": diff(a, b) > 0, "inference_equal": diff(layer(x), layer(x)) == 0}
 

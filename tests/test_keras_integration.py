@@ -58,6 +58,11 @@ def test_fit_trains_the_rshop_weights(report):
     assert fit["names"] == ["lstm_cell/bias", "lstm_cell/kernel", "lstm_cell/recurrent_kernel"]
 
 
+def test_fit_trains_through_a_time_parallel_scan(report):
+    fit = report["fit_parallel"]
+    assert fit["after"] < 0.8 * fit["before"], fit
+
+
 def test_dropout_draws_in_training_only(report):
     assert report["dropout"] == {"training_calls_differ": True, "inference_equal": True}
 

@@ -87,7 +87,8 @@ def _pairs(ns: Any, x: Array) -> tuple[Array, Array]:
     """The even and odd elements of an even-length sequence (a reshape, then indexing: strided slices copy
     slowly in tensorflow)."""
     shape = ns.batch_shape(x)
-    y = ns.reshape(x, [shape[0], -1, 2, *shape[2:]])
+    half = shape[1] // 2 if isinstance(shape[1], int) else -1  # a known length stays known with a batch that is not
+    y = ns.reshape(x, [shape[0], half, 2, *shape[2:]])
     return y[:, :, 0], y[:, :, 1]
 
 
@@ -103,7 +104,7 @@ def expand(
         rest = ns.cat([b_kept[:, :1], apply(a_kept[:, 1:], h_pairs[:, :-1], block) + b_kept[:, 1:]], 1)
         both = ns.stack([rest, h_pairs], 2)  # (B, T', 2, ...): even then odd, interleaved by the reshape
     shape = ns.batch_shape(h_pairs)
-    h = ns.reshape(both, [shape[0], -1, *shape[2:]])
+    h = ns.reshape(both, [shape[0], 2 * shape[1] if isinstance(shape[1], int) else -1, *shape[2:]])
     return h[:, :length]
 
 

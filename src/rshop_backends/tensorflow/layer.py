@@ -303,9 +303,12 @@ class TensorFlowLayer(tf.Module, Lowered):
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, length)
 
     def _traced_parallel(self, plan, P, xs, states, consts, steps):
-        """The parallel loop over ``steps`` (static) time steps (:mod:`rshop_backends.parallel`)."""
+        """The parallel loop over ``steps`` time steps (:mod:`rshop_backends.parallel`); ``steps`` is
+        None when T is unknown while tracing (a Keras ``fit``): then it is read in the graph."""
         P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
         P, xs = self._prelude(plan, P, list(xs))
+        if steps is None:
+            steps = tf.shape(xs[0])[1]
 
         def sequential():
             return loop.scan(self._step(plan), P, xs, states, consts, plan.options, None if xs else steps)
