@@ -12,6 +12,7 @@ The seed directions that recover a Jacobian's nonzero entries come from :mod:`.s
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -281,18 +282,64 @@ def jvp_graph(graph: StepGraph, seeds: Sequence[Sequence[np.ndarray]], where: st
     finals = [primal[i] for i in graph.final_states]
     tangents: list[Tensor] = []
     for direction in seeds:
-        dot: dict[int, Tangent] = {}
+        dot = _Tangents(primal)
         for k, sid in enumerate(graph.states):
-            dot[sid] = _seed_tangent(np.asarray(direction[k]), primal[sid], where, k)
+            seed = np.asarray(direction[k])
+            if seed.size and np.all(seed == 1):
+                dot.unit[sid] = functools.partial(_seed_tangent, seed, primal[sid], where, k)
+            else:
+                dot.built[sid] = _seed_tangent(seed, primal[sid], where, k)
         for n in graph.nodes:
-            if n.op == Op.INPUT:
-                dot.setdefault(n.id, None)
-                continue
-            d = [dot[i] for i in n.inputs]
-            if all(t is None for t in d):
-                dot[n.id] = None
-                continue
-            p = primal[n.id]
-            dot[n.id] = _fit(_RULES[n.op](n, p, [primal[i] for i in n.inputs], d), p)
-        tangents += [_or_zeros(dot[f], primal[f]) for f in graph.final_states]
+            if n.op != Op.INPUT:
+                dot.derive(n)
+        tangents += [_batched(_or_zeros(dot.of(f), primal[f]), primal[f]) for f in graph.final_states]
     return trace(groups["x"], groups["state"], groups["constant"], finals + tangents, finals, where)
+
+
+_ELEMENTWISE = frozenset(
+    (Op.ADD, Op.SUBTRACT, Op.MULTIPLY, Op.DIVIDE, Op.MAXIMUM, Op.MINIMUM, Op.WHERE, Op.NEGATIVE, Op.ABS)
+    + (Op.SQUARE, Op.SQRT, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU, Op.SOFTPLUS, Op.SOFTSIGN, Op.ELU)
+    + (Op.HARD_SIGMOID,)
+)
+
+
+class _Tangents:
+    """The tangents of one direction, node by node. A state whose seed is all ones stays *unit* (not
+    built) as long as it is only multiplied by values without a tangent: ``d(u * h) = u`` costs nothing,
+    where a built seed would cost two batched ops and the product a third. An unbatched tangent (``u``
+    itself) feeds elementwise rules as it is and is made batched before any other rule reads it."""
+
+    def __init__(self, primal: dict[int, Tensor]) -> None:
+        self.primal = primal
+        self.built: dict[int, Tangent] = {}
+        self.unit: dict[int, Callable[[], Tangent]] = {}  # node id -> builds its all-ones seed when needed
+
+    def of(self, i: int) -> Tangent:
+        if i not in self.built and i in self.unit:
+            self.built[i] = self.unit[i]()
+        return self.built.get(i)
+
+    def derive(self, n: Node) -> None:
+        ins = n.inputs
+        if n.op == Op.MULTIPLY and len(ins) == 2:
+            units = [i in self.unit and i not in self.built for i in ins]
+            if units.count(True) == 1:
+                other = ins[units.index(False)]
+                if other not in self.unit and self.built.get(other) is None:
+                    self.built[n.id] = _fit(self.primal[other], self.primal[n.id])
+                    return
+        d = [self.of(i) for i in ins]
+        if all(t is None for t in d):
+            self.built[n.id] = None
+            return
+        if n.op not in _ELEMENTWISE:
+            d = [None if t is None else _batched(t, self.primal[i]) for t, i in zip(d, ins)]
+        p = self.primal[n.id]
+        self.built[n.id] = _fit(_RULES[n.op](n, p, [self.primal[i] for i in ins], d), p)
+
+
+def _batched(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` (shaped like ``like``) batched like ``like``: unchanged when it already is."""
+    if t.type.batched or not like.type.batched:
+        return t
+    return F.add(F.multiply(like, as_tensor(0.0, like)), t)
