@@ -75,11 +75,12 @@ def run(layer: Any, plan: Any, P: dict, xs: list, states: list, consts: list, st
     tol = plan.options.tolerance(layer.dtype)
     prev: dict[int, Any] = {}  # state index -> its values at t - 1, (batch, T, N_i) flat per example
     new: dict[int, Any] = {}  # state index -> its values at t, (batch, T, N_i)
+    shapes = [tuple(plan.graph.nodes[sid].type.shape) for sid in plan.graph.states]
     converged = None
     for i, level in enumerate(pp.levels):
         solver = _Level(xp, level, layer._compiled(plan, ("coefficients", i)), steps)
         h0 = solver.pack([states[j] for j in level.states])
-        ups = [_fold(xp, prev[j]) for j in level.upstream]
+        ups = [xp.reshape(_fold(xp, prev[j]), (-1, *shapes[j])) for j in level.upstream]
         if level.kind == "scan":
             H = solver.scan(P, fx + ups, fk, h0)
         else:

@@ -59,6 +59,15 @@ def dense_linear(**opts):
     )
 
 
+def levels(**opts):
+    """Two levels: m (2, 2) follows x alone, h reads m (a multi-dimensional upstream state)."""
+    x, h, m = Input((3,), name="x"), Input((4,), name="h"), Input((2, 2), name="m")
+    m_new = 0.9 * m + F.reshape(Dense(4, name="w")(x), [2, 2])
+    h_new = F.sigmoid(Dense(4, name="g")(x)) * h + F.reshape(m, [4])
+    y = F.tanh(h_new) + F.reshape(m_new, [4])
+    return RecurrentModel(input=x, initial_states=[h, m], output=y, final_states=[h_new, m_new], seed=66, **opts)
+
+
 class _IndCell(Cell):
     """IndRNN-like: h_t = tanh(x W + u * h) (nonlinear, Jacobian diagonal: Newton)."""
 
@@ -87,8 +96,14 @@ def decode_linear(**opts):
     return RecurrentModel(input=x, initial_states=[h], output=h_new, final_states=[h_new], decode=True, seed=65, **opts)
 
 
-MODELS = {"gated_linear": gated_linear, "coupled": coupled, "dense_linear": dense_linear, "indrnn": indrnn}
-MODE = {"gated_linear": "scan", "coupled": "scan", "dense_linear": "scan", "indrnn": "newton"}
+MODELS = {
+    "gated_linear": gated_linear,
+    "coupled": coupled,
+    "dense_linear": dense_linear,
+    "levels": levels,
+    "indrnn": indrnn,
+}
+MODE = {"gated_linear": "scan", "coupled": "scan", "dense_linear": "scan", "levels": "scan", "indrnn": "newton"}
 
 # name: (loop options, call keywords)
 VARIANTS = {
@@ -279,3 +294,6 @@ def test_explain_says_which_loop_and_why():
     assert "over time: sequential: node %" in auto and "time_parallel='newton' possible: Jacobian diagonal" in auto
     masked = str(gated_linear(time_parallel="scan").lower("numpy").explain(masked=True))
     assert "associative scan in 2 levels" in masked
+    assert "associative scan in 2 levels: state 'm' is affine" in str(
+        levels(time_parallel="scan").lower("numpy").explain()
+    )
