@@ -21,7 +21,7 @@ function (``step.__rshop_source__``) for debugging and for ``rshop info``-style 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -41,7 +41,7 @@ class GeneratedStep(Protocol):
 
     __rshop_source__: str
 
-    def __call__(self, P: dict[str, Any], *args: Any) -> tuple[tuple[Any, ...], tuple[Any, ...]]: ...
+    def __call__(self, P: dict[str, Any], *args: Any) -> tuple[Sequence[Any], Sequence[Any]]: ...
 
 
 def index(arg: str, axis: int, start: int, stop: int) -> str:
