@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
