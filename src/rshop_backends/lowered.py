@@ -25,7 +25,7 @@ import numpy as np
 
 from rshop_core import initializers
 from rshop_core import passes as _passes
-from rshop_core.checks import check_array, check_call, check_lengths_values
+from rshop_core.checks import ArrayInfo, check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
 from rshop_core.model import learned_state_param
@@ -183,7 +183,7 @@ class Lowered(ABC):
 
     # -- the hooks every engine implements, over its own arrays ----------------------------------
     @abstractmethod
-    def _describe(self, a: Any) -> tuple[tuple[int | None, ...] | None, str]:
+    def _describe(self, a: Any) -> ArrayInfo:
         """``(shape, dtype name)`` of an engine array (None for dims or a rank unknown while tracing)."""
 
     @abstractmethod
@@ -406,7 +406,7 @@ class Lowered(ABC):
         return f"{self.engine} layer of {type(self.model).__name__} {self.model.name!r}"
 
     # -- checks -----------------------------------------------------------------
-    def _info(self, arr: Any, what: str) -> tuple[tuple[int | None, ...] | None, str]:
+    def _info(self, arr: Any, what: str) -> ArrayInfo:
         if isinstance(arr, np.ma.MaskedArray):  # an ndarray subclass whose mask no engine would honour
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a plain array, received a numpy.ma.MaskedArray (its mask would "
@@ -427,7 +427,7 @@ class Lowered(ABC):
         v = list(v) if isinstance(v, (list, tuple)) else [v]
         return [self._info(a, f"{what} #{i}") for i, a in enumerate(v)], v
 
-    def _one(self, v: Any, what: str) -> tuple[tuple[int | None, ...] | None, str] | None:
+    def _one(self, v: Any, what: str) -> ArrayInfo | None:
         return None if v is None else self._info(v, what)
 
     def _to_host(self, a: Any) -> np.ndarray | None:

@@ -36,7 +36,7 @@ class NumpyLayer(Lowered):
         super().__init__(model, dtype, engine, passes, fast_path, **hooks)
         self.params = self.initial_weights()
 
-    def _describe(self, a: Any) -> tuple[tuple[int | None, ...] | None, str]:
+    def _describe(self, a: Any) -> tuple[tuple[int, ...], str]:  # a known shape
         return tuple(a.shape), a.dtype.name
 
     def _from_numpy(self, a: np.ndarray) -> np.ndarray:

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import tensorflow as tf
 
 from rshop_backends import parallel
@@ -23,6 +25,13 @@ from rshop_backends.lowered import Lowered
 from rshop_backends.tensorflow import loop
 from rshop_core.checks import empty_batch_message, empty_time_message, lengths_message, shape_message
 from rshop_core.errors import RshopConfigError, RshopShapeError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rshop_core.checks import ArrayInfo
+    from rshop_core.execution import Plan
+    from rshop_core.model import RecurrentModel
 
 try:  # the one private TF API used: tells whether a gradient tape is active
     from tensorflow.python.eager import record as _record
@@ -103,7 +112,7 @@ class TensorFlowLayer(tf.Module, Lowered):
             super().__setattr__(name, value)
 
     # -- Lowered hooks ------------------------------------------------------------
-    def _describe(self, a):
+    def _describe(self, a: Any) -> ArrayInfo:
         """(shape with None for unknown dims, or None for an unknown rank; dtype name) of a
         tf.Tensor or tf.Variable."""
         return (None if a.shape.rank is None else tuple(a.shape)), a.dtype.name
@@ -116,7 +125,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         finally:
             self._call_x = None  # never keep a traced tensor alive past its trace
 
-    def _check_unknown_dims(self, model, x, batch, steps):
+    def _check_unknown_dims(self, model: RecurrentModel, x: Any, batch: int | None, steps: int | None) -> Any:
         """Inside a trace with dimensions unknown (a ``None`` batch or T, or feature sizes of
         ``None`` in the input signature), graph assertions with the messages ``check_call``
         gives eager calls: a call of the traced function that breaks one raises
@@ -149,7 +158,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         with tf.control_dependencies(checks):
             return tf.identity(x)
 
-    def _draw_dropout(self, shape, rate, batch, key, index):
+    def _draw_dropout(self, shape: tuple[int, ...], rate: float, batch: int | None, key: Any, index: int) -> Any:
         """Eager calls: numpy masks, the same on every engine. Traced calls (a user's
         ``tf.function``, a SavedModel signature): masks drawn in the graph from the layer's
         ``tf.random.Generator``, so every run of the traced function gets fresh ones (numpy masks
@@ -195,27 +204,27 @@ class TensorFlowLayer(tf.Module, Lowered):
 
         return tf.function(serve, input_signature=specs, autograph=False)
 
-    def _from_numpy(self, a):
+    def _from_numpy(self, a: np.ndarray) -> Any:
         return tf.constant(a)
 
-    def _broadcast(self, v, batch, like):
+    def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:
         """(batch, *v.shape); ``batch`` None (a symbolic x): the dynamic batch of ``like``."""
         shape = tuple(v.shape)
         if batch is None:
             return tf.broadcast_to(v, tf.stack([tf.shape(like)[0], *shape]))
         return tf.broadcast_to(v, (batch,) + shape)
 
-    def _shift(self, seq, first, backwards):
+    def _shift(self, seq: Any, first: Any, backwards: bool) -> Any:
         if backwards:
             return tf.concat([seq[:, 1:], first[:, None]], axis=1)
         return tf.concat([first[:, None], seq[:, :-1]], axis=1)
 
-    def _lengths_to_mask(self, lengths, steps, like):
+    def _lengths_to_mask(self, lengths: Any, steps: int | None, like: Any) -> Any:
         if steps is None:  # unknown T while tracing: x's dynamic T
             steps = tf.shape(like)[1]
         return tf.range(steps, dtype=lengths.dtype)[None, :] < lengths[:, None]
 
-    def _lengths_guard(self, model, lengths, steps, like):
+    def _lengths_guard(self, model: RecurrentModel, lengths: Any, steps: int | None, like: Any) -> tuple[Any, Any]:
         """Inside a tf.function: a ``tf.debugging.Assert`` with the eager check's message, run with the call."""
         n = tf.cast(tf.shape(like)[1], lengths.dtype) if steps is None else tf.constant(steps, lengths.dtype)
         bad = (lengths < 0) | (lengths > n)
@@ -227,28 +236,30 @@ class TensorFlowLayer(tf.Module, Lowered):
         with tf.control_dependencies([check]):
             return tf.identity(lengths), None
 
-    def _detach(self, v):
+    def _detach(self, v: Any) -> Any:
         return tf.stop_gradient(v)
 
-    def _sum_abs(self, v):
+    def _sum_abs(self, v: Any) -> Any:
         return tf.reduce_sum(tf.abs(v))
 
-    def _sum_square(self, v):
+    def _sum_square(self, v: Any) -> Any:
         return tf.reduce_sum(tf.square(v))
 
-    def _flip_time(self, y):
+    def _flip_time(self, y: Any) -> Any:
         return tf.reverse(y, axis=[1])
 
-    def _to_host(self, a):
+    def _to_host(self, a: Any) -> np.ndarray | None:
         return a.numpy() if tf.executing_eagerly() else None
 
-    def _concat_last(self, a, b):
+    def _concat_last(self, a: Any, b: Any) -> Any:
         return tf.concat([a, b], axis=-1)
 
-    def _param_dict(self):
+    def _param_dict(self) -> dict[str, Any]:
         return self.variables_by_name
 
-    def _loop(self, plan, P, xs, states, consts, steps):
+    def _loop(
+        self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         unroll = plan.options.unroll is True
         if unroll and steps is None:
             shape = tuple(xs[0].shape) if xs else None
@@ -268,10 +279,10 @@ class TensorFlowLayer(tf.Module, Lowered):
         ys, finals = fn(P, tuple(xs), tuple(states), tuple(consts), length)
         return list(ys), list(finals)
 
-    def _read_weights(self):
+    def _read_weights(self) -> dict[str, Any]:
         return {k: v.numpy() for k, v in self.variables_by_name.items()}
 
-    def _write_weights(self, weights):
+    def _write_weights(self, weights: dict[str, np.ndarray]) -> None:
         for k, a in weights.items():
             self.variables_by_name[k].assign(a)
 
@@ -310,15 +321,15 @@ class TensorFlowLayer(tf.Module, Lowered):
         if steps is None:
             steps = tf.shape(xs[0])[1]
 
-        def sequential():
+        def sequential() -> tuple[Sequence[Any], Sequence[Any]]:
             return loop.scan(self._step(plan), P, xs, states, consts, plan.options, None if xs else steps)
 
         return parallel.run(self, plan, P, xs, list(states), list(consts), steps, sequential)
 
-    def _fold_time(self, a):
+    def _fold_time(self, a: Any) -> Any:
         return tf.reshape(a, [-1] + a.shape[2:].as_list())
 
-    def _unfold_time(self, y, like):
+    def _unfold_time(self, y: Any, like: Any) -> Any:
         return tf.reshape(y, tf.concat([tf.shape(like)[:2], tf.shape(y)[1:]], axis=0))
 
 

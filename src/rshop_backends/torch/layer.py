@@ -26,6 +26,7 @@ import dataclasses
 import types
 import warnings
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +39,17 @@ from rshop_core.execution import plan_for
 
 from ..lowered import Lowered
 from . import fused, loop, transforms
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rshop_core.execution import Plan
+    from rshop_core.lowerable import Lowerable
+    from rshop_core.model import RecurrentModel, StateSpec
+    from rshop_core.patterns import StackMatch
+
+    from ..engine import EngineSpec
+
 
 _ANCHOR = "_rshop_anchor"  # an empty, non-persistent buffer that follows the module's moves
 
@@ -73,7 +85,15 @@ class TorchLayer(nn.Module, Lowered):
     engine = "torch"
     _native = (torch.Tensor,)
 
-    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
+    def __init__(
+        self,
+        model: Lowerable,
+        dtype: str,
+        engine: EngineSpec,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+        **hooks: Any,
+    ) -> None:
         nn.Module.__init__(self)
         # the anchor first: Lowered.__init__ compiles the inference step, which reads the layer's device
         self.register_buffer(_ANCHOR, torch.empty(0, dtype=getattr(torch, dtype)), persistent=False)
@@ -129,7 +149,7 @@ class TorchLayer(nn.Module, Lowered):
     def _anchor(self):
         return getattr(self, _ANCHOR)
 
-    def _describe(self, a):
+    def _describe(self, a: Any) -> tuple[tuple[int, ...], str]:  # a known shape
         return tuple(a.shape), _dtype_name(a.dtype)
 
     def _info(self, arr, what):
@@ -156,7 +176,7 @@ class TorchLayer(nn.Module, Lowered):
             )
         return super()._info(arr, what)
 
-    def _from_numpy(self, a):
+    def _from_numpy(self, a: np.ndarray) -> Any:
         # a copy: numpy may hand over read-only views (broadcasts), which torch warns about
         return torch.from_numpy(np.array(a)).to(self._anchor.device)
 
@@ -164,42 +184,42 @@ class TorchLayer(nn.Module, Lowered):
         self._need_batch(batch, "zero states")
         return torch.zeros((batch,) + tuple(shape), dtype=self._anchor.dtype, device=self._anchor.device)
 
-    def _broadcast(self, v, batch, like):
+    def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:
         if batch is None:
             batch = like.shape[0]
         # expand + clone: an independent tensor whose gradient flows back into ``v``
         return v.expand((batch,) + tuple(v.shape)).clone()
 
-    def _shift(self, seq, first, backwards):
+    def _shift(self, seq: Any, first: Any, backwards: bool) -> Any:
         if backwards:
             return torch.cat([seq[:, 1:], first[:, None]], dim=1)
         return torch.cat([first[:, None], seq[:, :-1]], dim=1)
 
-    def _lengths_to_mask(self, lengths, steps, like):
+    def _lengths_to_mask(self, lengths: Any, steps: int | None, like: Any) -> Any:
         return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
 
-    def _lengths_guard(self, model, lengths, steps, like):
+    def _lengths_guard(self, model: RecurrentModel, lengths: Any, steps: int | None, like: Any) -> tuple[Any, Any]:
         """Traced (torch.compile, jit.trace): rows with a length outside [0, T] come out as NaN."""
         return lengths, (lengths < 0) | (lengths > steps)
 
-    def _poison(self, v, bad):
+    def _poison(self, v: Any, bad: Any) -> Any:
         return torch.where(
             bad.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full((), float("nan"), dtype=v.dtype, device=v.device), v
         )
 
-    def _detach(self, v):
+    def _detach(self, v: Any) -> Any:
         return v.detach()
 
-    def _sum_abs(self, v):
+    def _sum_abs(self, v: Any) -> Any:
         return v.abs().sum()
 
-    def _sum_square(self, v):
+    def _sum_square(self, v: Any) -> Any:
         return v.square().sum()
 
-    def _flip_time(self, y):
+    def _flip_time(self, y: Any) -> Any:
         return torch.flip(y, dims=(1,))
 
-    def _to_host(self, a):
+    def _to_host(self, a: Any) -> np.ndarray | None:
         """A numpy copy, or None when the values are not there to read: under a transform other than
         ``torch.func.grad`` (the call's ``_now``, where numpy draws would be frozen too), and for a
         tensor functorch has wrapped."""
@@ -211,14 +231,16 @@ class TorchLayer(nn.Module, Lowered):
         except RuntimeError:  # a functorch-wrapped tensor (the differentiated input of torch.func.grad)
             return None
 
-    def _concat_last(self, a, b):
+    def _concat_last(self, a: Any, b: Any) -> Any:
         return torch.cat([a, b], dim=-1)
 
-    def _param_dict(self):
+    def _param_dict(self) -> dict[str, Any]:
         # the module's current parameters, read at call time, keyed by qualified name
         return self._parameters
 
-    def _loop(self, plan, P, xs, states, consts, steps):
+    def _loop(
+        self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         if plan.fused is not None:
             return fused.run(plan.fused, P, xs[0], states, plan.options)
         P, xs = self._prelude(plan, P, xs)
@@ -233,7 +255,7 @@ class TorchLayer(nn.Module, Lowered):
                 stacklevel=2,
             )
 
-        def sequential():
+        def sequential() -> tuple[Sequence[Any], Sequence[Any]]:
             return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
 
         if self._now is not None:  # a transform traces the call: the parallel loop's Python control flow would not
@@ -320,7 +342,7 @@ class TorchLayer(nn.Module, Lowered):
             path = "generic loop (generated step), unrolled over the traced T (valid for that T only)"
         return dataclasses.replace(out, call=f"{out.call} under {transform}", path=path)
 
-    def _state_constant(self, model, spec):
+    def _state_constant(self, model: RecurrentModel, spec: StateSpec) -> Any:
         """Cached per state and per device / dtype (numpy cannot run inside a torch.compile trace)."""
         key = (id(model), spec.name)
         v = self._state_values.get(key)
@@ -330,7 +352,7 @@ class TorchLayer(nn.Module, Lowered):
             v = self._state_values[key] = super()._state_constant(model, spec)
         return v
 
-    def _draw_dropout(self, shape, rate, batch, key, index):
+    def _draw_dropout(self, shape: tuple[int, ...], rate: float, batch: int | None, key: Any, index: int) -> Any:
         """numpy's mask (the same on every engine) for eager calls; under a transform that would freeze
         it into its graph (torch.compile, export, jit.trace, vmap), a mask drawn in the graph from
         torch's generator (``torch.manual_seed``), one per sequence as ever."""
@@ -340,7 +362,7 @@ class TorchLayer(nn.Module, Lowered):
         keep = torch.rand((batch,) + tuple(shape), dtype=anchor.dtype, device=anchor.device) >= rate
         return keep.to(anchor.dtype) / (1.0 - rate)
 
-    def _fused(self, plan):
+    def _fused(self, plan: Plan) -> tuple[StackMatch | None, str]:
         """A plan that is a stack of standard cells runs on torch's fused kernels (:mod:`.fused`)."""
         if not self.fast_path:
             return super()._fused(plan)
@@ -348,7 +370,7 @@ class TorchLayer(nn.Module, Lowered):
             return None, "remat was requested (the fused kernels keep their own activations)"
         return patterns.recognize(plan)
 
-    def _fused_kernel_name(self, match) -> str:
+    def _fused_kernel_name(self, match: StackMatch) -> str:
         return " -> ".join(f"torch.{m.kernel}" for m in match.layers) + f" ({match.describe()})"
 
     def _compiled(self, plan, part):
@@ -374,10 +396,10 @@ class TorchLayer(nn.Module, Lowered):
         self._warm()  # the generated code with literals on the new device / dtype
 
     # -- weights ----------------------------------------------------------------------
-    def _read_weights(self):
+    def _read_weights(self) -> dict[str, Any]:
         return {q: p.detach().cpu().numpy() for q, p in self._parameters.items()}
 
-    def _write_weights(self, weights):
+    def _write_weights(self, weights: dict[str, np.ndarray]) -> None:
         with torch.no_grad():
             for q, p in self._parameters.items():
                 p.copy_(torch.from_numpy(np.ascontiguousarray(weights[q])))
