@@ -22,6 +22,7 @@ function (``step.__rshop_source__``) for debugging and for ``rshop info``-style 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from types import CodeType
 from typing import Any, Protocol
 
 import numpy as np
@@ -37,9 +38,12 @@ Emitter = Callable[[Node, list[str], list[TensorType]], str]
 
 class GeneratedStep(Protocol):
     """A generated step function: ``step(P, x0, ..., states, consts) -> (outputs, new states)``,
-    its source kept as ``__rshop_source__``."""
+    its source kept as ``__rshop_source__`` (a plain Python function: engines may rebind its globals)."""
 
     __rshop_source__: str
+    __name__: str
+    __code__: CodeType
+    __globals__: dict[str, Any]
 
     def __call__(self, P: dict[str, Any], *args: Any) -> tuple[Sequence[Any], Sequence[Any]]: ...
 

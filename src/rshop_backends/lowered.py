@@ -172,7 +172,7 @@ class Lowered(ABC):
         self._codegen_context = codegen_context  # None: nothing around code generation
         self._leaf_of: dict[int, RecurrentModel] = {}  # id of a plan in _plans -> the leaf it runs
         # (id of the leaf, training, teacher, masked, grad) -> the plan this layer runs
-        self._plans: dict[tuple[int, bool, bool, bool, bool], Plan] = {}
+        self._plans: dict[tuple[Any, ...], Plan] = {}  # engines may key more kinds of call (torch: transforms)
         self._dropout_rng = np.random.default_rng([model.seed, 0xD0])
         self._carried: list[Any] | None = None  # stateful: the final states of the last call
         self.newton_report: dict[str, Any]  # the last Newton loop's iterations (set when one runs)

@@ -41,14 +41,17 @@ from ..lowered import Lowered
 from . import fused, loop, transforms
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
+    from rshop_core.checks import ArrayInfo
     from rshop_core.execution import Plan
     from rshop_core.lowerable import Lowerable
     from rshop_core.model import RecurrentModel, StateSpec
     from rshop_core.patterns import StackMatch
 
+    from ..codegen import GeneratedStep
     from ..engine import EngineSpec
+    from ..lowered import Explanation
 
 
 _ANCHOR = "_rshop_anchor"  # an empty, non-persistent buffer that follows the module's moves
@@ -58,7 +61,7 @@ def _dtype_name(dt: torch.dtype) -> str:
     return str(dt).rpartition(".")[2]
 
 
-def _moved(step, anchor):
+def _moved(step: GeneratedStep, anchor: Any) -> GeneratedStep:
     """``step`` with its literals (``_c*`` globals) on ``anchor``'s device, floats in its dtype."""
     g = dict(step.__globals__)
     moved = False
@@ -70,7 +73,7 @@ def _moved(step, anchor):
                 moved = True
     if not moved:
         return step
-    out = types.FunctionType(step.__code__, g, step.__name__)
+    out: Any = types.FunctionType(step.__code__, g, step.__name__)  # a GeneratedStep once its source is set
     out.__rshop_source__ = step.__rshop_source__
     return out
 
@@ -109,7 +112,9 @@ class TorchLayer(nn.Module, Lowered):
         return f"model={self.model.name!r}, dtype={self.dtype}, options={self.options.to_json()}"
 
     # -- calling ------------------------------------------------------------------
-    def forward(self, x, initial_state=None, constants=None, *, training=None, **kwargs):
+    def forward(
+        self, x: Any, initial_state: Any = None, constants: Any = None, *, training: bool | None = None, **kwargs: Any
+    ) -> Any:
         """What :meth:`Lowered.__call__` does, on the module's current parameters.
 
         ``training`` (dropout on; teacher forcing with ``ground_truth``) follows the module's
@@ -146,13 +151,13 @@ class TorchLayer(nn.Module, Lowered):
 
     # -- Lowered hooks ---------------------------------------------------------------
     @property
-    def _anchor(self):
+    def _anchor(self) -> Any:
         return getattr(self, _ANCHOR)
 
     def _describe(self, a: Any) -> tuple[tuple[int, ...], str]:  # a known shape
         return tuple(a.shape), _dtype_name(a.dtype)
 
-    def _info(self, arr, what):
+    def _info(self, arr: Any, what: str) -> ArrayInfo:
         """Beyond the type: a dense tensor on the layer's device (sparse, nested or mkldnn tensors
         and other devices would fail deep inside torch, or run elsewhere than the layer)."""
         if not isinstance(arr, torch.Tensor):
@@ -180,7 +185,7 @@ class TorchLayer(nn.Module, Lowered):
         # a copy: numpy may hand over read-only views (broadcasts), which torch warns about
         return torch.from_numpy(np.array(a)).to(self._anchor.device)
 
-    def _zeros(self, shape, batch, like):
+    def _zeros(self, shape: tuple[int, ...], batch: int | None, like: Any) -> Any:
         self._need_batch(batch, "zero states")
         return torch.zeros((batch,) + tuple(shape), dtype=self._anchor.dtype, device=self._anchor.device)
 
@@ -241,6 +246,7 @@ class TorchLayer(nn.Module, Lowered):
     def _loop(
         self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
     ) -> tuple[Sequence[Any], Sequence[Any]]:
+        assert steps is not None, "torch tensors have known shapes (a symbol for T under torch.export)"
         if plan.fused is not None:
             return fused.run(plan.fused, P, xs[0], states, plan.options)
         P, xs = self._prelude(plan, P, xs)
@@ -263,11 +269,11 @@ class TorchLayer(nn.Module, Lowered):
         return self._parallel_or(plan, P, xs, states, consts, steps, sequential)
 
     # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
-    def _warm(self):
+    def _warm(self) -> None:
         """Build now, outside any trace, the plans and generated code of every kind of call (plain,
         training, teacher-forced, masked) and of their generic fallbacks: dynamo cannot trace the
         passes or the code generator, so a first call under ``torch.compile`` must find them built."""
-        self._state_values = {}
+        self._state_values: dict[tuple[int, str], Any] = {}
         for part in self._parts:
             for spec in part.state_specs:
                 self._state_constant(part, spec)
@@ -289,16 +295,26 @@ class TorchLayer(nn.Module, Lowered):
                             if getattr(plan, name) is not None:
                                 self._compiled(plan, name)
 
-    _now = None  # the transform running the current call (transforms.current), None when eager
+    _now: str | None = None  # the transform running the current call (transforms.current), None when eager
 
-    def _run_model(self, model, P, x, *args, **kwargs):
+    def _run_model(
+        self, model: RecurrentModel, P: dict[str, Any], x: Any, *args: Any, **kwargs: Any
+    ) -> tuple[list[Any], list[Any]]:
         self._now = transforms.current(x) if isinstance(x, torch.Tensor) else None
         try:
             return super()._run_model(model, P, x, *args, **kwargs)
         finally:
             self._now = None
 
-    def _plan(self, model, training, teacher, masked, grad=False, transform=None):
+    def _plan(
+        self,
+        model: RecurrentModel,
+        training: bool,
+        teacher: bool,
+        masked: bool,
+        grad: bool = False,
+        transform: str | None = None,
+    ) -> Plan:
         """The base plan, unless it is fused and the transform running the call (or ``transform``,
         for :meth:`explain`) cannot run torch's fused kernels: then the generic loop, and why."""
         plan = super()._plan(model, training, teacher, masked, grad)
@@ -319,7 +335,14 @@ class TorchLayer(nn.Module, Lowered):
             self._leaf_of[id(self._plans[key])] = model
         return self._plans[key]
 
-    def explain(self, training=False, masked=False, teacher=False, grad=False, transform=None):
+    def explain(
+        self,
+        training: bool = False,
+        masked: bool = False,
+        teacher: bool = False,
+        grad: bool = False,
+        transform: str | None = None,
+    ) -> Explanation:
         """:meth:`Lowered.explain`, and with ``transform`` (one of :data:`transforms.NAMES`) for a call
         under that torch transform: which path it gets and why (a fused layer falls back to the
         generic loop where torch cannot run its fused kernels)."""
@@ -373,7 +396,7 @@ class TorchLayer(nn.Module, Lowered):
     def _fused_kernel_name(self, match: StackMatch) -> str:
         return " -> ".join(f"torch.{m.kernel}" for m in match.layers) + f" ({match.describe()})"
 
-    def _compiled(self, plan, part):
+    def _compiled(self, plan: Plan, part: str | tuple[str, int]) -> GeneratedStep:
         """A generated function of the plan, with its literals on the anchor's device and dtype."""
         anchor = self._anchor
         key = (id(plan), part, anchor.device, anchor.dtype)  # plans live in self._plans
@@ -383,14 +406,14 @@ class TorchLayer(nn.Module, Lowered):
         return fn
 
     # -- device / dtype moves -------------------------------------------------------
-    def _apply(self, fn, *args, **kwargs):
+    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         out = super()._apply(fn, *args, **kwargs)
         self._rebind()
         if self._carried is not None:  # stateful: the carried states follow the move
             self._carried = [fn(c) for c in self._carried]
         return out
 
-    def _rebind(self):
+    def _rebind(self) -> None:
         """Follow a move: compute in (and check arguments against) the anchor's dtype."""
         self.dtype = _dtype_name(self._anchor.dtype)
         self._warm()  # the generated code with literals on the new device / dtype
