@@ -299,7 +299,6 @@ class Lowered(ABC):
         ``sequential()`` (the engine's own loop over ``P`` and ``xs``)."""
         if not _parallel.wanted(self, plan, steps):
             return sequential()
-        assert steps is not None, "wanted() runs no parallel loop of unknown length"
         return _parallel.run(self, plan, P, xs, states, consts, steps, sequential)
 
     def _newton_report(self, iterations: Any, change: Any, converged: Any) -> None:

@@ -79,10 +79,11 @@ def run(
     xs: list[Any],
     states: list[Any],
     consts: list[Any],
-    steps: int,
+    steps: Any,
     sequential: Callable[[], Result],
 ) -> Result:
-    """``(outputs, final states)`` of ``plan`` over ``steps`` time steps, in parallel over time.
+    """``(outputs, final states)`` of ``plan`` over ``steps`` time steps, in parallel over time
+    (``steps``: an int, or a scalar tensor when T is unknown while tracing: tensorflow).
     ``xs``: the scanned sequences after the prelude; ``sequential()`` runs the engine's own loop
     (Newton's fallback)."""
     xp: ArrayOps | None = layer._engine_module.parallel  # a module: ArrayOps

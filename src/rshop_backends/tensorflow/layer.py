@@ -29,8 +29,10 @@ from rshop_core.errors import RshopConfigError, RshopShapeError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from rshop_backends.engine import EngineSpec
     from rshop_core.checks import ArrayInfo
     from rshop_core.execution import Plan
+    from rshop_core.lowerable import Lowerable
     from rshop_core.model import RecurrentModel
 
 try:  # the one private TF API used: tells whether a gradient tape is active
@@ -90,7 +92,17 @@ class TensorFlowLayer(tf.Module, Lowered):
     )
     _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | _UNTRACKED  # .variables skips them
 
-    def __init__(self, model, dtype, engine, passes=None, fast_path=True, *, jit_compile=None, **hooks):
+    def __init__(
+        self,
+        model: Lowerable,
+        dtype: str,
+        engine: EngineSpec,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+        *,
+        jit_compile: bool | None = None,
+        **hooks: Any,
+    ) -> None:
         tf.Module.__init__(self, name=_identifier(model.name))
         Lowered.__init__(self, model, dtype, engine, passes, fast_path, **hooks)
         self.jit_compile = JIT_COMPILE if jit_compile is None else bool(jit_compile)
@@ -102,10 +114,12 @@ class TensorFlowLayer(tf.Module, Lowered):
             }
             # dropout masks of calls traced by the user (tf.function, SavedModel): drawn in the graph
             self._dropout_generator = tf.random.Generator.from_seed(_generator_seed(model.seed))
-        self._functions = {}  # (id of the plan, T for unroll=True else None, jit) -> tf.function
+        self._functions: dict[
+            tuple[Any, ...], Any
+        ] = {}  # (id of the plan, T for unroll=True else None, jit) -> tf.function
         self._call_x = None  # the x of the call being run (its dynamic batch sizes graph-drawn masks)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in self._UNTRACKED:
             object.__setattr__(self, name, value)  # plain Python state: not a tf.Module dependency
         else:
@@ -118,7 +132,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         return (None if a.shape.rank is None else tuple(a.shape)), a.dtype.name
 
     @tf.autograph.experimental.do_not_convert  # plain Python control flow: nothing for autograph to convert
-    def _call(self, P, x, *args, **kwargs):
+    def _call(self, P: dict[str, Any], x: Any, *args: Any, **kwargs: Any) -> Any:
         self._call_x = x
         try:
             return Lowered._call(self, P, x, *args, **kwargs)  # not super(): autograph mis-resolves it
@@ -135,7 +149,9 @@ class TensorFlowLayer(tf.Module, Lowered):
             return x
         name = f"RecurrentModel {model.name!r}"
         lead = 1 if model.options.decode else 2
-        per_example = model.graph.nodes[model.graph.x[0]].type.shape
+        graph = model.graph
+        assert graph is not None, "a lowered model is built"
+        per_example = graph.nodes[graph.x[0]].type.shape
         dyn = tf.shape(x)
         checks = []
         if batch is None:
@@ -174,7 +190,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         super().reseed(seed)
         self._dropout_generator.reset_from_seed(_generator_seed(seed))
 
-    def serving_signature(self, output_length=None):
+    def serving_signature(self, output_length: int | None = None) -> Any:
         """An inference ``tf.function`` for ``tf.saved_model.save(layer, path, signatures=...)``.
 
         Its inputs: ``x`` with a dynamic batch and T (``tf.TensorSpec([None, None, *input_shape])``;
@@ -184,6 +200,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         """
         part = self._parts[0]
         g = part.graph
+        assert g is not None, "a lowered model is built"
         if part.options.decode and output_length is None and part.options.output_length is None:
             raise RshopConfigError(
                 f"{self._where}, serving_signature argument output_length: expected the number of "
@@ -197,7 +214,7 @@ class TensorFlowLayer(tf.Module, Lowered):
             for i, (n, s) in enumerate(zip(names, shapes))
         ]
 
-        def serve(x, *constants):
+        def serve(x: Any, *constants: Any) -> Any:
             out = self(x, constants=list(constants) or None, output_length=output_length)
             out = out if isinstance(out, tuple) else (out,)
             return {f"output_{i}": y for i, y in enumerate(out)}
@@ -287,7 +304,7 @@ class TensorFlowLayer(tf.Module, Lowered):
             self.variables_by_name[k].assign(a)
 
     # -- the traced loop ------------------------------------------------------------
-    def _function(self, plan, steps):
+    def _function(self, plan: Plan, steps: int | tuple[str, int | None] | None) -> Any:
         """The tf.function running the loop of ``plan``: one per static T for unroll=True, else one.
 
         ``reduce_retracing``: the first call traces with its exact shapes (fastest: static
@@ -307,13 +324,23 @@ class TensorFlowLayer(tf.Module, Lowered):
             self._functions[key] = fn
         return fn
 
-    def _traced(self, plan, P, xs, states, consts, length):
+    def _traced(
+        self,
+        plan: Plan,
+        P: dict[str, Any],
+        xs: Sequence[Any],
+        states: Sequence[Any],
+        consts: Sequence[Any],
+        length: Any,
+    ) -> tuple[list[Any], list[Any]]:
         # Read each variable once, outside the while loop; gradients flow through the read.
         P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
         P, xs = self._prelude(plan, P, list(xs))
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, length)
 
-    def _traced_parallel(self, plan, P, xs, states, consts, steps):
+    def _traced_parallel(
+        self, plan: Plan, P: dict[str, Any], xs: Sequence[Any], states: Sequence[Any], consts: Sequence[Any], steps: Any
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         """The parallel loop over ``steps`` time steps (:mod:`rshop_backends.parallel`); ``steps`` is
         None when T is unknown while tracing (a Keras ``fit``): then it is read in the graph."""
         P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
