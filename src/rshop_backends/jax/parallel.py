@@ -18,17 +18,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from .. import scan_algorithms as alg
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = ["AUTO_MIN_STEPS", "custom_vjp_scan", "linear_scan"]
 

@@ -17,16 +17,12 @@ the adjoint ``λ`` (``λ_t = g_t + a_{t+1}^T λ_{t+1}``); then ``dL/da_t = λ_t 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from .. import scan_algorithms as alg
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = ["AUTO_MIN_STEPS", "linear_scan"]
 

@@ -15,16 +15,12 @@ reduction forms underflow gracefully to 0 when ``|a| < 1``, as the sequential lo
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from .. import scan_algorithms as alg
-
-if TYPE_CHECKING:
-    pass
-
 
 __all__ = ["AUTO_MIN_STEPS", "linear_scan"]
 

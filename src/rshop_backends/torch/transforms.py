@@ -12,13 +12,9 @@ generator instead.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-
-if TYPE_CHECKING:
-    pass
-
 
 NAMES = (
     "eager",
