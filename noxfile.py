@@ -66,7 +66,7 @@ def keras(session):
 
 @nox.session(python="3.11")
 def lint(session):
-    """ruff (rules and format) on every Python file; mypy on rshop_core (its settings and strict modules:
+    """ruff (rules and format) on every Python file; mypy on rshop_core and rshop_backends (its settings:
     pyproject.toml)."""
     session.install(*CONSTRAINTS, "ruff", "mypy", "numpy")  # mypy reads numpy's annotations
     session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")

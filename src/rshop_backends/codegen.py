@@ -21,14 +21,31 @@ function (``step.__rshop_source__``) for debugging and for ``rshop info``-style 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from types import CodeType
+from typing import Any, Protocol
 
 import numpy as np
 
 from rshop_core.errors import RshopNotImplementedError
 from rshop_core.graph import Node, StepGraph
 from rshop_core.ops import Op
+from rshop_core.types import TensorType
+
+# an emitter: ``emit(node, arg_names, arg_types) -> expression``
+Emitter = Callable[[Node, list[str], list[TensorType]], str]
+
+
+class GeneratedStep(Protocol):
+    """A generated step function: ``step(P, x0, ..., states, consts) -> (outputs, new states)``,
+    its source kept as ``__rshop_source__`` (a plain Python function: engines may rebind its globals)."""
+
+    __rshop_source__: str
+    __name__: str
+    __code__: CodeType
+    __globals__: dict[str, Any]
+
+    def __call__(self, P: dict[str, Any], *args: Any) -> tuple[Sequence[Any], Sequence[Any]]: ...
 
 
 def index(arg: str, axis: int, start: int, stop: int) -> str:
@@ -36,21 +53,21 @@ def index(arg: str, axis: int, start: int, stop: int) -> str:
     return f"{arg}[..., {start}:{stop}{', :' * (-axis - 1)}]"
 
 
-def _split_all(node, a, t):
+def _split_all(node: Node, a: list[str], t: list[TensorType]) -> str:
     """All pieces of a split as a tuple of slices (engines may use one native split op)."""
     sizes, axis = node.attrs["sizes"], node.attrs["axis"]
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     return "(" + "".join(f"{index(a[0], axis, b, b + n)}, " for b, n in zip(starts, sizes)) + ")"
 
 
-def split_cuts(node) -> list:
+def split_cuts(node: Node) -> list[int]:
     """The cut positions of a split (numpy / jax ``split`` take these, not sizes)."""
     sizes = node.attrs["sizes"]
     return [sum(sizes[: i + 1]) for i in range(len(sizes) - 1)]
 
 
 # Ops spelled the same on every engine: Python operators and basic indexing.
-COMMON = {
+COMMON: dict[str, Emitter] = {
     Op.ADD: lambda n, a, t: f"({a[0]} + {a[1]})",
     Op.SUBTRACT: lambda n, a, t: f"({a[0]} - {a[1]})",
     Op.MULTIPLY: lambda n, a, t: f"({a[0]} * {a[1]})",
@@ -76,23 +93,26 @@ def batch_einsum(equation: str, batched: list) -> str:
     return ",".join(terms) + "->" + (letter + rhs if any(batched) else rhs)
 
 
-def reshape_shape(node, t) -> tuple:
+def reshape_shape(node: Node, t: list[TensorType]) -> tuple[int, ...]:
     """The engine-level target shape of a reshape: the batch axis kept as -1."""
     shape = tuple(node.attrs["shape"])
     return (-1,) + shape if t[0].batched else shape
 
 
-def transpose_perm(node, t) -> tuple:
+def transpose_perm(node: Node, t: list[TensorType]) -> tuple[int, ...]:
     """The engine-level permutation of a transpose: the batch axis stays first."""
     perm = tuple(node.attrs["perm"])
     return (0,) + tuple(p + 1 for p in perm) if t[0].batched else perm
 
 
-def einsum_equation(node, t) -> str:
+def einsum_equation(node: Node, t: list[TensorType]) -> str:
+    """A batched einsum's equation, a batch letter on the batched operands."""
     return batch_einsum(node.attrs["equation"], [x.batched for x in t])
 
 
-def _fusions(graph, rules: dict) -> tuple:
+def _fusions(
+    graph: StepGraph, rules: dict[tuple[str, str], Any]
+) -> tuple[dict[int, tuple[str, int, tuple[int, ...]]], set[int]]:
     """Where an engine's fused op replaces two nodes: ``(outer id -> expression builder, absorbed ids)``.
 
     ``rules[(outer op, inner op)](types) -> template or None``, ``types`` being the types of
@@ -107,7 +127,8 @@ def _fusions(graph, rules: dict) -> tuple:
             reads[i] = reads.get(i, 0) + 1
     for i in list(graph.outputs) + list(graph.final_states):
         reads[i] = reads.get(i, 0) + 2
-    out, absorbed = {}, set()
+    out: dict[int, tuple[str, int, tuple[int, ...]]] = {}
+    absorbed: set[int] = set()
     for n in graph.nodes:
         if len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
             continue
@@ -134,7 +155,7 @@ def generate(
     dtype: str,
     engine: str,
     fusions: dict | None = None,
-) -> Callable[..., Any]:
+) -> GeneratedStep:
     """Compile ``graph``'s step for an engine; returns the function.
 
     ``emitters[op](node, arg_names, arg_types) -> expression``; ``make_constant(np_array)`` turns a
@@ -170,19 +191,19 @@ def generate(
             body.append(f"v{node.id} = {_expression(graph, node, names, table, fused, engine)}")
     src = _source(graph, names, body)
     exec(compile(src, f"<rshop step {engine}>", "exec"), ns)  # our own generated source, never text from a file
-    fn = ns["step"]
+    fn: GeneratedStep = ns["step"]
     fn.__rshop_source__ = src
     return fn
 
 
-def _split_key(node) -> tuple:
+def _split_key(node: Node) -> tuple[int, tuple[int, ...], int]:
     return node.inputs[0], tuple(node.attrs["sizes"]), node.attrs["axis"]
 
 
-def _split_groups(graph) -> dict:
+def _split_groups(graph: StepGraph) -> dict[tuple[int, tuple[int, ...], int], dict[int, int]]:
     """``(input, sizes, axis) -> {index: node id}``: the split nodes that cut one value the same way,
     unpacked by one statement."""
-    pieces: dict = {}
+    pieces: dict[tuple[int, tuple[int, ...], int], dict[int, int]] = {}
     for node in graph.nodes:
         if node.op == Op.SPLIT:
             pieces.setdefault(_split_key(node), {})[node.attrs["index"]] = node.id
@@ -195,7 +216,14 @@ def _constant_value(node: Node, dtype: str) -> np.ndarray:
     return value.astype(dtype) if value.dtype.kind == "f" else value
 
 
-def _expression(graph, node, names, table, fused, engine) -> str:
+def _expression(
+    graph: StepGraph,
+    node: Node,
+    names: dict[int, str],
+    table: dict[str, Emitter],
+    fused: dict[int, tuple[str, int, tuple[int, ...]]],
+    engine: str,
+) -> str:
     """The Python expression of one node (not an input, split or constant)."""
     if node.id in fused:
         template, other, inner = fused[node.id]
@@ -212,7 +240,7 @@ def _expression(graph, node, names, table, fused, engine) -> str:
     return emit(node, [names[i] for i in node.inputs], [graph.nodes[i].type for i in node.inputs])
 
 
-def _source(graph, names, body) -> str:
+def _source(graph: StepGraph, names: dict[int, str], body: list[str]) -> str:
     """The step function's source: ``def step(P, x0, ..., states, consts)`` around ``body``."""
     ns_states = ", ".join(f"s{i}" for i in range(len(graph.states)))
     ns_consts = ", ".join(f"k{i}" for i in range(len(graph.constants)))

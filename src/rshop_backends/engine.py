@@ -8,9 +8,15 @@ one, else its ``lower(model, dtype)``). Nothing here imports a framework.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rshop_core.lowerable import Lowerable
+
+    from .lowered import Lowered
 
 
 @dataclass(frozen=True)
@@ -27,14 +33,21 @@ class EngineSpec:
     """
 
     name: str
-    layer: type
+    layer: type[Lowered]
     ops: ModuleType
     passes: tuple
     grad_passes: tuple | None = None
     dtypes: tuple = ("float32", "float64")
     parallel: ModuleType | None = None
 
-    def lower(self, model, dtype: str, passes=None, fast_path=True, **hooks: Any):
+    def lower(
+        self,
+        model: Lowerable,
+        dtype: str,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+        **hooks: Any,
+    ) -> Lowered:
         """``model`` lowered to this engine computing in ``dtype``: a new ``self.layer``.
 
         ``hooks``: the optional construction hooks of :class:`~rshop_backends.lowered.Lowered`

@@ -14,16 +14,18 @@ here, once; how a model kind combines its leaves' runs is the kind's own ``run``
 from __future__ import annotations
 
 import contextlib
+import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rshop_core import initializers
 from rshop_core import passes as _passes
-from rshop_core.checks import check_array, check_call, check_lengths_values
+from rshop_core.checks import ArrayInfo, check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
 from rshop_core.model import learned_state_param
@@ -33,21 +35,37 @@ from rshop_core.weights import check_weights
 from . import codegen, numerics
 from . import parallel as _parallel
 
-PARTS = {
+if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
+    from rshop_core.execution import Plan
+    from rshop_core.graph import StepGraph
+    from rshop_core.lowerable import Lowerable
+    from rshop_core.model import RecurrentModel, StateSpec
+    from rshop_core.patterns import StackMatch
+
+    from .engine import EngineSpec
+
+PARTS: dict[str, Callable[[Plan], StepGraph | None]] = {
     "step": lambda p: p.graph,
     "prologue": lambda p: p.prologue,
-    "hoisted": lambda p: p.hoisted.graph,
+    "hoisted": lambda p: None if p.hoisted is None else p.hoisted.graph,
 }
 
 
-def _part(plan, part):
+def _part(plan: Plan, part: str | tuple[str, int]) -> StepGraph:
     """The graph of a plan's ``part``: a name of ``PARTS``, or ``("coefficients", level)``."""
     if isinstance(part, tuple):
+        assert plan.parallel is not None, "only a plan with a parallel loop has coefficients"
         return plan.parallel.levels[part[1]].coefficients
-    return PARTS[part](plan)
+    graph = PARTS[part](plan)
+    assert graph is not None, f"compiled only for a plan with a {part}"
+    return graph
 
 
-def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
+def compiled_step(
+    model: Lowerable, engine: EngineSpec, dtype: str, plan: Plan, part: str | tuple[str, int] = "step"
+) -> codegen.GeneratedStep:
     """The generated function of a plan's ``part`` (its step, its loop-invariant prologue, its
     part hoisted out of the loop, or a level's coefficients for the time-parallel loop) for an
     engine (an :class:`~rshop_backends.engine.EngineSpec`), cached per
@@ -55,7 +73,7 @@ def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
     key = (engine.name, dtype, plan.key, part)
     cache = model._lowered_cache
     if key not in cache:
-        ops = engine.ops
+        ops: Any = engine.ops  # EMITTERS, NAMESPACE, constant and optional FUSIONS
         cache[key] = codegen.generate(
             _part(plan, part),
             ops.EMITTERS,
@@ -65,7 +83,8 @@ def compiled_step(model, engine, dtype: str, plan, part: str = "step"):
             engine.name,
             getattr(ops, "FUSIONS", None),
         )
-    return cache[key]
+    fn: codegen.GeneratedStep = cache[key]
+    return fn
 
 
 @dataclass(frozen=True)
@@ -78,7 +97,7 @@ class Explanation:
     call: str  # "inference", "training", ... (the plan's flags)
     path: str  # "fused ..." or "generic loop"
     why: str  # why not fused ("" when fused)
-    passes: tuple  # (pass, what it did)
+    passes: tuple[tuple[str, str], ...]  # (pass, what it did)
     ops_per_step: int | None  # engine operations in the generated step; None when fused
     step_source: str | None
     time: str = ""  # which loop over time runs, and why (docs/time-parallel.md)
@@ -124,20 +143,20 @@ class Lowered(ABC):
     """
 
     engine: str = "?"
-    _native: tuple = ()  # the array types this engine accepts
+    _native: tuple[type, ...] = ()  # the array types this engine accepts
     _native_names: str = ""  # how error messages name them (default: module.qualname)
 
     def __init__(
         self,
-        model,
+        model: Lowerable,
         dtype: str,
-        engine,
-        passes=None,
-        fast_path=True,
+        engine: EngineSpec,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
         *,
-        dropout_masks: Callable | None = None,
-        codegen_context: Callable | None = None,
-    ):
+        dropout_masks: Callable[..., Any] | None = None,
+        codegen_context: Callable[[], AbstractContextManager[Any]] | None = None,
+    ) -> None:
         self.model, self.dtype, self.options = model, dtype, model.options
         self._engine_module = engine  # the EngineSpec
         where = f"lower({engine.name!r}) of {type(model).__name__} {model.name!r}"
@@ -151,18 +170,20 @@ class Lowered(ABC):
         self.fast_path = fast_path
         self._dropout_masks = dropout_masks  # None: self._draw_dropout
         self._codegen_context = codegen_context  # None: nothing around code generation
-        self._leaf_of: dict = {}  # id of a plan in _plans -> the leaf it runs
-        self._plans: dict = {}  # (id of the leaf, training, teacher, masked, grad) -> the plan this layer runs
+        self._leaf_of: dict[int, RecurrentModel] = {}  # id of a plan in _plans -> the leaf it runs
+        # (id of the leaf, training, teacher, masked, grad) -> the plan this layer runs
+        self._plans: dict[tuple[Any, ...], Plan] = {}  # engines may key more kinds of call (torch: transforms)
         self._dropout_rng = np.random.default_rng([model.seed, 0xD0])
-        self._carried = None  # stateful: the final states of the last call
-        self._parts = tuple(model.leaves)  # the recurrent models a call runs (model.run says how)
+        self._carried: list[Any] | None = None  # stateful: the final states of the last call
+        self.newton_report: dict[str, Any]  # the last Newton loop's iterations (set when one runs)
+        self._parts: tuple[RecurrentModel, ...] = tuple(model.leaves)  # the recurrent models a call runs (model.run)
         for part in self._parts:  # fast_path='require' fails now, not at the first call
             self._plan(part, False, False, False)
         self.step_fn = self._step(self._plan(self._parts[0], False, False, False))
 
     # -- the hooks every engine implements, over its own arrays ----------------------------------
     @abstractmethod
-    def _describe(self, a: Any) -> tuple:
+    def _describe(self, a: Any) -> ArrayInfo:
         """``(shape, dtype name)`` of an engine array (None for dims or a rank unknown while tracing)."""
 
     @abstractmethod
@@ -194,7 +215,7 @@ class Lowered(ABC):
         """The engine scalar ``sum(v ** 2)``."""
 
     @abstractmethod
-    def _param_dict(self) -> dict:
+    def _param_dict(self) -> dict[str, Any]:
         """The current parameters by qualified name, as the generated step reads them."""
 
     @abstractmethod
@@ -206,28 +227,30 @@ class Lowered(ABC):
         """``a`` and ``b`` joined along their last axis."""
 
     @abstractmethod
-    def _loop(self, plan, P: dict, xs: list, states: list, consts: list, steps: int | None) -> tuple:
+    def _loop(
+        self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         """Run ``plan`` (its step, fused kernel or loop kind, with ``plan.options``) over time:
         ``(outputs, final states)`` of the plan's graph."""
 
     @abstractmethod
-    def _read_weights(self) -> dict:
+    def _read_weights(self) -> dict[str, Any]:
         """The current parameters by qualified name (engine arrays or numpy)."""
 
     @abstractmethod
-    def _write_weights(self, weights: dict) -> None:
+    def _write_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Assign every parameter from checked numpy arrays in this layer's dtype."""
 
-    def _step(self, plan):
+    def _step(self, plan: Plan) -> codegen.GeneratedStep:
         return self._compiled(plan, "step")
 
-    def _compiled(self, plan, part):
+    def _compiled(self, plan: Plan, part: str | tuple[str, int]) -> codegen.GeneratedStep:
         # generated code is cached on the leaf the plan runs: leaves of a composition may share a name
         with (self._codegen_context or contextlib.nullcontext)():
             return compiled_step(self._leaf_of.get(id(plan), self.model), self._engine_module, self.dtype, plan, part)
 
     # -- plans: fast path or optimized generic loop ---------------------------------
-    def _plan(self, model, training, teacher, masked, grad=False):
+    def _plan(self, model: RecurrentModel, training: bool, teacher: bool, masked: bool, grad: bool = False) -> Plan:
         """The plan this layer runs for a call of ``model`` with these flags (cached). ``grad``: the
         call is being differentiated (as far as the engine can tell: :meth:`_differentiated`)."""
         key = (id(model), bool(training), bool(teacher), bool(masked), bool(grad))  # leaves may share a name
@@ -250,7 +273,7 @@ class Lowered(ABC):
             self._leaf_of[id(plan)] = model
         return self._plans[key]
 
-    def _time_loop(self, plan):
+    def _time_loop(self, plan: Plan) -> Plan:
         """``plan`` with its loop over time chosen (:func:`rshop_core.parallel.loop_plan.attach`)."""
         if self._engine_module.parallel is None:
             if plan.options.time_parallel in ("scan", "newton"):
@@ -262,33 +285,44 @@ class Lowered(ABC):
             return replace(plan, parallel_note=f"sequential: the {self.engine} engine has no parallel loop")
         return attach_parallel(plan)
 
-    def _parallel_or(self, plan, P, xs, states, consts, steps, sequential):
+    def _parallel_or(
+        self,
+        plan: Plan,
+        P: dict[str, Any],
+        xs: list[Any],
+        states: list[Any],
+        consts: list[Any],
+        steps: int | None,
+        sequential: Callable[[], tuple[Sequence[Any], Sequence[Any]]],
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         """The plan run in parallel over time when it has a parallel loop this call wants, else
         ``sequential()`` (the engine's own loop over ``P`` and ``xs``)."""
         if not _parallel.wanted(self, plan, steps):
             return sequential()
         return _parallel.run(self, plan, P, xs, states, consts, steps, sequential)
 
-    def _newton_report(self, iterations, change, converged):
+    def _newton_report(self, iterations: Any, change: Any, converged: Any) -> None:
         """Where a Newton loop's iterations are reported (``newton_report``; a warning when it fell back)."""
         self.newton_report = {"iterations": int(iterations), "change": float(change), "converged": bool(converged)}
         _parallel.warn_fallback(self._where, int(iterations), float(change), bool(converged))
 
-    def _fused(self, plan):
+    def _fused(self, plan: Plan) -> tuple[StackMatch | None, str]:
         """``(what the engine's fused kernel runs, "")`` or ``(None, why not)``; engines with
         fused kernels override it."""
         if not self.fast_path:
             return None, "the fast path is turned off (fast_path=False)"
         return None, f"the {self.engine} engine has no fused recurrent kernels"
 
-    def _fused_kernel_name(self, match) -> str:
+    def _fused_kernel_name(self, match: StackMatch) -> str:
         return match.describe()
 
-    def _differentiated(self, P) -> bool:
+    def _differentiated(self, P: dict[str, Any]) -> bool:
         """Whether this call is being differentiated; engines that can tell at trace time override it."""
         return False
 
-    def explain(self, training=False, masked=False, teacher=False, grad=False) -> Explanation:
+    def explain(
+        self, training: bool = False, masked: bool = False, teacher: bool = False, grad: bool = False
+    ) -> Explanation:
         """Which path (fused kernel or generic loop) and which passes a call with these flags runs
         (``grad``: a call being differentiated, where the engine tells them apart)."""
         model = self._parts[0]
@@ -333,17 +367,18 @@ class Lowered(ABC):
             self._time_said(plan),
         )
 
-    def _time_said(self, plan) -> str:
+    def _time_said(self, plan: Plan) -> str:
         """explain()'s line on the loop over time."""
         pp = plan.parallel
         if pp is None or pp.forced:
             return plan.parallel_note
+        assert self._engine_module.parallel is not None, "attach() plans a parallel loop on such engines only"
         least = self._engine_module.parallel.AUTO_MIN_STEPS
         if least is None:
             return f"sequential: the {self.engine} engine runs no parallel loop under 'auto' ({pp.why})"
         return f"{pp.why}; under 'auto' the {self.engine} engine runs it from T >= {least}, shorter loops step by step"
 
-    def _prelude(self, plan, P, xs):
+    def _prelude(self, plan: Plan, P: dict[str, Any], xs: list[Any]) -> tuple[dict[str, Any], list[Any]]:
         """Before the loop: the plan's loop-invariant values (added to ``P``) and its time-parallel
         part (its outputs join the scanned sequences)."""
         if plan.prologue is not None:
@@ -357,20 +392,20 @@ class Lowered(ABC):
             xs = [xs[i] for i in h.keep] + [self._unfold_time(y, like) for y in ys]
         return P, xs
 
-    def _fold_time(self, a):
+    def _fold_time(self, a: Any) -> Any:
         """(batch, T, ...) -> (batch * T, ...)."""
         return a.reshape((-1,) + tuple(a.shape[2:]))
 
-    def _unfold_time(self, y, like):
+    def _unfold_time(self, y: Any, like: Any) -> Any:
         """(batch * T, ...) -> (batch, T, ...), batch and T those of ``like``."""
         return y.reshape(tuple(like.shape[:2]) + tuple(y.shape[1:]))
 
     @property
-    def _where(self):
+    def _where(self) -> str:
         return f"{self.engine} layer of {type(self.model).__name__} {self.model.name!r}"
 
     # -- checks -----------------------------------------------------------------
-    def _info(self, arr, what):
+    def _info(self, arr: Any, what: str) -> ArrayInfo:
         if isinstance(arr, np.ma.MaskedArray):  # an ndarray subclass whose mask no engine would honour
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a plain array, received a numpy.ma.MaskedArray (its mask would "
@@ -385,20 +420,20 @@ class Lowered(ABC):
             )
         return self._describe(arr)
 
-    def _listed(self, v, what):
+    def _listed(self, v: Any, what: str) -> tuple[list[Any] | None, list[Any] | None]:
         if v is None:
             return None, None
         v = list(v) if isinstance(v, (list, tuple)) else [v]
         return [self._info(a, f"{what} #{i}") for i, a in enumerate(v)], v
 
-    def _one(self, v, what):
+    def _one(self, v: Any, what: str) -> ArrayInfo | None:
         return None if v is None else self._info(v, what)
 
-    def _to_host(self, a):
+    def _to_host(self, a: Any) -> np.ndarray | None:
         """A numpy copy of the engine array ``a``, or None when its values are unknown (traced)."""
         return np.asarray(a)
 
-    def _lengths_guard(self, model, lengths, steps, like):
+    def _lengths_guard(self, model: RecurrentModel, lengths: Any, steps: int | None, like: Any) -> tuple[Any, Any]:
         """Check traced ``sequence_lengths`` against [0, T] when the call runs; returns ``(lengths,
         poison)``: ``poison`` (a per-example bool array) marks rows whose outputs and states become
         NaN, for engines that cannot raise from inside a trace (jax), else None."""
@@ -408,36 +443,42 @@ class Lowered(ABC):
             "lengths, or a bool mask."
         )
 
-    def _poison(self, v, bad):
+    def _poison(self, v: Any, bad: Any) -> Any:
         """``v`` with the rows (batch entries) flagged in ``bad`` replaced by NaN."""
         raise NotImplementedError
 
     # -- calling ------------------------------------------------------------------
-    def __call__(self, x, initial_state=None, constants=None, **kwargs):
+    def __call__(self, x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any) -> Any:
+        """Run the layer: see the class docstring (``y``, or ``(y, *states)`` with ``return_states``)."""
         return self._call(self._param_dict(), x, initial_state, constants, **kwargs)
 
-    def _call(self, P, x, initial_state=None, constants=None, **kwargs):
+    def _call(self, P: dict[str, Any], x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any) -> Any:
         st_info, states_given = self._listed(initial_state, "initial state")
         k_info, consts_given = self._listed(constants, "constant")
-        states = None if st_info is None else list(zip(st_info, states_given))
+        states = None if st_info is None or states_given is None else list(zip(st_info, states_given))
         ys, finals = self.model.run(self, P, x, states, {**kwargs, "constants": (k_info, consts_given)})
         return self._result(ys, finals)
 
     # -- what a model kind's run() may ask (rshop_core.lowerable.Runner) ----------------------
-    def run_leaf(self, model, P, x, states, kwargs):
+    def run_leaf(
+        self, model: RecurrentModel, P: dict[str, Any], x: Any, states: list | None, kwargs: dict[str, Any]
+    ) -> tuple[list[Any], list[Any]]:
         """Run one recurrent model (a leaf of ``self.model``): ``(outputs, final states)``."""
         st_info, states_given = (None, None) if states is None else ([s[0] for s in states], [s[1] for s in states])
         k_info, consts_given = kwargs["constants"]
         rest = {k: v for k, v in kwargs.items() if k != "constants"}
         return self._run_model(model, P, x, st_info, states_given, k_info, consts_given, **rest)
 
-    def flip_time(self, y):
+    def flip_time(self, y: Any) -> Any:
+        """``y`` (batch, T, ...) reversed along T."""
         return self._flip_time(y)
 
-    def concat_last(self, a, b):
+    def concat_last(self, a: Any, b: Any) -> Any:
+        """``a`` and ``b`` joined along their last axis."""
         return self._concat_last(a, b)
 
-    def check_state_count(self, model, states):
+    def check_state_count(self, model: Lowerable, states: list | None) -> None:
+        """Raise unless ``states`` is None or holds one entry per state of ``model``."""
         if states is not None and len(states) != len(model.state_specs):
             raise RshopConfigError(
                 f"{self._where}, argument initial_state: expected {len(model.state_specs)} states "
@@ -446,23 +487,23 @@ class Lowered(ABC):
 
     def _run_model(
         self,
-        model,
-        P,
-        x,
-        st_info,
-        states_given,
-        k_info,
-        consts_given,
+        model: RecurrentModel,
+        P: dict[str, Any],
+        x: Any,
+        st_info: list | None,
+        states_given: list[Any] | None,
+        k_info: list | None,
+        consts_given: list[Any] | None,
         *,
-        mask=None,
-        sequence_lengths=None,
-        ground_truth=None,
-        initial_readout=None,
-        training=False,
-        output_length=None,
-        dropout_key=None,
-        check_numerics=False,
-    ):
+        mask: Any = None,
+        sequence_lengths: Any = None,
+        ground_truth: Any = None,
+        initial_readout: Any = None,
+        training: bool = False,
+        output_length: int | None = None,
+        dropout_key: Any = None,
+        check_numerics: bool | str = False,
+    ) -> tuple[list[Any], list[Any]]:
         """Run one model's plan; returns (user outputs, user final states)."""
         batch, steps = check_call(
             model,
@@ -505,23 +546,25 @@ class Lowered(ABC):
                 xs.append(mask if mask is not None else self._lengths_to_mask(sequence_lengths, steps, x))
         user = list(states_given) if states_given is not None else self._default_states(model, P, batch, x)
         g = model.graph
+        assert g is not None, "a lowered model is built"
         states = []
-        for src in plan.states:
-            if src[0] == "state":
-                states.append(user[src[1]])
-            elif src[0] == "readout":
+        for st in plan.states:
+            if st[0] == "state":
+                states.append(user[st[1]])
+            elif st[0] == "readout":
                 states.append(readout)
             else:  # ("hold", j): the output held through masked steps starts at zeros
-                states.append(self._zeros(g.nodes[g.outputs[src[1]]].type.shape, batch, x))
+                states.append(self._zeros(g.nodes[g.outputs[st[1]]].type.shape, batch, x))
         consts = []
-        for src in plan.constants:
-            if src[0] == "constant":
-                consts.append(consts_given[src[1]])
-            elif src[0] == "x":
+        for k in plan.constants:
+            if k[0] == "constant":
+                assert consts_given is not None, "check_call raised unless the constants were given"
+                consts.append(consts_given[k[1]])
+            elif k[0] == "x":
                 consts.append(x)
             else:  # ("dropout", node, rate): one mask per sequence
                 draw = self._dropout_masks or self._draw_dropout
-                consts.append(draw(g.nodes[src[1]].type.shape, src[2], batch, dropout_key, src[1]))
+                consts.append(draw(g.nodes[k[1]].type.shape, k[2], batch, dropout_key, k[1]))
         ys, finals = self._loop(plan, P, xs, states, consts, steps)
         if check_numerics is not False:  # the first NaN/Inf's step and node (before a stateful carry moves)
             numerics.check(
@@ -541,26 +584,28 @@ class Lowered(ABC):
             self._carried = [self._detach(f) for f in user_finals]
         return list(ys)[: plan.n_outputs], user_finals
 
-    def _check_unknown_dims(self, model, x, batch, steps):
+    def _check_unknown_dims(self, model: RecurrentModel, x: Any, batch: int | None, steps: int | None) -> Any:
         """x, with run-time checks of the dimensions ``check_call`` could not see (unknown while
         tracing: a ``None`` batch or T); engines with symbolic shapes (tensorflow) override it."""
         return x
 
-    def _result(self, ys: list, states: list):
+    def _result(self, ys: Sequence[Any], states: Sequence[Any]) -> Any:
         out = list(ys)
         if self.model.returned_state_specs:
             out += list(states)
         return out[0] if len(out) == 1 else tuple(out)
 
     # -- initial states -------------------------------------------------------------
-    def _need_batch(self, batch, what):
+    def _need_batch(self, batch: int | None, what: str) -> int:
+        """``batch``, or an error when it is unknown (None: traced with a symbolic batch)."""
         if batch is None:
             raise RshopShapeError(f"{self._where}: expected a known batch size for {what}, received an unknown one.")
+        return batch
 
-    def _zeros(self, shape, batch, like):
+    def _zeros(self, shape: tuple[int, ...], batch: int | None, like: Any) -> Any:
         return self._broadcast(self._from_numpy(np.zeros(shape, self.dtype)), batch, like)
 
-    def _default_states(self, model, P, batch, like):
+    def _default_states(self, model: RecurrentModel, P: dict[str, Any], batch: int | None, like: Any) -> list[Any]:
         if self._carried is not None:
             return list(self._carried)
         out = []
@@ -569,18 +614,18 @@ class Lowered(ABC):
             if isinstance(init, initializers.Learned):
                 out.append(self._broadcast(P[learned_state_param(s.name)], batch, like))
             elif init.random:  # drawn per call, for this batch, from the model seed: identical everywhere
-                self._need_batch(batch, f"the random initial state {s.name!r}")
+                known = self._need_batch(batch, f"the random initial state {s.name!r}")
                 rng = initializers.rng_for(model.seed, learned_state_param(s.name))
-                out.append(self._from_numpy(init((batch,) + s.shape, self.dtype, rng)))
+                out.append(self._from_numpy(init((known,) + s.shape, self.dtype, rng)))
             else:
                 out.append(self._broadcast(self._state_constant(model, s), batch, like))
         return out
 
-    def _state_constant(self, model, spec):
+    def _state_constant(self, model: RecurrentModel, spec: StateSpec) -> Any:
         """The per-example initial value of a state with a constant initializer (an engine array)."""
         return self._from_numpy(spec.initializer(spec.shape, self.dtype))
 
-    def _draw_dropout(self, shape, rate, batch, key, index):
+    def _draw_dropout(self, shape: tuple[int, ...], rate: float, batch: int | None, key: Any, index: int) -> Any:
         """A dropout mask (batch, *shape) scaled by 1/(1-rate), drawn by numpy from the layer's
         generator: the same masks on every engine. ``key`` is the jax engine's (``dropout_key``)."""
         if key is not None:
@@ -588,8 +633,8 @@ class Lowered(ABC):
                 f"{self._where}, argument dropout_key: expected None (a jax PRNG key is for the "
                 "jax engine), received one. Use layer.reseed(seed) to choose the masks."
             )
-        self._need_batch(batch, "dropout masks")
-        keep = self._dropout_rng.random((batch,) + tuple(shape)) >= rate
+        known = self._need_batch(batch, "dropout masks")
+        keep = self._dropout_rng.random((known,) + tuple(shape)) >= rate
         return self._from_numpy((keep / (1.0 - rate)).astype(self.dtype))
 
     def reseed(self, seed: int) -> None:
@@ -597,7 +642,7 @@ class Lowered(ABC):
         self._dropout_rng = np.random.default_rng([int(seed), 0xD0])
 
     # -- stateful -------------------------------------------------------------------
-    def reset_states(self, values=None) -> None:
+    def reset_states(self, values: Any = None) -> None:
         """Forget the carried states (``values=None``) or set them (a list, one per state)."""
         if not self.options.stateful:
             raise RshopConfigError(
@@ -606,25 +651,26 @@ class Lowered(ABC):
         if values is None:
             self._carried = None
             return
-        info, values = self._listed(values, "reset_states value")
+        info, listed = self._listed(values, "reset_states value")
+        assert info is not None and listed is not None, "_listed lists every value given"
         check_call_states(self, info)
-        self._carried = list(values)
+        self._carried = list(listed)
 
     @property
-    def states(self):
+    def states(self) -> list[Any] | None:
         """The carried states of a stateful layer (None before the first call or after a reset)."""
         return None if self._carried is None else list(self._carried)
 
     # -- weights ------------------------------------------------------------------
-    def get_weights(self) -> dict:
+    def get_weights(self) -> dict[str, np.ndarray]:
         """The current parameters as numpy arrays keyed by qualified name."""
         return {k: np.array(v) for k, v in self._read_weights().items()}
 
-    def set_weights(self, weights: dict) -> None:
+    def set_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Replace every parameter; names, shapes and dtypes must match (in ``self.dtype``)."""
         self._write_weights(check_weights(self._where, self.model.param_specs, weights, self.dtype))
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the model with this layer's CURRENT (e.g. trained) weights to a ``.rshop`` file.
 
         Weights are stored in the model's dtype (a float64 lowering of a float32 model is cast back).
@@ -634,11 +680,11 @@ class Lowered(ABC):
         weights = {k: v.astype(self.model.param_specs[k].dtype) for k, v in self.get_weights().items()}
         return save(self.model, path, weights)
 
-    def initial_weights(self) -> dict:
+    def initial_weights(self) -> dict[str, np.ndarray]:
         """The model's weights in this layer's dtype."""
         return {k: v.astype(self.dtype) for k, v in self.model._weights.items()}
 
-    def regularization_loss(self, params=None):
+    def regularization_loss(self, params: dict[str, Any] | None = None) -> Any:
         """``sum(l1 * |w| + l2 * w**2)`` over the regularized parameters, as an engine scalar."""
         P = self._param_dict() if params is None else params
         total = self._from_numpy(np.zeros((), self.dtype))
@@ -651,7 +697,7 @@ class Lowered(ABC):
         return total
 
 
-def check_call_states(layer, info):
+def check_call_states(layer: Lowered, info: list) -> None:
     """Check states given to ``reset_states`` like initial states of a batch of ``batch_size``."""
     specs = layer.model.state_specs
     if len(info) != len(specs):

@@ -68,7 +68,8 @@ def check(
     host = [_host(layer, model, a) for a in xs]  # first: a traced call fails before any other work
     opts = model.options
 
-    def bad(what, a, batch_axis=True):
+    def bad(what: str, a: np.ndarray, batch_axis: bool = True) -> None:
+
         found = probe.first_bad_in(a, batch_axis)
         if found is not None:
             raise RshopNumericsError(probe.argument_message(top, model, what, found[1], found[0]))

@@ -22,11 +22,21 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from rshop_core.errors import RshopParallelWarning
+
+if TYPE_CHECKING:
+    from rshop_core.execution import Plan
+    from rshop_core.parallel.loop_plan import Level
+
+    from .codegen import GeneratedStep
+    from .lowered import Lowered
+
+# what a loop over time returns: (outputs, final states), engine arrays
+Result = tuple[Sequence[Any], Sequence[Any]]
 
 
 class ArrayOps(Protocol):
@@ -49,7 +59,7 @@ class ArrayOps(Protocol):
     def report(self, callback: Callable, *values: Any) -> None: ...
 
 
-def wanted(layer: Any, plan: Any, steps: int | None) -> bool:
+def wanted(layer: Lowered, plan: Plan, steps: int | None) -> bool:
     """Whether this call of ``plan`` runs the parallel loop: always when asked for by name,
     under ``"auto"`` when the engine's measured policy says it is faster at ``steps``."""
     pp = plan.parallel
@@ -62,12 +72,23 @@ def wanted(layer: Any, plan: Any, steps: int | None) -> bool:
     return least is not None and steps is not None and steps >= least
 
 
-def run(layer: Any, plan: Any, P: dict, xs: list, states: list, consts: list, steps: int, sequential: Callable):
-    """``(outputs, final states)`` of ``plan`` over ``steps`` time steps, in parallel over time.
+def run(
+    layer: Lowered,
+    plan: Plan,
+    P: dict[str, Any],
+    xs: list[Any],
+    states: list[Any],
+    consts: list[Any],
+    steps: Any,
+    sequential: Callable[[], Result],
+) -> Result:
+    """``(outputs, final states)`` of ``plan`` over ``steps`` time steps, in parallel over time
+    (``steps``: an int, or a scalar tensor when T is unknown while tracing: tensorflow).
     ``xs``: the scanned sequences after the prelude; ``sequential()`` runs the engine's own loop
     (Newton's fallback)."""
-    xp = layer._engine_module.parallel
+    xp: ArrayOps | None = layer._engine_module.parallel  # a module: ArrayOps
     pp = plan.parallel
+    assert xp is not None and pp is not None, "wanted() runs the parallel loop only for such plans and engines"
     if plan.options.go_backwards:
         xs = [layer._flip_time(x) for x in xs]
     fx = [_fold(xp, x) for x in xs]
@@ -76,7 +97,7 @@ def run(layer: Any, plan: Any, P: dict, xs: list, states: list, consts: list, st
     prev: dict[int, Any] = {}  # state index -> its values at t - 1, (batch, T, N_i) flat per example
     new: dict[int, Any] = {}  # state index -> its values at t, (batch, T, N_i)
     shapes = [tuple(plan.graph.nodes[sid].type.shape) for sid in plan.graph.states]
-    converged = None
+    converged: Any = None  # an engine bool scalar once a Newton level ran
     for i, level in enumerate(pp.levels):
         solver = _Level(xp, level, layer._compiled(plan, ("coefficients", i)), steps)
         h0 = solver.pack([states[j] for j in level.states])
@@ -92,15 +113,28 @@ def run(layer: Any, plan: Any, P: dict, xs: list, states: list, consts: list, st
             prev[j], new[j] = S[..., at : at + n], H[..., at : at + n]
             at += n
 
-    def result():
+    def result() -> Result:
         return _outputs(layer, plan, xp, P, xs, consts, fx, fk, prev, new, steps)
 
     if converged is None:
         return result()
-    return xp.cond(converged, result, sequential)
+    out: Result = xp.cond(converged, result, sequential)
+    return out
 
 
-def _outputs(layer, plan, xp, P, xs, consts, fx, fk, prev, new, steps):
+def _outputs(
+    layer: Lowered,
+    plan: Plan,
+    xp: ArrayOps,
+    P: dict[str, Any],
+    xs: list[Any],
+    consts: list[Any],
+    fx: list[Any],
+    fk: list[Any],
+    prev: dict[int, Any],
+    new: dict[int, Any],
+    steps: int,
+) -> Result:
     """``(outputs, final states)`` from every step's previous and new states: an output that is a new
     state is read off; any other comes from the step evaluated at (x_t, s_{t-1}) — for every t at
     once with ``return_sequences``, else at the last step only."""
@@ -109,7 +143,7 @@ def _outputs(layer, plan, xp, P, xs, consts, fx, fk, prev, new, steps):
     finals = [xp.reshape(new[j][:, -1], (-1, *shapes[j])) for j in range(len(shapes))]
     every = plan.options.return_sequences
     read = [g.final_states.index(o) if o in g.final_states else None for o in g.outputs]
-    ys: list = [None] * len(read)
+    ys: list[Any] = [None] * len(read)
     for k, j in enumerate(read):
         if j is not None:
             v = new[j] if every else new[j][:, -1]
@@ -126,12 +160,12 @@ def _outputs(layer, plan, xp, P, xs, consts, fx, fk, prev, new, steps):
     return ys, finals
 
 
-def _fold(xp, a):
+def _fold(xp: ArrayOps, a: Any) -> Any:
     """(batch, T, ...) -> (batch * T, ...)."""
     return xp.reshape(a, (-1, *tuple(a.shape[2:])))
 
 
-def _shift(xp, H, h0):
+def _shift(xp: ArrayOps, H: Any, h0: Any) -> Any:
     """The previous states of every step: h0, h_1, ..., h_{T-1} (batch, T, N)."""
     return xp.concat([h0[:, None], H[:, :-1]], axis=1)
 
@@ -140,7 +174,7 @@ class _Level:
     """One level's solve, over flat state vectors (..., N) and their coupled-group layout (..., G, k)
     (the identity when the Jacobian is diagonal: everything stays (..., N))."""
 
-    def __init__(self, xp, level, coefficients, steps):
+    def __init__(self, xp: ArrayOps, level: Level, coefficients: GeneratedStep, steps: int) -> None:
         self.xp, self.level, self.coefficients, self.steps = xp, level, coefficients, steps
         self.sizes = [int(np.prod(s, dtype=np.int64)) for s in level.shapes]
         self.colors = level.block
@@ -148,12 +182,12 @@ class _Level:
             self.index = np.where(level.layout < 0, level.width, level.layout)  # -1 padding reads an appended zero
 
     # -- shapes ---------------------------------------------------------------------------
-    def pack(self, states):
+    def pack(self, states: Sequence[Any]) -> Any:
         """Per-state arrays (M, *shape_i) -> the flat vector (M, N)."""
         flat = [self.xp.reshape(s, (-1, n)) for s, n in zip(states, self.sizes)]
         return flat[0] if len(flat) == 1 else self.xp.concat(flat, axis=-1)
 
-    def unpack(self, v):
+    def unpack(self, v: Any) -> list[Any]:
         """The flat vector (M, N) -> per-state arrays (M, *shape_i)."""
         out, at = [], 0
         for shape, n in zip(self.level.shapes, self.sizes):
@@ -161,30 +195,31 @@ class _Level:
             at += n
         return out
 
-    def grouped(self, v):
+    def grouped(self, v: Any) -> Any:
         """(..., N) -> (..., G, k)."""
         if self.level.layout is None:
             return v
         return self.xp.take(self.xp.concat([v, self.xp.zeros_like(v[..., :1])], axis=-1), self.index)
 
-    def flat(self, v):
+    def flat(self, v: Any) -> Any:
         """(..., G, k) -> (..., N)."""
-        if self.level.layout is None:
+        inverse = self.level.inverse  # set with the layout
+        if inverse is None:
             return v
-        return self.xp.take(self.xp.reshape(v, (*tuple(v.shape[:-2]), -1)), self.level.inverse)
+        return self.xp.take(self.xp.reshape(v, (*tuple(v.shape[:-2]), -1)), inverse)
 
-    def apply(self, A, v):
+    def apply(self, A: Any, v: Any) -> Any:
         """A v per group (elementwise for a diagonal A)."""
         return A * v if self.level.layout is None else self.xp.sum_last(A * v[..., None, :])
 
     # -- solves ---------------------------------------------------------------------------
-    def linearise(self, P, fx, fk, prev):
+    def linearise(self, P: dict[str, Any], fx: list[Any], fk: list[Any], prev: Any) -> tuple[Any, Any]:
         """``(A, f)`` at the previous states ``prev`` (batch, T, N): the Jacobian in group layout
         ((..., G, k, k), or its diagonal (..., N)) and the new states (..., G, k)."""
         xp, n = self.xp, len(self.sizes)
         outs, _ = self.coefficients(P, *fx, self.unpack(_fold(xp, prev)), fk)
 
-        def seq(arrays):
+        def seq(arrays: Sequence[Any]) -> Any:
             v = self.pack(arrays)
             return xp.reshape(v, (-1, self.steps, v.shape[-1]))
 
@@ -192,12 +227,14 @@ class _Level:
         A = cols[0] if self.level.layout is None else xp.stack(cols, axis=-1)
         return A, self.grouped(seq(outs[:n]))
 
-    def scan(self, P, fx, fk, h0):
+    def scan(self, P: dict[str, Any], fx: list[Any], fk: list[Any], h0: Any) -> Any:
         """The exact solve of an affine level: A and b = f at zero states, one linear scan."""
         A, b = self.linearise(P, fx, fk, self.xp.zeros_like(self.xp.repeat_time(h0, self.steps)))
         return self.flat(self.xp.linear_scan(A, b, self.grouped(h0)))
 
-    def newton(self, P, fx, fk, h0, tol, max_iter, layer):
+    def newton(
+        self, P: dict[str, Any], fx: list[Any], fk: list[Any], h0: Any, tol: float, max_iter: int, layer: Lowered
+    ) -> tuple[Any, Any]:
         """Newton's iterations with every input held constant, then one differentiable step with A
         and the previous states held constant (the implicit adjoint): ``(states, converged)``."""
         xp = self.xp
@@ -206,14 +243,15 @@ class _Level:
         fxs, fks, h0s = [sg(v) for v in fx], [sg(v) for v in fk], sg(h0)
         h0g = self.grouped(h0s)
 
-        def body(carry):
+        def body(carry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
             it, S, _ = carry
             prev = _shift(xp, S, h0s)
             A, f = self.linearise(Ps, fxs, fks, prev)
             new = self.flat(xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), h0g))
             return it + 1, new, xp.max_change(new, S)
 
-        def keep_going(carry):
+        def keep_going(carry: tuple[Any, Any, Any]) -> Any:
+
             it, _, change = carry
             return (change > tol) & (it < max_iter)  # a NaN change stops (NaN > tol is False)
 

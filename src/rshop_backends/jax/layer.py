@@ -18,6 +18,9 @@ leaves them unchanged. Their names are in ``layer.frozen``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,8 +31,17 @@ from rshop_core.weights import check_weights
 from ..lowered import Lowered
 from . import loop
 
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
-def _require_x64(model, dtype):
+    from rshop_core.execution import Plan
+    from rshop_core.lowerable import Lowerable
+    from rshop_core.model import RecurrentModel
+
+    from ..engine import EngineSpec
+
+
+def _require_x64(model: Lowerable, dtype: str) -> None:
     if dtype == "float64" and not jax.config.jax_enable_x64:
         raise RshopEngineError(
             f"jax layer of RecurrentModel {model.name!r}, dtype: expected float32, or float64 with "
@@ -43,7 +55,7 @@ def _require_x64(model, dtype):
 _AD_TRACERS = ("JVPTracer", "LinearizeTracer")
 
 
-def _staged(args) -> bool:
+def _staged(args: Any) -> bool:
     """Whether a call is being staged out (jit, vmap, scan...): a traced value without a concrete
     value. ``jax.grad`` of an eager function traces every call again with concrete values, so
     numpy-drawn masks stay fresh there; under a staged trace they would become constants."""
@@ -60,19 +72,29 @@ class JaxLayer(Lowered):
     _native = (jax.Array,)  # tracers are jax.Array instances too
     _native_names = "jax.Array"
 
-    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
+    def __init__(
+        self,
+        model: Lowerable,
+        dtype: str,
+        engine: EngineSpec,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+        **hooks: Any,
+    ) -> None:
         _require_x64(model, dtype)
         super().__init__(model, dtype, engine, passes, fast_path, **hooks)
         self.frozen = frozenset(k for k, p in model.param_specs.items() if not p.trainable)
         self.params = {k: jnp.asarray(v) for k, v in self.initial_weights().items()}
-        self._jits = {}  # id of a plan -> jax.jit of the loop
+        self._jits: dict[int, Callable[..., Any]] = {}  # id of a plan -> jax.jit of the loop
         self._staged = False  # whether the call being run is staged out (jit...): see _draw_dropout
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<JaxLayer of RecurrentModel {self.model.name!r} dtype {self.dtype} params {list(self.params)}>"
 
     # -- running -------------------------------------------------------------------
-    def apply(self, params, x, initial_state=None, constants=None, **kwargs):
+    def apply(
+        self, params: dict[str, Any], x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any
+    ) -> Any:
         """Pure forward pass with ``params`` (same names, shapes and dtype as ``self.params``).
 
         Takes the same keyword arguments as ``layer(...)`` (``mask``, ``sequence_lengths``,
@@ -81,21 +103,24 @@ class JaxLayer(Lowered):
         self._check_params(params)
         return self._call(params, x, initial_state, constants, **kwargs)
 
-    def _call(self, P, x, initial_state=None, constants=None, **kwargs):
+    def _call(self, P: dict[str, Any], x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any) -> Any:
         # Frozen parameters stop gradients everywhere they are read (learned initial states too).
         if self.frozen:
             P = {k: jax.lax.stop_gradient(v) if k in self.frozen else v for k, v in P.items()}
         self._staged = _staged((P, x, initial_state, constants, kwargs))
         return super()._call(P, x, initial_state, constants, **kwargs)
 
-    def _loop(self, plan, P, xs, states, consts, steps):
+    def _loop(
+        self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
+        assert steps is not None, "shapes are static under jax tracing"
         args = (P, list(xs), list(states), list(consts))
         step, options = self._step(plan), plan.options
 
-        def forward(P, xs, states, consts, steps):
+        def forward(P: Any, xs: Any, states: Any, consts: Any, steps: Any) -> Any:
             P, xs = self._prelude(plan, P, xs)
 
-            def sequential():
+            def sequential() -> tuple[Sequence[Any], Sequence[Any]]:
                 return loop.scan(step, P, xs, states, consts, options, steps)
 
             return self._parallel_or(plan, P, xs, states, consts, steps, sequential)
@@ -110,11 +135,11 @@ class JaxLayer(Lowered):
             fn = self._jits[id(plan)] = jax.jit(forward, static_argnums=4)
         return fn(*args, int(steps))
 
-    def _differentiated(self, P) -> bool:
+    def _differentiated(self, P: dict[str, Any]) -> bool:
         """True when a parameter is traced by jax's autodiff (grad, value_and_grad, vjp, jvp)."""
         return any(type(v).__name__ in _AD_TRACERS for v in P.values())
 
-    def _check_params(self, params):
+    def _check_params(self, params: dict[str, Any]) -> None:
         check_weights(
             f"jax layer of RecurrentModel {self.model.name!r}, argument params",
             self.model.param_specs,
@@ -124,22 +149,22 @@ class JaxLayer(Lowered):
         )
 
     # -- Lowered hooks ---------------------------------------------------------------
-    def _describe(self, a):
+    def _describe(self, a: Any) -> tuple[tuple[int, ...], str]:  # a known shape
         return tuple(a.shape), np.dtype(a.dtype).name
 
-    def _from_numpy(self, a):
+    def _from_numpy(self, a: np.ndarray) -> Any:
         return np.asarray(a)  # numpy: folded into a trace as a literal, never a hoisted argument
 
-    def _flip_time(self, y):
+    def _flip_time(self, y: Any) -> Any:
         return jnp.flip(y, axis=1)
 
-    def _to_host(self, a):
+    def _to_host(self, a: Any) -> np.ndarray | None:
         return None if isinstance(a, jax.core.Tracer) else np.asarray(a)
 
-    def _concat_last(self, a, b):
+    def _concat_last(self, a: Any, b: Any) -> Any:
         return jnp.concatenate([a, b], axis=-1)
 
-    def _draw_dropout(self, shape, rate, batch, key, index):
+    def _draw_dropout(self, shape: tuple[int, ...], rate: float, batch: int | None, key: Any, index: int) -> Any:
         """With ``dropout_key`` (a jax PRNG key) masks come from ``jax.random`` — what a jitted
         training step needs; without one, from numpy like on every engine."""
         if key is None:
@@ -155,28 +180,28 @@ class JaxLayer(Lowered):
         keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (batch,) + tuple(shape))
         return keep.astype(self.dtype) / (1.0 - rate)
 
-    def _broadcast(self, v, batch, like):
+    def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:
         if batch is None:  # shapes are static under jax tracing; kept for the hook's contract
             batch = like.shape[0]
         return jnp.broadcast_to(v, (batch,) + tuple(v.shape))
 
-    def _shift(self, seq, first, backwards):
+    def _shift(self, seq: Any, first: Any, backwards: bool) -> Any:
         if backwards:
             return jnp.concatenate([seq[:, 1:], first[:, None]], axis=1)
         return jnp.concatenate([first[:, None], seq[:, :-1]], axis=1)
 
-    def _lengths_to_mask(self, lengths, steps, like):
+    def _lengths_to_mask(self, lengths: Any, steps: int | None, like: Any) -> Any:
         return jnp.arange(steps)[None, :] < lengths[:, None]
 
-    def _lengths_guard(self, model, lengths, steps, like):
+    def _lengths_guard(self, model: RecurrentModel, lengths: Any, steps: int | None, like: Any) -> tuple[Any, Any]:
         """Under jit the values are unknown and nothing can raise: rows with a length outside
         [0, T] come out as NaN (outputs and final states), never silently clamped."""
         return lengths, (lengths < 0) | (lengths > steps)
 
-    def _poison(self, v, bad):
+    def _poison(self, v: Any, bad: Any) -> Any:
         return jnp.where(bad.reshape((-1,) + (1,) * (v.ndim - 1)), jnp.asarray(np.nan, v.dtype), v)
 
-    def _detach(self, v):
+    def _detach(self, v: Any) -> Any:
         """The carried state of a stateful layer: a concrete array, never a tracer."""
         v = jax.lax.stop_gradient(v)
         if isinstance(v, jax.core.Tracer):
@@ -187,17 +212,17 @@ class JaxLayer(Lowered):
             )
         return v
 
-    def _sum_abs(self, v):
+    def _sum_abs(self, v: Any) -> Any:
         return jnp.sum(jnp.abs(v))
 
-    def _sum_square(self, v):
+    def _sum_square(self, v: Any) -> Any:
         return jnp.sum(jnp.square(v))
 
-    def _param_dict(self):
+    def _param_dict(self) -> dict[str, Any]:
         return self.params
 
-    def _read_weights(self):
+    def _read_weights(self) -> dict[str, Any]:
         return self.params
 
-    def _write_weights(self, weights):
+    def _write_weights(self, weights: dict[str, np.ndarray]) -> None:
         self.params = {k: jnp.asarray(v) for k, v in weights.items()}

@@ -18,12 +18,18 @@ k steps: no more memory than one segment). ``unroll`` applies to the inner scans
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 
+if TYPE_CHECKING:
+    from rshop_backends.codegen import GeneratedStep
+    from rshop_core.options import LoopOptions
 
-def _unroll(option, steps: int) -> int:
+
+def _unroll(option: Any, steps: int) -> int:
     """``unroll`` as scan's: False -> 1, True -> T (fully unrolled), k -> min(k, T): never more
     steps traced than the loop runs."""
     if option is True:
@@ -33,7 +39,16 @@ def _unroll(option, steps: int) -> int:
     return max(min(int(option), int(steps)), 1)
 
 
-def scan(step, P, xs, states, consts, options, length):
+def scan(
+    step: GeneratedStep,
+    P: dict[str, Any],
+    xs: Sequence[Any],
+    states: Sequence[Any],
+    consts: Sequence[Any],
+    options: LoopOptions,
+    length: int,
+) -> tuple[list[Any], list[Any]]:
+    """The loop over time: ``(outputs, final states)`` (see the module's docstring)."""
     seqs = tuple(jnp.swapaxes(x, 0, 1) for x in xs)  # each (T, batch, ...)
     if options.go_backwards:
         seqs = tuple(jnp.flip(s, axis=0) for s in seqs)  # processed forward: outputs in processing order
@@ -48,7 +63,7 @@ def scan(step, P, xs, states, consts, options, length):
 
     if options.return_sequences:
 
-        def body(carry, x_t):
+        def body(carry: Any, x_t: Any) -> Any:
             ys, new = step(P, *(x_t or ()), carry, consts)
             return tuple(new), tuple(ys)
 
@@ -59,7 +74,7 @@ def scan(step, P, xs, states, consts, options, length):
     # Only the last output is wanted: carry it instead of stacking every step's.
     last = _zeros_like_output(step, P, seqs, states, consts)
 
-    def body_last(carry, x_t):
+    def body_last(carry: Any, x_t: Any) -> Any:
         s, _ = carry
         ys, new = step(P, *(x_t or ()), s, consts)
         return (tuple(new), tuple(ys)), None
@@ -68,23 +83,25 @@ def scan(step, P, xs, states, consts, options, length):
     return list(ys), list(states)
 
 
-def _zeros_like_output(step, P, seqs, states, consts):
+def _zeros_like_output(step: Any, P: Any, seqs: Any, states: Any, consts: Any) -> Any:
     """Zeros shaped like one step's outputs (the carried "last output" before step 0)."""
     first = tuple(s[0] for s in seqs)
     shapes = jax.eval_shape(lambda p, x_t, s, k: step(p, *x_t, s, k)[0], P, first, states, consts)
     return tuple(jnp.zeros(s.shape, s.dtype) for s in shapes)
 
 
-def _remat_scan(step, P, seqs, states, consts, keep, steps, k, unroll):
+def _remat_scan(
+    step: Any, P: Any, seqs: Any, states: Any, consts: Any, keep: Any, steps: Any, k: Any, unroll: Any
+) -> Any:
     """The loop in checkpointed segments of ``k`` steps; ``seqs`` time-major, in processing order."""
 
-    def one(carry, x_t):
+    def one(carry: Any, x_t: Any) -> Any:
         s, _ = carry
         ys, new = step(P, *(x_t or ()), s, consts)
         return (tuple(new), tuple(ys)), (tuple(ys) if keep else None)
 
     @functools.partial(jax.checkpoint, prevent_cse=False)  # inside a scan CSE cannot defeat the recompute
-    def segment(carry, seg):
+    def segment(carry: Any, seg: Any) -> Any:
         return jax.lax.scan(one, carry, seg, length=k, unroll=min(unroll, k))
 
     n_seg, rest = divmod(steps, k)

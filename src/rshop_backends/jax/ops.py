@@ -7,26 +7,31 @@ Python operators and ``x[..., a:b]`` indexing come from :data:`codegen.COMMON`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from ..codegen import einsum_equation, reshape_shape, split_cuts, transpose_perm
 
+if TYPE_CHECKING:
+    from rshop_backends.codegen import Emitter
 
-def _hard_sigmoid(x):
+
+def _hard_sigmoid(x: Any) -> Any:
     """``clip(x / 6 + 1/2, 0, 1)`` (Keras 3)."""
     return jnp.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
-def _softsign(x):
+def _softsign(x: Any) -> Any:
     return x / (1.0 + jnp.abs(x))
 
 
-NAMESPACE = {"jnp": jnp, "jax": jax, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign}
+NAMESPACE: dict[str, Any] = {"jnp": jnp, "jax": jax, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign}
 
 
-def constant(value):
+def constant(value: np.ndarray) -> Any:
     """A literal (numpy array, already in the compute dtype if float) as a jax array.
 
     64-bit integers become int32 when ``jax_enable_x64`` is off (what jax would do anyway,
@@ -38,15 +43,15 @@ def constant(value):
     return value  # numpy: a literal in every trace (see layer._from_numpy)
 
 
-def _fn(name):
+def _fn(name: str) -> Emitter:
     return lambda n, a, t: f"{name}({a[0]})"
 
 
-def _reduce(name):
+def _reduce(name: str) -> Emitter:
     return lambda n, a, t: f"jnp.{name}({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"
 
 
-EMITTERS = {
+EMITTERS: dict[str, Emitter] = {
     # one split primitive for all pieces: its transpose is one concatenate (slicing each piece
     # pads every cotangent to full width; measured ~12% slower backward on the LSTM)
     "split": lambda n, a, t: f"jnp.split({a[0]}, {split_cuts(n)}, axis={n.attrs['axis']})",

@@ -17,23 +17,26 @@ Numbers stay in the arrays' dtype; products of many ``a_t`` with ``|a| < 1`` und
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import scan_algorithms as alg
 
 __all__ = ["AUTO_MIN_STEPS", "custom_vjp_scan", "linear_scan"]
 
 
-def _compose(block, first, second):
+def _compose(block: Any, first: Any, second: Any) -> Any:
     """``second`` after ``first`` for the associative scan (elements stacked on axis 1)."""
     a1, b1 = first
     a2, b2 = second
     return alg.combine(a1, b1, a2, b2, block)
 
 
-def _states(a, b, h0, block, reverse=False):
+def _states(a: Any, b: Any, h0: Any, block: Any, reverse: Any = False) -> Any:
     """The b components of the inclusive scan of (a, b) from h0 (reverse: from the last element backwards)."""
     end = -1 if reverse else 0
     b = b.at[:, end].add(alg.apply(a[:, end], h0, block))
@@ -41,16 +44,16 @@ def _states(a, b, h0, block, reverse=False):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _custom(a, b, h0, block):
+def _custom(a: Any, b: Any, h0: Any, block: Any) -> Any:
     return _states(a, b, h0, block)
 
 
-def _scan_fwd(a, b, h0, block):
+def _scan_fwd(a: Any, b: Any, h0: Any, block: Any) -> Any:
     h = _states(a, b, h0, block)
     return h, (a, h0, h)
 
 
-def _scan_bwd(block, saved, g):
+def _scan_bwd(block: Any, saved: Any, g: Any) -> Any:
     a, h0, h = saved
     a_next = jnp.concatenate([a[:, 1:], jnp.zeros_like(a[:, :1])], 1)
     if block:
@@ -65,14 +68,14 @@ def _scan_bwd(block, saved, g):
 _custom.defvjp(_scan_fwd, _scan_bwd)
 
 
-def _checked(a, b, h0, where):
+def _checked(a: Any, b: Any, h0: Any, where: Any) -> Any:
     a, b, h0 = jnp.asarray(a), jnp.asarray(b), jnp.asarray(h0)
     block = alg.check_shapes(a.shape, b.shape, h0.shape, where)
     alg.check_dtypes(str(a.dtype), str(b.dtype), str(h0.dtype), where)
     return a, b, h0, block
 
 
-def linear_scan(a, b, h0):
+def linear_scan(a: Any, b: Any, h0: Any) -> Any:
     """All states of h_t = a_t ∘ h_{t-1} + b_t, t = 1..T (time axis 1).
 
     Diagonal form: a, b (B, T, N), h0 (B, N) -> h (B, T, N), h_t = a_t * h_{t-1} + b_t.
@@ -84,7 +87,7 @@ def linear_scan(a, b, h0):
     return b if b.shape[1] == 0 else _states(a, b, h0, block)
 
 
-def custom_vjp_scan(a, b, h0):
+def custom_vjp_scan(a: Any, b: Any, h0: Any) -> Any:
     """:func:`linear_scan` with a ``jax.custom_vjp`` whose backward is the reverse scan (less memory, slower
     on CPU: see the module's docstring)."""
     a, b, h0, block = _checked(a, b, h0, "jax custom_vjp_scan")
@@ -101,29 +104,29 @@ zeros_like = jnp.zeros_like
 stop_gradient = jax.lax.stop_gradient
 
 
-def take(a, index):
+def take(a: Any, index: np.ndarray) -> Any:
     return a[..., index]
 
 
-def repeat_time(a, steps):
+def repeat_time(a: Any, steps: int) -> Any:
     return jnp.broadcast_to(a[:, None], (a.shape[0], steps, *a.shape[1:]))
 
 
-def sum_last(a):
+def sum_last(a: Any) -> Any:
     return a.sum(-1)
 
 
-def max_change(new, old):
+def max_change(new: Any, old: Any) -> Any:
     return jnp.max(jnp.abs(new - old)) / (1.0 + jnp.max(jnp.abs(new)))
 
 
-def while_loop(cond, body, init):
+def while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:
     return jax.lax.while_loop(cond, body, init)
 
 
-def cond(pred, true_fn, false_fn):
+def cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
     return jax.lax.cond(pred, true_fn, false_fn)
 
 
-def report(callback, *values):
+def report(callback: Callable[..., Any], *values: Any) -> None:
     jax.debug.callback(callback, *values)

@@ -2,29 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 
-def float64_scope():
+def float64_scope() -> contextlib.AbstractContextManager[Any]:
     """Where float64 arrays can exist: jax makes them only with 64-bit mode on (never set globally)."""
     return jax.enable_x64(True)
 
 
-def to_native(a: np.ndarray, dtype: str):
+def to_native(a: np.ndarray, dtype: str) -> Any:
     return jnp.asarray(np.asarray(a, dtype=dtype))
 
 
-def to_numpy(a) -> np.ndarray:
+def to_numpy(a: Any) -> np.ndarray:
     return np.asarray(a)
 
 
-def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
+def loss_grads(
+    layer: Any, x: Any, weights_out: Any, initial_state: Any = None, constants: Any = None, **call: Any
+) -> dict[str, np.ndarray]:
     """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
     w = jnp.asarray(weights_out)
 
-    def loss(params):
+    def loss(params: Any) -> Any:
         y = layer.apply(params, x, initial_state=initial_state, constants=constants, **call)
         y = y[0] if isinstance(y, tuple) else y
         return jnp.sum(y * w)

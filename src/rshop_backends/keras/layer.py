@@ -40,12 +40,18 @@ frozen into the trace), mixed precision.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 
 from rshop_core.errors import RshopConfigError, RshopDTypeError
 from rshop_core.weights import check_weights
+
+if TYPE_CHECKING:
+    from rshop_backends.lowered import Lowered
+    from rshop_core.lowerable import Lowerable
 
 __all__ = ["RecurrentLayer", "keras_weight_name", "rshop_weight_name", "ENGINES"]
 
@@ -81,35 +87,35 @@ def rshop_weight_name(name: str) -> str:
 class _Constant:
     """A Keras initializer returning one fixed array (the rshop model's current weight)."""
 
-    def __init__(self, value):
+    def __init__(self, value: Any) -> None:
         self.value = np.asarray(value)
 
-    def __call__(self, shape, dtype=None):
+    def __call__(self, shape: tuple[int, ...], dtype: str | None = None) -> np.ndarray:
         return self.value.astype(dtype or self.value.dtype).reshape(shape)
 
 
 class _Runtime:
     """Per-layer state Keras must not track: the lowered objects and the variables by rshop name."""
 
-    def __init__(self):
-        self.lowered = {}  # (rshop engine[, torch device]) -> lowered object
-        self.variables = {}  # qualified name -> Keras variable, in param_specs order
-        self.batch = None  # the current call's (possibly dynamic) batch size, for dropout masks
+    def __init__(self) -> None:
+        self.lowered: dict[tuple[str, ...], Lowered] = {}  # (rshop engine[, torch device]) -> lowered object
+        self.variables: dict[str, Any] = {}  # qualified name -> Keras variable, in param_specs order
+        self.batch: Any = None  # the current call's (possibly dynamic) batch size, for dropout masks
 
 
-def _load_document(doc):
+def _load_document(doc: dict[str, Any]) -> Lowerable:
     from rshop_core import serialization
 
     return serialization.from_document(doc)
 
 
-def _to_document(model) -> dict:
+def _to_document(model: Lowerable) -> dict[str, Any]:
     from rshop_core import serialization
 
     return serialization.to_document(model)
 
 
-def _eager(engine):
+def _eager(engine: str) -> contextlib.AbstractContextManager[Any]:
     """TensorFlow: build outside any Keras ``tf.function`` trace (variables and literals must not belong
     to one trace's graph: the compiled steps are cached on the rshop model and reused by later traces)."""
     if engine != "tensorflow":
@@ -136,7 +142,7 @@ class RecurrentLayer(keras.layers.Layer):
     so its ground-truth input is always wired; the engines' own layers refuse it at inference).
     """
 
-    def __init__(self, model, **kwargs):
+    def __init__(self, model: Lowerable | dict[str, Any], **kwargs: Any) -> None:
         if isinstance(model, dict):
             model = _load_document(model)
         if not hasattr(model, "param_specs") or not hasattr(model, "lower"):
@@ -163,18 +169,19 @@ class RecurrentLayer(keras.layers.Layer):
 
     # -- facts -------------------------------------------------------------------------
     @property
-    def rshop_model(self):
+    def rshop_model(self) -> Lowerable:
         """The wrapped rshop model (its weights are the initial ones until :meth:`sync_to_model`)."""
         return self._rshop_model
 
     @property
-    def rshop_variables(self) -> dict:
+    def rshop_variables(self) -> dict[str, Any]:
         """Qualified rshop name -> Keras variable (empty before ``build``)."""
         return dict(self._rt.variables)
 
     # -- weights -----------------------------------------------------------------------
-    def build(self, input_shape=None):
-        m = self._rshop_model
+    def build(self, input_shape: tuple[Any, ...] | None = None) -> None:
+        """Create the Keras variables from the model's current weights (building a model made without input_dim)."""
+        m: Any = self._rshop_model  # a kind made without input_dim (a stack, a cell model) has build()
         if getattr(m, "built", True) is False:  # a stack or cell model made without input_dim
             if input_shape is None or input_shape[-1] is None:
                 raise RshopConfigError(
@@ -197,13 +204,13 @@ class RecurrentLayer(keras.layers.Layer):
             )
         self.built = True
 
-    def get_rshop_weights(self) -> dict:
+    def get_rshop_weights(self) -> dict[str, np.ndarray]:
         """The current weights as numpy arrays keyed by qualified rshop name."""
         if not self._rt.variables:
             return self._rshop_model.get_weights()
         return {q: np.array(keras.ops.convert_to_numpy(v)) for q, v in self._rt.variables.items()}
 
-    def set_rshop_weights(self, weights: dict) -> None:
+    def set_rshop_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Assign every weight from numpy arrays keyed by qualified rshop name (checked exactly)."""
         weights = check_weights(f"RecurrentLayer {self.name!r}", self._rshop_model.param_specs, weights)
         if not self._rt.variables:
@@ -212,14 +219,14 @@ class RecurrentLayer(keras.layers.Layer):
         for q, v in self._rt.variables.items():
             v.assign(weights[q])
 
-    def sync_to_model(self):
+    def sync_to_model(self) -> Lowerable:
         """Copy the Keras weights into the wrapped rshop model (e.g. to lower it elsewhere); returns it."""
         if self._rt.variables:
             self._rshop_model.set_weights(self.get_rshop_weights())
         return self._rshop_model
 
     # -- running -----------------------------------------------------------------------
-    def _lowered(self, inputs):
+    def _lowered(self, inputs: Any) -> Lowered:
         backend = keras.backend.backend()
         engine = ENGINES.get(backend)
         if engine is None:
@@ -234,7 +241,7 @@ class RecurrentLayer(keras.layers.Layer):
             from rshop_backends import lower
 
             # keras.random masks, fresh in every traced step; code generated eagerly on tensorflow
-            hooks = {"dropout_masks": self._draw_dropout}
+            hooks: dict[str, Any] = {"dropout_masks": self._draw_dropout}
             if engine == "tensorflow":
                 hooks["codegen_context"] = lambda: _eager("tensorflow")
             with _eager(engine):
@@ -244,7 +251,7 @@ class RecurrentLayer(keras.layers.Layer):
             self._rt.lowered[key] = obj
         return obj
 
-    def _draw_dropout(self, shape, rate, batch, key, index):
+    def _draw_dropout(self, shape: tuple[int, ...], rate: float, batch: int | None, key: Any, index: int) -> Any:
         """A dropout mask (batch, *shape) / (1 - rate) drawn with keras.random (hook of the lowered object)."""
         n = batch if batch is not None else self._rt.batch
         keep = keras.random.uniform((n,) + tuple(shape), dtype="float32", seed=self.seed_generator) >= rate
@@ -252,24 +259,25 @@ class RecurrentLayer(keras.layers.Layer):
 
     def call(
         self,
-        inputs,
-        mask=None,
-        training=None,
-        initial_state=None,
-        constants=None,
-        sequence_lengths=None,
-        ground_truth=None,
-        initial_readout=None,
-        output_length=None,
-    ):
+        inputs: Any,
+        mask: Any = None,
+        training: bool | None = None,
+        initial_state: Any = None,
+        constants: Any = None,
+        sequence_lengths: Any = None,
+        ground_truth: Any = None,
+        initial_readout: Any = None,
+        output_length: int | None = None,
+    ) -> Any:
+        """Run the wrapped model on the Keras backend's engine (see the class docstring)."""
         lowered = self._lowered(inputs)
         P = {q: v.value for q, v in self._rt.variables.items()}
-        as_list = lambda v: (
+        as_list: Callable[[Any], list[Any] | None] = lambda v: (
             None
             if v is None
             else [keras.ops.convert_to_tensor(a) for a in (v if isinstance(v, (list, tuple)) else [v])]
         )
-        opt = lambda v: None if v is None else keras.ops.convert_to_tensor(v)
+        opt: Callable[[Any], Any] = lambda v: None if v is None else keras.ops.convert_to_tensor(v)
         if mask is not None:
             mask = None if self._rshop_model.options.decode else keras.ops.cast(mask, "bool")
         if sequence_lengths is not None:
@@ -291,8 +299,12 @@ class RecurrentLayer(keras.layers.Layer):
         )
 
     # -- shapes and masks ----------------------------------------------------------------
-    def _shapes(self, input_shape, output_length=None):
-        m = self._rshop_model
+    def _shapes(
+        self, input_shape: tuple[Any, ...], output_length: int | None = None
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """The shapes of the outputs then the returned states (Keras shapes: None for unknown dims) and
+        the number of outputs."""
+        m: Any = self._rshop_model  # a kind made without input_dim (a stack, a cell model) has build()
         if getattr(m, "built", True) is False:
             m.build(int(input_shape[-1]))
         o = m.options
@@ -306,27 +318,30 @@ class RecurrentLayer(keras.layers.Layer):
         states = [(batch,) + tuple(s.shape) for s in m.returned_state_specs]
         return outs + states, len(outs)
 
-    def compute_output_shape(self, input_shape, *args, **kwargs):
+    def compute_output_shape(self, input_shape: Any, *args: Any, **kwargs: Any) -> Any:
+        """The shapes of what :meth:`call` returns (one tuple, or a tuple of them)."""
         shapes, _ = self._shapes(tuple(input_shape), kwargs.get("output_length"))
         return shapes[0] if len(shapes) == 1 else tuple(shapes)
 
     def compute_output_spec(
         self,
-        inputs,
-        mask=None,
-        training=None,
-        initial_state=None,
-        constants=None,
-        sequence_lengths=None,
-        ground_truth=None,
-        initial_readout=None,
-        output_length=None,
-    ):
+        inputs: Any,
+        mask: Any = None,
+        training: bool | None = None,
+        initial_state: Any = None,
+        constants: Any = None,
+        sequence_lengths: Any = None,
+        ground_truth: Any = None,
+        initial_readout: Any = None,
+        output_length: int | None = None,
+    ) -> Any:
+        """``keras.KerasTensor`` specs of what :meth:`call` returns."""
         shapes, _ = self._shapes(tuple(inputs.shape), output_length)
         specs = [keras.KerasTensor(s, dtype=self.compute_dtype) for s in shapes]
         return specs[0] if len(specs) == 1 else tuple(specs)
 
-    def compute_mask(self, inputs, mask=None):
+    def compute_mask(self, inputs: Any, mask: Any = None) -> Any:
+        """The mask of each returned output (the input mask with ``return_sequences``; None for states)."""
         m = self._rshop_model
         out_mask = mask if (m.options.return_sequences and not m.options.decode) else None
         shapes, n_out = self._shapes(tuple(inputs.shape))
@@ -335,7 +350,8 @@ class RecurrentLayer(keras.layers.Layer):
         return [out_mask] * n_out + [None] * (len(shapes) - n_out)
 
     # -- serialization -------------------------------------------------------------------
-    def get_config(self):
+    def get_config(self) -> dict[str, Any]:
+        """Keras' config, with the model's IR document (and current weights) under ``"model"``."""
         config = super().get_config()
         config["model"] = _to_document(self.sync_to_model())
         return config

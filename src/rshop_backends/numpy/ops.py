@@ -2,40 +2,49 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from ..codegen import einsum_equation, reshape_shape, split_cuts, transpose_perm
+from ..codegen import Emitter, einsum_equation, reshape_shape, split_cuts, transpose_perm
 
 
-def _sigmoid(x):
+def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 0.5 * (1.0 + np.tanh(0.5 * x))  # exact, and never overflows
 
 
-def _softmax(x, axis):
+def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     e = np.exp(x - np.max(x, axis=axis, keepdims=True))
     return e / np.sum(e, axis=axis, keepdims=True)
 
 
-def _hard_sigmoid(x):
+def _hard_sigmoid(x: np.ndarray) -> np.ndarray:
     return np.clip(x / 6.0 + 0.5, 0.0, 1.0)
 
 
-def _elu(x):
+def _elu(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
-NAMESPACE = {"np": np, "_sigmoid": _sigmoid, "_softmax": _softmax, "_hard_sigmoid": _hard_sigmoid, "_elu": _elu}
+NAMESPACE: dict[str, Any] = {
+    "np": np,
+    "_sigmoid": _sigmoid,
+    "_softmax": _softmax,
+    "_hard_sigmoid": _hard_sigmoid,
+    "_elu": _elu,
+}
 
 
-def constant(value):
+def constant(value: np.ndarray) -> np.ndarray:
+    """A literal of the generated step."""
     return np.asarray(value)
 
 
-def _fn(name):
+def _fn(name: str) -> Emitter:
     return lambda n, a, t: f"{name}({a[0]})"
 
 
-EMITTERS = {
+EMITTERS: dict[str, Emitter] = {
     "abs": _fn("np.abs"),
     "sqrt": _fn("np.sqrt"),
     "exp": _fn("np.exp"),

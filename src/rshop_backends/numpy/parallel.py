@@ -6,6 +6,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from .. import scan_algorithms as alg
@@ -13,7 +16,7 @@ from .. import scan_algorithms as alg
 __all__ = ["AUTO_MIN_STEPS", "linear_scan"]
 
 
-def linear_scan(a, b, h0):
+def linear_scan(a: Any, b: Any, h0: Any) -> np.ndarray:
     """All states of h_t = a_t ∘ h_{t-1} + b_t, t = 1..T (time axis 1).
 
     Diagonal form: a, b (B, T, N), h0 (B, N) -> h (B, T, N), h_t = a_t * h_{t-1} + b_t.
@@ -41,52 +44,52 @@ def linear_scan(a, b, h0):
 AUTO_MIN_STEPS: int | None = None  # the reference runs the sequential definition unless a parallel loop is asked for
 
 
-def reshape(a, shape):
+def reshape(a: Any, shape: Sequence[int]) -> np.ndarray:
     return np.reshape(a, tuple(shape))
 
 
-def concat(arrays, axis):
+def concat(arrays: Sequence[Any], axis: int) -> np.ndarray:
     return np.concatenate(list(arrays), axis=axis)
 
 
-def stack(arrays, axis):
+def stack(arrays: Sequence[Any], axis: int) -> np.ndarray:
     return np.stack(list(arrays), axis=axis)
 
 
-def take(a, index):
+def take(a: Any, index: np.ndarray) -> Any:
     return a[..., index]
 
 
-def zeros_like(a):
+def zeros_like(a: Any) -> np.ndarray:
     return np.zeros_like(a)
 
 
-def repeat_time(a, steps):
+def repeat_time(a: Any, steps: int) -> np.ndarray:
     return np.broadcast_to(a[:, None], (a.shape[0], steps, *a.shape[1:]))
 
 
-def stop_gradient(a):
+def stop_gradient(a: Any) -> Any:
     return a
 
 
-def sum_last(a):
+def sum_last(a: Any) -> Any:
     return a.sum(-1)
 
 
-def max_change(new, old):
+def max_change(new: Any, old: Any) -> Any:
     return np.max(np.abs(new - old), initial=0.0) / (1.0 + np.max(np.abs(new), initial=0.0))
 
 
-def while_loop(cond, body, init):
+def while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:
     carry = init
     while cond(carry):
         carry = body(carry)
     return carry
 
 
-def cond(pred, true_fn, false_fn):
+def cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
     return true_fn() if bool(pred) else false_fn()
 
 
-def report(callback, *values):
+def report(callback: Callable[..., Any], *values: Any) -> None:
     callback(*values)

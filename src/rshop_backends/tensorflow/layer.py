@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import functools
 import re
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import tensorflow as tf
 
 from rshop_backends import parallel
@@ -23,6 +25,15 @@ from rshop_backends.lowered import Lowered
 from rshop_backends.tensorflow import loop
 from rshop_core.checks import empty_batch_message, empty_time_message, lengths_message, shape_message
 from rshop_core.errors import RshopConfigError, RshopShapeError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from rshop_backends.engine import EngineSpec
+    from rshop_core.checks import ArrayInfo
+    from rshop_core.execution import Plan
+    from rshop_core.lowerable import Lowerable
+    from rshop_core.model import RecurrentModel
 
 try:  # the one private TF API used: tells whether a gradient tape is active
     from tensorflow.python.eager import record as _record
@@ -81,7 +92,17 @@ class TensorFlowLayer(tf.Module, Lowered):
     )
     _TF_MODULE_IGNORED_PROPERTIES = tf.Module._TF_MODULE_IGNORED_PROPERTIES | _UNTRACKED  # .variables skips them
 
-    def __init__(self, model, dtype, engine, passes=None, fast_path=True, *, jit_compile=None, **hooks):
+    def __init__(
+        self,
+        model: Lowerable,
+        dtype: str,
+        engine: EngineSpec,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+        *,
+        jit_compile: bool | None = None,
+        **hooks: Any,
+    ) -> None:
         tf.Module.__init__(self, name=_identifier(model.name))
         Lowered.__init__(self, model, dtype, engine, passes, fast_path, **hooks)
         self.jit_compile = JIT_COMPILE if jit_compile is None else bool(jit_compile)
@@ -93,30 +114,32 @@ class TensorFlowLayer(tf.Module, Lowered):
             }
             # dropout masks of calls traced by the user (tf.function, SavedModel): drawn in the graph
             self._dropout_generator = tf.random.Generator.from_seed(_generator_seed(model.seed))
-        self._functions = {}  # (id of the plan, T for unroll=True else None, jit) -> tf.function
+        self._functions: dict[
+            tuple[Any, ...], Any
+        ] = {}  # (id of the plan, T for unroll=True else None, jit) -> tf.function
         self._call_x = None  # the x of the call being run (its dynamic batch sizes graph-drawn masks)
 
-    def __setattr__(self, name, value):
+    def __setattr__(self, name: str, value: Any) -> None:
         if name in self._UNTRACKED:
             object.__setattr__(self, name, value)  # plain Python state: not a tf.Module dependency
         else:
             super().__setattr__(name, value)
 
     # -- Lowered hooks ------------------------------------------------------------
-    def _describe(self, a):
+    def _describe(self, a: Any) -> ArrayInfo:
         """(shape with None for unknown dims, or None for an unknown rank; dtype name) of a
         tf.Tensor or tf.Variable."""
         return (None if a.shape.rank is None else tuple(a.shape)), a.dtype.name
 
     @tf.autograph.experimental.do_not_convert  # plain Python control flow: nothing for autograph to convert
-    def _call(self, P, x, *args, **kwargs):
+    def _call(self, P: dict[str, Any], x: Any, *args: Any, **kwargs: Any) -> Any:
         self._call_x = x
         try:
             return Lowered._call(self, P, x, *args, **kwargs)  # not super(): autograph mis-resolves it
         finally:
             self._call_x = None  # never keep a traced tensor alive past its trace
 
-    def _check_unknown_dims(self, model, x, batch, steps):
+    def _check_unknown_dims(self, model: RecurrentModel, x: Any, batch: int | None, steps: int | None) -> Any:
         """Inside a trace with dimensions unknown (a ``None`` batch or T, or feature sizes of
         ``None`` in the input signature), graph assertions with the messages ``check_call``
         gives eager calls: a call of the traced function that breaks one raises
@@ -126,7 +149,9 @@ class TensorFlowLayer(tf.Module, Lowered):
             return x
         name = f"RecurrentModel {model.name!r}"
         lead = 1 if model.options.decode else 2
-        per_example = model.graph.nodes[model.graph.x[0]].type.shape
+        graph = model.graph
+        assert graph is not None, "a lowered model is built"
+        per_example = graph.nodes[graph.x[0]].type.shape
         dyn = tf.shape(x)
         checks = []
         if batch is None:
@@ -149,7 +174,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         with tf.control_dependencies(checks):
             return tf.identity(x)
 
-    def _draw_dropout(self, shape, rate, batch, key, index):
+    def _draw_dropout(self, shape: tuple[int, ...], rate: float, batch: int | None, key: Any, index: int) -> Any:
         """Eager calls: numpy masks, the same on every engine. Traced calls (a user's
         ``tf.function``, a SavedModel signature): masks drawn in the graph from the layer's
         ``tf.random.Generator``, so every run of the traced function gets fresh ones (numpy masks
@@ -165,7 +190,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         super().reseed(seed)
         self._dropout_generator.reset_from_seed(_generator_seed(seed))
 
-    def serving_signature(self, output_length=None):
+    def serving_signature(self, output_length: int | None = None) -> Any:
         """An inference ``tf.function`` for ``tf.saved_model.save(layer, path, signatures=...)``.
 
         Its inputs: ``x`` with a dynamic batch and T (``tf.TensorSpec([None, None, *input_shape])``;
@@ -175,6 +200,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         """
         part = self._parts[0]
         g = part.graph
+        assert g is not None, "a lowered model is built"
         if part.options.decode and output_length is None and part.options.output_length is None:
             raise RshopConfigError(
                 f"{self._where}, serving_signature argument output_length: expected the number of "
@@ -188,34 +214,34 @@ class TensorFlowLayer(tf.Module, Lowered):
             for i, (n, s) in enumerate(zip(names, shapes))
         ]
 
-        def serve(x, *constants):
+        def serve(x: Any, *constants: Any) -> Any:
             out = self(x, constants=list(constants) or None, output_length=output_length)
             out = out if isinstance(out, tuple) else (out,)
             return {f"output_{i}": y for i, y in enumerate(out)}
 
         return tf.function(serve, input_signature=specs, autograph=False)
 
-    def _from_numpy(self, a):
+    def _from_numpy(self, a: np.ndarray) -> Any:
         return tf.constant(a)
 
-    def _broadcast(self, v, batch, like):
+    def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:
         """(batch, *v.shape); ``batch`` None (a symbolic x): the dynamic batch of ``like``."""
         shape = tuple(v.shape)
         if batch is None:
             return tf.broadcast_to(v, tf.stack([tf.shape(like)[0], *shape]))
         return tf.broadcast_to(v, (batch,) + shape)
 
-    def _shift(self, seq, first, backwards):
+    def _shift(self, seq: Any, first: Any, backwards: bool) -> Any:
         if backwards:
             return tf.concat([seq[:, 1:], first[:, None]], axis=1)
         return tf.concat([first[:, None], seq[:, :-1]], axis=1)
 
-    def _lengths_to_mask(self, lengths, steps, like):
+    def _lengths_to_mask(self, lengths: Any, steps: int | None, like: Any) -> Any:
         if steps is None:  # unknown T while tracing: x's dynamic T
             steps = tf.shape(like)[1]
         return tf.range(steps, dtype=lengths.dtype)[None, :] < lengths[:, None]
 
-    def _lengths_guard(self, model, lengths, steps, like):
+    def _lengths_guard(self, model: RecurrentModel, lengths: Any, steps: int | None, like: Any) -> tuple[Any, Any]:
         """Inside a tf.function: a ``tf.debugging.Assert`` with the eager check's message, run with the call."""
         n = tf.cast(tf.shape(like)[1], lengths.dtype) if steps is None else tf.constant(steps, lengths.dtype)
         bad = (lengths < 0) | (lengths > n)
@@ -227,28 +253,30 @@ class TensorFlowLayer(tf.Module, Lowered):
         with tf.control_dependencies([check]):
             return tf.identity(lengths), None
 
-    def _detach(self, v):
+    def _detach(self, v: Any) -> Any:
         return tf.stop_gradient(v)
 
-    def _sum_abs(self, v):
+    def _sum_abs(self, v: Any) -> Any:
         return tf.reduce_sum(tf.abs(v))
 
-    def _sum_square(self, v):
+    def _sum_square(self, v: Any) -> Any:
         return tf.reduce_sum(tf.square(v))
 
-    def _flip_time(self, y):
+    def _flip_time(self, y: Any) -> Any:
         return tf.reverse(y, axis=[1])
 
-    def _to_host(self, a):
+    def _to_host(self, a: Any) -> np.ndarray | None:
         return a.numpy() if tf.executing_eagerly() else None
 
-    def _concat_last(self, a, b):
+    def _concat_last(self, a: Any, b: Any) -> Any:
         return tf.concat([a, b], axis=-1)
 
-    def _param_dict(self):
+    def _param_dict(self) -> dict[str, Any]:
         return self.variables_by_name
 
-    def _loop(self, plan, P, xs, states, consts, steps):
+    def _loop(
+        self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         unroll = plan.options.unroll is True
         if unroll and steps is None:
             shape = tuple(xs[0].shape) if xs else None
@@ -268,15 +296,15 @@ class TensorFlowLayer(tf.Module, Lowered):
         ys, finals = fn(P, tuple(xs), tuple(states), tuple(consts), length)
         return list(ys), list(finals)
 
-    def _read_weights(self):
+    def _read_weights(self) -> dict[str, Any]:
         return {k: v.numpy() for k, v in self.variables_by_name.items()}
 
-    def _write_weights(self, weights):
+    def _write_weights(self, weights: dict[str, np.ndarray]) -> None:
         for k, a in weights.items():
             self.variables_by_name[k].assign(a)
 
     # -- the traced loop ------------------------------------------------------------
-    def _function(self, plan, steps):
+    def _function(self, plan: Plan, steps: int | tuple[str, int | None] | None) -> Any:
         """The tf.function running the loop of ``plan``: one per static T for unroll=True, else one.
 
         ``reduce_retracing``: the first call traces with its exact shapes (fastest: static
@@ -296,13 +324,23 @@ class TensorFlowLayer(tf.Module, Lowered):
             self._functions[key] = fn
         return fn
 
-    def _traced(self, plan, P, xs, states, consts, length):
+    def _traced(
+        self,
+        plan: Plan,
+        P: dict[str, Any],
+        xs: Sequence[Any],
+        states: Sequence[Any],
+        consts: Sequence[Any],
+        length: Any,
+    ) -> tuple[list[Any], list[Any]]:
         # Read each variable once, outside the while loop; gradients flow through the read.
         P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
         P, xs = self._prelude(plan, P, list(xs))
         return loop.scan(self._step(plan), P, xs, states, consts, plan.options, length)
 
-    def _traced_parallel(self, plan, P, xs, states, consts, steps):
+    def _traced_parallel(
+        self, plan: Plan, P: dict[str, Any], xs: Sequence[Any], states: Sequence[Any], consts: Sequence[Any], steps: Any
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
         """The parallel loop over ``steps`` time steps (:mod:`rshop_backends.parallel`); ``steps`` is
         None when T is unknown while tracing (a Keras ``fit``): then it is read in the graph."""
         P = {k: v.value() if isinstance(v, tf.Variable) else v for k, v in P.items()}
@@ -310,15 +348,15 @@ class TensorFlowLayer(tf.Module, Lowered):
         if steps is None:
             steps = tf.shape(xs[0])[1]
 
-        def sequential():
+        def sequential() -> tuple[Sequence[Any], Sequence[Any]]:
             return loop.scan(self._step(plan), P, xs, states, consts, plan.options, None if xs else steps)
 
         return parallel.run(self, plan, P, xs, list(states), list(consts), steps, sequential)
 
-    def _fold_time(self, a):
+    def _fold_time(self, a: Any) -> Any:
         return tf.reshape(a, [-1] + a.shape[2:].as_list())
 
-    def _unfold_time(self, y, like):
+    def _unfold_time(self, y: Any, like: Any) -> Any:
         return tf.reshape(y, tf.concat([tf.shape(like)[:2], tf.shape(y)[1:]], axis=0))
 
 

@@ -32,22 +32,30 @@ Segments always run as while loops: ``unroll`` has no effect under ``remat``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import tensorflow as tf
 
 from rshop_core.errors import RshopShapeError
+
+if TYPE_CHECKING:
+    from rshop_backends.codegen import GeneratedStep
+    from rshop_core.options import LoopOptions
+
 
 # Loop iterations TF may run concurrently (independent ops of neighbouring steps
 # overlap, notably in the gradient loop); tf.while_loop defaults to 10.
 PARALLEL = 32
 
 
-def _swap_batch_time(x):
+def _swap_batch_time(x: Any) -> Any:
     """(batch, T, ...) -> (T, batch, ...), and back: the same transpose both ways."""
     rank = len(x.shape)
     return tf.transpose(x, [1, 0] + list(range(2, rank)))
 
 
-def static_length(xs, length):
+def static_length(xs: Sequence[Any], length: Any) -> int | None:
     """The number of steps as a Python int, or None when it is only known at run time."""
     if isinstance(length, int):
         return length
@@ -56,7 +64,7 @@ def static_length(xs, length):
     return tf.get_static_value(length) if length is not None else None
 
 
-def _unrolled(step, P, xs, states, consts, options, length):
+def _unrolled(step: Any, P: Any, xs: Any, states: Any, consts: Any, options: Any, length: Any) -> Any:
     steps = static_length(xs, length)
     if steps is None:
         shape = tuple(xs[0].shape) if xs else None
@@ -66,7 +74,8 @@ def _unrolled(step, P, xs, states, consts, options, length):
         )
     slices = [tf.unstack(x, num=steps, axis=1) for x in xs]  # T slices each; the gradient is one stack
     order = range(steps - 1, -1, -1) if options.go_backwards else range(steps)
-    seq, ys = [], None
+    seq: list[Sequence[Any]] = []
+    ys: Sequence[Any] = ()  # T >= 1: set by the first step
     for t in order:
         ys, states = step(P, *[s[t] for s in slices], states, consts)
         if options.return_sequences:
@@ -76,7 +85,15 @@ def _unrolled(step, P, xs, states, consts, options, length):
     return list(ys), list(states)
 
 
-def scan(step, P, xs, states, consts, options, length=None):
+def scan(
+    step: GeneratedStep,
+    P: dict[str, Any],
+    xs: Sequence[Any],
+    states: Sequence[Any],
+    consts: Sequence[Any],
+    options: LoopOptions,
+    length: int | None = None,
+) -> tuple[list[Any], list[Any]]:
     xs, states, consts = list(xs), tuple(states), tuple(consts)
     if options.remat is not False:
         return _remat_scan(step, P, xs, states, consts, options, length)
@@ -92,7 +109,7 @@ def scan(step, P, xs, states, consts, options, length=None):
     tas = [tf.TensorArray(x.dtype, size=n, infer_shape=True).unstack(_swap_batch_time(x)) for x in xs]
     backwards, keep = options.go_backwards, options.return_sequences
 
-    def read(t):  # the scanned slices at processing position t: (batch, ...) each
+    def read(t: Any) -> Any:  # the scanned slices at processing position t: (batch, ...) each
         i = n - 1 - t if backwards else t
         return [ta.read(i) for ta in tas]
 
@@ -101,13 +118,13 @@ def scan(step, P, xs, states, consts, options, length=None):
     if keep:
         outs = tuple(tf.TensorArray(y.dtype, size=n, element_shape=y.shape).write(0, y) for y in ys)
 
-    def one(t, ys, states, outs):
+    def one(t: Any, ys: Any, states: Any, outs: Any) -> Any:
         ys, states = step(P, *read(t), states, consts)
         if keep:
             outs = tuple(ta.write(t, y) for ta, y in zip(outs, ys, strict=True))
         return t + 1, ys, states, outs
 
-    def many(t, ys, states, outs):
+    def many(t: Any, ys: Any, states: Any, outs: Any) -> Any:
         for _ in range(k):
             t, ys, states, outs = one(t, ys, states, outs)
         return t, ys, states, outs
@@ -132,7 +149,7 @@ def scan(step, P, xs, states, consts, options, length=None):
 
 
 # -- remat -----------------------------------------------------------------------------
-def _ceil_sqrt(n):
+def _ceil_sqrt(n: Any) -> Any:
     """ceil(sqrt(n)) of a scalar int32 tensor n >= 1, exact (float rounding corrected)."""
     r = tf.cast(tf.math.sqrt(tf.cast(n, tf.float64)), tf.int32)  # floor sqrt, up to rounding
     r -= tf.cast(r * r > n, tf.int32)
@@ -140,12 +157,12 @@ def _ceil_sqrt(n):
     return tf.maximum(r + tf.cast(r * r < n, tf.int32), 1)
 
 
-def _any_length(shape):
+def _any_length(shape: Any) -> Any:
     """A time-major shape with the time dimension unknown (segments differ in length)."""
     return tf.TensorShape([None]).concatenate(shape[1:])
 
 
-def _segments(seqs, count, lengths):
+def _segments(seqs: Any, count: Any, lengths: Any) -> Any:
     """Per time-major sequence, a TensorArray of its ``count`` segments of ``lengths`` steps."""
     return [
         tf.TensorArray(s.dtype, size=count, infer_shape=False, element_shape=_any_length(s.shape)).split(s, lengths)
@@ -153,12 +170,12 @@ def _segments(seqs, count, lengths):
     ]
 
 
-def _segment(step, names, n_consts, n_states, keep):
+def _segment(step: Any, names: Any, n_consts: Any, n_states: Any, keep: Any) -> Any:
     """``run(count, *params, *consts, *states, *seqs) -> (*outputs, *states)``: ``count`` steps
     over the segment's time-major slices ``seqs`` (count, batch, ...), in processing order.
     Outputs are stacked (count, batch, ...) when ``keep``, else the segment's last."""
 
-    def run(count, *args):
+    def run(count: Any, *args: Any) -> Any:
         P = dict(zip(names, args[: len(names)], strict=True))
         args = args[len(names) :]
         consts, states, seqs = args[:n_consts], tuple(args[n_consts : n_consts + n_states]), args[n_consts + n_states :]
@@ -168,7 +185,7 @@ def _segment(step, names, n_consts, n_states, keep):
         if keep:
             outs = tuple(tf.TensorArray(y.dtype, size=count, element_shape=y.shape).write(0, y) for y in ys)
 
-        def one(t, ys, states, outs):
+        def one(t: Any, ys: Any, states: Any, outs: Any) -> Any:
             ys, states = step(P, *[ta.read(t) for ta in tas], states, consts)
             if keep:
                 outs = tuple(ta.write(t, y) for ta, y in zip(outs, ys, strict=True))
@@ -188,7 +205,7 @@ def _segment(step, names, n_consts, n_states, keep):
     return run
 
 
-def _remat_plan(xs, options, length) -> tuple:
+def _remat_plan(xs: Any, options: Any, length: Any) -> tuple:
     """``(n, k, count, lengths)``: the steps, the steps per segment, the segments, and each
     segment's steps (the last may be shorter); Python ints when T is static, else tensors."""
     steps = static_length(xs, length)
@@ -209,15 +226,17 @@ class _RematLoop:
     Arguments are flat lists: ``fixed`` (parameter values, then constants), ``states`` and
     ``seqs`` (time-major, in processing order)."""
 
-    def __init__(self, step, names, n_consts, n_states, keep, count, lengths):
+    def __init__(
+        self, step: Any, names: Any, n_consts: Any, n_states: Any, keep: Any, count: Any, lengths: Any
+    ) -> None:
         self.run = _segment(step, names, n_consts, n_states, keep)
         self.n_states, self.keep, self.count, self.lengths = n_states, keep, count, lengths
 
-    def cut(self, out) -> tuple:
+    def cut(self, out: Any) -> tuple:
         """A segment's flat result as ``(outputs, states)``."""
         return list(out[: len(out) - self.n_states]), list(out[len(out) - self.n_states :])
 
-    def forward(self, fixed, states, seqs) -> tuple:
+    def forward(self, fixed: Any, states: Any, seqs: Any) -> tuple:
         """``(outputs, final states, starts, pieces)``: outputs (T, batch, ...) with ``keep``, else the
         last step's; ``starts`` each state at each segment's start (count, batch, ...); ``pieces`` the
         sequences cut in segments (the backward pass reads them again)."""
@@ -233,7 +252,7 @@ class _RematLoop:
             ]
             ys = []
 
-        def body(i, ys, states, starts, outs):
+        def body(i: Any, ys: Any, states: Any, starts: Any, outs: Any) -> Any:
             starts = [ta.write(i, s) for ta, s in zip(starts, states, strict=True)]
             new, states = self.cut(self.run(lengths[i], *fixed, *states, *[ta.read(i) for ta in pieces]))
             if keep:
@@ -247,7 +266,9 @@ class _RematLoop:
             ys = [ta.concat() for ta in outs]  # (T, batch, ...)
         return ys, states, [ta.stack() for ta in starts], pieces  # starts: all the backward pass keeps
 
-    def _segment_grad(self, i, fixed, starts, pieces, grad_fixed, grad_seqs, d_new, d_states) -> list:
+    def _segment_grad(
+        self, i: Any, fixed: Any, starts: Any, pieces: Any, grad_fixed: Any, grad_seqs: Any, d_new: Any, d_states: Any
+    ) -> list:
         """Recompute segment ``i`` from its start under a tape; the gradients of the watched
         ``fixed[grad_fixed]``, start states and ``seqs[grad_seqs]`` given those of its end."""
         start = [s[i] for s in starts]
@@ -263,7 +284,7 @@ class _RematLoop:
             unconnected_gradients=tf.UnconnectedGradients.ZERO,
         )
 
-    def backward(self, fixed, seqs, pieces, starts, d_ys, d_final) -> list:
+    def backward(self, fixed: Any, seqs: Any, pieces: Any, starts: Any, d_ys: Any, d_final: Any) -> list:
         """The gradients of ``[*fixed, *states, *seqs]`` (None for non-float ones) given those of
         the outputs ``d_ys`` and final states ``d_final``."""
         count, lengths, keep = self.count, self.lengths, self.keep
@@ -275,7 +296,7 @@ class _RematLoop:
             for j in grad_seqs
         ]
 
-        def back(i, d_states, d_fixed, d_seqs):
+        def back(i: Any, d_states: Any, d_fixed: Any, d_seqs: Any) -> Any:
             if keep:
                 d_new = [ta.read(i) for ta in d_pieces]
             else:  # only the last segment's output is the result
@@ -304,7 +325,7 @@ class _RematLoop:
         return [*full_fixed, *d_states, *full_seqs]
 
 
-def _remat_scan(step, P, xs, states, consts, options, length):
+def _remat_scan(step: Any, P: Any, xs: Any, states: Any, consts: Any, options: Any, length: Any) -> Any:
     """The loop in segments, differentiated segment by segment in reverse (see the module docstring)."""
     _, _, count, lengths = _remat_plan(xs, options, length)
     keep, n_states = options.return_sequences, len(states)
@@ -317,16 +338,20 @@ def _remat_scan(step, P, xs, states, consts, options, length):
     remat = _RematLoop(step, names, len(consts), n_states, keep, count, lengths)
 
     @tf.custom_gradient
-    def loop(*args):
+    def loop(*args: Any) -> Any:
         # From stopped arguments: an eager tape records nothing in here (the gradient is `grad`).
-        args = [tf.stop_gradient(a) for a in args]
-        fixed, states, seqs = args[:n_fixed], args[n_fixed : len(args) - n_seqs], args[len(args) - n_seqs :]
+        stopped = [tf.stop_gradient(a) for a in args]
+        fixed, states, seqs = (
+            stopped[:n_fixed],
+            stopped[n_fixed : len(stopped) - n_seqs],
+            stopped[len(stopped) - n_seqs :],
+        )
         ys, states, starts, pieces = remat.forward(fixed, states, seqs)
         result = [*ys, *states]
 
-        def grad(*d_result):
-            d_result = [tf.zeros_like(r) if d is None else d for d, r in zip(d_result, result, strict=True)]
-            return remat.backward(fixed, seqs, pieces, starts, d_result[: len(ys)], d_result[len(ys) :])
+        def grad(*d_result: Any) -> Any:
+            d_full = [tf.zeros_like(r) if d is None else d for d, r in zip(d_result, result, strict=True)]
+            return remat.backward(fixed, seqs, pieces, starts, d_full[: len(ys)], d_full[len(ys) :])
 
         return result, grad
 

@@ -8,37 +8,43 @@ differentiate under ``tf.GradientTape``.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import tensorflow as tf
 
 from rshop_backends.codegen import einsum_equation, reshape_shape, transpose_perm
 
+if TYPE_CHECKING:
+    from rshop_backends.codegen import Emitter
 
-def _hard_sigmoid(x):
+
+def _hard_sigmoid(x: Any) -> Any:
     """``clip(x / 6 + 1/2, 0, 1)`` (Keras 3), same shape as ``x``."""
     return tf.clip_by_value(x / 6.0 + 0.5, 0.0, 1.0)
 
 
-def _softsign(x):
+def _softsign(x: Any) -> Any:
     """``x / (1 + |x|)``, same shape as ``x``."""
     return x / (1.0 + tf.abs(x))
 
 
-def _unbroadcast(g, shape_a, shape_b):
+def _unbroadcast(g: Any, shape_a: Any, shape_b: Any) -> Any:
     """``g`` (shaped like the broadcast of a and b) summed back to ``shape_a``."""
     axes, _ = tf.raw_ops.BroadcastGradientArgs(s0=shape_a, s1=shape_b)
     return tf.reshape(tf.reduce_sum(g, axis=axes), shape_a)
 
 
-def _tie_split(pick):
+def _tie_split(pick: Any) -> Any:
     """``pick(a, b)`` (tf.maximum or tf.minimum) with the gradient at ties split 0.5 / 0.5 between
     ``a`` and ``b``, as jax and torch do (TensorFlow's own gives all of it to ``a``). The forward
     value is ``pick(a, b)`` itself, bit for bit."""
 
     @tf.custom_gradient
-    def op(a, b):
+    def op(a: Any, b: Any) -> Any:
         y = pick(a, b)
 
-        def grad(dy):
+        def grad(dy: Any) -> Any:
             wa = tf.where(tf.equal(a, b), 0.5, tf.where(tf.equal(y, a), 1.0, 0.0))
             wa = tf.cast(wa, dy.dtype)
             sa, sb = tf.shape(a), tf.shape(b)
@@ -46,7 +52,7 @@ def _tie_split(pick):
 
         return y, grad
 
-    def call(a, b):
+    def call(a: Any, b: Any) -> Any:
         a = tf.convert_to_tensor(a)
         return op(a, tf.convert_to_tensor(b, dtype=a.dtype))
 
@@ -55,7 +61,7 @@ def _tie_split(pick):
 
 _maximum, _minimum = _tie_split(tf.maximum), _tie_split(tf.minimum)
 
-NAMESPACE = {
+NAMESPACE: dict[str, Any] = {
     "tf": tf,
     "_hard_sigmoid": _hard_sigmoid,
     "_softsign": _softsign,
@@ -64,7 +70,7 @@ NAMESPACE = {
 }
 
 
-def constant(value):
+def constant(value: np.ndarray) -> Any:
     """A literal (numpy array, already in the computing dtype) as an eager ``tf.Tensor``.
 
     Made under ``tf.init_scope`` so that a step first generated inside someone's ``tf.function``
@@ -74,15 +80,15 @@ def constant(value):
         return tf.constant(value)
 
 
-def _fn(name):
+def _fn(name: str) -> Emitter:
     return lambda n, a, t: f"{name}({a[0]})"
 
 
-def _fn2(name):
+def _fn2(name: Any) -> Any:
     return lambda n, a, t: f"{name}({a[0]}, {a[1]})"
 
 
-def _matmul(n, a, t):
+def _matmul(n: Any, a: Any, t: Any) -> Any:
     """``a @ w`` for ``a`` of any engine rank, ``w`` (k, m): rank-2 ``a`` uses a plain
     ``tf.matmul`` (the fast path); other ranks contract the last axis with ``tensordot``."""
     if t[0].rank + int(t[0].batched) == 2:
@@ -90,11 +96,11 @@ def _matmul(n, a, t):
     return f"tf.tensordot({a[0]}, {a[1]}, 1)"
 
 
-def _reduce(name):
+def _reduce(name: str) -> Emitter:
     return lambda n, a, t: f"tf.{name}({a[0]}, axis={list(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"
 
 
-EMITTERS = {
+EMITTERS: dict[str, Emitter] = {
     "abs": _fn("tf.abs"),
     "sqrt": _fn("tf.sqrt"),
     "exp": _fn("tf.exp"),

@@ -16,6 +16,9 @@ the adjoint ``λ`` (``λ_t = g_t + a_{t+1}^T λ_{t+1}``); then ``dL/da_t = λ_t 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 
@@ -32,35 +35,35 @@ class _Tf:
     reshape = staticmethod(tf.reshape)
 
     @staticmethod
-    def length(x):
+    def length(x: Any) -> Any:
         n = x.shape[1]
         return int(n) if n is not None else tf.shape(x)[1]
 
     @staticmethod
-    def batch_shape(x):
+    def batch_shape(x: Any) -> Any:
         dynamic = tf.shape(x)
         return [int(n) if n is not None else dynamic[i] for i, n in enumerate(x.shape)]
 
     @staticmethod
-    def pad_time(x, n):
+    def pad_time(x: Any, n: Any) -> Any:
         return tf.pad(x, [[0, 0], [0, n]] + [[0, 0]] * (len(x.shape) - 2))
 
 
 NS = _Tf()
 
 
-def _unknown_time(x):
+def _unknown_time(x: Any) -> Any:
     """``x``'s static shape with the time axis unknown (the loop variables' shape invariant)."""
     return tf.TensorShape([x.shape[0], None, *x.shape[2:]])
 
 
-def _levels_dynamic(a, b, block, reverse=False):
+def _levels_dynamic(a: Any, b: Any, block: Any, reverse: Any = False) -> Any:
     """:func:`~rshop_backends.scan_algorithms.scan_levels` for a T unknown at trace time: two while loops."""
 
-    def array():
+    def array() -> Any:
         return tf.TensorArray(b.dtype, size=0, dynamic_size=True, infer_shape=False, element_shape=None)
 
-    def down(i, a, b, kept_a, kept_b, lengths):
+    def down(i: Any, a: Any, b: Any, kept_a: Any, kept_b: Any, lengths: Any) -> Any:
         length = tf.shape(a)[1]
         a, b, a_kept, b_kept = alg.reduce_level(NS, a, b, block, reverse)
         return i + 1, a, b, kept_a.write(i, a_kept), kept_b.write(i, b_kept), lengths.write(i, length)
@@ -73,7 +76,7 @@ def _levels_dynamic(a, b, block, reverse=False):
         shape_invariants=(tf.TensorShape([]), _unknown_time(a), _unknown_time(b), None, None, None),
     )
 
-    def up(i, h):
+    def up(i: Any, h: Any) -> Any:
         a_kept = tf.ensure_shape(kept_a.read(i - 1), _unknown_time(a))
         b_kept = tf.ensure_shape(kept_b.read(i - 1), _unknown_time(b))
         return i - 1, alg.expand(NS, h, a_kept, b_kept, lengths.read(i - 1), block, reverse)
@@ -82,7 +85,7 @@ def _levels_dynamic(a, b, block, reverse=False):
     return h
 
 
-def _levels(a, b, block, reverse=False):
+def _levels(a: Any, b: Any, block: Any, reverse: Any = False) -> Any:
     if b.shape[1] is None or a.shape[1] is None:
         return _levels_dynamic(a, b, block, reverse)
     if b.shape[1] == 0:
@@ -90,11 +93,11 @@ def _levels(a, b, block, reverse=False):
     return alg.scan_levels(NS, a, b, block, reverse)
 
 
-def _forward(a, b, h0, block):
+def _forward(a: Any, b: Any, h0: Any, block: Any) -> Any:
     return _levels(a, alg.fold_h0(NS, a, b, h0, block), block)
 
 
-def _grads(a, h0, h, g, block):
+def _grads(a: Any, h0: Any, h: Any, g: Any, block: Any) -> Any:
     """(dL/da, dL/db, dL/dh0) from the states ``h`` and ``g = dL/dh``: the adjoint by the reverse scan."""
     a_next = tf.concat([a[:, 1:], tf.zeros_like(a[:, :1])], 1)
     if block:
@@ -107,7 +110,7 @@ def _grads(a, h0, h, g, block):
     return da, lam, dh0
 
 
-def linear_scan(a, b, h0):
+def linear_scan(a: Any, b: Any, h0: Any) -> Any:
     """All states of h_t = a_t ∘ h_{t-1} + b_t, t = 1..T (time axis 1).
 
     Diagonal form: a, b (B, T, N), h0 (B, N) -> h (B, T, N), h_t = a_t * h_{t-1} + b_t.
@@ -127,7 +130,7 @@ def linear_scan(a, b, h0):
     alg.check_dtypes(a.dtype.name, b.dtype.name, h0.dtype.name, "tensorflow linear_scan")
 
     @tf.custom_gradient
-    def scan(a, b, h0):
+    def scan(a: Any, b: Any, h0: Any) -> Any:
         h = _forward(a, b, h0, block)
         return h, lambda g: _grads(a, h0, h, g, block)
 
@@ -141,45 +144,45 @@ zeros_like = tf.zeros_like
 stop_gradient = tf.stop_gradient
 
 
-def reshape(a, shape):
+def reshape(a: Any, shape: Sequence[int]) -> Any:
     return tf.reshape(a, list(shape))
 
 
-def concat(arrays, axis):
+def concat(arrays: Sequence[Any], axis: int) -> Any:
     return tf.concat(list(arrays), axis=axis)
 
 
-def stack(arrays, axis):
+def stack(arrays: Sequence[Any], axis: int) -> Any:
     return tf.stack(list(arrays), axis=axis)
 
 
-def take(a, index):
+def take(a: Any, index: np.ndarray) -> Any:
     return tf.gather(a, index, axis=-1)
 
 
-def repeat_time(a, steps):
+def repeat_time(a: Any, steps: int) -> Any:
     return tf.repeat(a[:, None], steps, axis=1)
 
 
-def sum_last(a):
+def sum_last(a: Any) -> Any:
     return tf.reduce_sum(a, axis=-1)
 
 
-def max_change(new, old):
+def max_change(new: Any, old: Any) -> Any:
     m = tf.reduce_max(tf.abs(new - old)) / (1.0 + tf.reduce_max(tf.abs(new)))
     return m + 0.0 * tf.reduce_sum(new)  # reduce_max skips NaN; a sum keeps it
 
 
-def while_loop(cond, body, init):
+def while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:
     return tuple(tf.while_loop(lambda *c: cond(c), lambda *c: body(c), init))
 
 
-def cond(pred, true_fn, false_fn):
+def cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
     return tf.cond(pred, true_fn, false_fn)
 
 
-def report(callback, *values):
-    def call(*v):
+def report(callback: Callable[..., Any], *values: Any) -> None:
+    def call(*v: Any) -> Any:
         callback(*v)
         return np.int32(0)
 

@@ -18,17 +18,25 @@ order, as in the generic loop).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import torch
+
+if TYPE_CHECKING:
+    from rshop_core.options import LoopOptions
+    from rshop_core.patterns import CellMatch, StackMatch
+
 
 KERNELS = {"lstm": torch.lstm, "gru": torch.gru, "rnn_tanh": torch.rnn_tanh, "rnn_relu": torch.rnn_relu}
 
 
-def _gru_order(w, u):
+def _gru_order(w: Any, u: Any) -> Any:
     """Keras' gate blocks ``[z|r|h]`` on ``w``'s last axis, in torch's order ``[r|z|n]``."""
     return torch.cat([w[..., u : 2 * u], w[..., :u], w[..., 2 * u :]], dim=-1)
 
 
-def torch_weights(m, P) -> list:
+def torch_weights(m: CellMatch, P: dict[str, Any]) -> list[Any]:
     """The flat weight list torch's kernel takes for one recognised cell ``m``."""
     k, r = P[m.params["kernel"]], P[m.params["recurrent_kernel"]]
     if m.kind == "gru":
@@ -44,14 +52,18 @@ def torch_weights(m, P) -> list:
     return ws
 
 
-def run(match, P, x, states, options):
+def run(
+    match: StackMatch, P: dict[str, Any], x: Any, states: Sequence[Any], options: LoopOptions
+) -> tuple[list[Any], list[Any]]:
     """``(outputs, final states)`` like :func:`rshop_backends.torch.loop.scan` for a plan that is ``match``."""
     seq = torch.flip(x, dims=(1,)) if options.go_backwards else x
     finals = list(states)
     for m in match.layers:
         hx = [states[i].unsqueeze(0) for i in m.states]
         args = (seq, tuple(hx) if m.kind == "lstm" else hx[0], torch_weights(m, P), m.bias, 1, 0.0, False, False, True)
-        out = KERNELS[m.kernel](*args)
+        kernel = m.kernel
+        assert kernel is not None, "patterns.recognize matches only cells that have a torch kernel"
+        out = KERNELS[kernel](*args)
         seq, new = out[0], out[1:]
         for i, s in zip(m.states, new):
             finals[i] = s.squeeze(0)

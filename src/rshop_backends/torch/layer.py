@@ -26,6 +26,7 @@ import dataclasses
 import types
 import warnings
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -39,6 +40,20 @@ from rshop_core.execution import plan_for
 from ..lowered import Lowered
 from . import fused, loop, transforms
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from rshop_core.checks import ArrayInfo
+    from rshop_core.execution import Plan
+    from rshop_core.lowerable import Lowerable
+    from rshop_core.model import RecurrentModel, StateSpec
+    from rshop_core.patterns import StackMatch
+
+    from ..codegen import GeneratedStep
+    from ..engine import EngineSpec
+    from ..lowered import Explanation
+
+
 _ANCHOR = "_rshop_anchor"  # an empty, non-persistent buffer that follows the module's moves
 
 
@@ -46,7 +61,7 @@ def _dtype_name(dt: torch.dtype) -> str:
     return str(dt).rpartition(".")[2]
 
 
-def _moved(step, anchor):
+def _moved(step: GeneratedStep, anchor: Any) -> GeneratedStep:
     """``step`` with its literals (``_c*`` globals) on ``anchor``'s device, floats in its dtype."""
     g = dict(step.__globals__)
     moved = False
@@ -58,7 +73,7 @@ def _moved(step, anchor):
                 moved = True
     if not moved:
         return step
-    out = types.FunctionType(step.__code__, g, step.__name__)
+    out: Any = types.FunctionType(step.__code__, g, step.__name__)  # a GeneratedStep once its source is set
     out.__rshop_source__ = step.__rshop_source__
     return out
 
@@ -73,7 +88,15 @@ class TorchLayer(nn.Module, Lowered):
     engine = "torch"
     _native = (torch.Tensor,)
 
-    def __init__(self, model, dtype, engine, passes=None, fast_path=True, **hooks):
+    def __init__(
+        self,
+        model: Lowerable,
+        dtype: str,
+        engine: EngineSpec,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+        **hooks: Any,
+    ) -> None:
         nn.Module.__init__(self)
         # the anchor first: Lowered.__init__ compiles the inference step, which reads the layer's device
         self.register_buffer(_ANCHOR, torch.empty(0, dtype=getattr(torch, dtype)), persistent=False)
@@ -89,7 +112,9 @@ class TorchLayer(nn.Module, Lowered):
         return f"model={self.model.name!r}, dtype={self.dtype}, options={self.options.to_json()}"
 
     # -- calling ------------------------------------------------------------------
-    def forward(self, x, initial_state=None, constants=None, *, training=None, **kwargs):
+    def forward(
+        self, x: Any, initial_state: Any = None, constants: Any = None, *, training: bool | None = None, **kwargs: Any
+    ) -> Any:
         """What :meth:`Lowered.__call__` does, on the module's current parameters.
 
         ``training`` (dropout on; teacher forcing with ``ground_truth``) follows the module's
@@ -126,13 +151,13 @@ class TorchLayer(nn.Module, Lowered):
 
     # -- Lowered hooks ---------------------------------------------------------------
     @property
-    def _anchor(self):
+    def _anchor(self) -> Any:
         return getattr(self, _ANCHOR)
 
-    def _describe(self, a):
+    def _describe(self, a: Any) -> tuple[tuple[int, ...], str]:  # a known shape
         return tuple(a.shape), _dtype_name(a.dtype)
 
-    def _info(self, arr, what):
+    def _info(self, arr: Any, what: str) -> ArrayInfo:
         """Beyond the type: a dense tensor on the layer's device (sparse, nested or mkldnn tensors
         and other devices would fail deep inside torch, or run elsewhere than the layer)."""
         if not isinstance(arr, torch.Tensor):
@@ -156,50 +181,50 @@ class TorchLayer(nn.Module, Lowered):
             )
         return super()._info(arr, what)
 
-    def _from_numpy(self, a):
+    def _from_numpy(self, a: np.ndarray) -> Any:
         # a copy: numpy may hand over read-only views (broadcasts), which torch warns about
         return torch.from_numpy(np.array(a)).to(self._anchor.device)
 
-    def _zeros(self, shape, batch, like):
+    def _zeros(self, shape: tuple[int, ...], batch: int | None, like: Any) -> Any:
         self._need_batch(batch, "zero states")
         return torch.zeros((batch,) + tuple(shape), dtype=self._anchor.dtype, device=self._anchor.device)
 
-    def _broadcast(self, v, batch, like):
+    def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:
         if batch is None:
             batch = like.shape[0]
         # expand + clone: an independent tensor whose gradient flows back into ``v``
         return v.expand((batch,) + tuple(v.shape)).clone()
 
-    def _shift(self, seq, first, backwards):
+    def _shift(self, seq: Any, first: Any, backwards: bool) -> Any:
         if backwards:
             return torch.cat([seq[:, 1:], first[:, None]], dim=1)
         return torch.cat([first[:, None], seq[:, :-1]], dim=1)
 
-    def _lengths_to_mask(self, lengths, steps, like):
+    def _lengths_to_mask(self, lengths: Any, steps: int | None, like: Any) -> Any:
         return torch.arange(steps, device=lengths.device)[None, :] < lengths[:, None]
 
-    def _lengths_guard(self, model, lengths, steps, like):
+    def _lengths_guard(self, model: RecurrentModel, lengths: Any, steps: int | None, like: Any) -> tuple[Any, Any]:
         """Traced (torch.compile, jit.trace): rows with a length outside [0, T] come out as NaN."""
         return lengths, (lengths < 0) | (lengths > steps)
 
-    def _poison(self, v, bad):
+    def _poison(self, v: Any, bad: Any) -> Any:
         return torch.where(
             bad.reshape((-1,) + (1,) * (v.dim() - 1)), torch.full((), float("nan"), dtype=v.dtype, device=v.device), v
         )
 
-    def _detach(self, v):
+    def _detach(self, v: Any) -> Any:
         return v.detach()
 
-    def _sum_abs(self, v):
+    def _sum_abs(self, v: Any) -> Any:
         return v.abs().sum()
 
-    def _sum_square(self, v):
+    def _sum_square(self, v: Any) -> Any:
         return v.square().sum()
 
-    def _flip_time(self, y):
+    def _flip_time(self, y: Any) -> Any:
         return torch.flip(y, dims=(1,))
 
-    def _to_host(self, a):
+    def _to_host(self, a: Any) -> np.ndarray | None:
         """A numpy copy, or None when the values are not there to read: under a transform other than
         ``torch.func.grad`` (the call's ``_now``, where numpy draws would be frozen too), and for a
         tensor functorch has wrapped."""
@@ -211,14 +236,17 @@ class TorchLayer(nn.Module, Lowered):
         except RuntimeError:  # a functorch-wrapped tensor (the differentiated input of torch.func.grad)
             return None
 
-    def _concat_last(self, a, b):
+    def _concat_last(self, a: Any, b: Any) -> Any:
         return torch.cat([a, b], dim=-1)
 
-    def _param_dict(self):
+    def _param_dict(self) -> dict[str, Any]:
         # the module's current parameters, read at call time, keyed by qualified name
         return self._parameters
 
-    def _loop(self, plan, P, xs, states, consts, steps):
+    def _loop(
+        self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
+    ) -> tuple[Sequence[Any], Sequence[Any]]:
+        assert steps is not None, "torch tensors have known shapes (a symbol for T under torch.export)"
         if plan.fused is not None:
             return fused.run(plan.fused, P, xs[0], states, plan.options)
         P, xs = self._prelude(plan, P, xs)
@@ -233,7 +261,7 @@ class TorchLayer(nn.Module, Lowered):
                 stacklevel=2,
             )
 
-        def sequential():
+        def sequential() -> tuple[Sequence[Any], Sequence[Any]]:
             return loop.scan(self._step(plan), P, xs, states, consts, plan.options, steps)
 
         if self._now is not None:  # a transform traces the call: the parallel loop's Python control flow would not
@@ -241,11 +269,11 @@ class TorchLayer(nn.Module, Lowered):
         return self._parallel_or(plan, P, xs, states, consts, steps, sequential)
 
     # -- torch transforms: what runs under torch.compile / export / jit.trace / torch.func ----------
-    def _warm(self):
+    def _warm(self) -> None:
         """Build now, outside any trace, the plans and generated code of every kind of call (plain,
         training, teacher-forced, masked) and of their generic fallbacks: dynamo cannot trace the
         passes or the code generator, so a first call under ``torch.compile`` must find them built."""
-        self._state_values = {}
+        self._state_values: dict[tuple[int, str], Any] = {}
         for part in self._parts:
             for spec in part.state_specs:
                 self._state_constant(part, spec)
@@ -267,16 +295,26 @@ class TorchLayer(nn.Module, Lowered):
                             if getattr(plan, name) is not None:
                                 self._compiled(plan, name)
 
-    _now = None  # the transform running the current call (transforms.current), None when eager
+    _now: str | None = None  # the transform running the current call (transforms.current), None when eager
 
-    def _run_model(self, model, P, x, *args, **kwargs):
+    def _run_model(
+        self, model: RecurrentModel, P: dict[str, Any], x: Any, *args: Any, **kwargs: Any
+    ) -> tuple[list[Any], list[Any]]:
         self._now = transforms.current(x) if isinstance(x, torch.Tensor) else None
         try:
             return super()._run_model(model, P, x, *args, **kwargs)
         finally:
             self._now = None
 
-    def _plan(self, model, training, teacher, masked, grad=False, transform=None):
+    def _plan(
+        self,
+        model: RecurrentModel,
+        training: bool,
+        teacher: bool,
+        masked: bool,
+        grad: bool = False,
+        transform: str | None = None,
+    ) -> Plan:
         """The base plan, unless it is fused and the transform running the call (or ``transform``,
         for :meth:`explain`) cannot run torch's fused kernels: then the generic loop, and why."""
         plan = super()._plan(model, training, teacher, masked, grad)
@@ -297,7 +335,14 @@ class TorchLayer(nn.Module, Lowered):
             self._leaf_of[id(self._plans[key])] = model
         return self._plans[key]
 
-    def explain(self, training=False, masked=False, teacher=False, grad=False, transform=None):
+    def explain(
+        self,
+        training: bool = False,
+        masked: bool = False,
+        teacher: bool = False,
+        grad: bool = False,
+        transform: str | None = None,
+    ) -> Explanation:
         """:meth:`Lowered.explain`, and with ``transform`` (one of :data:`transforms.NAMES`) for a call
         under that torch transform: which path it gets and why (a fused layer falls back to the
         generic loop where torch cannot run its fused kernels)."""
@@ -320,7 +365,7 @@ class TorchLayer(nn.Module, Lowered):
             path = "generic loop (generated step), unrolled over the traced T (valid for that T only)"
         return dataclasses.replace(out, call=f"{out.call} under {transform}", path=path)
 
-    def _state_constant(self, model, spec):
+    def _state_constant(self, model: RecurrentModel, spec: StateSpec) -> Any:
         """Cached per state and per device / dtype (numpy cannot run inside a torch.compile trace)."""
         key = (id(model), spec.name)
         v = self._state_values.get(key)
@@ -330,7 +375,7 @@ class TorchLayer(nn.Module, Lowered):
             v = self._state_values[key] = super()._state_constant(model, spec)
         return v
 
-    def _draw_dropout(self, shape, rate, batch, key, index):
+    def _draw_dropout(self, shape: tuple[int, ...], rate: float, batch: int | None, key: Any, index: int) -> Any:
         """numpy's mask (the same on every engine) for eager calls; under a transform that would freeze
         it into its graph (torch.compile, export, jit.trace, vmap), a mask drawn in the graph from
         torch's generator (``torch.manual_seed``), one per sequence as ever."""
@@ -340,7 +385,7 @@ class TorchLayer(nn.Module, Lowered):
         keep = torch.rand((batch,) + tuple(shape), dtype=anchor.dtype, device=anchor.device) >= rate
         return keep.to(anchor.dtype) / (1.0 - rate)
 
-    def _fused(self, plan):
+    def _fused(self, plan: Plan) -> tuple[StackMatch | None, str]:
         """A plan that is a stack of standard cells runs on torch's fused kernels (:mod:`.fused`)."""
         if not self.fast_path:
             return super()._fused(plan)
@@ -348,10 +393,10 @@ class TorchLayer(nn.Module, Lowered):
             return None, "remat was requested (the fused kernels keep their own activations)"
         return patterns.recognize(plan)
 
-    def _fused_kernel_name(self, match) -> str:
+    def _fused_kernel_name(self, match: StackMatch) -> str:
         return " -> ".join(f"torch.{m.kernel}" for m in match.layers) + f" ({match.describe()})"
 
-    def _compiled(self, plan, part):
+    def _compiled(self, plan: Plan, part: str | tuple[str, int]) -> GeneratedStep:
         """A generated function of the plan, with its literals on the anchor's device and dtype."""
         anchor = self._anchor
         key = (id(plan), part, anchor.device, anchor.dtype)  # plans live in self._plans
@@ -361,23 +406,23 @@ class TorchLayer(nn.Module, Lowered):
         return fn
 
     # -- device / dtype moves -------------------------------------------------------
-    def _apply(self, fn, *args, **kwargs):
+    def _apply(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         out = super()._apply(fn, *args, **kwargs)
         self._rebind()
         if self._carried is not None:  # stateful: the carried states follow the move
             self._carried = [fn(c) for c in self._carried]
         return out
 
-    def _rebind(self):
+    def _rebind(self) -> None:
         """Follow a move: compute in (and check arguments against) the anchor's dtype."""
         self.dtype = _dtype_name(self._anchor.dtype)
         self._warm()  # the generated code with literals on the new device / dtype
 
     # -- weights ----------------------------------------------------------------------
-    def _read_weights(self):
+    def _read_weights(self) -> dict[str, Any]:
         return {q: p.detach().cpu().numpy() for q, p in self._parameters.items()}
 
-    def _write_weights(self, weights):
+    def _write_weights(self, weights: dict[str, np.ndarray]) -> None:
         with torch.no_grad():
             for q, p in self._parameters.items():
                 p.copy_(torch.from_numpy(np.ascontiguousarray(weights[q])))

@@ -23,11 +23,18 @@ segment's steps to get what it differentiates. Without autograd it is the plain 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 import torch
 from torch.utils.checkpoint import checkpoint
 
+if TYPE_CHECKING:
+    from rshop_backends.codegen import GeneratedStep
+    from rshop_core.options import LoopOptions
 
-def _rows(xs, length, backwards):
+
+def _rows(xs: Any, length: Any, backwards: Any) -> Any:
     """Per time step, the tuple of slices of every scanned sequence, in processing order."""
     if not xs:
         return [()] * length
@@ -35,23 +42,32 @@ def _rows(xs, length, backwards):
     return rows[::-1] if backwards else rows
 
 
-def _records(P, xs, states, consts) -> bool:
+def _records(P: Any, xs: Any, states: Any, consts: Any) -> bool:
     """Whether autograd would record this loop (remat only pays off then)."""
     if not torch.is_grad_enabled():
         return False
     return any(isinstance(t, torch.Tensor) and t.requires_grad for t in (*P.values(), *xs, *states, *consts))
 
 
-def scan(step, P, xs, states, consts, options, length):
+def scan(
+    step: GeneratedStep,
+    P: dict[str, Any],
+    xs: Sequence[Any],
+    states: Sequence[Any],
+    consts: Sequence[Any],
+    options: LoopOptions,
+    length: int,
+) -> tuple[list[Any], list[Any]]:
+    """The loop over time: ``(outputs, final states)`` (see the module's docstring)."""
     states = tuple(states)
     consts = tuple(consts)
     segment = options.remat_segment(length)
     if segment is not None and _records(P, xs, states, consts):
         return _remat_scan(step, P, list(xs), states, consts, options, length, segment)
     rows = _rows(list(xs), length, options.go_backwards)
-    ys = None
+    ys: Sequence[Any] = ()  # T >= 1: set by the first step
     if options.return_sequences:
-        seq = []
+        seq: list[Sequence[Any]] = []
         append = seq.append
         for row in rows:
             ys, states = step(P, *row, states, consts)
@@ -63,13 +79,14 @@ def scan(step, P, xs, states, consts, options, length):
     return list(ys), list(states)
 
 
-def _segment(step, P, consts, steps, backwards, keep):
+def _segment(step: Any, P: Any, consts: Any, steps: Any, backwards: Any, keep: Any) -> Any:
     """The function one checkpoint runs: ``steps`` steps from ``states`` over the slices ``seg``
     (batch, steps, ...) of the scanned sequences; returns (outputs, states) with outputs
     stacked (batch, steps, ...) when ``keep``, else the segment's last."""
 
-    def run(seg, states):
-        seq, ys = [], None
+    def run(seg: Any, states: Any) -> Any:
+        seq: list[Sequence[Any]] = []
+        ys: Sequence[Any] = ()
         for row in _rows(seg, steps, backwards):
             ys, states = step(P, *row, states, consts)
             if keep:
@@ -81,7 +98,7 @@ def _segment(step, P, consts, steps, backwards, keep):
     return run
 
 
-def _remat_scan(step, P, xs, states, consts, options, length, k):
+def _remat_scan(step: Any, P: Any, xs: Any, states: Any, consts: Any, options: Any, length: Any, k: Any) -> Any:
     backwards, keep = options.go_backwards, options.return_sequences
     sizes = [k] * (length // k) + ([length % k] if length % k else [])  # segment lengths, processing order
     # One split per sequence (one autograd node: its backward concatenates once); narrowing
@@ -89,7 +106,8 @@ def _remat_scan(step, P, xs, states, consts, options, length, k):
     cuts = [x.split(sizes[::-1] if backwards else sizes, dim=1) for x in xs]
     if backwards:
         cuts = [c[::-1] for c in cuts]
-    pieces, ys = [], None
+    pieces: list[Sequence[Any]] = []
+    ys: Sequence[Any] = ()
     for i, n in enumerate(sizes):
         run = _segment(step, P, consts, n, backwards, keep)
         ys, states = checkpoint(run, [c[i] for c in cuts], states, use_reentrant=False)
@@ -100,7 +118,15 @@ def _remat_scan(step, P, xs, states, consts, options, length, k):
     return list(ys), list(states)
 
 
-def scan_op(step, P, xs, states, consts, options, length):
+def scan_op(
+    step: GeneratedStep,
+    P: dict[str, Any],
+    xs: Sequence[Any],
+    states: Sequence[Any],
+    consts: Sequence[Any],
+    options: LoopOptions,
+    length: int,
+) -> tuple[list[Any], list[Any]]:
     """:func:`scan` as one ``torch._higher_order_ops.scan`` (the loop stays a loop in the graph).
 
     For ``torch.export`` with a dynamic T, where the Python loop would specialise T to the
@@ -111,7 +137,7 @@ def scan_op(step, P, xs, states, consts, options, length):
     consts = tuple(consts)
     n_states = len(states)
 
-    def body(carry, row):
+    def body(carry: Any, row: Any) -> Any:
         ys, new = step(P, *row, tuple(carry), consts)
         # scan forbids aliasing between its outputs (an output is often also a new state)
         return [s.clone() for s in new], [y.clone() for y in ys]

@@ -9,20 +9,28 @@ are negative, so they index batched and unbatched tensors alike. Ops in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..codegen import einsum_equation, reshape_shape, transpose_perm
 
+if TYPE_CHECKING:
+    from rshop_backends.codegen import Emitter
+    from rshop_core.types import TensorType
 
-def _hard_sigmoid(x):
+
+def _hard_sigmoid(x: Any) -> Any:
     return torch.clamp(x / 6.0 + 0.5, 0.0, 1.0)
 
 
-NAMESPACE = {"torch": torch, "F": F, "_hard_sigmoid": _hard_sigmoid}
+NAMESPACE: dict[str, Any] = {"torch": torch, "F": F, "_hard_sigmoid": _hard_sigmoid}
 
 
-def constant(value):
+def constant(value: np.ndarray) -> Any:
     """A literal (numpy array, already in the compute dtype) as a CPU tensor.
 
     A layer moved with ``.to(device)`` / ``.double()`` runs a copy of the generated step
@@ -31,12 +39,12 @@ def constant(value):
     return torch.as_tensor(value.copy())
 
 
-def _fn(name):
+def _fn(name: str) -> Emitter:
     return lambda n, a, t: f"{name}({a[0]})"
 
 
-def _reduce(fn):
-    def emit(n, a, t):
+def _reduce(fn: Any) -> Any:
+    def emit(n: Any, a: Any, t: Any) -> Any:
         axes = tuple(n.attrs["axes"])
         if not axes:  # reducing no axis is the identity (torch reads dim=() as "all dims")
             return a[0]
@@ -45,7 +53,7 @@ def _reduce(fn):
     return emit
 
 
-EMITTERS = {
+EMITTERS: dict[str, Emitter] = {
     "abs": _fn("torch.abs"),
     "sqrt": _fn("torch.sqrt"),
     "exp": _fn("torch.exp"),
@@ -73,7 +81,7 @@ EMITTERS = {
 }
 
 
-def _addmm(types):
+def _addmm(types: Any) -> Any:
     """``o + a @ b`` as one ``torch.addmm`` when ``a`` is (batch, k) and ``o`` broadcasts to the result."""
     o, a, w, out = types
     if not (a.batched and a.rank == 1 and not w.batched and out.rank == 1):
@@ -83,7 +91,7 @@ def _addmm(types):
     return "torch.addmm({o}, {a}, {b})"
 
 
-def _addcmul(types):
+def _addcmul(types: Any) -> Any:
     """``o + a * b`` as one ``torch.addcmul`` (float operands; the result has the broadcast shape)."""
     if any(t.dtype == "bool" for t in types) or len({t.dtype for t in types}) != 1:
         return None
@@ -95,4 +103,7 @@ def _addcmul(types):
 
 # Two nodes as one torch op (rshop_backends.codegen): each op of the eager loop costs a
 # dispatch and an autograd node, whatever its size.
-FUSIONS = {("add", "matmul"): _addmm, ("add", "multiply"): _addcmul}
+FUSIONS: dict[tuple[str, str], Callable[[list[TensorType]], str | None]] = {
+    ("add", "matmul"): _addmm,
+    ("add", "multiply"): _addcmul,
+}

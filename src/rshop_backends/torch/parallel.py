@@ -14,6 +14,10 @@ reduction forms underflow gracefully to 0 when ``|a| < 1``, as the sequential lo
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
 import torch
 
 from .. import scan_algorithms as alg
@@ -29,28 +33,28 @@ class _Torch:
     reshape = staticmethod(torch.reshape)
 
     @staticmethod
-    def length(x):
+    def length(x: Any) -> Any:
         return x.shape[1]
 
     @staticmethod
-    def batch_shape(x):
+    def batch_shape(x: Any) -> Any:
         return list(x.shape)
 
     @staticmethod
-    def pad_time(x, n):
+    def pad_time(x: Any, n: Any) -> Any:
         return torch.cat([x, x.new_zeros((x.shape[0], n, *x.shape[2:]))], 1)
 
 
 NS = _Torch()
 
 
-def _forward(a, b, h0, block):
+def _forward(a: Any, b: Any, h0: Any, block: Any) -> Any:
     if b.shape[1] == 0:
         return b.clone()
     return alg.scan_levels(NS, a, alg.fold_h0(NS, a, b, h0, block), block)
 
 
-def _adjoint(a, g, block):
+def _adjoint(a: Any, g: Any, block: Any) -> Any:
     """λ with λ_T = g_T and λ_t = g_t + a_{t+1}^T λ_{t+1}: the reverse scan (no time reversal copies)."""
     a_next = torch.cat([a[:, 1:], torch.zeros_like(a[:, :1])], 1)
     if block:
@@ -58,7 +62,7 @@ def _adjoint(a, g, block):
     return alg.scan_levels(NS, a_next, g, block, reverse=True)
 
 
-def _grads(a, h0, h, g, block):
+def _grads(a: Any, h0: Any, h: Any, g: Any, block: Any) -> Any:
     """(dL/da, dL/db, dL/dh0) from the states ``h`` and ``g = dL/dh``."""
     lam = _adjoint(a, g, block)
     h_prev = torch.cat([h0[:, None], h[:, :-1]], 1)
@@ -69,14 +73,14 @@ def _grads(a, h0, h, g, block):
 
 class _LinearScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, a, b, h0, block):
+    def forward(ctx: Any, a: Any, b: Any, h0: Any, block: Any) -> Any:
         h = _forward(a, b, h0, block)
         ctx.save_for_backward(a, h0, h)
         ctx.block = block
         return h
 
     @staticmethod
-    def backward(ctx, g):
+    def backward(ctx: Any, g: Any) -> Any:
         a, h0, h = ctx.saved_tensors
         if g is None or h.shape[1] == 0:
             return torch.zeros_like(a), torch.zeros_like(h), torch.zeros_like(h0), None
@@ -84,7 +88,7 @@ class _LinearScan(torch.autograd.Function):
         return da, db, dh0, None
 
 
-def linear_scan(a, b, h0):
+def linear_scan(a: Any, b: Any, h0: Any) -> Any:
     """All states of h_t = a_t ∘ h_{t-1} + b_t, t = 1..T (time axis 1).
 
     Diagonal form: a, b (B, T, N), h0 (B, N) -> h (B, T, N), h_t = a_t * h_{t-1} + b_t.
@@ -107,36 +111,36 @@ stack = torch.stack
 zeros_like = torch.zeros_like
 
 
-def take(a, index):
+def take(a: Any, index: np.ndarray) -> Any:
     return a[..., torch.as_tensor(index, device=a.device)]
 
 
-def repeat_time(a, steps):
+def repeat_time(a: Any, steps: int) -> Any:
     return a[:, None].expand(a.shape[0], steps, *a.shape[1:])
 
 
-def stop_gradient(a):
+def stop_gradient(a: Any) -> Any:
     return a.detach()
 
 
-def sum_last(a):
+def sum_last(a: Any) -> Any:
     return a.sum(-1)
 
 
-def max_change(new, old):
+def max_change(new: Any, old: Any) -> Any:
     return (new - old).abs().max() / (1.0 + new.abs().max())
 
 
-def while_loop(cond, body, init):
+def while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:
     carry = init
     while bool(cond(carry)):
         carry = body(carry)
     return carry
 
 
-def cond(pred, true_fn, false_fn):
+def cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
     return true_fn() if bool(pred) else false_fn()
 
 
-def report(callback, *values):
+def report(callback: Callable[..., Any], *values: Any) -> None:
     callback(*[v.item() if isinstance(v, torch.Tensor) else v for v in values])

@@ -3,25 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import numpy as np
 import torch
 
 
-def float64_scope():
+def float64_scope() -> contextlib.AbstractContextManager[Any]:
     """Where float64 arrays can exist: everywhere on this engine."""
     return contextlib.nullcontext()
 
 
-def to_native(a: np.ndarray, dtype: str):
+def to_native(a: np.ndarray, dtype: str) -> Any:
     return torch.from_numpy(np.array(a, dtype=dtype))
 
 
-def to_numpy(a) -> np.ndarray:
+def to_numpy(a: Any) -> np.ndarray:
     return a.detach().cpu().numpy()
 
 
-def loss_grads(layer, x, weights_out, initial_state=None, constants=None, **call):
+def loss_grads(
+    layer: Any, x: Any, weights_out: Any, initial_state: Any = None, constants: Any = None, **call: Any
+) -> dict[str, np.ndarray]:
     """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
     layer.zero_grad(set_to_none=True)
     call.setdefault("training", False)  # as on every engine (the module mode would say train)

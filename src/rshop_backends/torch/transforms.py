@@ -12,6 +12,8 @@ generator instead.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 NAMES = (
@@ -25,7 +27,7 @@ NAMES = (
     "torch.jit.trace",
 )
 
-BLOCKED = {  # transform -> why torch's fused kernels cannot run under it
+BLOCKED: dict[str | None, str] = {  # transform -> why torch's fused kernels cannot run under it
     "torch.compile": "torch.compile cannot trace torch's fused recurrent kernels (mkldnn_rnn_layer has no "
     "fake-tensor implementation)",
     "torch.export (dynamic T)": "torch.export of torch's fused recurrent kernels specialises T (the kernel "
@@ -35,14 +37,14 @@ BLOCKED = {  # transform -> why torch's fused kernels cannot run under it
 }
 
 
-def _functorch() -> list:
+def _functorch() -> list[Any]:
     """The functorch transforms active around this call, innermost last."""
     from torch._functorch import pyfunctorch
 
     return [i.key() for i in pyfunctorch.retrieve_all_functorch_interpreters()]
 
 
-def current(x=None):
+def current(x: Any = None) -> str | None:
     """The transform running this call (see the module docstring), or None."""
     if torch.compiler.is_exporting():
         return "torch.export (dynamic T)" if x is not None and symbolic_time(x) else "torch.export"
@@ -61,11 +63,11 @@ def current(x=None):
     return "torch.func.grad" if kinds else None
 
 
-def symbolic_time(x) -> bool:
+def symbolic_time(x: Any) -> bool:
     """Whether x's time axis (dim 1) is a symbol rather than a number."""
     return x.dim() > 1 and isinstance(x.shape[1], torch.SymInt)
 
 
-def in_graph_rng(name) -> bool:
+def in_graph_rng(name: str | None) -> bool:
     """Whether random numbers must be drawn in the graph (numpy draws would be frozen constants)."""
     return name is not None and name != "torch.func.grad"
