@@ -99,6 +99,11 @@ def _impls(engine, part, cell, quick):
     return out
 
 
+def _skipped(part, name, steps, hidden):
+    sequential = name in (SEQ, pc.TORCH_LOOP, pc.JAX_SCAN)
+    return sequential and part != "targets" and steps >= SKIP_SEQUENTIAL["T"] and hidden >= SKIP_SEQUENTIAL["H"]
+
+
 def run_part(engine, part, quick):
     import numpy as np
 
@@ -123,11 +128,10 @@ def run_part(engine, part, quick):
             row = {"engine": engine, "part": part, "cell": cell, "impl": name, "B": batch, "H": hidden, "T": steps}
             row["mode"] = mode if isinstance(mode, str) or mode is False else "hand"
             row["load"] = os.getloadavg()[0]
-            if name in (SEQ, pc.TORCH_LOOP, pc.JAX_SCAN) and part != "targets":
-                if steps >= SKIP_SEQUENTIAL["T"] and hidden >= SKIP_SEQUENTIAL["H"]:
-                    row["skipped"] = f"sequential at T {steps}, hidden {hidden} (minutes per call)"
-                    rows.append(row)
-                    continue
+            if _skipped(part, name, steps, hidden):
+                row["skipped"] = f"sequential at T {steps}, hidden {hidden} (minutes per call)"
+                rows.append(row)
+                continue
             try:
                 if mode is None:
                     impl, r = pc.anchor(name, p, x, w), None

@@ -201,9 +201,8 @@ def markdown(meta, rows, png) -> str:
             its = r.get("newton", {}).get("iterations", "")
             err = f"{r['err']:.1e}" if "err" in r else r.get("error", "")
             name = r["impl"] + (f" (`{r['mode']}`)" if r["impl"] != SEQ and r["mode"] != "hand" else "")
-            lines.append(
-                f"| {r['engine']} | {r['cell']} | {name} | {_fmt(_ms(r, 'fwd'))} | {_fmt(_ms(r, 'fb'))} | {its} | {err} |"
-            )
+            fwd, fb = _fmt(_ms(r, "fwd")), _fmt(_ms(r, "fb"))
+            lines.append(f"| {r['engine']} | {r['cell']} | {name} | {fwd} | {fb} | {its} | {err} |")
     lines += _crossover_section(rows, s["cross"])
     for cell in pc.CELLS:
         lines += _grid_section(rows, cell, s)
@@ -283,9 +282,10 @@ def _grid_section(rows, cell, s):
                         extra = f" {its} | {'-' if err is None else f'{err:.1e}'} |"
                     if par is not None and "error" in par:
                         extra += f" error: {par['error'][:80]} |"
+                    skipped = seq is not None and "skipped" in seq
+                    sf_, sb_ = ("skipped", "skipped") if skipped else (_fmt(sf), _fmt(sb))
                     lines.append(
-                        f"| {engine} | {b} | {h} | {t} | {_fmt(pf)} | {_fmt(sf) if seq and 'skipped' not in seq else 'skipped'} "
-                        f"| {_x(sf, pf)} | {_fmt(pb)} | {_fmt(sb) if seq and 'skipped' not in seq else 'skipped'} "
+                        f"| {engine} | {b} | {h} | {t} | {_fmt(pf)} | {sf_} | {_x(sf, pf)} | {_fmt(pb)} | {sb_} "
                         f"| {_x(sb, pb)} |" + extra
                     )
     return lines
@@ -412,7 +412,7 @@ def draw(meta, rows, path):
     for col, mode in ((1, "fb"), (2, "fwd")):
         ax = axes[1][col]
         for engine in ENGINES:
-            for (bb, hh, m, ratios, _), style in zip(
+            for (bb, hh, _m, ratios, _), style in zip(
                 [r for r in crossover(rows, s["cross"])[engine] if r[2] == mode], ("-", "--", ":", "-.")
             ):
                 if ratios:
