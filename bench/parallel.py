@@ -44,17 +44,20 @@ FULL = {
     "cross": (4, 8, 16, 32, 64, 128, 256),
 }
 QUICK = {"lengths": (64,), "batches": (2,), "hiddens": (16,), "cross": (8, 64)}
+# the whole grid for minGRU and the Newton cell; the largest batch only for the RG-LRU and the LSTM, and for the
+# LSTM (sequential under "auto": both columns time the same loop) every other length: ~25 minutes in all
+FULL_GRID = ("mingru", "indrnn")
 TARGET = {"T": 4096, "B": 8, "H": 32}
 QUICK_TARGET = {"T": 64, "B": 2, "H": 16}
 TOL = 1e-3  # max |y - reference| / max |reference| an implementation must meet to be timed
 SKIP_SEQUENTIAL = {"T": 16384, "H": 256}  # sequential loops skipped here (minutes per configuration)
 PART_TIMEOUT_S = 1800
-SEQ, PAR, AUTO = "rshop sequential", "rshop parallel", "rshop auto"
+SEQ, PAR, AUTO, SCAN_ALONE = "rshop sequential", "rshop parallel", "rshop auto", pc.SCAN_ALONE
 
 
 # -- timing ---------------------------------------------------------------------------------------
 # (warm-up calls, least calls, most calls, seconds of samples wanted)
-POLICY = {"careful": (2, 5, 30, 3.0), "grid": (1, 2, 15, 1.0), "cross": (1, 3, 30, 0.3), "quick": (1, 2, 2, 0.0)}
+POLICY = {"careful": (2, 5, 30, 3.0), "grid": (1, 2, 10, 0.5), "cross": (1, 3, 30, 0.3), "quick": (1, 2, 2, 0.0)}
 SLOW_S = 6.0  # a warm-up call slower than this: the least number of calls only
 
 
@@ -84,7 +87,9 @@ def _configs(part, quick):
         return [("mingru", target["B"], target["H"], target["T"]), ("indrnn", target["B"], target["H"], target["T"])]
     if part == "crossover":
         return [("mingru", b, h, t) for b in s["batches"] for h in s["hiddens"] for t in s["cross"]]
-    return [(part, b, h, t) for b in s["batches"] for h in s["hiddens"] for t in s["lengths"]]
+    batches = s["batches"] if part in FULL_GRID or quick else s["batches"][-1:]
+    lengths = s["lengths"] if part != "lstm" or quick else s["lengths"][::2]
+    return [(part, b, h, t) for b in batches for h in s["hiddens"] for t in lengths]
 
 
 def _impls(engine, part, cell, quick):
@@ -93,7 +98,7 @@ def _impls(engine, part, cell, quick):
     if part == "crossover":
         return out
     if part == "targets" and cell == "mingru":
-        out.append((AUTO, "auto"))
+        out += [(AUTO, "auto"), (SCAN_ALONE, None)]
     if cell == "mingru":
         out += [(a, None) for a in pc.ANCHORS[engine]]
     return out
@@ -133,12 +138,14 @@ def run_part(engine, part, quick):
                 rows.append(row)
                 continue
             try:
-                if mode is None:
+                if name == SCAN_ALONE:
+                    impl, r = pc.scan_alone(engine, batch, steps, hidden), None
+                elif mode is None:
                     impl, r = pc.anchor(name, p, x, w), None
                 else:
                     r = pc.rshop(engine, cell, mode, x, w)
                     impl = r.impl
-                y = np.asarray(impl.out(), dtype=np.float64)
+                y = np.asarray(impl.out(), dtype=np.float64) if name != SCAN_ALONE else ref
                 scale = float(np.max(np.abs(ref)))
                 row["err"] = float(np.max(np.abs(y - ref))) / scale
                 if name == SEQ:
@@ -163,7 +170,7 @@ def run_part(engine, part, quick):
                     flush=True,
                 )
             except Exception as e:  # one failing case must not lose the others
-                row["error"] = f"{type(e).__name__}: {e}"
+                row["error"] = f"{type(e).__name__}: {' '.join(str(e).split())[:300]}"
                 traceback.print_exc()
             rows.append(row)
     return rows

@@ -36,6 +36,7 @@ CELL_TITLES = {
 # the parallel mode benchmarked per cell: LSTM has none (its Jacobian is dense), "auto" must keep it sequential
 PARALLEL = {"mingru": "scan", "rglru": "scan", "indrnn": "newton", "lstm": "auto"}
 JAX_ASSOC, JAX_SCAN, TORCH_LOOP = "jax hand lax.associative_scan", "jax hand lax.scan", "torch hand loop"
+SCAN_ALONE = "engine linear_scan alone"
 ANCHORS = {"jax": (JAX_ASSOC, JAX_SCAN), "torch": (TORCH_LOOP,), "tensorflow": ()}
 
 
@@ -156,6 +157,33 @@ def anchor(name: str, p: dict, x: Any, w: Any) -> Impl:
     else:
         raise ValueError(f"unknown anchor {name!r}")
     return _jax(apply, {k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(x), jnp.asarray(w))
+
+
+def scan_alone(engine: str, batch: int, steps: int, hidden: int) -> Impl:
+    """The engine's ``linear_scan`` by itself on (batch, T, hidden), a in (0, 1), b ~ N(0, 1), h0 = 0
+    (forward + backward: the gradient of ``sum(h * w)`` w.r.t. a, b and h0): the floor of the scan loop."""
+    import importlib
+
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    a = rng.uniform(0, 1, (batch, steps, hidden)).astype(np.float32)
+    b, w = rng.standard_normal((2, batch, steps, hidden)).astype(np.float32)
+    h0 = np.zeros((batch, hidden), np.float32)
+    scan = importlib.import_module(f"rshop_backends.{engine}.parallel").linear_scan
+    if engine == "jax":
+        import jax.numpy as jnp
+
+        return _jax(lambda p, unused: scan(*p), [jnp.asarray(v) for v in (a, b, h0)], jnp.zeros(()), jnp.asarray(w))
+    if engine == "torch":
+        import torch
+
+        ts = [torch.nn.Parameter(torch.from_numpy(v)) for v in (a, b, h0)]
+        return _torch(lambda unused: scan(*ts), ts, torch.zeros(()), torch.from_numpy(w))
+    import tensorflow as tf
+
+    vs = [tf.Variable(v) for v in (a, b, h0)]
+    return _tf(lambda unused: scan(*vs), vs, tf.zeros(()), tf.constant(w))
 
 
 # -- the three engines' timing wrappers (loss sum(y * w)) -----------------------------------------

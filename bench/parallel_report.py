@@ -168,12 +168,14 @@ def markdown(meta, rows, png) -> str:
         f"{load[0]:.1f} at the start and {load[1]:.1f} at the end (the machine is shared: load adds noise)." + quick,
         "",
         "Every time is the median of the calls after warm-up, in ms: at least 5 calls for the targets, else "
-        "at least 2 and more until 1 s of samples (a configuration whose warm-up call took over 6 s: 2 calls). "
+        "at least 2 and more until 0.5 s of samples (a configuration whose warm-up call took over 6 s: 2 calls). "
         "forward: one call; forward + backward: the gradient of `sum(y * w)` (`return_sequences=True`, `w` "
         "fixed, random) w.r.t. every parameter. jax: both jitted; tensorflow: both inside `tf.function`; torch: "
         "eager, the forward under `no_grad`. Each engine's measurements run in their own process, one process "
         "at a time. Every implementation's output is first checked against the numpy engine's sequential loop "
-        "in float64 (max |difference| / max |reference| <= 1e-3, else not timed).",
+        "in float64 (max |difference| / max |reference| <= 1e-3, else not timed). The grid is whole for minGRU "
+        'and the IndRNN (Newton); the RG-LRU is measured at the larger batch only, the LSTM (whose "auto" '
+        "loop is the sequential one) at the larger batch and every other length.",
         "",
         f"Versions: {', '.join(meta['versions'])}. Raw numbers: bench/results/parallel.json.",
         "",
@@ -188,6 +190,9 @@ def markdown(meta, rows, png) -> str:
         lines.append(f"| {engine} | {what} | {measured} | {ratio} | {needed} | {'met' if met else '**missed**'} |")
     lines += [
         "",
+        "*engine linear_scan alone*: the engine's `rshop_backends.<engine>.parallel.linear_scan` by itself on "
+        "arrays of the target's size (a in (0, 1), forward + backward of `sum(h * w)` w.r.t. a, b and h0): "
+        "what the scan costs without the step's coefficients and outputs around it. "
         "The Newton rows use the IndRNN-like cell (`IndRNNCell(activation='tanh')`) at the same sizes; the "
         "relative difference is max |y_newton - y_sequential| / max |y_sequential|, both float32 on the same engine.",
         "",
@@ -199,7 +204,7 @@ def markdown(meta, rows, png) -> str:
     for r in rows:
         if r.get("part") == "targets" and "cell" in r:
             its = r.get("newton", {}).get("iterations", "")
-            err = f"{r['err']:.1e}" if "err" in r else r.get("error", "")
+            err = f"{r['err']:.1e}" if "err" in r and r["impl"] != pc.SCAN_ALONE else r.get("error", "-")
             name = r["impl"] + (f" (`{r['mode']}`)" if r["impl"] != SEQ and r["mode"] != "hand" else "")
             fwd, fb = _fmt(_ms(r, "fwd")), _fmt(_ms(r, "fb"))
             lines.append(f"| {r['engine']} | {r['cell']} | {name} | {fwd} | {fb} | {its} | {err} |")
@@ -369,7 +374,11 @@ def _notes(rows, meta):
     for r in failed:
         where = " ".join(str(r.get(k, "")) for k in ("engine", "part", "cell", "impl", "B", "H", "T"))
         lines.append(f"- failed: {where}: {r['error'][:200]}")
-    slow = [r for r in rows if any(m in r and r[m]["runs"] < 5 and r.get("part") == "targets" for m in MODES)]
+    slow = (
+        []
+        if meta["quick"]
+        else [r for r in rows if any(m in r and r[m]["runs"] < 5 and r.get("part") == "targets" for m in MODES)]
+    )
     for r in slow:
         lines.append(f"- fewer than 5 calls at a target: {r['engine']} {r['cell']} {r['impl']}")
     return lines
@@ -441,4 +450,5 @@ def _axes(ax, xlabel, ylabel):
     ax.grid(which="both", alpha=0.3)
     ax.set_xlabel(xlabel, fontsize=8)
     ax.set_ylabel(ylabel, fontsize=8)
-    ax.legend(fontsize=7)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=7)
