@@ -7,18 +7,32 @@ object with a pure ``apply``, or the numpy reference loop).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
 from . import registry
 from .selection import backend, set_backend
+
+if TYPE_CHECKING:
+    from rshop_core.lowerable import Lowerable
 
 __all__ = ["backend", "set_backend", "lower", "engines", "registry"]
 
 
-def engines() -> dict:
+def engines() -> dict[str, bool]:
     """Known engines by name, with whether each is installed."""
     return {name: e.installed() for name, e in registry.engines().items()}
 
 
-def lower(model, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True, **hooks):
+def lower(
+    model: Lowerable,
+    engine: str | None = None,
+    dtype: str | None = None,
+    *,
+    passes: Sequence[str] | None = None,
+    fast_path: bool | str = True,
+    **hooks: Any,
+) -> Any:
     """Lower ``model`` for ``engine`` (the active one when None) computing in ``dtype``.
 
     ``passes``: the optimisation pipeline (pass names of :mod:`rshop_core.passes`; None: the

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import platform
 import sys
+from collections.abc import Sequence
 
 from rshop_core import __version__
 from rshop_core.errors import RshopError
@@ -25,7 +26,7 @@ def info_text() -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="rshop", description="rshop command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="installed engines, their versions, and the active one")

@@ -21,9 +21,13 @@ function (``step.__rshop_source__``) for debugging and for ``rshop info``-style 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from rshop_core.errors import RshopNotImplementedError
+from rshop_core.graph import Node, StepGraph
 from rshop_core.ops import Op
 
 
@@ -122,7 +126,15 @@ def _fusions(graph, rules: dict) -> tuple:
     return out, absorbed
 
 
-def generate(graph, emitters: dict, namespace: dict, make_constant, dtype: str, engine: str, fusions=None):
+def generate(
+    graph: StepGraph,
+    emitters: dict[str, Callable[..., str]],
+    namespace: dict[str, Any],
+    make_constant: Callable[[np.ndarray], Any],
+    dtype: str,
+    engine: str,
+    fusions: dict | None = None,
+) -> Callable[..., Any]:
     """Compile ``graph``'s step for an engine; returns the function.
 
     ``emitters[op](node, arg_names, arg_types) -> expression``; ``make_constant(np_array)`` turns a
@@ -177,7 +189,7 @@ def _split_groups(graph) -> dict:
     return pieces
 
 
-def _constant_value(node, dtype):
+def _constant_value(node: Node, dtype: str) -> np.ndarray:
     """A constant node's value as numpy, floats in the computing ``dtype``."""
     value = np.asarray(node.attrs["value"], dtype=node.attrs["dtype"])
     return value.astype(dtype) if value.dtype.kind == "f" else value

@@ -233,8 +233,9 @@ class Lowered(ABC):
         key = (id(model), bool(training), bool(teacher), bool(masked), bool(grad))  # leaves may share a name
         if key not in self._plans:
             raw = plan_for(model, *key[1:4])
-            forced = raw.options.time_parallel in ("scan", "newton")
-            fused, why = (None, f"time_parallel={raw.options.time_parallel!r}") if forced else self._fused(raw)
+            fused, why = self._fused(raw)
+            if fused is not None and raw.options.time_parallel in ("scan", "newton"):
+                fused, why = None, f"time_parallel={raw.options.time_parallel!r} asks for a parallel loop over time"
             if fused is not None:
                 plan = replace(raw, fused=fused, note="")
             else:

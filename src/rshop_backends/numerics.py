@@ -16,15 +16,23 @@ returns None and the call fails with :class:`~rshop_core.errors.RshopConfigError
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
 from rshop_core import probe
 from rshop_core.errors import RshopConfigError, RshopNumericsError
 
+if TYPE_CHECKING:
+    from rshop_core.execution import Plan
+    from rshop_core.model import RecurrentModel
+
+    from .lowered import Lowered
+
 __all__ = ["check"]
 
 
-def _host(layer, model, a):
+def _host(layer: Lowered, model: RecurrentModel, a: Any) -> np.ndarray:
     h = layer._to_host(a)
     if h is None:
         raise RshopConfigError(
@@ -35,7 +43,16 @@ def _host(layer, model, a):
     return h
 
 
-def check(layer, model, plan, P, inputs, result, states_given: bool, check_numerics=True) -> None:
+def check(
+    layer: Lowered,
+    model: RecurrentModel,
+    plan: Plan,
+    P: dict,
+    inputs: tuple,
+    result: tuple,
+    states_given: bool,
+    check_numerics: object = True,
+) -> None:
     """Raise :class:`RshopNumericsError` naming the first non-finite value of a call of ``model``.
 
     ``inputs``: ``(xs, states, consts, steps)`` as the plan's loop received them; ``result``:
@@ -76,29 +93,30 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
             else f"argument ground_truth at time step {t + 1 if opts.go_backwards else t - 1}"
         )
         raise RshopNumericsError(probe.argument_message(top, model, what, kind, b))
-    for src, a in zip(plan.states, states):
-        if src[0] == "state":
-            name = model.state_specs[src[1]].name
+    for state_src, a in zip(plan.states, states):
+        if state_src[0] == "state":
+            name = model.state_specs[state_src[1]].name
             what = (
-                f"argument initial_state #{src[1]} {name!r}"
+                f"argument initial_state #{state_src[1]} {name!r}"
                 if states_given
                 else f"the carried state {name!r} (stateful)"
                 if layer._carried is not None
                 else f"the initial state {name!r} (from its initializer)"
             )
-        elif src[0] == "readout":
+        elif state_src[0] == "readout":
             what = "argument initial_readout"
         else:
             continue  # held outputs start at zeros
         bad(what, _host(layer, model, a))
-    for src, a in zip(plan.constants, consts):
-        if src[0] == "constant":
+    g = model._require_built()
+    for const_src, a in zip(plan.constants, consts):
+        if const_src[0] == "constant":
             bad(
-                f"argument constants #{src[1]}",
+                f"argument constants #{const_src[1]}",
                 _host(layer, model, a),
-                model.graph.nodes[model.graph.constants[src[1]]].type.batched,
+                g.nodes[g.constants[const_src[1]]].type.batched,
             )
-        elif src[0] == "x":
+        elif const_src[0] == "x":
             bad("argument x", _host(layer, model, a))
     for name in model.param_specs:
         bad(f"parameter {name!r}", _host(layer, model, P[name]), batch_axis=False)
@@ -111,6 +129,7 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
     found = probe.first_bad(seqs, pplan.probed)
     if found is not None:
         k, nid, b, kind = found
+        assert nid is not None, "every probed output names its node"
         raise RshopNumericsError(probe.node_message(top, model, k, nid, b, kind, steps, mask))
 
     ys, finals = result
@@ -118,6 +137,6 @@ def check(layer, model, plan, P, inputs, result, states_given: bool, check_numer
     names += [f"final state {model.state_specs[src[1]].name!r}" for src in plan.states if src[0] == "state"]
     user_finals = [f for f, src in zip(finals, plan.states) if src[0] == "state"]
     for what, a in zip(names, list(ys)[: plan.n_outputs] + user_finals):
-        found = probe.first_bad_in(_host(layer, model, a))
-        if found is not None:
-            raise RshopNumericsError(probe.result_message(top, model, what, found[1], found[0]))
+        bad_result = probe.first_bad_in(_host(layer, model, a))
+        if bad_result is not None:
+            raise RshopNumericsError(probe.result_message(top, model, what, bad_result[1], bad_result[0]))

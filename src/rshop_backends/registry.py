@@ -12,6 +12,7 @@ import importlib
 import importlib.metadata
 import importlib.util
 from dataclasses import dataclass
+from types import ModuleType
 
 from rshop_core.errors import RshopConfigError, RshopEngineError
 
@@ -69,7 +70,7 @@ def info(name: str) -> EngineInfo:
     return known[name]
 
 
-def load(name: str):
+def load(name: str) -> ModuleType:
     """Import and return the engine module for ``name``; clear errors when not installed."""
     e = info(name)
     if not e.installed():

@@ -24,7 +24,7 @@ def config_path() -> Path:
     return Path(os.environ.get("RSHOP_CONFIG") or Path.home() / ".rshop" / "config.json")
 
 
-def _from_config():
+def _from_config() -> str | None:
     path = config_path()
     if not path.is_file():
         return None
@@ -41,7 +41,7 @@ def _from_config():
     return name
 
 
-def _resolve():
+def _resolve() -> tuple[str, str]:
     env = os.environ.get("RSHOP_BACKEND")
     if env:
         registry.info(env)  # fails at once for an unknown name, listing the known ones

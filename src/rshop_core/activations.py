@@ -10,7 +10,7 @@ from .symbolic import Tensor
 
 Activation = Callable[..., Tensor]  # Tensor -> Tensor (``name=`` optional); ``linear`` returns its argument
 
-_ACTIVATIONS = {
+_ACTIVATIONS: dict[str, Activation] = {
     "linear": F.linear,
     "tanh": F.tanh,
     "sigmoid": F.sigmoid,

@@ -11,9 +11,13 @@ Returned states: the forward model's, then the backward model's.
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
+
 from .errors import RshopConfigError
 from .limits import MAX_NAME, check_name
-from .lowerable import Composition
+from .lowerable import Composition, Runner
 from .model import RecurrentModel
 from .weights import check_weights
 
@@ -25,7 +29,14 @@ class Bidirectional(Composition):
 
     KIND = "Bidirectional"
 
-    def __init__(self, model, merge_mode="concat", name=None, seed=None):
+    forward: RecurrentModel
+    backward: RecurrentModel
+    merge_mode: str | None
+    _weights: dict[str, np.ndarray]
+
+    def __init__(
+        self, model: RecurrentModel, merge_mode: str | None = "concat", name: str | None = None, seed: int | None = None
+    ) -> None:
         if not isinstance(model, RecurrentModel):
             raise RshopConfigError(f"Bidirectional: expected a RecurrentModel, received {model!r}.")
         if merge_mode not in MERGE_MODES:
@@ -59,7 +70,9 @@ class Bidirectional(Composition):
         self._call_layer = None
 
     @classmethod
-    def _from_parts(cls, forward, backward, merge_mode, name):
+    def _from_parts(
+        cls, forward: RecurrentModel, backward: RecurrentModel, merge_mode: str | None, name: str
+    ) -> Bidirectional:
         """A Bidirectional from its two directions (what loading builds); checks they pair up."""
         if (
             forward.input_shape != backward.input_shape
@@ -81,7 +94,7 @@ class Bidirectional(Composition):
         self._lowered_cache, self._call_layer = {}, None
         return self
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Bidirectional {self.name!r} of {self.forward.input_shape} merge {self.merge_mode!r}>"
 
     def get_weights(self) -> dict:
@@ -102,7 +115,7 @@ class Bidirectional(Composition):
             return [s[:-1] + (None if s[-1] is None else 2 * s[-1],) for s in outs]
         return outs
 
-    def run(self, runner, P, x, states, kwargs):
+    def run(self, runner: Runner, P: dict, x: Any, states: list | None, kwargs: dict) -> tuple[list, list]:
         """The forward model, then the backward copy (states split between them); the backward
         outputs, in processing order, go back to time order before ``merge_mode`` joins them."""
         runner.check_state_count(self, states)

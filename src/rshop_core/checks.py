@@ -7,21 +7,32 @@ tensorflow.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import dims_compatible
 
+if TYPE_CHECKING:
+    from .model import RecurrentModel
 
-def _dims(shape):
+Dims = Sequence[int | None]
+"""A shape whose dimensions may be unknown (None) while a framework traces."""
+ArrayInfo = tuple[Dims | None, str]
+"""What an engine says of one array argument: ``(shape, dtype name)``; shape None: unknown rank."""
+
+
+def _dims(shape: Dims) -> str:
     return ", ".join("?" if d is None else str(d) for d in shape)
 
 
-def _shown(shape) -> str:
+def _shown(shape: Dims | None) -> str:
     return "an array of unknown rank" if shape is None else f"shape {tuple(shape)}"
 
 
-def shape_message(where: str, per_example, shape, time=False) -> str:
+def shape_message(where: str, per_example: Dims, shape: Dims | None, time: bool = False) -> str:
     """The message of an argument whose shape is not ``(batch, [time,] *per_example)``; ``shape``
     None: an array of unknown rank (a symbolic tensor traced without a shape)."""
     lead = ("batch", "time") if time else ("batch",)
@@ -37,7 +48,7 @@ def shape_message(where: str, per_example, shape, time=False) -> str:
     )
 
 
-def empty_time_message(name: str, shape) -> str:
+def empty_time_message(name: str, shape: Dims) -> str:
     """The message of an x with no time step (``shape``: x's shape, the time dimension 0)."""
     return (
         f"{name}, argument x: expected at least one time step, received shape {tuple(shape)}. "
@@ -45,12 +56,14 @@ def empty_time_message(name: str, shape) -> str:
     )
 
 
-def empty_batch_message(name: str, shape) -> str:
+def empty_batch_message(name: str, shape: Dims) -> str:
     """The message of an x with an empty batch (``shape``: x's shape, the batch dimension 0)."""
     return f"{name}, argument x: expected a batch of at least one, received shape {tuple(shape)}."
 
 
-def check_array(where: str, info, per_example, dtype: str, batch=None, time=False):
+def check_array(
+    where: str, info: ArrayInfo, per_example: Dims, dtype: str, batch: int | None = None, time: bool = False
+) -> tuple[int | None, ...]:
     """Check one argument: ``info`` is ``(shape, dtype)`` (shape None: unknown rank); returns its shape.
 
     The expected shape is ``(batch, [time,] *per_example)``; ``batch`` (if given) must be
@@ -83,18 +96,18 @@ def check_array(where: str, info, per_example, dtype: str, batch=None, time=Fals
 
 
 def check_call(
-    model,
+    model: RecurrentModel,
     dtype: str,
-    x,
-    initial_state,
-    constants,
-    mask=None,
-    lengths=None,
-    ground_truth=None,
-    initial_readout=None,
-    training=False,
-    output_length=None,
-):
+    x: ArrayInfo,
+    initial_state: Sequence[ArrayInfo] | None,
+    constants: Sequence[ArrayInfo] | None,
+    mask: ArrayInfo | None = None,
+    lengths: ArrayInfo | None = None,
+    ground_truth: ArrayInfo | None = None,
+    initial_readout: ArrayInfo | None = None,
+    training: bool = False,
+    output_length: int | None = None,
+) -> tuple[int | None, int | None]:
     """Validate a call of a lowered ``model``; arguments are ``(shape, dtype)`` descriptions.
 
     Returns ``(batch, time)``. ``initial_state`` and ``constants`` are lists or None; the
@@ -116,9 +129,11 @@ def check_call(
     return batch, steps
 
 
-def _check_x(model, name, dtype, x, output_length) -> tuple:
+def _check_x(
+    model: RecurrentModel, name: str, dtype: str, x: ArrayInfo, output_length: int | None
+) -> tuple[int | None, int | None]:
     """x (and, when decoding, the number of steps): returns ``(batch, steps)``."""
-    g, opts = model.graph, model.options
+    g, opts = model._require_built(), model.options
     x_type = g.nodes[g.x[0]].type
     if opts.decode:
         shape = check_array(f"{name}, argument x", x, x_type.shape, dtype)
@@ -150,7 +165,9 @@ def _check_x(model, name, dtype, x, output_length) -> tuple:
     return batch, steps
 
 
-def _check_initial_state(model, name, dtype, initial_state, batch) -> None:
+def _check_initial_state(
+    model: RecurrentModel, name: str, dtype: str, initial_state: Sequence[ArrayInfo] | None, batch: int | None
+) -> None:
     if initial_state is None:
         return
     specs = model.state_specs
@@ -163,8 +180,10 @@ def _check_initial_state(model, name, dtype, initial_state, batch) -> None:
         check_array(f"{name}, initial state #{i} {spec.name!r}", info, spec.shape, dtype, batch)
 
 
-def _check_constants(model, name, dtype, constants, batch) -> None:
-    g = model.graph
+def _check_constants(
+    model: RecurrentModel, name: str, dtype: str, constants: Sequence[ArrayInfo] | None, batch: int | None
+) -> None:
+    g = model._require_built()
     n_const = len(g.constants)
     given = 0 if constants is None else len(constants)
     if given != n_const:
@@ -174,9 +193,17 @@ def _check_constants(model, name, dtype, constants, batch) -> None:
         check_array(f"{name}, constant #{i}", info, t.shape, dtype, batch)
 
 
-def _check_ground_truth(model, name, dtype, ground_truth, training, batch, steps) -> None:
+def _check_ground_truth(
+    model: RecurrentModel,
+    name: str,
+    dtype: str,
+    ground_truth: ArrayInfo | None,
+    training: bool,
+    batch: int | None,
+    steps: int | None,
+) -> None:
     """ground_truth: given exactly when a teacher-forced model is called in training."""
-    g, opts = model.graph, model.options
+    g, opts = model._require_built(), model.options
     if ground_truth is None:
         if opts.teacher_force and training:
             raise RshopConfigError(
@@ -203,7 +230,9 @@ def _check_ground_truth(model, name, dtype, ground_truth, training, batch, steps
         )
 
 
-def _check_initial_readout(model, name, dtype, initial_readout, batch) -> None:
+def _check_initial_readout(
+    model: RecurrentModel, name: str, dtype: str, initial_readout: ArrayInfo | None, batch: int | None
+) -> None:
     if initial_readout is None:
         return
     readout = model.readout_spec
@@ -214,7 +243,7 @@ def _check_initial_readout(model, name, dtype, initial_readout, batch) -> None:
     check_array(f"{name}, argument initial_readout", initial_readout, readout.shape, dtype, batch)
 
 
-def _check_mask(name, mask, batch, steps) -> None:
+def _check_mask(name: str, mask: ArrayInfo, batch: int | None, steps: int | None) -> None:
     m_shape, m_dtype = mask
     if (
         m_shape is None
@@ -232,7 +261,7 @@ def _check_mask(name, mask, batch, steps) -> None:
         )
 
 
-def _check_lengths_array(name, lengths, batch) -> None:
+def _check_lengths_array(name: str, lengths: ArrayInfo, batch: int | None) -> None:
     l_shape, l_dtype = lengths
     if l_shape is None or len(l_shape) != 1 or not dims_compatible(l_shape[0], batch):
         raise RshopShapeError(
@@ -245,7 +274,7 @@ def _check_lengths_array(name, lengths, batch) -> None:
         )
 
 
-def lengths_message(model, index, value, steps) -> str:
+def lengths_message(model: RecurrentModel, index: int | str, value: object, steps: int | str | None) -> str:
     """The message for ``sequence_lengths[index] = value`` outside [0, steps] (``value`` may be a
     placeholder where a runtime check formats it)."""
     return (
@@ -255,7 +284,7 @@ def lengths_message(model, index, value, steps) -> str:
     )
 
 
-def check_lengths_values(model, values, steps) -> None:
+def check_lengths_values(model: RecurrentModel, values: np.ndarray, steps: int) -> None:
     """Refuse concrete ``sequence_lengths`` ``values`` (a numpy array) outside [0, steps]."""
     bad = np.flatnonzero((values < 0) | (values > steps))
     if bad.size:

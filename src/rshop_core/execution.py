@@ -31,6 +31,7 @@ from .symbolic import Input, Tensor
 from .tracing import trace
 
 if TYPE_CHECKING:
+    from .model import RecurrentModel
     from .parallel.loop_plan import ParallelPlan
     from .passes.motion import Hoisted
     from .patterns import StackMatch
@@ -78,7 +79,7 @@ class Plan:
         return f"RecurrentModel {self.key[0]!r} execution plan"
 
 
-def plan_for(model, training: bool, teacher: bool, masked: bool) -> Plan:
+def plan_for(model: RecurrentModel, training: bool, teacher: bool, masked: bool) -> Plan:
     """The (cached) plan of ``model`` for a call with these flags."""
     flags = (bool(training), bool(teacher), bool(masked))
     cache = model.__dict__.setdefault("_plans", {})
@@ -115,11 +116,11 @@ class _Arguments:
         self.const_src.append(src)
 
 
-def _declare(model, teacher: bool, args: _Arguments) -> tuple[dict, Tensor]:
+def _declare(model: RecurrentModel, teacher: bool, args: _Arguments) -> tuple[dict[int, Tensor], Tensor]:
     """``(node id -> Tensor for the model graph's inputs, x)``: x scanned (a constant when decoding);
     the states carried, except the readout under teacher forcing (scanned: the ground truth); the
     model's constants."""
-    g = model.graph
+    g = model._require_built()
     env: dict = {}
     x = env[g.x[0]] = _input_like(g.nodes[g.x[0]], "x")
     if model.options.decode:
@@ -141,10 +142,10 @@ def _declare(model, teacher: bool, args: _Arguments) -> tuple[dict, Tensor]:
     return env, x
 
 
-def _dropout_rewrite(training: bool, args: _Arguments) -> Callable:
+def _dropout_rewrite(training: bool, args: _Arguments) -> Callable[[Node, list[Tensor]], Tensor | None]:
     """The replay hook of dropout: in training a mask constant per node (rate > 0), else the identity."""
 
-    def rewrite(node, inputs):
+    def rewrite(node: Node, inputs: list[Tensor]) -> Tensor | None:
         if node.op != Op.DROPOUT:
             return None
         rate = node.attrs["rate"]
@@ -163,7 +164,7 @@ def _apply_mask(opts: LoopOptions, args: _Arguments, outputs: list, finals: list
     m = Input((), "bool", name="mask")
     args.add_scanned(m, "mask")
 
-    def keep(new, old):
+    def keep(new: Tensor, old: Tensor) -> Tensor:
         cond = F.reshape(m, [1] * new.type.rank) if new.type.rank else m
         return F.where(cond, new, old, name="mask_keep")
 
@@ -180,10 +181,10 @@ def _apply_mask(opts: LoopOptions, args: _Arguments, outputs: list, finals: list
     return outputs, finals
 
 
-def _build(model, training: bool, teacher: bool, masked: bool, probe: bool = False) -> Plan:
+def _build(model: RecurrentModel, training: bool, teacher: bool, masked: bool, probe: bool = False) -> Plan:
     """The plan for these flags; ``probe``: every float value the model's step computes is one more
     output (after the model's own), named by its model-graph node id in ``Plan.probed``."""
-    g, opts = model.graph, model.options
+    g, opts = model._require_built(), model.options
     args = _Arguments()
     env, x = _declare(model, teacher, args)
     out = replay(g, env, _dropout_rewrite(training, args))
@@ -193,7 +194,7 @@ def _build(model, training: bool, teacher: bool, masked: bool, probe: bool = Fal
         finals = finals[:-1]  # the readout is scanned, not carried
     if masked:
         outputs, finals = _apply_mask(opts, args, outputs, finals)
-    probed = ()
+    probed: tuple[int, ...] = ()
     if probe:
         from .probe import probe_outputs
 

@@ -11,8 +11,17 @@ axes are per example (the batch axis is implicit and never counted)::
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import Protocol
+
+from numpy.typing import ArrayLike
+
 from .ops import COMPARE, ELEMENTWISE_BINARY, ELEMENTWISE_UNARY, Op
 from .symbolic import Tensor, apply, as_tensor
+
+Operand = Tensor | ArrayLike
+"""An argument of an elementwise op: a Tensor, or a number / array made a literal (``constant`` node)."""
+Axes = int | Sequence[int] | None
 
 __all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
     "matmul",
@@ -33,8 +42,20 @@ __all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
 ]
 
 
-def _binary(op):
-    def f(a, b, name=None):
+class BinaryOp(Protocol):
+    """``f(a, b, name=None)``: one elementwise binary op (or comparison) of the closed set."""
+
+    def __call__(self, a: Operand, b: Operand, name: str | None = None) -> Tensor: ...
+
+
+class UnaryOp(Protocol):
+    """``f(x, name=None)``: one elementwise unary op of the closed set."""
+
+    def __call__(self, x: Tensor, name: str | None = None) -> Tensor: ...
+
+
+def _binary(op: str) -> BinaryOp:
+    def f(a: Operand, b: Operand, name: str | None = None) -> Tensor:
         a = as_tensor(a, b if isinstance(b, Tensor) else None)
         return apply(op, [a, as_tensor(b, a)], name=name)
 
@@ -43,8 +64,8 @@ def _binary(op):
     return f
 
 
-def _unary(op):
-    def f(x, name=None):
+def _unary(op: str) -> UnaryOp:
+    def f(x: Tensor, name: str | None = None) -> Tensor:
         return apply(op, [x], name=name)
 
     f.__name__ = f.__qualname__ = op
@@ -80,12 +101,12 @@ softsign = _unary(Op.SOFTSIGN)
 elu = _unary(Op.ELU)
 
 
-def linear(x, name=None):
+def linear(x: Tensor, name: str | None = None) -> Tensor:
     """The identity activation: returns ``x`` itself, adds no node."""
     return x
 
 
-def constant(value, dtype="float32"):
+def constant(value: ArrayLike, dtype: str = "float32") -> Tensor:
     """A literal, unbatched value."""
     import numpy as np
 
@@ -94,25 +115,25 @@ def constant(value, dtype="float32"):
     return as_tensor(np.asarray(value, dtype=dtype))
 
 
-def matmul(a, w, name=None):
+def matmul(a: Tensor, w: Tensor, name: str | None = None) -> Tensor:
     """``a @ w`` with ``w`` an unbatched 2-D matrix: (batch, ..., k) x (k, n) -> (batch, ..., n)."""
     return apply(Op.MATMUL, [a, w], name=name)
 
 
-def einsum(equation, *operands, name=None):
+def einsum(equation: str, *operands: Tensor, name: str | None = None) -> Tensor:
     """``einsum`` over per-example subscripts (no ``...``); batched operands share the batch."""
     return apply(Op.EINSUM, list(operands), {"equation": equation}, name=name)
 
 
-def softmax(x, axis=-1, name=None):
+def softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
     return apply(Op.SOFTMAX, [x], {"axis": axis}, name=name)
 
 
-def concat(values, axis=-1, name=None):
+def concat(values: Iterable[Tensor], axis: int = -1, name: str | None = None) -> Tensor:
     return apply(Op.CONCAT, list(values), {"axis": axis}, name=name)
 
 
-def split(x, sizes, axis=-1, name=None):
+def split(x: Tensor, sizes: int | Sequence[int], axis: int = -1, name: str | None = None) -> list[Tensor]:
     """Cut ``x`` along ``axis`` into pieces of ``sizes`` (a list) or ``sizes`` equal pieces (an int)."""
     if isinstance(sizes, int) and not isinstance(sizes, bool):
         n = x.shape[axis]
@@ -123,43 +144,47 @@ def split(x, sizes, axis=-1, name=None):
                 f"node {name or 'split'!r} (op split): expected an axis divisible into {sizes} "
                 f"equal pieces, received {x.type.describe()} (axis {axis})."
             )
-        sizes = [n // sizes] * sizes
+        pieces = [n // sizes] * sizes
+    else:
+        pieces = list(sizes)  # type: ignore[arg-type]  # a bool is refused by list() here, as it always was
     return [
-        apply(Op.SPLIT, [x], {"sizes": list(sizes), "axis": axis, "index": i}, name=name) for i in range(len(sizes))
+        apply(Op.SPLIT, [x], {"sizes": list(pieces), "axis": axis, "index": i}, name=name) for i in range(len(pieces))
     ]
 
 
-def slice(x, begin, end, axis=-1, name=None):  # shadows the builtin: mirrors the op name
+def slice(
+    x: Tensor, begin: int, end: int, axis: int = -1, name: str | None = None
+) -> Tensor:  # shadows the builtin: mirrors the op name
     return apply(Op.SLICE, [x], {"axis": axis, "begin": begin, "end": end}, name=name)
 
 
-def reshape(x, shape, name=None):
+def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
     """Reshape per example; the batch axis is kept."""
     return apply(Op.RESHAPE, [x], {"shape": list(shape)}, name=name)
 
 
-def transpose(x, perm, name=None):
+def transpose(x: Tensor, perm: Sequence[int], name: str | None = None) -> Tensor:
     return apply(Op.TRANSPOSE, [x], {"perm": list(perm)}, name=name)
 
 
-def sum(x, axes=None, keepdims=False, name=None):
+def sum(x: Tensor, axes: Axes = None, keepdims: bool = False, name: str | None = None) -> Tensor:
     """Sum over per-example ``axes`` (all of them when None; never the batch)."""
     return apply(Op.SUM, [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 
-def mean(x, axes=None, keepdims=False, name=None):
+def mean(x: Tensor, axes: Axes = None, keepdims: bool = False, name: str | None = None) -> Tensor:
     return apply(Op.MEAN, [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 
-def max(x, axes=None, keepdims=False, name=None):
+def max(x: Tensor, axes: Axes = None, keepdims: bool = False, name: str | None = None) -> Tensor:
     return apply(Op.MAX, [x], {"axes": axes, "keepdims": keepdims}, name=name)
 
 
-def dropout(x, rate, name=None):
+def dropout(x: Tensor, rate: float, name: str | None = None) -> Tensor:
     """Variational dropout: in training, ``x`` times one mask per sequence (scaled by 1/(1-rate))."""
     return apply(Op.DROPOUT, [x], {"rate": rate}, name=name)
 
 
-def where(cond, a, b, name=None):
+def where(cond: Tensor, a: Operand, b: Operand, name: str | None = None) -> Tensor:
     a = as_tensor(a, b if isinstance(b, Tensor) else None)
     return apply(Op.WHERE, [cond, a, as_tensor(b, a)], name=name)

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from numpy.typing import DTypeLike
 
 from .errors import RshopConfigError
 
@@ -35,9 +38,13 @@ __all__ = [
     "LogitUniform",
     "Concatenate",
     "Learned",
+    "InitializerLike",
     "get",
     "rng_for",
 ]
+
+Dims = tuple[int, ...]
+Generator = np.random.Generator
 
 # stddev of a unit normal truncated at +-2, used to keep variance-scaling targets exact
 _TRUNC_STD = 0.87962566103423978
@@ -48,7 +55,7 @@ def rng_for(seed: int, name: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(name.encode("utf-8"))])
 
 
-def _fans(shape):
+def _fans(shape: Dims) -> tuple[float, float]:
     if len(shape) == 0:
         return 1, 1
     if len(shape) == 1:
@@ -57,7 +64,7 @@ def _fans(shape):
     return shape[-2] * receptive, shape[-1] * receptive
 
 
-def _truncated_normal(rng, shape, mean, std):
+def _truncated_normal(rng: Generator, shape: Dims, mean: float, std: float) -> np.ndarray:
     out = rng.standard_normal(shape)
     bad = np.abs(out) > 2.0
     while bad.any():  # redraw outside +-2 std: a deterministic rejection sampler
@@ -66,7 +73,7 @@ def _truncated_normal(rng, shape, mean, std):
     return mean + std * out
 
 
-def _finite(where, **values):
+def _finite(where: str, **values: object) -> list[float]:
     """Each value as a float, refused unless it is a finite number (not a bool)."""
     out = []
     for k, v in values.items():
@@ -76,7 +83,7 @@ def _finite(where, **values):
     return out
 
 
-def _orthonormal_columns(a):
+def _orthonormal_columns(a: np.ndarray) -> np.ndarray:
     """The Q of ``a = Q R`` (``a`` tall) with R's diagonal positive, which makes Q unique.
 
     Cholesky QR: ``R = cholesky(a.T a).T`` and ``Q = a R^-1`` use only matrix products, several
@@ -101,13 +108,13 @@ class Initializer:
     name = "initializer"
     random = False
 
-    def config(self) -> dict:
+    def config(self) -> dict[str, Any]:
         return {}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"name": self.name, **self.config()}
 
-    def __call__(self, shape, dtype="float32", rng=None):
+    def __call__(self, shape: Sequence[int], dtype: DTypeLike = "float32", rng: Generator | None = None) -> np.ndarray:
         if self.random and rng is None:
             raise RshopConfigError(f"initializer {self.name!r}: expected a numpy Generator, received None.")
         value = np.asarray(self._value(tuple(shape), rng), dtype=np.float64)
@@ -117,31 +124,31 @@ class Initializer:
             raise RshopConfigError(f"initializer {self!r}: expected values finite in {dtype}, received overflow.")
         return out
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
         raise NotImplementedError
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Initializer) and self.to_json() == other.to_json()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(repr(self))
 
 
 class Zeros(Initializer):
     name = "zeros"
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
         return np.zeros(shape)
 
 
 class Ones(Initializer):
     name = "ones"
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
         return np.ones(shape)
 
 
@@ -150,15 +157,15 @@ class Constant(Initializer):
 
     name = "constant"
 
-    def __init__(self, value=0.0):
+    def __init__(self, value: float = 0.0) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise RshopConfigError(f"Constant: expected a finite number, received {value!r}.")
         self.value = float(value)
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"value": self.value}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
         return np.full(shape, self.value)
 
 
@@ -166,7 +173,7 @@ class RandomUniform(Initializer):
     name = "random_uniform"
     random = True
 
-    def __init__(self, minval=-0.05, maxval=0.05):
+    def __init__(self, minval: float = -0.05, maxval: float = 0.05) -> None:
         self.minval, self.maxval = _finite("RandomUniform", minval=minval, maxval=maxval)
         if not self.minval <= self.maxval or not math.isfinite(self.maxval - self.minval):
             raise RshopConfigError(
@@ -174,10 +181,11 @@ class RandomUniform(Initializer):
                 f"minval={self.minval!r}, maxval={self.maxval!r}."
             )
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"minval": self.minval, "maxval": self.maxval}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
+        assert rng is not None, "__call__ refuses a random initializer without a generator"
         return rng.uniform(self.minval, self.maxval, shape)
 
 
@@ -185,15 +193,16 @@ class RandomNormal(Initializer):
     name = "random_normal"
     random = True
 
-    def __init__(self, mean=0.0, stddev=0.05):
+    def __init__(self, mean: float = 0.0, stddev: float = 0.05) -> None:
         self.mean, self.stddev = _finite(type(self).__name__, mean=mean, stddev=stddev)
         if self.stddev < 0:
             raise RshopConfigError(f"{type(self).__name__} stddev: expected a number >= 0, received {stddev!r}.")
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"mean": self.mean, "stddev": self.stddev}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
+        assert rng is not None, "__call__ refuses a random initializer without a generator"
         return self.mean + self.stddev * rng.standard_normal(shape)
 
 
@@ -202,7 +211,8 @@ class TruncatedNormal(RandomNormal):
 
     name = "truncated_normal"
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
+        assert rng is not None, "__call__ refuses a random initializer without a generator"
         return _truncated_normal(rng, shape, self.mean, self.stddev)
 
 
@@ -212,7 +222,8 @@ class _VarianceScaling(Initializer):
     mode = "fan_avg"
     distribution = "uniform"
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
+        assert rng is not None, "__call__ refuses a random initializer without a generator"
         fan_in, fan_out = _fans(shape)
         n = {"fan_in": fan_in, "fan_avg": (fan_in + fan_out) / 2.0}[self.mode]
         var = self.scale / max(1.0, n)
@@ -249,13 +260,14 @@ class Orthogonal(Initializer):
     name = "orthogonal"
     random = True
 
-    def __init__(self, gain=1.0):
+    def __init__(self, gain: float = 1.0) -> None:
         (self.gain,) = _finite(type(self).__name__, gain=gain)
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"gain": self.gain}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
+        assert rng is not None, "__call__ refuses a random initializer without a generator"
         if len(shape) < 2:
             raise RshopConfigError(f"orthogonal: expected a shape of rank >= 2, received {shape}.")
         rows, cols = math.prod(shape[:-1]), shape[-1]
@@ -270,13 +282,13 @@ class Identity(Initializer):
 
     name = "identity"
 
-    def __init__(self, gain=1.0):
+    def __init__(self, gain: float = 1.0) -> None:
         (self.gain,) = _finite(type(self).__name__, gain=gain)
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"gain": self.gain}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
         if len(shape) != 2:
             raise RshopConfigError(f"identity: expected a 2-D shape, received {shape}.")
         return self.gain * np.eye(*shape)
@@ -289,7 +301,7 @@ class LogitUniform(Initializer):
     name = "logit_uniform"
     random = True
 
-    def __init__(self, minval=0.9, maxval=0.999):
+    def __init__(self, minval: float = 0.9, maxval: float = 0.999) -> None:
         self.minval, self.maxval = _finite("LogitUniform", minval=minval, maxval=maxval)
         if not 0.0 < self.minval <= self.maxval < 1.0:
             raise RshopConfigError(
@@ -297,10 +309,11 @@ class LogitUniform(Initializer):
                 f"maxval={self.maxval!r}."
             )
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"minval": self.minval, "maxval": self.maxval}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
+        assert rng is not None  # a random initializer is always given a generator
         p = rng.uniform(self.minval, self.maxval, shape)
         return np.log(p) - np.log1p(-p)
 
@@ -314,20 +327,20 @@ class Concatenate(Initializer):
 
     name = "concatenate"
 
-    def __init__(self, parts):
+    def __init__(self, parts: Sequence[tuple[int, InitializerLike] | list[Any]]) -> None:
         if not isinstance(parts, (list, tuple)) or not parts:
             raise RshopConfigError(f"concatenate: expected a list of (size, initializer), received {parts!r}.")
-        self.parts = []
+        self.parts: list[tuple[int, Initializer]] = []
         for p in parts:
             if not isinstance(p, (list, tuple)) or len(p) != 2 or not isinstance(p[0], int) or p[0] <= 0:
                 raise RshopConfigError(f"concatenate: expected (size, initializer) pairs, received {p!r}.")
             self.parts.append((p[0], get(p[1])))
         self.random = any(i.random for _, i in self.parts)
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"parts": [[n, i.to_json()] for n, i in self.parts]}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
         total = sum(n for n, _ in self.parts)
         if not shape or shape[-1] != total:
             raise RshopConfigError(f"concatenate: expected a last axis of {total}, received shape {shape}.")
@@ -340,18 +353,21 @@ class Learned(Initializer):
 
     name = "learned"
 
-    def __init__(self, initializer="zeros"):
+    def __init__(self, initializer: InitializerLike = "zeros") -> None:
         self.initializer = get(initializer, "learned initializer")
         if isinstance(self.initializer, Learned):
             raise RshopConfigError("learned: expected a plain initializer inside, received another learned one.")
         self.random = self.initializer.random
 
-    def config(self):
+    def config(self) -> dict[str, Any]:
         return {"initializer": self.initializer.to_json()}
 
-    def _value(self, shape, rng):
+    def _value(self, shape: Dims, rng: Generator | None) -> np.ndarray:
         return self.initializer._value(shape, rng)
 
+
+InitializerLike = Initializer | str | dict[str, Any]
+"""What an ``initializer=`` argument accepts: an Initializer, a name, or a JSON dict ``{"name": ..., **config}``."""
 
 _REGISTRY: dict[str, type[Initializer]] = {
     c.name: c
@@ -375,11 +391,12 @@ _REGISTRY: dict[str, type[Initializer]] = {
 }
 
 
-def get(spec, where: str = "initializer") -> Initializer:
+def get(spec: object, where: str = "initializer") -> Initializer:
     """An :class:`Initializer` from an instance, a name, or a JSON dict ``{"name": ..., **config}``."""
     if isinstance(spec, Initializer):
         return spec
-    name, cfg = None, {}  # a bare name is a dict without arguments (so "concatenate" asks for its parts)
+    name: str | None = None
+    cfg: dict[str, Any] = {}  # a bare name is a dict without arguments (so "concatenate" asks for its parts)
     if isinstance(spec, str):
         name = spec
     elif isinstance(spec, dict) and isinstance(spec.get("name"), str):

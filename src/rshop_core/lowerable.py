@@ -23,7 +23,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .options import LoopOptions
 
@@ -64,6 +64,13 @@ class Lowerable(ABC):
     readout_spec: Any
     _lowered_cache: dict
     _call_layer: Any
+
+    if TYPE_CHECKING:  # every kind has one (an attribute or a property); declared for the type checker only
+
+        @property
+        def _weights(self) -> dict:
+            """The current weights by qualified name (numpy arrays; what ``get_weights`` copies)."""
+            ...
 
     # -- facts --------------------------------------------------------------------------
     @property

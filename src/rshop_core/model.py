@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,7 +13,7 @@ from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph
 from .keywords import checked_init
 from .limits import check_name, check_param_count, check_states
-from .lowerable import Lowerable
+from .lowerable import Lowerable, Runner
 from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .symbolic import Tensor
@@ -19,7 +21,17 @@ from .tracing import trace
 from .types import TensorType
 from .weights import check_weights
 
+if TYPE_CHECKING:
+    from .cells.nested import ModelCell
+
 __all__ = ["RecurrentModel", "learned_state_param"]
+
+Tensors = Tensor | Sequence[Tensor]
+"""One Tensor or a list of them (a step's outputs, states or constants)."""
+Builder = Callable[[int], tuple[Any, ...]]
+"""``builder(input_dim) -> (input, output, initial_states, final_states, constants[, readout_input])``."""
+StateInitializers = initializers.InitializerLike | Sequence[initializers.InitializerLike] | None
+"""``state_initializer=``: one initializer for every state, one per state, or None (zeros)."""
 
 
 def learned_state_param(state: str) -> str:
@@ -27,7 +39,7 @@ def learned_state_param(state: str) -> str:
     return f"initial_state/{state}"
 
 
-def check_seed(where: str, seed) -> int:
+def check_seed(where: str, seed: object) -> int:
     """``seed`` if it is a non-negative int (not a bool); else an RshopConfigError."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise RshopConfigError(
@@ -37,9 +49,9 @@ def check_seed(where: str, seed) -> int:
     return int(seed)
 
 
-def check_state_names(where: str, names) -> None:
+def check_state_names(where: str, names: Iterable[str]) -> None:
     """Refuse two states with one name: they would share a learned initial state and a file entry."""
-    first: dict = {}
+    first: dict[str, int] = {}
     for i, n in enumerate(names):
         if n in first:
             raise RshopConfigError(
@@ -49,7 +61,7 @@ def check_state_names(where: str, names) -> None:
         first[n] = i
 
 
-def _as_list(v, what):
+def _as_list(v: object, what: str) -> list[Tensor]:
     if v is None:
         return []
     if isinstance(v, Tensor):
@@ -59,7 +71,7 @@ def _as_list(v, what):
     raise RshopConfigError(f"RecurrentModel: expected {what} as a Tensor or a list of Tensors, received {v!r}.")
 
 
-def _readout_wiring(where, readout_input, outputs) -> tuple:
+def _readout_wiring(where: str, readout_input: object, outputs: list[Tensor]) -> tuple[list[Tensor], list[Tensor]]:
     """``(extra state Inputs, extra final states)`` that carry a readout as the last state."""
     if readout_input is None:
         return [], []
@@ -73,13 +85,13 @@ def _readout_wiring(where, readout_input, outputs) -> tuple:
     return [readout_input], outputs[:1]
 
 
-def _check_floating(where, graph) -> None:
+def _check_floating(where: str, graph: StepGraph) -> None:
     x_type = graph.nodes[graph.x[0]].type
     if x_type.dtype not in ("float32", "float64"):
         raise RshopDTypeError(f"{where}: expected a floating input, received {x_type.describe()}.")
 
 
-def _check_param_dtypes(where, param_specs, dtype) -> None:
+def _check_param_dtypes(where: str, param_specs: dict[str, ParamSpec], dtype: str) -> None:
     for p in param_specs.values():
         if p.dtype != dtype:
             raise RshopDTypeError(
@@ -87,7 +99,13 @@ def _check_param_dtypes(where, param_specs, dtype) -> None:
             )
 
 
-def _check_parts(where, graph, state_specs, readout_spec, options) -> dict:
+def _check_parts(
+    where: str,
+    graph: StepGraph,
+    state_specs: list[StateSpec],
+    readout_spec: StateSpec | None,
+    options: LoopOptions,
+) -> dict[str, ParamSpec]:
     """The checks a model's parts pass however they were made (built from Tensors or loaded from
     a file): unique state names, states the loop can carry, learned initial states that are new
     parameters, every parameter of the input's dtype. Returns the model's parameter specs: the
@@ -146,32 +164,33 @@ class RecurrentModel(Lowerable):
     KIND = "RecurrentModel"
     _weight_values: dict | None  # behind the _weights property: None until first drawn
 
-    def __init_subclass__(cls, **kw):
+    def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if "__init__" in cls.__dict__:  # keywords passed on with **options are checked against ours
-            cls.__init__ = checked_init(cls.__dict__["__init__"], RecurrentModel._configure)
+            # the wrapper keeps the signature; mypy refuses any assignment to a method
+            cls.__init__ = checked_init(cls.__dict__["__init__"], RecurrentModel._configure)  # type: ignore[method-assign]
 
     @checked_init
     def _configure(
         self,
-        teacher_force=False,
-        decode=False,
-        output_length=None,
-        return_sequences=False,
-        return_states=False,
-        go_backwards=False,
-        unroll=False,
-        stateful=False,
-        batch_size=None,
-        zero_output_for_mask=False,
-        remat=False,
-        time_parallel="auto",
-        newton_tol=None,
-        newton_max_iter=50,
-        state_initializer=None,
-        name=None,
-        seed=None,
-    ):
+        teacher_force: bool = False,
+        decode: bool = False,
+        output_length: int | None = None,
+        return_sequences: bool = False,
+        return_states: bool = False,
+        go_backwards: bool = False,
+        unroll: bool | int = False,
+        stateful: bool = False,
+        batch_size: int | None = None,
+        zero_output_for_mask: bool = False,
+        remat: bool | int = False,
+        time_parallel: bool | str = "auto",
+        newton_tol: float | None = None,
+        newton_max_iter: int = 50,
+        state_initializer: StateInitializers = None,
+        name: str | None = None,
+        seed: int | None = None,
+    ) -> None:
         """Set the model's options (every keyword but the step's Tensors) and empty parts."""
         self.name = check_name(name or "recurrent_model", "RecurrentModel", "model name")
         self.options = LoopOptions(
@@ -191,26 +210,33 @@ class RecurrentModel(Lowerable):
             newton_max_iter,
         )
         self.seed = int(secrets.randbits(31)) if seed is None else check_seed(f"RecurrentModel {self.name!r}", seed)
-        self._state_initializer = state_initializer
+        self._state_initializer: StateInitializers = state_initializer
         self._lowered_cache: dict = {}
         self._call_layer = None
         self.graph: StepGraph | None = None
-        self.state_specs: list = []
+        self.state_specs: list[StateSpec] = []
         self.readout_spec: StateSpec | None = None
-        self.param_specs: dict = {}
+        self.param_specs: dict[str, ParamSpec] = {}
         self._weights = {}
-        self._builder = None
+        self._builder: Builder | None = None
 
     def __init__(
-        self, input, output, initial_states=None, final_states=None, constants=None, readout_input=None, **options
-    ):
+        self,
+        input: Tensor,
+        output: Tensors,
+        initial_states: Tensors | None = None,
+        final_states: Tensors | None = None,
+        constants: Tensors | None = None,
+        readout_input: Tensor | None = None,
+        **options: Any,
+    ) -> None:
         self._configure(**options)
         self._build(input, output, initial_states, final_states, constants, readout_input)
 
     __init__ = checked_init(__init__, _configure)  # a misspelled option names the closest valid keyword
 
     @classmethod
-    def deferred(cls, builder, **options) -> RecurrentModel:
+    def deferred(cls, builder: Builder, **options: Any) -> RecurrentModel:
         """A model whose step is built once the input size is known (:meth:`build`, or the first call).
 
         ``builder(input_dim) -> (input, output, initial_states, final_states, constants[, readout_input])``
@@ -220,13 +246,21 @@ class RecurrentModel(Lowerable):
         self._defer(builder, **options)
         return self
 
-    def _defer(self, builder, **options) -> None:
+    def _defer(self, builder: Builder, **options: Any) -> None:
         """Configure ``self`` with ``options`` and leave building to ``builder`` (see :meth:`deferred`)."""
         self._configure(**options)
         self._builder = builder
 
     # -- building ------------------------------------------------------------------
-    def _build(self, input, output, initial_states, final_states, constants, readout_input=None):
+    def _build(
+        self,
+        input: object,
+        output: object,
+        initial_states: object,
+        final_states: object,
+        constants: object,
+        readout_input: Tensor | None = None,
+    ) -> None:
         where = f"RecurrentModel {self.name!r}"
         if not isinstance(input, Tensor) or input.op != "input":
             raise RshopConfigError(f"{where}: expected input to be an rshop Input, received {input!r}.")
@@ -248,12 +282,12 @@ class RecurrentModel(Lowerable):
             [input], states_in + hidden_in, _as_list(constants, "constants"), outputs, states_out + hidden_out, where
         )
         if readout_input is not None:
-            self.readout_spec = StateSpec("readout", readout_input.shape, readout_input.dtype, "zeros")
+            self.readout_spec = StateSpec("readout", readout_input.shape, readout_input.dtype, initializers.Zeros())
         _check_floating(where, self.graph)
         self.state_specs = self._state_specs_of(where, states_in)
         self.param_specs = _check_parts(where, self.graph, self.state_specs, self.readout_spec, self.options)
         check_param_count(where, self.param_specs.values())
-        values = {}  # weights carried over from nested models (their cells know them)
+        values: dict[str, np.ndarray] = {}  # weights carried over from nested models (their cells know them)
         for qual, (owner, local) in self.graph.meta.get("param_owners", {}).items():
             if hasattr(owner, "initial_value"):
                 values[qual] = owner.initial_value(local)
@@ -262,11 +296,10 @@ class RecurrentModel(Lowerable):
             k: v.astype(self.param_specs[k].dtype) for k, v in values.items() if k in self.param_specs
         }
 
-    def _state_specs_of(self, where, states_in) -> list:
+    def _state_specs_of(self, where: str, states_in: list[Tensor]) -> list[StateSpec]:
         """One StateSpec per state Input, named after it, with its ``state_initializer``."""
-        inits = self._state_initializer
-        if inits is None or not isinstance(inits, (list, tuple)):
-            inits = [inits or "zeros"] * len(states_in)
+        given = self._state_initializer
+        inits: Sequence[object] = given if isinstance(given, (list, tuple)) else [given or "zeros"] * len(states_in)
         if len(inits) != len(states_in):
             raise RshopConfigError(
                 f"{where}: expected one state_initializer per state ({len(states_in)}), received {len(inits)}."
@@ -284,7 +317,17 @@ class RecurrentModel(Lowerable):
         ]
 
     @classmethod
-    def _from_ir(cls, name, seed, options, graph, states, readout, params, weights=None) -> RecurrentModel:
+    def _from_ir(
+        cls,
+        name: str,
+        seed: int,
+        options: LoopOptions,
+        graph: StepGraph,
+        states: Sequence[StateSpec],
+        readout: StateSpec | None,
+        params: dict[str, ParamSpec],
+        weights: dict[str, np.ndarray] | None = None,
+    ) -> RecurrentModel:
         """A model from already-verified IR parts (what loading builds); checks they agree.
 
         ``weights`` (already checked against ``params``) are used as they are; without them the
@@ -325,7 +368,7 @@ class RecurrentModel(Lowerable):
         return self
 
     @classmethod
-    def from_keras(cls, step_model, **kwargs) -> RecurrentModel:
+    def from_keras(cls, step_model: Any, **kwargs: Any) -> RecurrentModel:
         """A RecurrentModel from a Keras functional model of one step (see docs/keras.md)."""
         from .convert.keras_step import from_keras_step
 
@@ -374,7 +417,7 @@ class RecurrentModel(Lowerable):
         self._require_built()
         return dict(self.param_specs)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         if not self.built:
             return f"<RecurrentModel {self.name!r} (not built)>"
         return (
@@ -422,7 +465,7 @@ class RecurrentModel(Lowerable):
         return {} if self._weight_values is None else self._weight_values
 
     @_weights.setter
-    def _weights(self, values) -> None:
+    def _weights(self, values: dict[str, np.ndarray] | None) -> None:
         self._weight_values = values
 
     def get_weights(self) -> dict:
@@ -437,7 +480,14 @@ class RecurrentModel(Lowerable):
         self._call_layer = None
 
     # -- running ---------------------------------------------------------------------
-    def lower(self, engine: str | None = None, dtype: str | None = None, *, passes=None, fast_path=True):
+    def lower(
+        self,
+        engine: str | None = None,
+        dtype: str | None = None,
+        *,
+        passes: Sequence[str] | None = None,
+        fast_path: bool | str = True,
+    ) -> Any:
         """The engine's native layer object, initialised from this model's weights
         (:meth:`Lowerable.lower <rshop_core.lowerable.Lowerable.lower>`)."""
         self._require_built()
@@ -452,10 +502,10 @@ class RecurrentModel(Lowerable):
         g = self._require_built()
         return [tuple(g.nodes[i].type.shape) for i in g.outputs]
 
-    def run(self, runner, P, x, states, kwargs):
+    def run(self, runner: Runner, P: dict, x: Any, states: list | None, kwargs: dict) -> tuple[list, list]:
         return runner.run_leaf(self, P, x, states, kwargs)
 
-    def get_cell(self, name=None):
+    def get_cell(self, name: str | None = None) -> ModelCell:
         """This model as a cell usable in another step graph or stack (see :mod:`rshop_core.cells.nested`)."""
         from .cells.nested import ModelCell
 
@@ -466,7 +516,7 @@ class RecurrentModel(Lowerable):
             )
         return ModelCell(self, name)
 
-    def clone(self, name: str, prefix: str | None = None, seed: int | None = None, **options) -> RecurrentModel:
+    def clone(self, name: str, prefix: str | None = None, seed: int | None = None, **options: Any) -> RecurrentModel:
         """The same step as a new model: parameters renamed ``<prefix>/<name>``, options overridden.
 
         With ``seed`` the copy draws fresh weights; without, it starts from this model's weights.
@@ -508,7 +558,7 @@ class RecurrentModel(Lowerable):
             )
         return model
 
-    def __call__(self, x, initial_state=None, constants=None, **kwargs):
+    def __call__(self, x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any) -> Any:
         """Run on the active engine (builds a cell-made model from ``x``'s last axis); keywords as the layer's."""
         if self._builder is not None:
             self.build(int(x.shape[-1]))

@@ -32,9 +32,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from .graph import StepGraph
 from .ops import LEAVES, Op
+
+if TYPE_CHECKING:
+    from .execution import Plan
 
 COMMUTATIVE = (Op.ADD, Op.MULTIPLY, Op.MAXIMUM, Op.MINIMUM)
 KINDS = ("lstm", "gru", "rnn")
@@ -59,8 +63,8 @@ class CellMatch:
     input_dim: int
     units: int
     bias: bool
-    params: dict
-    states: tuple
+    params: dict[str, str]
+    states: tuple[int, ...]
     activation: str = "tanh"
     recurrent_activation: str = "sigmoid"
     reset_after: bool = True
@@ -68,7 +72,7 @@ class CellMatch:
     recurrent_dropout: float = 0.0
 
     @property
-    def kernel(self):
+    def kernel(self) -> str | None:
         """The torch kernel computing this cell (``"lstm"``, ``"gru"``, ``"rnn_tanh"``, ``"rnn_relu"``),
         or None when there is none (other activations, ``reset_after=False``, dropout)."""
         if self.dropout or self.recurrent_dropout:
@@ -96,19 +100,20 @@ class CellMatch:
 class StackMatch:
     """Cells run one after the other, each reading the previous one's output sequence."""
 
-    layers: tuple  # CellMatch, first layer first
+    layers: tuple[CellMatch, ...]  # first layer first
 
     def describe(self) -> str:
         return " -> ".join(m.summary() for m in self.layers)
 
 
 @cache
-def _activation_ops() -> dict:
+def _activation_ops() -> dict[tuple[str, str], str]:
     """``(op, attrs as JSON)`` -> activation name, for every activation that is one op."""
     from . import activations
     from .symbolic import Input
 
-    x, table = Input((1,), name="x"), {}
+    x = Input((1,), name="x")
+    table: dict[tuple[str, str], str] = {}
     for name in activations.names():
         y = activations.get(name)(x)
         if y is not x:
@@ -117,7 +122,9 @@ def _activation_ops() -> dict:
 
 
 @lru_cache(maxsize=256)
-def _template(kind: str, input_dim: int, units: int, bias: bool, reset_after: bool, dtype: str):
+def _template(
+    kind: str, input_dim: int, units: int, bias: bool, reset_after: bool, dtype: str
+) -> tuple[StepGraph, dict[int, str]]:
     """The cell's graph at these sizes; its activation nodes are named for their slot, and it
     has both dropouts (rate 0.5: any rate matches, and so does none)."""
     from . import functional as F
@@ -125,7 +132,7 @@ def _template(kind: str, input_dim: int, units: int, bias: bool, reset_after: bo
     from .symbolic import Input
     from .tracing import trace
 
-    opts = {"use_bias": bias, "dropout": 0.5, "recurrent_dropout": 0.5, "name": "t"}
+    opts: dict[str, Any] = {"use_bias": bias, "dropout": 0.5, "recurrent_dropout": 0.5, "name": "t"}
     cell: LSTMCell | GRUCell | SimpleRNNCell
     if kind == "lstm":
         cell = LSTMCell(units, **opts)
@@ -148,20 +155,20 @@ class _Matcher:
     """Binds template nodes to graph nodes (one to one) while comparing structure; ``chosen``
     holds what each slot turned out to be (an activation name, or a dropout rate)."""
 
-    def __init__(self, t, slots, g, x_at, state_ids):
+    def __init__(self, t: StepGraph, slots: dict[int, str], g: StepGraph, x_at: int, state_ids: tuple[int, ...]):
         self.t, self.slots, self.g = t, slots, g
-        self.bind = {t.x[0]: x_at}
+        self.bind: dict[int, int] = {t.x[0]: x_at}  # template node id -> graph node id
         self.bind.update(zip(t.states, state_ids))
-        self.taken = {x_at: t.x[0], **{s: ts for ts, s in zip(t.states, state_ids)}}
-        self.chosen = {}
+        self.taken: dict[int, int] = {x_at: t.x[0], **{s: ts for ts, s in zip(t.states, state_ids)}}
+        self.chosen: dict[str, float | str] = {}
 
-    def _save(self):
+    def _save(self) -> tuple[dict[int, int], dict[int, int], dict[str, float | str]]:
         return dict(self.bind), dict(self.taken), dict(self.chosen)
 
-    def _restore(self, saved):
-        self.bind, self.taken, self.chosen = (dict(d) for d in saved)
+    def _restore(self, saved: tuple[dict[int, int], dict[int, int], dict[str, float | str]]) -> None:
+        self.bind, self.taken, self.chosen = dict(saved[0]), dict(saved[1]), dict(saved[2])
 
-    def same(self, ti, gi) -> bool:
+    def same(self, ti: int, gi: int) -> bool:
         if ti in self.bind:
             return self.bind[ti] == gi
         if ti in self.slots:
@@ -187,7 +194,7 @@ class _Matcher:
         self.bind[ti], self.taken[gi] = gi, ti
         return True
 
-    def _slot(self, ti, gi) -> bool:
+    def _slot(self, ti: int, gi: int) -> bool:
         """A slot node is either the graph's op of that kind (the same one wherever the slot is
         used) applied to what the template applies it to, or absent (``linear`` / no dropout)."""
         slot, tn, gn = self.slots[ti], self.t.nodes[ti], self.g.nodes[gi]
@@ -215,17 +222,19 @@ class _Matcher:
             self._restore(saved)
         return False
 
-    def _all(self, tis, gis) -> bool:
+    def _all(self, tis: tuple[int, ...], gis: tuple[int, ...]) -> bool:
         return all(self.same(a, b) for a, b in zip(tis, gis))
 
-    def resolve(self, ti) -> int:
+    def resolve(self, ti: int) -> int:
         """The graph node template node ``ti`` matched (an absent slot is its input's)."""
         while ti not in self.bind:
             ti = self.t.nodes[ti].inputs[0]
         return self.bind[ti]
 
 
-def _match_cell(g, kind, x_at, first_state):
+def _match_cell(
+    g: StepGraph, kind: str, x_at: int, first_state: int
+) -> tuple[CellMatch, tuple[set[int], int]] | tuple[None, None]:
     """``(CellMatch, (node ids it computes, its output's id))`` for the cell of ``kind`` reading
     node ``x_at`` and the graph's states from ``first_state``, or ``(None, None)``."""
     n = N_STATES[kind]
@@ -248,7 +257,7 @@ def _match_cell(g, kind, x_at, first_state):
             }
             covered = {gi for ti, gi in m.bind.items() if t.nodes[ti].op not in LEAVES}
             out = m.resolve(t.outputs[0])
-            options = {k: m.chosen[k] for k in SLOTS if k in m.chosen}
+            options: dict[str, Any] = {k: m.chosen[k] for k in SLOTS if k in m.chosen}
             if kind == "gru":
                 options["reset_after"] = reset_after
             match = CellMatch(
@@ -268,7 +277,8 @@ def match_stack(g: StepGraph) -> tuple[StackMatch | None, str]:
     if len(g.x) != 1:
         return None, f"the step reads {len(g.x)} inputs, where a cell reads one"
     layers: list[CellMatch] = []
-    covered, x_at, i = set(), g.x[0], 0
+    covered: set[int] = set()
+    x_at, i = g.x[0], 0
     while i < len(g.states):
         for kind in KINDS:
             m, extra = _match_cell(g, kind, x_at, i)
@@ -277,6 +287,7 @@ def match_stack(g: StepGraph) -> tuple[StackMatch | None, str]:
         else:
             what = "first" if not layers else f"#{len(layers) + 1}"
             return None, f"the {what} cell's step (states from #{i}) {NOT_STANDARD}"
+        assert extra is not None, "a cell matched with what it computes"
         layers.append(m)
         covered |= extra[0]
         x_at = extra[1]
@@ -291,7 +302,7 @@ def match_stack(g: StepGraph) -> tuple[StackMatch | None, str]:
     return StackMatch(tuple(layers)), ""
 
 
-def recognize(plan):
+def recognize(plan: Plan) -> tuple[StackMatch | None, str]:
     """``(StackMatch, "")`` when ``plan`` is a stack of cells torch's fused kernels compute (every
     layer's :attr:`CellMatch.kernel` is set), else ``(None, reason)``."""
     if plan.scan != ("x",):

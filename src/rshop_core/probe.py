@@ -15,13 +15,23 @@ node's op itself produced the bad value.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import functional as F
 from .errors import format_message
+from .graph import StepGraph
 from .ops import LEAVES
+from .options import LoopOptions
+from .symbolic import Tensor
+
+if TYPE_CHECKING:
+    from .execution import Plan
+    from .lowerable import Lowerable
+    from .model import RecurrentModel
 
 __all__ = [
     "probe_plan",
@@ -39,14 +49,17 @@ def _is_float(dtype: str) -> bool:
     return dtype.startswith(("float", "bfloat"))
 
 
-def probe_outputs(graph, env: dict, anchor) -> tuple:
+def probe_outputs(graph: StepGraph, env: dict[int, Tensor], anchor: Tensor) -> tuple[tuple[Any, ...], list[Tensor]]:
     """``(node ids, tensors)``: every float value ``graph``'s step computes, as batched outputs.
 
+    The ids are ints (``tuple[Any, ...]`` only while ``execution._build`` starts its ``probed`` as ``()``).
     ``env`` maps node ids of ``graph`` to their replayed tensors; ``anchor`` is a batched tensor
     of every step (the input x). A loop-invariant value (computed from parameters and unbatched
     constants only) is made batched by ``where(c, v, v)``, which copies ``v`` whatever ``c`` holds.
     """
-    ids, extra, cond = [], [], None
+    ids: list[int] = []
+    extra: list[Tensor] = []
+    cond: Tensor | None = None
     for n in graph.nodes:
         if n.op in LEAVES or not _is_float(n.type.dtype):
             continue
@@ -62,13 +75,13 @@ def probe_outputs(graph, env: dict, anchor) -> tuple:
     return tuple(ids), extra
 
 
-def probe_plan(model, training: bool, teacher: bool, masked: bool):
+def probe_plan(model: RecurrentModel, training: bool, teacher: bool, masked: bool) -> Plan:
     """The (cached) probe plan of ``model`` for a call with these flags: the raw plan's inputs and
     outputs, then one output per float node (``plan.probed``), every step returned."""
     from .execution import _build
 
     flags = (bool(training), bool(teacher), bool(masked))
-    cache = model.__dict__.setdefault("_probes", {})
+    cache: dict[tuple[bool, bool, bool], Plan] = model.__dict__.setdefault("_probes", {})
     if flags not in cache:
         plan = _build(model, *flags, probe=True)
         opts = replace(plan.options, return_sequences=True, remat=False)
@@ -83,7 +96,7 @@ def kind_of(values: np.ndarray) -> str:
     return "NaN" if np.isnan(v) else "+Inf" if v > 0 else "-Inf"
 
 
-def first_bad_in(a: np.ndarray, batch_axis: bool = True):
+def first_bad_in(a: np.ndarray, batch_axis: bool = True) -> tuple[int | None, str] | None:
     """``(first batch element, kind)`` of a non-finite value in ``a``, or None when all are finite.
     Without ``batch_axis`` the element is None."""
     a = np.asarray(a)
@@ -96,13 +109,15 @@ def first_bad_in(a: np.ndarray, batch_axis: bool = True):
     return b, kind_of(a[b])
 
 
-def first_bad(sequences, node_ids):
+def first_bad(
+    sequences: Iterable[np.ndarray], node_ids: Iterable[int | None]
+) -> tuple[int, int | None, int, str] | None:
     """The first ``(step, node id, batch element, kind)`` holding a non-finite value, or None.
 
     ``sequences``: per node, numpy (batch, steps, ...) in processing order, nodes in
     topological order: the earliest step wins, then the earliest node at that step.
     """
-    best = None
+    best: tuple[int, int | None, int, str] | None = None
     for nid, a in zip(node_ids, sequences):
         a = np.asarray(a)
         bad = ~np.isfinite(a.reshape(a.shape[0], a.shape[1], -1)).all(axis=2)  # (batch, steps)
@@ -114,14 +129,14 @@ def first_bad(sequences, node_ids):
     return best
 
 
-def _where(layer_model, model) -> str:
+def _where(layer_model: Lowerable, model: RecurrentModel) -> str:
     where = f"{type(layer_model).__name__} {layer_model.name!r}"
     if model is not layer_model:  # one direction of a Bidirectional
         where += f", {model.name} direction"
     return where + ", check_numerics"
 
 
-def _step_words(options, k: int, steps: int | None) -> str:
+def _step_words(options: LoopOptions, k: int, steps: int | None) -> str:
     if options.decode:
         return f"decode step {k}"
     if options.go_backwards:
@@ -130,16 +145,25 @@ def _step_words(options, k: int, steps: int | None) -> str:
     return f"time step {k}"
 
 
-def _time_index(options, k: int, steps: int | None) -> int:
+def _time_index(options: LoopOptions, k: int, steps: int | None) -> int:
     if options.go_backwards and not options.decode:
         assert steps is not None, "a go_backwards loop runs over x, whose length is known"
         return steps - 1 - k
     return k
 
 
-def node_message(layer_model, model, k: int, nid: int, b: int, kind: str, steps, mask=None) -> str:
+def node_message(
+    layer_model: Lowerable,
+    model: RecurrentModel,
+    k: int,
+    nid: int,
+    b: int,
+    kind: str,
+    steps: int | None,
+    mask: np.ndarray | None = None,
+) -> str:
     """The message for a non-finite value first seen at processing step ``k`` in node ``nid``."""
-    g = model.graph
+    g = model._require_built()
     n = g.nodes[nid]
     roles = [
         f"the new state {model.state_specs[i].name!r}" if i < len(model.state_specs) else "the readout"
@@ -166,7 +190,15 @@ def node_message(layer_model, model, k: int, nid: int, b: int, kind: str, steps,
     return format_message(_where(layer_model, model), "finite values", received, fix)
 
 
-def argument_message(layer_model, model, what: str, kind: str, b=None, k=None, steps=None) -> str:
+def argument_message(
+    layer_model: Lowerable,
+    model: RecurrentModel,
+    what: str,
+    kind: str,
+    b: int | None = None,
+    k: int | None = None,
+    steps: int | None = None,
+) -> str:
     """The message for a non-finite value that comes into the call (``what``: "argument x", ...)."""
     at = "" if k is None else f" at {_step_words(model.options, k, steps)}"
     elem = "" if b is None else f", first in batch element {b}"
@@ -178,7 +210,7 @@ def argument_message(layer_model, model, what: str, kind: str, b=None, k=None, s
     )
 
 
-def result_message(layer_model, model, what: str, kind: str, b) -> str:
+def result_message(layer_model: Lowerable, model: RecurrentModel, what: str, kind: str, b: int | None) -> str:
     """The message for a non-finite result that the unoptimized step does not produce."""
     return format_message(
         f"{_where(layer_model, model)}, {what} of the result",

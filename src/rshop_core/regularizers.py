@@ -13,7 +13,7 @@ from .errors import RshopConfigError
 
 
 class Regularizer:
-    def __init__(self, l1=0.0, l2=0.0):
+    def __init__(self, l1: float = 0.0, l2: float = 0.0) -> None:
         for k, v in (("l1", l1), ("l2", l2)):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise RshopConfigError(f"regularizer {k}: expected a finite number >= 0, received {v!r}.")
@@ -22,23 +22,27 @@ class Regularizer:
     def to_json(self) -> dict:
         return {"l1": self.l1, "l2": self.l2}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"Regularizer(l1={self.l1}, l2={self.l2})"
 
 
-def L1(l1=0.01):
+RegularizerLike = Regularizer | str | dict[str, float] | None
+"""What a ``*_regularizer=`` argument accepts: None, ``'l1'``, ``'l2'``, ``'l1_l2'``, a Regularizer or a dict."""
+
+
+def L1(l1: float = 0.01) -> Regularizer:
     return Regularizer(l1=l1)
 
 
-def L2(l2=0.01):
+def L2(l2: float = 0.01) -> Regularizer:
     return Regularizer(l2=l2)
 
 
-def L1L2(l1=0.01, l2=0.01):
+def L1L2(l1: float = 0.01, l2: float = 0.01) -> Regularizer:
     return Regularizer(l1, l2)
 
 
-def get(spec, where: str = "regularizer") -> dict | None:
+def get(spec: object, where: str = "regularizer") -> dict | None:
     """The JSON form of a regularizer given as None, 'l1'/'l2'/'l1_l2', a Regularizer or a dict."""
     if spec is None:
         return None

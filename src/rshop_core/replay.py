@@ -7,12 +7,22 @@ traced and verified like any user graph.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 from .ops import Op
 from .symbolic import Tensor, apply
 from .types import TensorType
 
+if TYPE_CHECKING:
+    from .graph import Node, StepGraph
+    from .specs import ParamSpec
 
-def param_tensor(spec, qualified: str | None = None) -> Tensor:
+Rewrite = Callable[["Node", list[Tensor]], Tensor | None]
+Rename = Callable[[str], str]
+
+
+def param_tensor(spec: ParamSpec, qualified: str | None = None) -> Tensor:
     """A symbolic parameter already carrying its qualified name (``spec`` a ParamSpec)."""
     name = qualified or spec.name
     return Tensor(
@@ -35,14 +45,16 @@ def param_tensor(spec, qualified: str | None = None) -> Tensor:
     )
 
 
-def replay(graph, inputs: dict, rewrite=None, rename=None) -> dict:
+def replay(
+    graph: StepGraph, inputs: dict[int, Tensor], rewrite: Rewrite | None = None, rename: Rename | None = None
+) -> dict[int, Tensor]:
     """Re-apply every node of ``graph``; returns node id -> Tensor.
 
     ``inputs`` maps the ids of ``input`` nodes to the Tensors that replace them.
     ``rewrite(node, args) -> Tensor | None`` may replace a node (None keeps it).
     ``rename(qualified) -> qualified`` renames parameters (nesting prefixes them).
     """
-    out: dict = {}
+    out: dict[int, Tensor] = {}
     for n in graph.nodes:
         if n.op == Op.INPUT:
             out[n.id] = inputs[n.id]
@@ -53,7 +65,7 @@ def replay(graph, inputs: dict, rewrite=None, rename=None) -> dict:
     return out
 
 
-def replay_node(graph, n, args, rename=None) -> Tensor:
+def replay_node(graph: StepGraph, n: Node, args: list[Tensor], rename: Rename | None = None) -> Tensor:
     """Node ``n`` of ``graph`` applied again to the symbolic ``args``."""
     if n.op == Op.PARAM:
         spec = graph.params[n.attrs["name"]]

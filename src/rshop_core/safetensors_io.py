@@ -46,7 +46,7 @@ def dump(tensors: dict, metadata: dict | None = None) -> bytes:
     return struct.pack("<Q", len(raw)) + raw + b"".join(chunks)
 
 
-def _elements(shape, name):
+def _elements(shape: object, name: str) -> int:
     if not isinstance(shape, list) or len(shape) > 32:
         _fail(f"tensor {name!r}: expected a shape as a list of at most 32 dims, received {shape!r}.")
     n = 1
@@ -115,12 +115,12 @@ def load(data: bytes) -> tuple:
     return out, metadata
 
 
-def _no_duplicates(pairs):
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
     keys = [k for k, _ in pairs]
     if len(set(keys)) != len(keys):
         raise ValueError("duplicate key")
     return dict(pairs)
 
 
-def _no_constants(name):
+def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"non-finite number {name}")

@@ -16,6 +16,9 @@ with the input before the first item: ``True``/``'add'`` (x + r), ``'mul'``, ``'
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
 from . import activations
 from . import functional as F
 from .cells.base import Cell
@@ -23,7 +26,11 @@ from .errors import RshopConfigError, RshopShapeError
 from .graph import StepGraph
 from .layers.base import Layer
 from .model import RecurrentModel
-from .symbolic import Input
+from .symbolic import Input, Tensor
+from .types import Shape
+
+if TYPE_CHECKING:
+    from .cells.nested import ModelCell
 
 READOUT_MODES = (True, "add", "mul", "avg", "max", "readout_only")
 
@@ -37,17 +44,25 @@ class RecurrentSequential(RecurrentModel):
     ``build(input_dim)``, or on first use.
     """
 
-    def __init__(self, state_sync=False, readout=False, readout_activation="linear", name=None, **options):
+    def __init__(
+        self,
+        state_sync: bool = False,
+        readout: bool | str = False,
+        readout_activation: str | None = "linear",
+        name: str | None = None,
+        **options: Any,
+    ) -> None:
         if readout is not False and readout not in READOUT_MODES:
             raise RshopConfigError(
                 f"RecurrentSequential: expected readout in {[False, *READOUT_MODES]}, received {readout!r}."
             )
-        self.items: list = []
-        self.state_sync, self.readout = bool(state_sync), readout
+        self.items: list[Callable[..., Any]] = []  # cells and callable layers
+        self.state_sync = bool(state_sync)
+        self.readout: bool | str = readout
         self._readout_activation = activations.get(readout_activation, "RecurrentSequential readout_activation")
         self._defer(self._compose, name=name or "recurrent_sequential", **options)  # built from input_dim
 
-    def add(self, item):
+    def add(self, item: Layer | RecurrentModel) -> RecurrentSequential:
         """Append a cell, a RecurrentModel or a plain layer; returns ``self``."""
         if self.built:
             raise RshopConfigError(
@@ -64,10 +79,10 @@ class RecurrentSequential(RecurrentModel):
         return self
 
     @property
-    def cells(self) -> list:
+    def cells(self) -> list[Cell]:
         return [c for c in self.items if isinstance(c, Cell)]
 
-    def state_layout(self) -> list:
+    def state_layout(self) -> list[tuple[str, Shape]]:
         """``(name, shape)`` of each state the stack exposes (before any readout)."""
         cells = self.cells
         if not cells:
@@ -81,7 +96,8 @@ class RecurrentSequential(RecurrentModel):
                         f"{shapes} of {cells[0].name!r}, received {c.state_shapes()} from {c.name!r}."
                     )
             return list(zip(cells[0].state_names, shapes))
-        out, taken = [], set()
+        out: list[tuple[str, Shape]] = []
+        taken: set[str] = set()
         for c in cells:
             for n, s in zip(c.state_names, c.state_shapes()):
                 name = f"{c.name}/{n}" if "/" not in n else n
@@ -91,15 +107,15 @@ class RecurrentSequential(RecurrentModel):
                 out.append((name, s))
         return out
 
-    def _input_dim(self):
+    def _input_dim(self) -> int | None:
         first = self.cells[0] if self.cells else None
         return getattr(first, "input_dim", None)
 
-    def _run_items(self, x, states, readout):
+    def _run_items(self, x: Tensor, states: Sequence[Tensor], readout: Tensor | None) -> tuple[Tensor, list[Tensor]]:
         value = x
         if readout is not None:
             r = self._readout_activation(readout)
-            mode = "add" if self.readout is True else self.readout
+            mode = "add" if self.readout is True else str(self.readout)  # a mode name: False has no readout
             value = {
                 "add": lambda: F.add(x, r),
                 "mul": lambda: F.multiply(x, r),
@@ -107,7 +123,8 @@ class RecurrentSequential(RecurrentModel):
                 "max": lambda: F.maximum(x, r),
                 "readout_only": lambda: r,
             }[mode]()
-        new_states, k = [], 0
+        new_states: list[Tensor] = []
+        k = 0
         current = list(states)
         for i, item in enumerate(self.items):
             if not isinstance(item, Cell):
@@ -130,7 +147,7 @@ class RecurrentSequential(RecurrentModel):
                 k += n
         return value, (current if self.state_sync else new_states)
 
-    def _compose(self, input_dim):
+    def _compose(self, input_dim: int) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], None, Tensor | None]:
         x = Input((input_dim,), name="x")
         states = [Input(shape, name=name) for name, shape in self.state_layout()]
         readout = None
@@ -159,7 +176,7 @@ class RecurrentSequential(RecurrentModel):
             self.build()
         return super()._require_built()
 
-    def get_cell(self, name=None):
+    def get_cell(self, name: str | None = None) -> ModelCell:
         """The stack as a cell; builds it first when the first cell knows its input_dim."""
         self._require_built()
         return super().get_cell(name)

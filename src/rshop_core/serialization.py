@@ -22,8 +22,9 @@ import stat
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 import numpy as np
 
@@ -37,6 +38,16 @@ from .options import LoopOptions
 from .specs import ParamSpec, StateSpec
 from .types import TensorType
 from .weights import check_file_weights
+
+if TYPE_CHECKING:
+    from .bidirectional import Bidirectional
+    from .lowerable import Lowerable
+    from .model import RecurrentModel
+    from .stack import SequenceStack
+
+Json = Any
+"""A value parsed from a file's JSON: any JSON type until the reader has checked it."""
+Weights = dict[str, np.ndarray]
 
 FORMAT = "rshop"
 VERSION = 1
@@ -57,16 +68,16 @@ __all__ = ["to_document", "from_document", "save", "load", "dumps", "loads", "VE
 
 
 # -- writing --------------------------------------------------------------------------
-def to_document(model) -> dict:
+def to_document(model: Lowerable) -> dict[str, Any]:
     """The JSON document of a model of any kind (:class:`~rshop_core.lowerable.Lowerable`; no weights)."""
     return {"format": FORMAT, "version": VERSION, "kind": model.KIND, "model": _body(model)}
 
 
-def _body(model) -> dict:
+def _body(model: Lowerable) -> dict[str, Any]:
     return _WRITERS[model.KIND](model)
 
 
-def _bidirectional_body(model) -> dict:
+def _bidirectional_body(model: Bidirectional) -> dict[str, Any]:
     return {
         "name": model.name,
         "merge_mode": model.merge_mode,
@@ -75,13 +86,12 @@ def _bidirectional_body(model) -> dict:
     }
 
 
-def _stack_body(model) -> dict:
+def _stack_body(model: SequenceStack) -> dict[str, Any]:
     return {"name": model.name, "layers": [{"kind": m.KIND, "model": _body(m)} for m in model.layers]}
 
 
-def _model_body(model) -> dict:
-    model._require_built()
-    g = model.graph
+def _model_body(model: RecurrentModel) -> dict[str, Any]:
+    g = model._require_built()
     return {
         "name": model.name,
         "seed": model.seed,
@@ -94,10 +104,14 @@ def _model_body(model) -> dict:
 
 
 # The document kinds, each with its writer and its reader (below): a new model kind adds one entry to both.
-_WRITERS = {"RecurrentModel": _model_body, "Bidirectional": _bidirectional_body, "SequenceStack": _stack_body}
+_WRITERS: dict[str, Callable[[Any], dict[str, Any]]] = {
+    "RecurrentModel": _model_body,
+    "Bidirectional": _bidirectional_body,
+    "SequenceStack": _stack_body,
+}
 
 
-def dumps(model, weights: dict | None = None) -> bytes:
+def dumps(model: Lowerable, weights: dict | None = None) -> bytes:
     """The bytes of a ``.rshop`` file for ``model`` (its own weights unless ``weights`` is given)."""
     doc = json.dumps(to_document(model), allow_nan=False, separators=(",", ":")).encode("utf-8")
     weights = model.get_weights() if weights is None else weights
@@ -112,11 +126,11 @@ def dumps(model, weights: dict | None = None) -> bytes:
     return buf.getvalue()
 
 
-def save(model, path, weights: dict | None = None) -> Path:
+def save(model: Lowerable, path: str | os.PathLike, weights: dict | None = None) -> Path:
     """Write ``model`` to ``path`` (a ``.rshop`` zip); returns the path."""
-    path = Path(path)
-    path.write_bytes(dumps(model, weights))
-    return path
+    out = Path(path)
+    out.write_bytes(dumps(model, weights))
+    return out
 
 
 # Options added after version 1, with their defaults: written only when set, so a file not
@@ -124,24 +138,24 @@ def save(model, path, weights: dict | None = None) -> Path:
 LATER_OPTIONS = {"remat": False, "time_parallel": "auto", "newton_tol": None, "newton_max_iter": 50}
 
 
-def _options_json(options) -> dict:
+def _options_json(options: LoopOptions) -> dict[str, Any]:
     return {k: v for k, v in options.to_json().items() if not (k in LATER_OPTIONS and v == LATER_OPTIONS[k])}
 
 
 # -- reading --------------------------------------------------------------------------
-def load(path, max_weight_bytes: int | None = None):
+def load(path: str | os.PathLike, max_weight_bytes: int | None = None) -> Lowerable:
     """Read a ``.rshop`` file: a model of any kind (RecurrentModel, Bidirectional, SequenceStack) with its weights.
 
     Everything but the weights costs bounded work (docs/format.md); the weights cost what the
     file declares, up to the format's limit. ``max_weight_bytes`` refuses a file declaring more
     weight bytes than that before any of them is inflated: a bound for files from untrusted sources.
     """
-    path = Path(path)
+    file = Path(path)
     try:
-        data = _read_regular_file(path)
+        data = _read_regular_file(file)
     except OSError as e:
-        raise RshopFormatError(f"{path}: expected a readable .rshop file, received an error: {e}.") from None
-    return loads(data, str(path), max_weight_bytes)
+        raise RshopFormatError(f"{file}: expected a readable .rshop file, received an error: {e}.") from None
+    return loads(data, str(file), max_weight_bytes)
 
 
 def _read_regular_file(path: Path) -> bytes:
@@ -179,7 +193,7 @@ def _read_regular_file(path: Path) -> bytes:
         os.close(fd)
 
 
-def loads(data: bytes, where: str = "model file", max_weight_bytes: int | None = None):
+def loads(data: bytes, where: str = "model file", max_weight_bytes: int | None = None) -> Lowerable:
     """Read a ``.rshop`` file's bytes (``max_weight_bytes`` as in :func:`load`). Any defect raises
     RshopFormatError and nothing else."""
     if max_weight_bytes is not None and (
@@ -217,7 +231,7 @@ def _fail(msg: str) -> NoReturn:
     raise RshopFormatError(msg)
 
 
-def _loads(data, where, max_weight_bytes=None):
+def _loads(data: object, where: str, max_weight_bytes: int | None = None) -> Lowerable:
     if not isinstance(data, (bytes, bytearray)):
         _fail(f"{where}: expected bytes, received {type(data).__name__}.")
     if len(data) > MAX_FILE_BYTES:
@@ -235,7 +249,7 @@ def _loads(data, where, max_weight_bytes=None):
     return from_document(doc, tensors)  # the file's weights: no initializer runs while loading
 
 
-def _member_infos(zf, where) -> dict:
+def _member_infos(zf: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:
     infos = zf.infolist()
     names = [i.filename for i in infos]
     if sorted(names) != sorted(MEMBERS):
@@ -249,7 +263,15 @@ def _member_infos(zf, where) -> dict:
     return {i.filename: i for i in infos}
 
 
-def _read_member(zf, info, lo, hi, where, head=b"", stream=None) -> bytes:
+def _read_member(
+    zf: zipfile.ZipFile,
+    info: zipfile.ZipInfo,
+    lo: int,
+    hi: int,
+    where: str,
+    head: bytes = b"",
+    stream: IO[bytes] | None = None,
+) -> bytes:
     """Member ``info`` inflated, refused unless its declared size and the bytes it really
     inflates to are both within [lo, hi]. Never trusts the zip: it inflates at most
     CHUNK_BYTES at a time and stops as soon as more than ``hi`` bytes arrive, so a member
@@ -276,11 +298,13 @@ def _read_member(zf, info, lo, hi, where, head=b"", stream=None) -> bytes:
     return b"".join(chunks)
 
 
-def _span(lo, hi):
+def _span(lo: int, hi: int) -> str:
     return f"exactly {hi}" if lo == hi else f"{lo} to {hi}"
 
 
-def _read_weights_member(zf, info, doc, where, max_weight_bytes=None) -> bytes:
+def _read_weights_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, doc: Json, where: str, max_weight_bytes: int | None = None
+) -> bytes:
     """The weights member, which must be exactly as long as model.json says: its safetensors
     header (bounded by the number of tensors) and every parameter's bytes (elements x itemsize)."""
     data_bytes, count = weights_budget(doc)
@@ -304,12 +328,12 @@ def _read_weights_member(zf, info, doc, where, max_weight_bytes=None) -> bytes:
         return _read_member(zf, info, size, size, where, head, f)
 
 
-def weights_budget(doc) -> tuple:
+def weights_budget(doc: Json) -> tuple[int, int]:
     """``(data bytes, tensor count)`` of the weights a model document declares: every parameter's
     elements x itemsize, checked against the limits before any weight byte is read."""
     _obj(doc, ("format", "version", "kind", "model"), "document")
     bodies = _leaf_bodies(doc["kind"], doc["model"], "model")
-    specs = {}
+    specs: dict[str, int] = {}
     for prefix, body in bodies:
         params = body.get("params") if isinstance(body, dict) else None
         if not isinstance(params, list) or len(params) > safetensors_io.MAX_TENSORS:
@@ -329,7 +353,7 @@ def weights_budget(doc) -> tuple:
     return total, len(specs)
 
 
-def _leaf_bodies(kind, body, where, prefix="", depth=0) -> list:
+def _leaf_bodies(kind: Json, body: Json, where: str, prefix: str = "", depth: int = 0) -> list[tuple[str, Json]]:
     """``(weight name prefix, body)`` of every recurrent model a document of ``kind`` holds."""
     if kind == "Bidirectional" and isinstance(body, dict):
         return [(prefix, body.get("forward")), (prefix, body.get("backward"))]
@@ -345,7 +369,7 @@ def _leaf_bodies(kind, body, where, prefix="", depth=0) -> list:
     return [(prefix, body)]  # a RecurrentModel (an unknown kind is refused when the document is read)
 
 
-def _layers(body, where, depth) -> list:
+def _layers(body: dict[str, Json], where: str, depth: int) -> list[dict[str, Json]]:
     """The ``layers`` list of a SequenceStack body: 1 to MAX_LAYERS items ``{"kind", "model"}``."""
     if depth >= MAX_STACK_DEPTH:
         _fail(f"{where}: expected SequenceStacks nested at most {MAX_STACK_DEPTH} deep, received deeper.")
@@ -357,7 +381,7 @@ def _layers(body, where, depth) -> list:
     return layers
 
 
-def parse_json(raw: bytes, where: str):
+def parse_json(raw: bytes, where: str) -> Json:
     """Strict JSON: UTF-8, at most MAX_JSON_BYTES, no NaN/Infinity, no duplicate keys, nesting
     at most MAX_DEPTH (scanned before parsing: deep nesting never reaches the parser)."""
     if len(raw) > MAX_JSON_BYTES:
@@ -412,7 +436,7 @@ def json_depth(raw: bytes, chunk: int = CHUNK_BYTES) -> int:
     return deepest
 
 
-def _obj(v, keys, where, optional=()):
+def _obj(v: Json, keys: tuple[str, ...], where: str, optional: tuple[str, ...] = ()) -> dict[str, Json]:
     if not isinstance(v, dict):
         _fail(f"{where}: expected a JSON object, received {type(v).__name__}.")
     got = set(v)
@@ -421,23 +445,27 @@ def _obj(v, keys, where, optional=()):
     return v
 
 
-def _str(v, where):
+def _str(v: Json, where: str) -> str:
     return check_name(v, where, "name", RshopFormatError)
 
 
-def _int(v, where, lo=0, hi=2**63):
+def _int(v: Json, where: str, lo: int = 0, hi: int = 2**63) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or not lo <= v < hi:
         _fail(f"{where}: expected an integer in [{lo}, {hi}), received {v!r:.80}.")
     return v
 
 
-def _ids(v, where, n):
+def _ids(v: Json, where: str, n: int) -> tuple[int, ...]:
     if not isinstance(v, list) or len(v) > MAX_NODES:
         _fail(f"{where}: expected a list of node ids, received {type(v).__name__}.")
     return tuple(_int(i, where, 0, n) for i in v)
 
 
-def _shape(v, where, allow_none):
+@overload
+def _shape(v: Json, where: str, allow_none: Literal[False]) -> tuple[int, ...]: ...
+@overload
+def _shape(v: Json, where: str, allow_none: bool) -> tuple[int | None, ...]: ...
+def _shape(v: Json, where: str, allow_none: bool) -> tuple[int | None, ...]:
     if not isinstance(v, list) or len(v) > 32:
         _fail(f"{where}: expected a shape of at most 32 dims, received {v!r:.80}.")
     total = 1
@@ -451,14 +479,14 @@ def _shape(v, where, allow_none):
     return tuple(v)
 
 
-def _type(v, where):
+def _type(v: Json, where: str) -> TensorType:
     _obj(v, ("shape", "dtype", "batched"), where)
     if v["dtype"] not in DTYPES or not isinstance(v["batched"], bool):
         _fail(f"{where}: expected a dtype in {list(DTYPES)} and a bool batched, received {v!r:.120}.")
     return TensorType(_shape(v["shape"], where, True), v["dtype"], v["batched"])
 
 
-def _json_value(v, where, depth=0):
+def _json_value(v: Json, where: str, depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         _fail(f"{where}: expected attributes nested at most {MAX_DEPTH} deep.")
     if isinstance(v, bool) or v is None or isinstance(v, (int, str)):
@@ -474,7 +502,7 @@ def _json_value(v, where, depth=0):
     _fail(f"{where}: expected JSON scalars and lists as attributes, received {type(v).__name__}.")
 
 
-def _leaves(v, limit) -> int:
+def _leaves(v: Json, limit: int) -> int:
     """How many scalars the nested lists ``v`` hold, counting no further than ``limit`` + 1."""
     count, stack = 0, [v]
     while stack and count <= limit:
@@ -486,7 +514,7 @@ def _leaves(v, limit) -> int:
     return count
 
 
-def _node(v, k, where):
+def _node(v: Json, k: int, where: str) -> Node:
     w = f"{where}, node #{k}"
     _obj(v, ("id", "op", "inputs", "attrs", "type", "name"), w)
     if not isinstance(v["op"], str) or v["op"] not in OPS:
@@ -526,7 +554,7 @@ def _node(v, k, where):
     )
 
 
-def _param(v, where):
+def _param(v: Json, where: str) -> ParamSpec:
     _obj(v, ("name", "shape", "dtype", "initializer", "trainable", "regularizer"), where)
     if not isinstance(v["trainable"], bool):
         _fail(f"{where}: expected trainable true or false, received {v['trainable']!r:.40}.")
@@ -541,7 +569,7 @@ def _param(v, where):
     )
 
 
-def _initializer(v, where):
+def _initializer(v: Json, where: str) -> initializers.Initializer:
     if not isinstance(v, dict):
         _fail(f"{where}: expected an initializer object, received {type(v).__name__}.")
     text = json.dumps(v)
@@ -550,14 +578,14 @@ def _initializer(v, where):
     return initializers.get(v, where)
 
 
-def _state(v, where):
+def _state(v: Json, where: str) -> StateSpec:
     _obj(v, ("name", "shape", "dtype", "initializer"), where)
     return StateSpec(
         _str(v["name"], where), _shape(v["shape"], where, False), v["dtype"], _initializer(v["initializer"], where)
     )
 
 
-def from_document(doc, weights: dict | None = None):
+def from_document(doc: Json, weights: dict | None = None) -> Lowerable:
     """A model from its JSON document; strict. Its weights are ``weights`` (checked to match exactly)
     or, when None, freshly drawn by the initializers from the model's seed."""
     _obj(doc, ("format", "version", "kind", "model"), "document")
@@ -574,7 +602,7 @@ def from_document(doc, weights: dict | None = None):
     return _read(doc["kind"], doc["model"], "model", weights)
 
 
-def _read(kind, body, where, weights, depth=0):
+def _read(kind: Json, body: Json, where: str, weights: Weights | None, depth: int = 0) -> Lowerable:
     if kind not in _READERS:
         _fail(
             f"document: expected kind {' or '.join(repr(k) for k in _READERS)}, received {kind!r:.80}. "
@@ -583,11 +611,11 @@ def _read(kind, body, where, weights, depth=0):
     return _READERS[kind](body, where, weights, depth)
 
 
-def _read_model(body, where, weights, depth):
+def _read_model(body: Json, where: str, weights: Weights | None, depth: int) -> RecurrentModel:
     return _model(body, where, weights)
 
 
-def _read_bidirectional(body, where, weights, depth):
+def _read_bidirectional(body: Json, where: str, weights: Weights | None, depth: int) -> Bidirectional:
     from .bidirectional import MERGE_MODES, Bidirectional
 
     body = _obj(body, ("name", "merge_mode", "forward", "backward"), where)
@@ -596,14 +624,14 @@ def _read_bidirectional(body, where, weights, depth):
     parts = [_model(body[k], f"{where}.{k}", weights, partial=True) for k in ("forward", "backward")]
     if weights is not None:
         check_file_weights({**parts[0].param_specs, **parts[1].param_specs}, weights, where)
-    return Bidirectional._from_parts(*parts, body["merge_mode"], _str(body["name"], f"{where} name"))
+    return Bidirectional._from_parts(parts[0], parts[1], body["merge_mode"], _str(body["name"], f"{where} name"))
 
 
-def _read_stack(body, where, weights, depth):
+def _read_stack(body: Json, where: str, weights: Weights | None, depth: int) -> SequenceStack:
     from .stack import SequenceStack
 
     _obj(body, ("name", "layers"), where)
-    layers = []
+    layers: list[Lowerable] = []
     for i, item in enumerate(_layers(body, where, depth)):
         prefix = f"layer_{i}/"
         own = None if weights is None else {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
@@ -617,10 +645,14 @@ def _read_stack(body, where, weights, depth):
     return stack
 
 
-_READERS = {"RecurrentModel": _read_model, "Bidirectional": _read_bidirectional, "SequenceStack": _read_stack}
+_READERS: dict[str, Callable[[Json, str, Weights | None, int], Lowerable]] = {
+    "RecurrentModel": _read_model,
+    "Bidirectional": _read_bidirectional,
+    "SequenceStack": _read_stack,
+}
 
 
-def _model(body, where, weights=None, partial=False):
+def _model(body: Json, where: str, weights: Weights | None = None, partial: bool = False) -> RecurrentModel:
     from .model import RecurrentModel
 
     _obj(body, ("name", "seed", "options", "graph", "params", "states", "readout"), where)
@@ -640,7 +672,7 @@ def _model(body, where, weights=None, partial=False):
     nodes = tuple(_node(n, k, f"{where}.graph") for k, n in enumerate(gd["nodes"]))
     if not isinstance(body["params"], list) or not isinstance(body["states"], list):
         _fail(f"{where}: expected params and states as lists.")
-    params = {}
+    params: dict[str, ParamSpec] = {}
     for i, p in enumerate(body["params"]):
         spec = _param(p, f"{where}.params[{i}]")
         if spec.name in params:

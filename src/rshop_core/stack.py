@@ -12,15 +12,20 @@ of every layer, in that order. Its parameters are named ``layer_<i>/<the layer's
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
 from .errors import RshopConfigError
-from .lowerable import Composition, Lowerable
+from .lowerable import Composition, Lowerable, Runner
 from .model import check_weights
 
 
 class SequenceStack(Composition):
     KIND = "SequenceStack"
 
-    def __init__(self, layers, name="sequence_stack"):
+    def __init__(self, layers: Iterable[Lowerable], name: str = "sequence_stack") -> None:
         self.layers, self.name = list(layers), name
         if not self.layers:
             raise RshopConfigError("SequenceStack: expected at least one layer, received none.")
@@ -47,12 +52,12 @@ class SequenceStack(Composition):
         self._lowered_cache: dict = {}
         self._call_layer = None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<SequenceStack {self.name!r} of {len(self.layers)} layers>"
 
     # -- weights ----------------------------------------------------------------------------
     @property
-    def _weights(self) -> dict:
+    def _weights(self) -> dict[str, np.ndarray]:
         return {f"layer_{i}/{k}": v for i, layer in enumerate(self.layers) for k, v in layer._weights.items()}
 
     def get_weights(self) -> dict:
@@ -76,13 +81,15 @@ class SequenceStack(Composition):
     def output_shapes(self) -> list:
         return self.layers[-1].output_shapes()
 
-    def run(self, runner, P, x, states, kwargs):
+    def run(self, runner: Runner, P: dict, x: Any, states: list | None, kwargs: dict) -> tuple[list, list]:
         """Each layer on the previous one's first output; its parameters are ``P``'s ``layer_<i>/`` ones."""
         _, consts = kwargs["constants"]
         if consts:
             raise RshopConfigError(f"SequenceStack {self.name!r}: expected no constants, received some.")
         runner.check_state_count(self, states)
-        returned, k, ys = [], 0, []
+        returned: list = []
+        ys: list = []
+        k = 0
         for i, layer in enumerate(self.layers):
             n = len(layer.state_specs)
             init = None if states is None else states[k : k + n]

@@ -10,6 +10,8 @@ outputs into a topologically ordered SSA graph.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,7 +19,13 @@ from .dtypes import DEFAULT_FLOAT, check_dtype
 from .errors import RshopConfigError
 from .limits import check_name
 from .ops import Op, infer_type
-from .types import TensorType, check_shape
+from .types import Shape, TensorType, check_shape
+
+if TYPE_CHECKING:
+    from .layers.base import Layer
+
+ParamRef = tuple["Layer | None", str, dict[str, Any]]
+"""A parameter tensor's origin: (owning layer, or None once qualified; its local or qualified name; its spec)."""
 
 __all__ = ["Tensor", "Input", "apply", "as_tensor"]
 
@@ -29,75 +37,91 @@ class Tensor:
 
     __slots__ = ("op", "inputs", "attrs", "type", "name", "param", "uid", "__weakref__")
 
-    def __init__(self, op, inputs, attrs, type_, name, param=None):
+    op: str
+    inputs: tuple[Tensor, ...]
+    attrs: dict[str, Any]
+    type: TensorType
+    name: str
+    param: ParamRef | None
+    uid: int
+
+    def __init__(
+        self,
+        op: str,
+        inputs: Iterable[Tensor],
+        attrs: dict[str, Any],
+        type_: TensorType,
+        name: str,
+        param: ParamRef | None = None,
+    ) -> None:
         self.op, self.inputs, self.attrs, self.type = op, tuple(inputs), attrs, type_
         self.name, self.param, self.uid = name, param, next(_ids)
 
     @property
-    def shape(self):
+    def shape(self) -> Shape:
         """Per-example shape (the batch axis is implicit)."""
         return self.type.shape
 
     @property
-    def dtype(self):
+    def dtype(self) -> str:
         return self.type.dtype
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<rshop Tensor {self.name!r} op={self.op} {self.type.describe()}>"
 
     # Arithmetic sugar: each maps to one op of the closed set.
-    def __add__(self, o):
+    def __add__(self, o: object) -> Tensor:
         return apply(Op.ADD, [self, as_tensor(o, self)])
 
-    def __radd__(self, o):
+    def __radd__(self, o: object) -> Tensor:
         return apply(Op.ADD, [as_tensor(o, self), self])
 
-    def __sub__(self, o):
+    def __sub__(self, o: object) -> Tensor:
         return apply(Op.SUBTRACT, [self, as_tensor(o, self)])
 
-    def __rsub__(self, o):
+    def __rsub__(self, o: object) -> Tensor:
         return apply(Op.SUBTRACT, [as_tensor(o, self), self])
 
-    def __mul__(self, o):
+    def __mul__(self, o: object) -> Tensor:
         return apply(Op.MULTIPLY, [self, as_tensor(o, self)])
 
-    def __rmul__(self, o):
+    def __rmul__(self, o: object) -> Tensor:
         return apply(Op.MULTIPLY, [as_tensor(o, self), self])
 
-    def __truediv__(self, o):
+    def __truediv__(self, o: object) -> Tensor:
         return apply(Op.DIVIDE, [self, as_tensor(o, self)])
 
-    def __rtruediv__(self, o):
+    def __rtruediv__(self, o: object) -> Tensor:
         return apply(Op.DIVIDE, [as_tensor(o, self), self])
 
-    def __matmul__(self, o):
+    def __matmul__(self, o: object) -> Tensor:
         return apply(Op.MATMUL, [self, o])
 
-    def __neg__(self):
+    def __neg__(self) -> Tensor:
         return apply(Op.NEGATIVE, [self])
 
-    def __gt__(self, o):
+    def __gt__(self, o: object) -> Tensor:
         return apply(Op.GREATER, [self, as_tensor(o, self)])
 
-    def __ge__(self, o):
+    def __ge__(self, o: object) -> Tensor:
         return apply(Op.GREATER_EQUAL, [self, as_tensor(o, self)])
 
-    def __lt__(self, o):
+    def __lt__(self, o: object) -> Tensor:
         return apply(Op.LESS, [self, as_tensor(o, self)])
 
-    def __le__(self, o):
+    def __le__(self, o: object) -> Tensor:
         return apply(Op.LESS_EQUAL, [self, as_tensor(o, self)])
 
     __hash__ = object.__hash__
 
-    def __bool__(self):
+    def __bool__(self) -> bool:
         raise RshopConfigError(
             f"{self.name}: expected a concrete value in a Python condition, received a symbolic "
             "Tensor. Use rshop_core.functional.where for data-dependent choices."
         )
 
 
-def Input(shape, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
+def Input(shape: object, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
     """A per-step input of a step model: ``shape`` is per example (no batch axis)."""
     if name is not None:
         check_name(name, "Input", "name")
@@ -109,7 +133,7 @@ def Input(shape, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
     return t
 
 
-def as_tensor(value, like: Tensor | None = None) -> Tensor:
+def as_tensor(value: object, like: Tensor | None = None) -> Tensor:
     """``value`` if it is a Tensor; otherwise a ``constant`` node (dtype of ``like``)."""
     if isinstance(value, Tensor):
         return value
@@ -122,17 +146,18 @@ def as_tensor(value, like: Tensor | None = None) -> Tensor:
     )
 
 
-def apply(op: str, inputs, attrs: dict | None = None, name: str | None = None) -> Tensor:
+def apply(op: str, inputs: Iterable[object], attrs: dict[str, Any] | None = None, name: str | None = None) -> Tensor:
     """Apply ``op`` to symbolic ``inputs``; type-checks at once."""
-    inputs = list(inputs)
     if name is not None:
         check_name(name, f"node of op {op}", "name")
+    tensors: list[Tensor] = []
     for i, t in enumerate(inputs):
         if not isinstance(t, Tensor):
             raise RshopConfigError(
                 f"{name or op}: expected rshop Tensors as inputs, received {type(t).__name__} at "
                 f"position {i}. Build step graphs from rshop_core.Input and layers."
             )
+        tensors.append(t)
     where = f"node {name or op!r} (op {op})"
-    type_, attrs = infer_type(op, [t.type for t in inputs], attrs or {}, where)
-    return Tensor(op, inputs, attrs, type_, name or op)
+    type_, attrs = infer_type(op, [t.type for t in tensors], attrs or {}, where)
+    return Tensor(op, tensors, attrs, type_, name or op)

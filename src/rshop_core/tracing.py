@@ -15,6 +15,7 @@ This is the one bridge from the functional frontend (:mod:`rshop_core.symbolic`)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .errors import RshopConfigError
 from .graph import Node, StepGraph, verify
@@ -50,7 +51,7 @@ def trace(
     nodes, params, owners = _nodes(order, declared)
     ids = {t.uid: k for k, t in enumerate(order)}
 
-    def id_list(group):
+    def id_list(group: Sequence[Tensor]) -> tuple[int, ...]:
         return tuple(ids[t.uid] for t in group)
 
     g = StepGraph(
@@ -67,9 +68,11 @@ def trace(
     return g
 
 
-def _declare_arguments(x, states, constants, where: str) -> dict:
+def _declare_arguments(
+    x: Sequence[object], states: Sequence[object], constants: Sequence[object], where: str
+) -> dict[int, tuple[str, int]]:
     """``uid -> (role, index)`` of every declared argument; each must be an ``Input``, declared once."""
-    declared: dict = {}
+    declared: dict[int, tuple[str, int]] = {}
     for role, group in zip(ROLE_GROUPS, (x, states, constants)):
         for i, t in enumerate(group):
             if not isinstance(t, Tensor) or t.op != Op.INPUT:
@@ -82,14 +85,14 @@ def _declare_arguments(x, states, constants, where: str) -> dict:
     return declared
 
 
-def _check_results(outputs, final_states, where: str) -> None:
+def _check_results(outputs: Sequence[object], final_states: Sequence[object], where: str) -> None:
     for kind, group in (("output", outputs), ("final state", final_states)):
         for i, t in enumerate(group):
             if not isinstance(t, Tensor):
                 raise RshopConfigError(f"{where}: expected {kind} #{i} to be an rshop Tensor, received {t!r}.")
 
 
-def _topological_order(arguments: list, roots: list, where: str) -> list:
+def _topological_order(arguments: list[Tensor], roots: list[Tensor], where: str) -> list[Tensor]:
     """The arguments, then every tensor reachable from ``roots`` after the tensors it reads."""
     order = list(arguments)
     seen = {t.uid for t in order}
@@ -117,13 +120,15 @@ def _topological_order(arguments: list, roots: list, where: str) -> list:
 class _ParamNamer:
     """Qualified parameter names of one graph: ``<owning layer's name, made unique>/<local name>``."""
 
-    def __init__(self):
-        self.params: dict = {}  # qualified name -> ParamSpec, in the order reached
-        self.owners: dict = {}  # qualified name -> (owning layer or None, its local name): not serialized
-        self._layer_names: dict = {}  # id(layer) -> its unique name in this graph
-        self._taken: set = set()
+    def __init__(self) -> None:
+        self.params: dict[str, ParamSpec] = {}  # qualified name -> ParamSpec, in the order reached
+        # qualified name -> (owning layer or None, its local name): not serialized
+        self.owners: dict[str, tuple[Any, str]] = {}
+        self._layer_names: dict[int, str] = {}  # id(layer) -> its unique name in this graph
+        self._taken: set[str] = set()
 
     def qualify(self, t: Tensor) -> str:
+        assert t.param is not None, "a param tensor carries its origin"
         owner, local, spec = t.param
         if owner is None:  # already qualified (a replayed or nested graph)
             qual = local
@@ -141,7 +146,7 @@ class _ParamNamer:
         return qual
 
 
-def _unique(base: str, taken: set) -> str:
+def _unique(base: str, taken: set[str]) -> str:
     name, k = base, 1
     while name in taken:
         name, k = f"{base}_{k}", k + 1
@@ -149,13 +154,16 @@ def _unique(base: str, taken: set) -> str:
     return name
 
 
-def _nodes(order: list, declared: dict) -> tuple:
+def _nodes(
+    order: list[Tensor], declared: dict[int, tuple[str, int]]
+) -> tuple[list[Node], dict[str, ParamSpec], dict[str, tuple[Any, str]]]:
     """``(nodes, params, param owners)``: one node per tensor of ``order``, numbered in that order."""
     ids = {t.uid: k for k, t in enumerate(order)}
     namer = _ParamNamer()
     nodes = []
     for k, t in enumerate(order):
-        attrs, name = dict(t.attrs), t.name
+        attrs: dict[str, Any] = dict(t.attrs)
+        name = t.name
         if t.op == Op.INPUT:
             role, idx = declared[t.uid]
             attrs = {"role": role, "index": idx}

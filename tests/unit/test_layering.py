@@ -8,7 +8,9 @@ The rules (docs/ir.md, "Module layering"):
    (rshop_core.convert) import theirs inside the functions that need them.
 3. The IR modules import only IR modules, even inside functions: the IR never reaches the frontend.
 4. Module-level imports inside rshop_core form no cycle; a convenience method (``model.save`` ->
-   serialization) may import another rshop_core module inside its body.
+   serialization) may import another rshop_core module inside its body, and an annotation may name a
+   class of a module imported under ``if TYPE_CHECKING:`` (never run, so never a cycle; rules 1 to 3 still
+   apply to those imports).
 """
 
 from __future__ import annotations
@@ -45,19 +47,37 @@ def _is_package(path: Path) -> bool:
     return path.name == "__init__.py"
 
 
+def _is_type_checking(node: ast.AST) -> bool:
+    """``if TYPE_CHECKING:`` (or ``typing.TYPE_CHECKING``): a block only a type checker reads."""
+    if not isinstance(node, ast.If):
+        return False
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
 def _imports(path: Path) -> list:
-    """``(imported module, top level?, enclosing function name, imported names)`` of every import."""
+    """``(imported module, top level?, enclosing function name, imported names)`` of every import; an
+    import under ``if TYPE_CHECKING:`` is not top level (it never runs)."""
     name = _module_name(path)
     package = name if _is_package(path) else name.rpartition(".")[0]
     found = []
 
-    def visit(node, func):
+    def visit(node, func, typing_only=False):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 visit(child, child.name)
                 continue
+            if _is_type_checking(child):  # its body only; an ``else:`` branch runs
+                for stmt in child.body:
+                    visit(ast.Module(body=[stmt], type_ignores=[]), func, typing_only=True)
+                for stmt in child.orelse:
+                    visit(ast.Module(body=[stmt], type_ignores=[]), func, typing_only)
+                continue
+            top = func is None and not typing_only
             if isinstance(child, ast.Import):
-                found.extend((a.name, func is None, func, ()) for a in child.names)
+                found.extend((a.name, top, func, ()) for a in child.names)
             elif isinstance(child, ast.ImportFrom) and child.module != "__future__":
                 if child.level:
                     base = package.split(".")
@@ -72,10 +92,10 @@ def _imports(path: Path) -> list:
                         is_module = (ROOT.parent / Path(*sub.split("."))).is_dir() or (
                             ROOT.parent / Path(*sub.split("."))
                         ).with_suffix(".py").is_file()
-                        found.append((sub if is_module else target, func is None, func, (a,)))
+                        found.append((sub if is_module else target, top, func, (a,)))
                 else:
-                    found.append((target, func is None, func, names))
-            visit(child, func)
+                    found.append((target, top, func, names))
+            visit(child, func, typing_only)
 
     visit(ast.parse(path.read_text(encoding="utf-8")), None)
     return found
@@ -98,6 +118,8 @@ def test_the_scan_sees_every_module_and_known_edges():
     assert ("rshop_backends", False, "lower", ("lower",)) in IMPORTS["rshop_core.lowerable"]
     assert any(t == "rshop_core.functional" and top for t, top, _, _ in IMPORTS["rshop_core.execution"])
     assert any(t == "keras" and not top for t, top, _, _ in IMPORTS["rshop_core.convert.keras_step"])
+    # an import only the type checker reads is seen, and is not a module-level edge
+    assert ("rshop_core.layers.base", False, None, ("Layer",)) in IMPORTS["rshop_core.symbolic"]
 
 
 def test_rshop_backends_only_through_lower():

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from .. import activations
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from .. import activations, initializers, regularizers
 from .. import functional as F
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
@@ -10,6 +13,10 @@ from ..errors import RshopConfigError, RshopShapeError
 from ..keywords import checked_init
 from ..layers.base import Layer
 from ..symbolic import Input, Tensor
+from ..types import Shape
+
+if TYPE_CHECKING:
+    from ..model import RecurrentModel
 
 
 class Cell(Layer):
@@ -19,18 +26,31 @@ class Cell(Layer):
     ``input_dim`` may be None: the model from :meth:`get_layer` is then built on first use.
     """
 
-    state_names: tuple = ()
+    state_names: tuple[str, ...] = ()
+    units: int | None  # None for a ModelCell, whose sizes are its model's; an int for every other cell
+    input_dim: int | None
+    # set by _resolve_kernels, for the cells that have kernels
+    use_bias: bool
+    kernel_initializer: initializers.Initializer
+    recurrent_initializer: initializers.Initializer
+    bias_initializer: initializers.Initializer
+    kernel_regularizer: dict | None
+    recurrent_regularizer: dict | None
+    bias_regularizer: dict | None
+    dropout: float
+    recurrent_dropout: float
 
-    def __init_subclass__(cls, **kw):
+    def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
         if "__init__" in cls.__dict__:  # a misspelled keyword names the closest valid one
-            cls.__init__ = checked_init(cls.__dict__["__init__"])
+            # the wrapper keeps the signature; mypy refuses any assignment to a method
+            cls.__init__ = checked_init(cls.__dict__["__init__"])  # type: ignore[method-assign]
 
-    def __init__(self, units, input_dim=None, name=None):
+    def __init__(self, units: int | None, input_dim: int | None = None, name: str | None = None) -> None:
         super().__init__(name)
         self.units, self.input_dim = self._checked_sizes(units, input_dim)
 
-    def _checked_sizes(self, units, input_dim) -> tuple:
+    def _checked_sizes(self, units: int | None, input_dim: int | None) -> tuple[int | None, int | None]:
         """``(units, input_dim)``, refused unless units is an int > 0 and input_dim one or None."""
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise RshopConfigError(f"{type(self).__name__} {self.name!r}: expected units > 0, received {units!r}.")
@@ -40,7 +60,7 @@ class Cell(Layer):
             )
         return units, input_dim
 
-    def _resolve_activations(self, **named) -> None:
+    def _resolve_activations(self, **named: object) -> None:
         """Set each keyword as an attribute: an activation, by name or callable, checked now."""
         where = f"{type(self).__name__} {self.name!r}"
         for key, value in named.items():
@@ -48,15 +68,15 @@ class Cell(Layer):
 
     def _resolve_kernels(
         self,
-        use_bias,
-        kernel_initializer,
-        recurrent_initializer,
-        bias_initializer,
-        kernel_regularizer,
-        recurrent_regularizer,
-        bias_regularizer,
-        dropout,
-        recurrent_dropout,
+        use_bias: bool,
+        kernel_initializer: initializers.InitializerLike,
+        recurrent_initializer: initializers.InitializerLike,
+        bias_initializer: initializers.InitializerLike,
+        kernel_regularizer: regularizers.RegularizerLike,
+        recurrent_regularizer: regularizers.RegularizerLike,
+        bias_regularizer: regularizers.RegularizerLike,
+        dropout: float,
+        recurrent_dropout: float,
     ) -> None:
         """Set and check the options :meth:`_kernels` and :meth:`_bias` read: initializers and
         regularizers by name, dropout rates in [0, 1)."""
@@ -88,7 +108,7 @@ class Cell(Layer):
                 raise RshopConfigError(f"{where} {key}: expected a rate in [0, 1), received {value!r}.")
             setattr(self, key, float(value))
 
-    def _kernels(self, x, h, width):
+    def _kernels(self, x: Tensor, h: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``kernel`` (in, width), ``recurrent_kernel`` (units, width), and x and h after the
         cell's dropout (``dropout`` on x, ``recurrent_dropout`` on h: one mask per sequence)."""
         dt = x.dtype
@@ -108,16 +128,16 @@ class Cell(Layer):
             h = F.dropout(h, self.recurrent_dropout, name=f"{self.name}/recurrent_dropout")
         return k, r, x, h
 
-    def _bias(self, shape, initializer, dtype):
+    def _bias(self, shape: Shape, initializer: initializers.InitializerLike, dtype: str) -> Tensor:
         return self.add_weight("bias", shape, initializer, dtype, regularizer=self.bias_regularizer)
 
-    def state_shapes(self) -> list:
+    def state_shapes(self) -> list[Shape]:
         return [(self.units,)] * len(self.state_names)
 
-    def step(self, x: Tensor, states: list):
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         raise NotImplementedError
 
-    def __call__(self, x, states):
+    def __call__(self, x: Tensor, states: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
         where = f"{type(self).__name__} {self.name!r}"
         if not isinstance(x, Tensor):
             raise RshopConfigError(f"{where}: expected an rshop Tensor as x, received {type(x).__name__}.")
@@ -138,7 +158,7 @@ class Cell(Layer):
                 )
         return self.step(x, states)
 
-    def get_layer(self, **options):
+    def get_layer(self, **options: Any) -> RecurrentModel:
         """A :class:`~rshop_core.model.RecurrentModel` running this cell over time.
 
         ``options`` are the model's: ``return_sequences``, ``return_states``, ``go_backwards``,
@@ -146,7 +166,7 @@ class Cell(Layer):
         """
         from ..model import RecurrentModel
 
-        def builder(input_dim):
+        def builder(input_dim: int) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor], None]:
             x = Input((input_dim,), name="x")
             states = [Input(s, name=n) for s, n in zip(self.state_shapes(), self.state_names)]
             y, new = self(x, states)

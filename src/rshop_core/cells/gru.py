@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
+from ..initializers import InitializerLike
+from ..regularizers import RegularizerLike
+from ..symbolic import Tensor
 from .base import Cell
 
 
@@ -22,27 +25,28 @@ class GRUCell(Cell):
     """
 
     state_names = ("h",)
+    units: int
     activation: Activation
     recurrent_activation: Activation
 
     def __init__(
         self,
-        units,
-        input_dim=None,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        reset_after=True,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        name=None,
-    ):
+        units: int,
+        input_dim: int | None = None,
+        activation: str | None = "tanh",
+        recurrent_activation: str | None = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        recurrent_initializer: InitializerLike = "orthogonal",
+        bias_initializer: InitializerLike = "zeros",
+        reset_after: bool = True,
+        kernel_regularizer: RegularizerLike = None,
+        recurrent_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(units, input_dim, name)
         self._resolve_activations(activation=activation, recurrent_activation=recurrent_activation)
         self._resolve_kernels(
@@ -58,12 +62,13 @@ class GRUCell(Cell):
         )
         self.reset_after = bool(reset_after)
 
-    def step(self, x, states):
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         (h,) = states
         u, dt = self.units, x.dtype
         k, r, x, h_in = self._kernels(x, h, 3 * u)  # h_in: h after recurrent dropout, for the matmuls
         xw = F.matmul(x, k)
-        b_in = b_rec = None
+        b_in: Tensor | None = None
+        b_rec: Tensor | None = None
         if self.use_bias:
             if self.reset_after:
                 b = self._bias((2, 3 * u), self.bias_initializer, dt)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
-from ..initializers import Initializer, RandomUniform
+from ..initializers import Initializer, InitializerLike, RandomUniform
+from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
 from .base import Cell
 
@@ -26,6 +27,7 @@ class IndRNNCell(Cell):
     """
 
     state_names = ("h",)
+    units: int
     activation: Activation
     kernel_initializer: Initializer
     recurrent_initializer: Initializer
@@ -42,12 +44,12 @@ class IndRNNCell(Cell):
         input_dim: int | None = None,
         activation: object = "relu",
         use_bias: bool = True,
-        kernel_initializer: object = "glorot_uniform",
-        recurrent_initializer: object = None,
-        bias_initializer: object = "zeros",
-        kernel_regularizer: object = None,
-        recurrent_regularizer: object = None,
-        bias_regularizer: object = None,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        recurrent_initializer: InitializerLike | None = None,
+        bias_initializer: InitializerLike = "zeros",
+        kernel_regularizer: RegularizerLike = None,
+        recurrent_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         name: str | None = None,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
-from ..initializers import Concatenate
+from ..initializers import Concatenate, Initializer, InitializerLike
+from ..regularizers import RegularizerLike
+from ..symbolic import Tensor
 from .base import Cell
 
 
@@ -26,27 +28,28 @@ class LSTMCell(Cell):
     """
 
     state_names = ("h", "c")
+    units: int
     activation: Activation
     recurrent_activation: Activation
 
     def __init__(
         self,
-        units,
-        input_dim=None,
-        activation="tanh",
-        recurrent_activation="sigmoid",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        unit_forget_bias=True,
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        name=None,
-    ):
+        units: int,
+        input_dim: int | None = None,
+        activation: str | None = "tanh",
+        recurrent_activation: str | None = "sigmoid",
+        use_bias: bool = True,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        recurrent_initializer: InitializerLike = "orthogonal",
+        bias_initializer: InitializerLike = "zeros",
+        unit_forget_bias: bool = True,
+        kernel_regularizer: RegularizerLike = None,
+        recurrent_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(units, input_dim, name)
         self._resolve_activations(activation=activation, recurrent_activation=recurrent_activation)
         self._resolve_kernels(
@@ -62,13 +65,13 @@ class LSTMCell(Cell):
         )
         self.unit_forget_bias = bool(unit_forget_bias)
 
-    def step(self, x, states):
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         h, c = states
         u = self.units
         k, r, x, h_in = self._kernels(x, h, 4 * u)
         z = F.add(F.matmul(x, k), F.matmul(h_in, r))
         if self.use_bias:
-            b_init = self.bias_initializer
+            b_init: Initializer = self.bias_initializer
             if self.unit_forget_bias:
                 b_init = Concatenate([(u, b_init), (u, "ones"), (2 * u, b_init)])
             z = F.add(z, self._bias((4 * u,), b_init, x.dtype))

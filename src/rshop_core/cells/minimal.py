@@ -17,6 +17,7 @@ class _InputGatedCell(Cell):
     (n units,) computing every gate and the candidate from ``x_t`` in one matmul."""
 
     state_names = ("h",)
+    units: int
     n_pieces = 1
     kernel_initializer: Initializer
     bias_initializer: Initializer

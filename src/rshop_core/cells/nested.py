@@ -9,40 +9,51 @@ weights; its states (a readout included) become states of the parent, named
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
 from ..errors import RshopConfigError, RshopShapeError
 from ..replay import replay
 from ..symbolic import Tensor
-from ..types import TensorType
+from ..types import Shape, TensorType
 from .base import Cell
+
+if TYPE_CHECKING:
+    from ..initializers import Initializer
+    from ..model import RecurrentModel
 
 
 class ModelCell(Cell):
     """A built RecurrentModel as a cell: ``cell(x, states, constants=None) -> (output, new_states)``."""
 
-    def __init__(self, model, name=None):
-        model._require_built()
+    def __init__(self, model: RecurrentModel, name: str | None = None) -> None:
+        g = model._require_built()
         super().__init__(None, model.input_shape[-1] if model.input_shape else None, name or model.name)
         self.model = model
-        g = model.graph
         names = [s.name for s in model.state_specs] + (["readout"] if model.readout_spec else [])
         self.state_names = tuple(f"{self.name}/{n}" for n in names)
         self._state_shapes = [g.nodes[i].type.shape for i in g.states]
-        self._initializers = [s.initializer for s in model.state_specs] + (["zeros"] if model.readout_spec else [])
+        self._initializers: list[Initializer | str] = [s.initializer for s in model.state_specs]
+        self._initializers += ["zeros"] if model.readout_spec else []
 
-    def _checked_sizes(self, units, input_dim) -> tuple:
+    def _checked_sizes(self, units: int | None, input_dim: int | None) -> tuple[None, int | None]:
         """No units: the nested model's sizes are its graph's, checked when it was built."""
         return None, input_dim
 
-    def state_shapes(self) -> list:
+    def state_shapes(self) -> list[Shape]:
         return list(self._state_shapes)
 
-    def initial_value(self, local):
+    def initial_value(self, local: str) -> np.ndarray:
         """The nested model's current value of its parameter ``local`` (a qualified name)."""
         return self.model._weights[local]
 
-    def __call__(self, x, states, constants=None):
+    def __call__(
+        self, x: Tensor, states: Sequence[Tensor], constants: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
         where = f"cell {self.name!r} (nested RecurrentModel {self.model.name!r})"
-        g = self.model.graph
+        g = self.model._require_built()
         want = g.nodes[g.x[0]].type
         if not isinstance(x, Tensor) or x.type != want:
             got = x.type.describe() if isinstance(x, Tensor) else type(x).__name__
@@ -66,9 +77,9 @@ class ModelCell(Cell):
         out = replay(g, env, lambda n, args: self._param(n.attrs["name"]) if n.op == "param" else None)
         return out[g.outputs[0]], [out[i] for i in g.final_states]
 
-    def _param(self, qualified):
+    def _param(self, qualified: str) -> Tensor:
         if qualified not in self._weights:  # one symbolic parameter per nested parameter, shared by calls
-            spec = self.model.graph.params[qualified]
+            spec = self.model._require_built().params[qualified]
             self._weights[qualified] = Tensor(
                 "param",
                 (),
@@ -89,6 +100,6 @@ class ModelCell(Cell):
             )
         return self._weights[qualified]
 
-    def get_layer(self, **options):
+    def get_layer(self, **options: Any) -> RecurrentModel:
         options.setdefault("state_initializer", self._initializers)
         return super().get_layer(**options)

@@ -37,6 +37,7 @@ class RGLRUCell(Cell):
     """
 
     state_names = ("h",)
+    units: int
     kernel_initializer: Initializer
     a_initializer: Initializer
     bias_initializer: Initializer

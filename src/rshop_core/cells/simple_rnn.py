@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
+from ..initializers import InitializerLike
+from ..regularizers import RegularizerLike
+from ..symbolic import Tensor
 from .base import Cell
 
 
@@ -12,24 +15,25 @@ class SimpleRNNCell(Cell):
     ``recurrent_kernel`` (units, units), ``bias`` (units,). One state ``h``; output ``h_t``."""
 
     state_names = ("h",)
+    units: int
     activation: Activation
 
     def __init__(
         self,
-        units,
-        input_dim=None,
-        activation="tanh",
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        recurrent_initializer="orthogonal",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        recurrent_regularizer=None,
-        bias_regularizer=None,
-        dropout=0.0,
-        recurrent_dropout=0.0,
-        name=None,
-    ):
+        units: int,
+        input_dim: int | None = None,
+        activation: str | None = "tanh",
+        use_bias: bool = True,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        recurrent_initializer: InitializerLike = "orthogonal",
+        bias_initializer: InitializerLike = "zeros",
+        kernel_regularizer: RegularizerLike = None,
+        recurrent_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
+        dropout: float = 0.0,
+        recurrent_dropout: float = 0.0,
+        name: str | None = None,
+    ) -> None:
         super().__init__(units, input_dim, name)
         self._resolve_activations(activation=activation)
         self._resolve_kernels(
@@ -44,7 +48,7 @@ class SimpleRNNCell(Cell):
             recurrent_dropout,
         )
 
-    def step(self, x, states):
+    def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         (h,) = states
         k, r, x, h_in = self._kernels(x, h, self.units)
         z = F.add(F.matmul(x, k), F.matmul(h_in, r))

@@ -8,19 +8,26 @@ Nothing here imports a framework.
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import numpy as np
 
 from .. import initializers, patterns
 from ..bidirectional import Bidirectional
 from ..cells import GRUCell, LSTMCell, SimpleRNNCell
+from ..cells.base import Cell
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
+from ..patterns import CellMatch
 from ..sequential import RecurrentSequential
+from ..specs import ParamSpec
+
+M = TypeVar("M", bound=RecurrentModel)
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
-CELLS = {"rnn": SimpleRNNCell, "gru": GRUCell, "lstm": LSTMCell}
+CELLS: dict[str, type[SimpleRNNCell | GRUCell | LSTMCell]] = {"rnn": SimpleRNNCell, "gru": GRUCell, "lstm": LSTMCell}
 _ZEROS = initializers.get("zeros")
 
 
@@ -41,11 +48,11 @@ class CellSpec:
     reset_after: bool = True
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
-    regularizers: dict = field(default_factory=dict)  # kernel / recurrent / bias -> {"l1": a, "l2": b}
-    weights: dict = field(default_factory=dict)
+    regularizers: dict[str, dict] = field(default_factory=dict)  # kernel / recurrent / bias -> {"l1": a, "l2": b}
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def cell(self, name=None):
-        kw = {
+    def cell(self, name: str | None = None) -> Cell:
+        kw: dict[str, Any] = {
             "activation": self.activation,
             "use_bias": self.use_bias,
             "dropout": self.dropout,
@@ -60,16 +67,16 @@ class CellSpec:
         return CELLS[self.kind](self.units, input_dim=self.input_dim, **kw)
 
 
-def _local(qualified):
+def _local(qualified: str) -> str:
     return qualified.rsplit("/", 1)[-1]
 
 
-def set_cell_weights(model, specs, prefix=""):
+def set_cell_weights(model: M, specs: Sequence[CellSpec], prefix: str = "") -> M:
     """Set ``model``'s weights from ``specs`` (one per cell, in the order the graph first uses them)."""
     groups = param_groups(model)
     if len(groups) != len(specs):
         raise RshopConfigError(f"convert: expected {len(specs)} cell(s) in {model.name!r}, found {len(groups)}.")
-    weights = {}
+    weights: dict[str, np.ndarray] = {}
     for spec, names in zip(specs, groups):
         for q in names:
             weights[q] = np.asarray(spec.weights[_local(q)], dtype=model.dtype)
@@ -77,23 +84,23 @@ def set_cell_weights(model, specs, prefix=""):
     return model
 
 
-def param_groups(model) -> list:
+def param_groups(model: RecurrentModel) -> list[list[str]]:
     """The model's parameter names grouped by owner prefix, in order of first use in the step graph."""
-    groups: dict = {}
-    for n in model.graph.nodes:
+    groups: dict[str, list[str]] = {}
+    for n in model._require_built().nodes:
         if n.op == "param":
             q = n.attrs["name"]
             groups.setdefault(q.rsplit("/", 1)[0], []).append(q)
     return list(groups.values())
 
 
-def build_model(spec: CellSpec, name: str, **options) -> RecurrentModel:
+def build_model(spec: CellSpec, name: str, **options: Any) -> RecurrentModel:
     """A RecurrentModel running ``spec``'s cell, with ``spec``'s weights."""
     model = spec.cell(f"{name}_cell").get_layer(name=name, seed=0, **options)
     return set_cell_weights(model, [spec])
 
 
-def build_stack(specs: list, name: str, **options) -> RecurrentSequential:
+def build_stack(specs: Sequence[CellSpec], name: str, **options: Any) -> RecurrentSequential:
     """A RecurrentSequential of ``specs``' cells (each layer's output feeds the next at every step)."""
     seq = RecurrentSequential(name=name, seed=0, **options)
     for i, spec in enumerate(specs):
@@ -102,7 +109,9 @@ def build_stack(specs: list, name: str, **options) -> RecurrentSequential:
     return set_cell_weights(seq, specs)
 
 
-def build_bidirectional(fwd: CellSpec, bwd: CellSpec, merge_mode, name: str, **options) -> Bidirectional:
+def build_bidirectional(
+    fwd: CellSpec, bwd: CellSpec, merge_mode: str | None, name: str, **options: Any
+) -> Bidirectional:
     """A Bidirectional whose forward and backward copies hold ``fwd``'s and ``bwd``'s weights."""
     bi = Bidirectional(build_model(fwd, name, **options), merge_mode=merge_mode, name=f"bidirectional_{name}")
     set_cell_weights(bi.forward, [fwd])
@@ -115,12 +124,12 @@ def build_bidirectional(fwd: CellSpec, bwd: CellSpec, merge_mode, name: str, **o
 _REGULARIZER_KEYS = {"kernel": "kernel", "recurrent_kernel": "recurrent", "bias": "bias"}
 
 
-def _spec_of(m, weights: dict, param_specs: dict) -> CellSpec:
+def _spec_of(m: CellMatch, weights: dict[str, np.ndarray], param_specs: dict[str, ParamSpec]) -> CellSpec:
     """The CellSpec of one recognised cell (:class:`~rshop_core.patterns.CellMatch`): its options
     as the matcher found them, its weights and regularizers by role. ``weights`` is the model's
     ``get_weights()``: copies already, so float32 arrays are taken as they are."""
-    regs = {
-        _REGULARIZER_KEYS[role]: param_specs[q].regularizer
+    regs: dict[str, dict] = {
+        _REGULARIZER_KEYS[role]: param_specs[q].regularizer  # type: ignore[misc]  # not None: filtered below
         for role, q in m.params.items()
         if param_specs[q].regularizer
     }
@@ -139,7 +148,7 @@ def _spec_of(m, weights: dict, param_specs: dict) -> CellSpec:
     )
 
 
-def describe(model, where: str) -> CellSpec:
+def describe(model: object, where: str) -> CellSpec:
     """The :class:`CellSpec` (weights included) of a model that runs exactly one built-in cell, or an
     RshopConfigError saying why ``model`` is not one. Loop options are not checked here.
 
@@ -169,7 +178,7 @@ def describe(model, where: str) -> CellSpec:
     )
 
 
-def check_plain_loop(model, where: str, allowed=()) -> None:
+def check_plain_loop(model: RecurrentModel, where: str, allowed: Collection[str] = ()) -> None:
     """Refuse loop options a framework layer cannot express (those in ``allowed`` are the caller's)."""
     o = model.options
     for flag in ("go_backwards", "teacher_force", "decode", "stateful", "zero_output_for_mask"):
@@ -187,7 +196,7 @@ def check_plain_loop(model, where: str, allowed=()) -> None:
 
 
 # -- stacks ----------------------------------------------------------------------------------
-def describe_stack(seq, where: str) -> list:
+def describe_stack(seq: RecurrentSequential, where: str) -> list[CellSpec]:
     """The CellSpecs (weights included) of a RecurrentSequential of built-in cells only (no plain
     layers, state_sync or readout), or an RshopConfigError."""
     graph = seq._require_built()

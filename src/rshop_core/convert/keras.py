@@ -11,10 +11,14 @@ keras is imported only inside these functions.
 
 from __future__ import annotations
 
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
 
 from .. import activations
 from ..errors import RshopConfigError
+from ..lowerable import Lowerable
 from ..model import RecurrentModel
 from ..sequential import RecurrentSequential
 from ..stack import SequenceStack
@@ -28,12 +32,15 @@ from .common import (
     describe_stack,
 )
 
+if TYPE_CHECKING:
+    from ..bidirectional import Bidirectional
+
 __all__ = ["from_keras", "to_keras"]
 
 _KINDS = {"SimpleRNN": "rnn", "GRU": "gru", "LSTM": "lstm"}
 
 
-def _regularizer(keras, reg, what, where):
+def _regularizer(keras: ModuleType, reg: Any, what: str, where: str) -> dict[str, float] | None:
     if reg is None:
         return None
     r = keras.regularizers
@@ -44,14 +51,14 @@ def _regularizer(keras, reg, what, where):
     )
 
 
-def _activation(keras, fn, what, where):
+def _activation(keras: ModuleType, fn: Any, what: str, where: str) -> str:
     name = keras.activations.serialize(fn)
     if not isinstance(name, str) or name not in activations.names():
         raise RshopConfigError(f"{where}: {what}={name!r} is not supported; expected one of {activations.names()}.")
     return name
 
 
-def _rnn_layer(keras, layer, where):
+def _rnn_layer(keras: ModuleType, layer: Any, where: str) -> tuple[CellSpec, dict[str, bool]]:
     """(CellSpec with weights, loop options) of a built SimpleRNN / GRU / LSTM."""
     kind = next((k for name, k in _KINDS.items() if isinstance(layer, getattr(keras.layers, name))), None)
     if kind is None:
@@ -84,10 +91,10 @@ def _rnn_layer(keras, layer, where):
         k: _regularizer(keras, getattr(cell, f"{k}_regularizer"), f"{k}_regularizer", where)
         for k in ("kernel", "recurrent", "bias")
     }
-    weights = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel}
+    variables = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel}
     if cell.use_bias:
-        weights["bias"] = cell.bias
-    weights = {k: np.array(keras.ops.convert_to_numpy(v.value), dtype=np.float32) for k, v in weights.items()}
+        variables["bias"] = cell.bias
+    weights = {k: np.array(keras.ops.convert_to_numpy(v.value), dtype=np.float32) for k, v in variables.items()}
     act = _activation(keras, cell.activation, "activation", where)
     recurrent = (
         _activation(keras, cell.recurrent_activation, "recurrent_activation", where) if kind != "rnn" else "sigmoid"
@@ -119,7 +126,7 @@ def _same_cell(a: CellSpec, b: CellSpec) -> bool:
     return {**vars(a), "weights": None} == {**vars(b), "weights": None}
 
 
-def _convert_one(keras, layer, where, name):
+def _convert_one(keras: ModuleType, layer: Any, where: str, name: str) -> RecurrentModel | Bidirectional:
     if isinstance(layer, keras.layers.Bidirectional):
         fwd, opts = _rnn_layer(keras, layer.forward_layer, where)
         bwd, bopts = _rnn_layer(keras, layer.backward_layer, where)
@@ -133,7 +140,7 @@ def _convert_one(keras, layer, where, name):
     return build_model(spec, name, **opts)
 
 
-def from_keras(layer):
+def from_keras(layer: Any) -> Lowerable:
     """An rshop model computing what a Keras 3 recurrent layer (or stack) computes, weights copied.
 
     - ``SimpleRNN`` / ``GRU`` (either ``reset_after``) / ``LSTM``: a :class:`RecurrentModel` of
@@ -160,7 +167,7 @@ def from_keras(layer):
     return _convert_one(keras, layer, where, f"keras_{getattr(layer, 'name', 'layer')}")
 
 
-def _from_stack(keras, items, where, name):
+def _from_stack(keras: ModuleType, items: list[Any], where: str, name: str) -> RecurrentSequential | SequenceStack:
     if not items:
         raise RshopConfigError(f"{where}: expected at least one recurrent layer, received none.")
     for i, item in enumerate(items[:-1]):
@@ -174,15 +181,16 @@ def _from_stack(keras, items, where, name):
     plain = [
         _rnn_layer(keras, item, where) if not isinstance(item, keras.layers.Bidirectional) else None for item in items
     ]
-    if all(p is not None and not p[1]["go_backwards"] for p in plain) and not plain[-1][1]["return_states"]:
-        return build_stack([p[0] for p in plain], name, return_sequences=plain[-1][1]["return_sequences"])
+    pairs = [p for p in plain if p is not None]
+    if len(pairs) == len(plain) and all(not p[1]["go_backwards"] for p in pairs) and not pairs[-1][1]["return_states"]:
+        return build_stack([p[0] for p in pairs], name, return_sequences=pairs[-1][1]["return_sequences"])
     return SequenceStack([_convert_one(keras, item, where, f"{name}_{i}") for i, item in enumerate(items)], name=name)
 
 
 # -- back to Keras ---------------------------------------------------------------------------
-def _keras_layer(keras, spec: CellSpec, options, name=None):
+def _keras_layer(keras: ModuleType, spec: CellSpec, options: dict[str, Any], name: str | None = None) -> Any:
     """A built Keras layer for ``spec`` with its weights, and the loop ``options`` (a dict)."""
-    kw = {
+    kw: dict[str, Any] = {
         "activation": spec.activation,
         "use_bias": spec.use_bias,
         "dropout": spec.dropout,
@@ -207,17 +215,18 @@ def _keras_layer(keras, spec: CellSpec, options, name=None):
     return layer
 
 
-def _set(layer, spec):
+def _set(layer: Any, spec: CellSpec) -> None:
     w = spec.weights
     layer.set_weights([w["kernel"], w["recurrent_kernel"]] + ([w["bias"]] if spec.use_bias else []))
 
 
-def _to_keras_one(keras, model, where):
+def _to_keras_one(keras: ModuleType, model: Lowerable, where: str) -> Any:
     if getattr(model, "KIND", None) == "Bidirectional":  # the model kind (rshop_core.lowerable)
-        check_plain_loop(model.forward, where, allowed=("go_backwards", "zero_output_for_mask"))
-        fwd, bwd = describe(model.forward, where), describe(model.backward, where)
-        inner = _keras_layer(keras, fwd, model.forward.options.to_json(), name=model.forward.name)
-        bi = keras.layers.Bidirectional(inner, merge_mode=model.merge_mode, name=model.name)
+        bi_model = cast("Bidirectional", model)  # what its KIND says it is
+        check_plain_loop(bi_model.forward, where, allowed=("go_backwards", "zero_output_for_mask"))
+        fwd, bwd = describe(bi_model.forward, where), describe(bi_model.backward, where)
+        inner = _keras_layer(keras, fwd, bi_model.forward.options.to_json(), name=bi_model.forward.name)
+        bi = keras.layers.Bidirectional(inner, merge_mode=bi_model.merge_mode, name=bi_model.name)
         bi.build((None, None, fwd.input_dim))
         _set(bi.forward_layer, fwd)
         _set(bi.backward_layer, bwd)
@@ -233,7 +242,7 @@ def _to_keras_one(keras, model, where):
     )
 
 
-def to_keras(model):
+def to_keras(model: Lowerable) -> Any:
     """The Keras 3 layer computing ``model``, weights set (the inverse of :func:`from_keras`).
 
     A RecurrentModel of one cell gives a ``SimpleRNN`` / ``GRU`` / ``LSTM``, a Bidirectional a
@@ -265,8 +274,9 @@ def to_keras(model):
             ]
             states = model.options.return_states
         else:
-            layers = [_to_keras_one(keras, m, where) for m in model.layers]
-            states = any(m.options.return_states for m in model.layers)
+            stack = cast(SequenceStack, model)  # what its KIND says it is
+            layers = [_to_keras_one(keras, m, where) for m in stack.layers]
+            states = any(m.options.return_states for m in stack.layers)
         if states:
             raise RshopConfigError(
                 f"{where}: return_states=True is not supported for stacks (a keras.Sequential "

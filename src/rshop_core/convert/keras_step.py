@@ -26,14 +26,17 @@ imports it. ``rshop_backends.keras`` re-exports :func:`from_keras_step` beside i
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import numpy as np
 
 from .. import functional as F
 from ..errors import RshopConfigError
+from ..functional import BinaryOp, UnaryOp
 from ..layers import Activation, Dense, Dropout
 from ..model import RecurrentModel
-from ..symbolic import Input
+from ..symbolic import Input, Tensor
 
 __all__ = ["from_keras_step", "SUPPORTED"]
 
@@ -55,7 +58,7 @@ SUPPORTED_LAYERS = (
     "Softmax",
     "Reshape",
 )
-_BINARY_OPS = {
+_BINARY_OPS: dict[str, BinaryOp] = {
     "Add": F.add,
     "Subtract": F.subtract,
     "Multiply": F.multiply,
@@ -64,7 +67,7 @@ _BINARY_OPS = {
     "Maximum": F.maximum,
     "Minimum": F.minimum,
 }
-_UNARY_OPS = {
+_UNARY_OPS: dict[str, UnaryOp] = {
     "Tanh": F.tanh,
     "Sigmoid": F.sigmoid,
     "Relu": F.relu,
@@ -87,14 +90,14 @@ def _name(s: str) -> str:
     return re.sub(r"[^A-Za-z0-9_\-]", "_", s) or "layer"
 
 
-def _is_layer(op, cls_name):
+def _is_layer(op: Any, cls_name: str) -> bool:
     import keras
 
     cls = getattr(keras.layers, cls_name, None)
     return cls is not None and type(op) is cls
 
 
-def _unsupported(op, why=None):
+def _unsupported(op: Any, why: str | None = None) -> NoReturn:
     what = f"{type(op).__name__} {getattr(op, 'name', '?')!r}"
     raise RshopConfigError(
         f"from_keras_step, layer {what}: expected a supported layer ({', '.join(SUPPORTED_LAYERS[1:])}) or "
@@ -104,7 +107,7 @@ def _unsupported(op, why=None):
     )
 
 
-def _regularizer(op, which):
+def _regularizer(op: Any, which: str) -> dict[str, float] | None:
     r = getattr(op, which, None)
     if r is None:
         return None
@@ -114,7 +117,7 @@ def _regularizer(op, which):
     return {"l1": float(cfg.get("l1", 0.0)), "l2": float(cfg.get("l2", 0.0))}
 
 
-def _activation_name(op, fn):
+def _activation_name(op: Any, fn: Any) -> str:
     import keras
 
     name = keras.activations.serialize(fn) if fn is not None else "linear"
@@ -126,19 +129,19 @@ def _activation_name(op, fn):
 
 
 class _Importer:
-    def __init__(self, inputs: dict):
+    def __init__(self, inputs: dict[int, Tensor]) -> None:
         self.inputs = inputs  # id(InputLayer op) -> rshop Input
-        self.memo: dict = {}  # (id(op), node index, tensor index) -> rshop Tensor
-        self.layers: dict = {}  # id(Keras layer) -> (Keras layer, rshop layer or None)
+        self.memo: dict[tuple[int, int, int], Tensor] = {}  # (id(op), node index, tensor index) -> rshop Tensor
+        self.layers: dict[int, tuple[Any, Dense]] = {}  # id(Keras layer) -> (Keras layer, its rshop layer)
 
-    def rshop_layer(self, op, make):
+    def rshop_layer(self, op: Any, make: Callable[[], Dense]) -> Dense:
         """The one rshop layer standing for Keras layer ``op`` (shared across its calls)."""
         entry = self.layers.get(id(op))
         if entry is None:
             entry = self.layers[id(op)] = (op, make())
         return entry[1]
 
-    def convert(self, kt):
+    def convert(self, kt: Any) -> Tensor:
         import keras
 
         history = getattr(kt, "_keras_history", None)
@@ -165,14 +168,14 @@ class _Importer:
         self.memo[key] = out
         return out
 
-    def _listed(self, op, args):
+    def _listed(self, op: Any, args: list[Any]) -> list[Any]:
         import keras
 
         if len(args) == 1 and isinstance(args[0], (list, tuple)):
             return [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in args[0]]
         return list(args)
 
-    def apply(self, op, args, kwargs):  # one branch per supported layer
+    def apply(self, op: Any, args: list[Any], kwargs: dict[str, Any]) -> Tensor:  # one branch per supported layer
         import keras
 
         kind = type(op).__name__
@@ -184,7 +187,7 @@ class _Importer:
             return self._op(op, kind, args, kwargs)
         _unsupported(op)
 
-    def _layer(self, op, kind, args):
+    def _layer(self, op: Any, kind: str, args: list[Any]) -> Tensor:
         nm = _name(op.name)
         if kind == "Dense":
             for attr in ("kernel_constraint", "bias_constraint", "activity_regularizer"):
@@ -237,7 +240,7 @@ class _Importer:
         return F.divide(out, float(len(xs))) if kind == "Average" else out
 
     @staticmethod
-    def _axis(op, axis, like):
+    def _axis(op: Any, axis: object, like: Tensor) -> int:
         """A Keras axis (counting the batch) as an rshop per-example negative axis."""
         if not isinstance(axis, int):
             _unsupported(op, f"axis {axis!r}")
@@ -247,8 +250,8 @@ class _Importer:
             axis = axis - (len(like.shape) + 1)
         return axis
 
-    def _op(self, op, kind, args, kwargs):
-        def value(a):
+    def _op(self, op: Any, kind: str, args: list[Any], kwargs: dict[str, Any]) -> Tensor:
+        def value(a: Any) -> Any:  # a float literal or an rshop Tensor
             if isinstance(a, (int, float)) and not isinstance(a, bool):
                 return float(a)
             if hasattr(a, "type") and hasattr(a, "op"):  # an rshop Tensor
@@ -266,7 +269,7 @@ class _Importer:
         _unsupported(op)
 
 
-def _as_list(v, what):
+def _as_list(v: Any, what: str) -> list[Any]:
     import keras
 
     if v is None:
@@ -279,7 +282,13 @@ def _as_list(v, what):
 
 
 def from_keras_step(
-    step_model, initial_states, final_states, readout_input=None, constants=None, output=None, **options
+    step_model: Any,
+    initial_states: Any,
+    final_states: Any,
+    readout_input: Any = None,
+    constants: Any = None,
+    output: Any = None,
+    **options: Any,
 ) -> RecurrentModel:
     """An rshop ``RecurrentModel`` from a Keras functional model of one time step.
 
@@ -310,7 +319,7 @@ def from_keras_step(
     consts_k = _as_list(constants, "constants")
     readout_k = _as_list(readout_input, "readout_input")
 
-    def input_op(kt, what):
+    def input_op(kt: Any, what: str) -> Any:
         op = getattr(kt, "_keras_history", (None,))[0]
         if not _is_layer(op, "InputLayer"):
             raise RshopConfigError(
@@ -319,7 +328,7 @@ def from_keras_step(
         return op
 
     model_inputs = keras.tree.flatten(step_model.inputs)
-    role = {}
+    role: dict[int, str] = {}
     for what, group in (("initial_states", states_k), ("readout_input", readout_k), ("constants", consts_k)):
         for i, kt in enumerate(group):
             role[id(input_op(kt, f"{what} #{i}"))] = what
@@ -329,7 +338,8 @@ def from_keras_step(
             f"from_keras_step: expected exactly one step-model input that is neither a state, the readout nor a "
             f"constant (the input x_t), received {len(free)}: {[kt.name for kt in free]}."
         )
-    inputs, rs = {}, {}
+    inputs: dict[int, Tensor] = {}
+    rs: dict[int, Tensor] = {}
     for kt in free + states_k + readout_k + consts_k:
         if kt.dtype != "float32":
             raise RshopConfigError(f"from_keras_step, Input {kt.name!r}: expected dtype float32, received {kt.dtype}.")

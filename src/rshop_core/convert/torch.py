@@ -12,7 +12,11 @@ torch is imported only inside these functions.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, cast
+
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ..errors import RshopConfigError
 from ..model import RecurrentModel
@@ -28,25 +32,29 @@ from .common import (
     describe_stack,
 )
 
+if TYPE_CHECKING:
+    from ..bidirectional import Bidirectional
+    from ..lowerable import Lowerable
+
 __all__ = ["from_torch", "to_torch", "torch_states", "rshop_states", "TorchStack"]
 
 TorchStack = SequenceStack  # what from_torch returns for num_layers > 1 with bidirectional=True
 _MODES = {"RNN_TANH": ("rnn", "tanh"), "RNN_RELU": ("rnn", "relu"), "GRU": ("gru", "tanh"), "LSTM": ("lstm", "tanh")}
 
 
-def _zrn(a):
+def _zrn(a: np.ndarray) -> np.ndarray:
     """torch's GRU gate blocks ``[r|z|n]`` (axis 0) -> rshop's ``[z|r|h]``."""
     r, z, n = np.split(a, 3, axis=0)
     return np.concatenate([z, r, n], axis=0)
 
 
-def _rzn(a):
+def _rzn(a: np.ndarray) -> np.ndarray:
     """rshop's ``[z|r|h]`` (axis 0) -> torch's ``[r|z|n]``."""
     z, r, n = np.split(a, 3, axis=0)
     return np.concatenate([r, z, n], axis=0)
 
 
-def _spec(module, kind, activation, layer, suffix) -> CellSpec:
+def _spec(module: Any, kind: str, activation: str, layer: int, suffix: str) -> CellSpec:
     p = {name: t.detach().cpu().numpy() for name, t in module.named_parameters()}
     w_ih, w_hh = p[f"weight_ih_l{layer}{suffix}"], p[f"weight_hh_l{layer}{suffix}"]
     spec = CellSpec(kind, module.hidden_size, w_ih.shape[1], activation=activation, use_bias=module.bias)
@@ -62,7 +70,7 @@ def _spec(module, kind, activation, layer, suffix) -> CellSpec:
     return spec
 
 
-def from_torch(module):
+def from_torch(module: Any) -> Lowerable:
     """An rshop model computing what ``module`` (``torch.nn.RNN``, ``GRU`` or ``LSTM``) computes.
 
     The result returns ``(y, *states)`` (``return_sequences=True, return_states=True``) on
@@ -98,7 +106,8 @@ def from_torch(module):
     if dtypes != {"float32"}:
         raise RshopConfigError(f"{where}: expected float32 parameters, received dtype {sorted(dtypes)}.")
     kind, activation = _MODES[module.mode]
-    layers, opts = module.num_layers, {"return_sequences": True, "return_states": True}
+    layers = module.num_layers
+    opts = {"return_sequences": True, "return_states": True}
     name = f"torch_{kind}"
     if not module.bidirectional:
         specs = [_spec(module, kind, activation, i, "") for i in range(layers)]
@@ -117,12 +126,12 @@ def from_torch(module):
 
 
 # -- back to torch ---------------------------------------------------------------------------
-def _units(model, where):
+def _units(model: Lowerable, where: str) -> list[list[CellSpec]]:
     """[(layer index, [spec per direction])] of a convertible rshop model."""
     kind = getattr(model, "KIND", None)  # the model kind (rshop_core.lowerable), as its .rshop document names it
     if kind == "SequenceStack":
         out = []
-        for i, layer in enumerate(model.layers):
+        for i, layer in enumerate(cast(SequenceStack, model).layers):  # what its KIND says it is
             if layer.KIND == "SequenceStack":
                 raise RshopConfigError(f"{where}: expected a flat TorchStack, received a nested one.")
             sub = _units(layer, where)
@@ -135,13 +144,14 @@ def _units(model, where):
             raise RshopConfigError(f"{where}: expected every layer of the stack to have the same directions.")
         return out
     if kind == "Bidirectional":
-        if model.merge_mode != "concat":
+        bi = cast("Bidirectional", model)  # what its KIND says it is
+        if bi.merge_mode != "concat":
             raise RshopConfigError(
-                f"{where}: merge_mode={model.merge_mode!r} is not supported; torch concatenates "
+                f"{where}: merge_mode={bi.merge_mode!r} is not supported; torch concatenates "
                 "the two directions (expected merge_mode='concat')."
             )
-        check_plain_loop(model.forward, where)
-        return [[describe(model.forward, where), describe(model.backward, where)]]
+        check_plain_loop(bi.forward, where)
+        return [[describe(bi.forward, where), describe(bi.backward, where)]]
     if isinstance(model, RecurrentSequential):
         check_plain_loop(model, where)
         return [[s] for s in describe_stack(model, where)]
@@ -154,7 +164,7 @@ def _units(model, where):
     )
 
 
-def to_torch(model, batch_first=True):
+def to_torch(model: Lowerable, batch_first: bool = True) -> Any:
     """The ``torch.nn.RNN`` / ``GRU`` / ``LSTM`` computing ``model`` (the inverse of :func:`from_torch`).
 
     ``batch_first`` sets the module's layout (rshop itself is batch-major). The module always
@@ -192,7 +202,7 @@ def to_torch(model, batch_first=True):
     return module
 
 
-def _check_torch_expressible(units, where) -> None:
+def _check_torch_expressible(units: list[list[CellSpec]], where: str) -> None:
     """Refuse what one torch.nn.RNN/GRU/LSTM cannot hold: layers that differ in kind, size, activation or
     bias, a layer reading the wrong width, cell dropout, regularizers, other activations, GRU reset_after=False."""
     first = units[0][0]
@@ -242,7 +252,7 @@ def _check_torch_expressible(units, where) -> None:
         )
 
 
-def _torch_values(spec) -> dict:
+def _torch_values(spec: CellSpec) -> dict[str, np.ndarray]:
     """One direction of one layer in torch's layout: ``weight_ih``, ``weight_hh`` and, with a bias,
     ``bias_ih``, ``bias_hh`` (GRU gates reordered to [r|z|n]; other cells' bias in ``bias_ih``)."""
     w = spec.weights
@@ -259,19 +269,19 @@ def _torch_values(spec) -> dict:
 
 
 # -- state layouts ---------------------------------------------------------------------------
-def torch_states(states, lstm=False):
+def torch_states(states: Iterable[ArrayLike], lstm: bool = False) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """rshop's final states (numpy, each (batch, hidden), layer by layer, forward before backward,
     ``h`` before ``c``) as torch's ``h_n`` — or ``(h_n, c_n)`` with ``lstm=True`` —
     each (num_layers * directions, batch, hidden)."""
-    states = [np.asarray(s) for s in states]
+    arrays = [np.asarray(s) for s in states]
     if lstm:
-        return np.stack(states[0::2]), np.stack(states[1::2])
-    return np.stack(states)
+        return np.stack(arrays[0::2]), np.stack(arrays[1::2])
+    return np.stack(arrays)
 
 
-def rshop_states(h_n, c_n=None):
+def rshop_states(h_n: ArrayLike, c_n: ArrayLike | None = None) -> list[np.ndarray]:
     """The inverse of :func:`torch_states`: a list for ``initial_state=`` of the rshop model."""
-    h_n = np.asarray(h_n)
+    h = np.asarray(h_n)
     if c_n is None:
-        return list(h_n)
-    return [s for pair in zip(h_n, np.asarray(c_n)) for s in pair]
+        return list(h)
+    return [s for pair in zip(h, np.asarray(c_n)) for s in pair]

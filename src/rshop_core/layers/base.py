@@ -7,7 +7,9 @@ import re
 from .. import initializers, regularizers
 from ..dtypes import check_float_dtype
 from ..errors import RshopConfigError, RshopShapeError
+from ..initializers import InitializerLike
 from ..limits import check_name
+from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
 from ..types import TensorType, check_shape
 
@@ -25,41 +27,47 @@ class Layer:
     when a model is traced: the layer's ``name``, made unique within that model.
     """
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None) -> None:
         if name is not None and (not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", name)):
             raise RshopConfigError(
                 f"{type(self).__name__}: expected a name of letters, digits, '_', '-', received {name!r}."
             )
         self.name = check_name(name or _snake(type(self).__name__), type(self).__name__, "layer name")
-        self._weights: dict = {}
+        self._weights: dict[str, Tensor] = {}
 
     def add_weight(
-        self, local: str, shape, initializer="zeros", dtype="float32", trainable=True, regularizer=None
+        self,
+        local: str,
+        shape: object,
+        initializer: InitializerLike = "zeros",
+        dtype: str = "float32",
+        trainable: bool = True,
+        regularizer: RegularizerLike = None,
     ) -> Tensor:
         """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor."""
         where = f"layer {self.name!r} weight {local!r}"
         if not isinstance(local, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", local):
             raise RshopConfigError(f"{where}: expected a name of letters, digits, '_', '-', received {local!r}.")
-        shape = check_shape(shape, where, allow_none=False)
-        dtype = check_float_dtype(dtype, where)
+        dims = check_shape(shape, where, allow_none=False)
+        name = check_float_dtype(dtype, where)
         if local in self._weights:
             t = self._weights[local]
-            if t.type.shape != shape:
+            if t.type.shape != dims:
                 raise RshopShapeError(
-                    f"{where}: expected shape {t.type.shape} (built by an earlier call), received {shape}. "
+                    f"{where}: expected shape {t.type.shape} (built by an earlier call), received {dims}. "
                     "A layer called twice must see inputs of the same feature size."
                 )
             return t
         spec = {
-            "shape": shape,
-            "dtype": dtype,
+            "shape": dims,
+            "dtype": name,
             "initializer": initializers.get(initializer, where),
             "trainable": bool(trainable),
             "regularizer": regularizers.get(regularizer, where),
         }
-        t = Tensor("param", (), {}, TensorType(shape, dtype, False), f"{self.name}/{local}", param=(self, local, spec))
+        t = Tensor("param", (), {}, TensorType(dims, name, False), f"{self.name}/{local}", param=(self, local, spec))
         self._weights[local] = t
         return t
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

@@ -5,11 +5,13 @@ from __future__ import annotations
 from .. import activations, initializers, regularizers
 from .. import functional as F
 from ..errors import RshopConfigError, RshopShapeError
+from ..initializers import InitializerLike
+from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
 from .base import Layer
 
 
-def _check_tensor(layer, x):
+def _check_tensor(layer: Layer, x: object) -> None:
     if not isinstance(x, Tensor):
         raise RshopConfigError(f"layer {layer.name!r}: expected an rshop Tensor, received {type(x).__name__}.")
 
@@ -19,15 +21,15 @@ class Dense(Layer):
 
     def __init__(
         self,
-        units,
-        activation=None,
-        use_bias=True,
-        kernel_initializer="glorot_uniform",
-        bias_initializer="zeros",
-        kernel_regularizer=None,
-        bias_regularizer=None,
-        name=None,
-    ):
+        units: int,
+        activation: str | None = None,
+        use_bias: bool = True,
+        kernel_initializer: InitializerLike = "glorot_uniform",
+        bias_initializer: InitializerLike = "zeros",
+        kernel_regularizer: RegularizerLike = None,
+        bias_regularizer: RegularizerLike = None,
+        name: str | None = None,
+    ) -> None:
         super().__init__(name)
         if not isinstance(units, int) or isinstance(units, bool) or units <= 0:
             raise RshopConfigError(f"Dense {self.name!r}: expected units > 0, received {units!r}.")
@@ -38,7 +40,7 @@ class Dense(Layer):
         self.kernel_regularizer = regularizers.get(kernel_regularizer, f"Dense {self.name!r} kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, f"Dense {self.name!r} bias_regularizer")
 
-    def __call__(self, x):
+    def __call__(self, x: Tensor) -> Tensor:
         _check_tensor(self, x)
         if x.type.rank < 1 or x.shape[-1] is None:
             raise RshopShapeError(
@@ -59,13 +61,13 @@ class Dense(Layer):
 class Dropout(Layer):
     """Variational dropout of ``rate``: one mask per sequence during training calls, identity otherwise."""
 
-    def __init__(self, rate, name=None):
+    def __init__(self, rate: float, name: str | None = None) -> None:
         super().__init__(name)
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
             raise RshopConfigError(f"Dropout {self.name!r}: expected a rate in [0, 1), received {rate!r}.")
         self.rate = float(rate)
 
-    def __call__(self, x):
+    def __call__(self, x: Tensor) -> Tensor:
         _check_tensor(self, x)
         return F.dropout(x, self.rate, name=self.name) if self.rate else x
 
@@ -73,10 +75,10 @@ class Dropout(Layer):
 class Activation(Layer):
     """Applies a named activation (``'tanh'``, ``'sigmoid'``, ...)."""
 
-    def __init__(self, activation, name=None):
+    def __init__(self, activation: str | None, name: str | None = None) -> None:
         super().__init__(name)
         self.fn = activations.get(activation, f"Activation {self.name!r}")
 
-    def __call__(self, x):
+    def __call__(self, x: Tensor) -> Tensor:
         _check_tensor(self, x)
         return self.fn(x)

@@ -16,7 +16,7 @@ the engine's measured policy (``AUTO_MIN_STEPS`` in each engine's ``parallel.py`
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -28,9 +28,6 @@ from ..tracing import trace
 from .jvp import jvp_graph
 from .seeds import group_layout, jacobian_seeds
 from .structure import Analysis, analyze
-
-if TYPE_CHECKING:
-    from ..execution import Plan
 
 AUTO_MAX_BLOCK = 8  # "auto" scans coupled groups of at most this many elements (k^3 work per step)
 
@@ -82,7 +79,7 @@ class ParallelPlan:
         return tuple(s for level in self.levels for s in level.shapes)
 
 
-def attach(plan: Plan) -> Plan:
+def attach(plan: Any) -> Any:  # an execution Plan (whose module imports this one's types)
     """``plan`` with ``parallel`` (a :class:`ParallelPlan` or None) and ``parallel_note`` (why)
     set from its options; ``time_parallel="scan"`` on a non-affine step and ``"newton"`` on a
     dense one raise :class:`RshopConfigError` naming the cause."""
@@ -93,6 +90,15 @@ def attach(plan: Plan) -> Plan:
     if not g.states:
         return replace(plan, parallel=None, parallel_note="sequential: the plan carries no state")
     where = f"{plan.graph_where} (time_parallel={mode!r})"
+    unknown = [g.nodes[s].name for s in g.states if None in g.nodes[s].type.shape]
+    if unknown:
+        said = f"state {unknown[0]!r} has a dimension unknown until the call"
+        if mode != "auto":
+            raise RshopConfigError(
+                f"{where}: expected states of known per-example shapes, received one where {said}. "
+                "Use time_parallel=False."
+            )
+        return replace(plan, parallel=None, parallel_note=f"sequential: {said}")
     order = _levels(g, analyze(g))
     graphs = [_level_graph(g, states, _upstream(order, i), plan.graph_where) for i, states in enumerate(order)]
     analyses = [analyze(lg) for lg in graphs]

@@ -23,34 +23,45 @@ traced again). Engines name their default pipeline (``PASSES`` in each engine mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from ..errors import RshopConfigError
+from ..graph import StepGraph
 from .algebra import fuse_matmuls, split_gates
 from .cleanup import cse
 from .motion import Hoisted, hoist_inputs, licm
 
-GRAPH_PASSES = {"cse": cse, "fuse_matmuls": fuse_matmuls, "split_gates": split_gates}
-PLAN_PASSES = {"licm": licm, "hoist_inputs": hoist_inputs}
+if TYPE_CHECKING:
+    from ..execution import Plan
+
+# a graph pass: (graph, where) -> (graph, what it did or None); a plan pass likewise on a plan
+GRAPH_PASSES: dict[str, Callable[[StepGraph, str], tuple[StepGraph, str | None]]] = {
+    "cse": cse,
+    "fuse_matmuls": fuse_matmuls,
+    "split_gates": split_gates,
+}
+PLAN_PASSES: dict[str, Callable[[Plan, str], tuple[Plan, str | None]]] = {"licm": licm, "hoist_inputs": hoist_inputs}
 ORDER = ("cse", "fuse_matmuls", "split_gates", "licm", "hoist_inputs")  # the only valid order
 
 __all__ = ["ORDER", "Hoisted", "check_pipeline", "optimize"]
 
 
-def check_pipeline(passes, where: str) -> tuple:
+def check_pipeline(passes: object, where: str) -> tuple[str, ...]:
     """``passes`` as a tuple of known pass names in pipeline order (each at most once)."""
     if isinstance(passes, str) or not isinstance(passes, (list, tuple)):
         raise RshopConfigError(f"{where}: expected a list of pass names from {list(ORDER)}, received {passes!r}.")
-    passes = tuple(passes)
-    unknown = [p for p in passes if p not in ORDER]
+    names = tuple(passes)
+    unknown = [p for p in names if p not in ORDER]
     if unknown:
         raise RshopConfigError(f"{where}: expected pass names from {list(ORDER)}, received {unknown}.")
-    if len(set(passes)) != len(passes):
-        raise RshopConfigError(f"{where}: expected each pass at most once, received {list(passes)}.")
-    return tuple(p for p in ORDER if p in passes)
+    if len(set(names)) != len(names):
+        raise RshopConfigError(f"{where}: expected each pass at most once, received {list(names)}.")
+    return tuple(p for p in ORDER if p in names)
 
 
-def optimize(plan, passes: tuple):
+def optimize(plan: Plan, passes: tuple[str, ...]) -> Plan:
     """``plan`` after ``passes`` (checked names, pipeline order); its ``report`` says what each did."""
     where = f"{plan.graph_where} optimized"
     report = []

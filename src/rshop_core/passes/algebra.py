@@ -15,8 +15,10 @@ gate). The concatenation of parameters is loop-invariant (``licm``).
 from __future__ import annotations
 
 from .. import functional as F
+from ..graph import Node, StepGraph
 from ..ops import Op
 from ..replay import param_tensor, replay
+from ..symbolic import Tensor
 from .rebuild import fresh_inputs, live_count, retrace
 
 _LINEAR = (Op.ADD, Op.SUBTRACT, Op.MATMUL)
@@ -26,12 +28,12 @@ _LINEAR = (Op.ADD, Op.SUBTRACT, Op.MATMUL)
 SPLIT_MAX_WIDTH = 512
 
 
-def _full_on(t, axis, size) -> bool:
+def _full_on(t: Tensor, axis: int, size: int) -> bool:
     """Whether ``t`` spans ``size`` on ``axis`` (negative) rather than broadcasting there."""
     return t.type.rank >= -axis and t.type.shape[axis] == size
 
 
-def _piece(t, axis, begin, end, size, counts):
+def _piece(t: Tensor, axis: int, begin: int, end: int, size: int, counts: dict[str, int]) -> Tensor:
     """``t[..., begin:end]`` (on ``axis``) pushed through adds and right-hand matmuls."""
     if t.op in (Op.ADD, Op.SUBTRACT):
         a, b = (_piece(u, axis, begin, end, size, counts) if _full_on(u, axis, size) else u for u in t.inputs)
@@ -44,12 +46,12 @@ def _piece(t, axis, begin, end, size, counts):
     return F.slice(t, begin, end, axis=axis)
 
 
-def split_gates(graph, where):
+def split_gates(graph: StepGraph, where: str) -> tuple[StepGraph, str | None]:
     """Push every last-axis ``split``/``slice`` of an add/matmul tree down to the parameters."""
     counts = {"pushed": 0, "cuts": 0, "wide": 0}
-    memo: dict = {}
+    memo: dict[tuple[int, int, int], Tensor] = {}
 
-    def rewrite(n, args):
+    def rewrite(n: Node, args: list[Tensor]) -> Tensor | None:
         if n.op not in (Op.SPLIT, Op.SLICE) or n.attrs["axis"] != -1 or args[0].op not in _LINEAR:
             return None
         src = args[0]
@@ -78,9 +80,9 @@ def split_gates(graph, where):
     )
 
 
-def fuse_matmuls(graph, where):
+def fuse_matmuls(graph: StepGraph, where: str) -> tuple[StepGraph, str | None]:
     """One matmul per operand for every group of matmuls that share it (parameters on the right)."""
-    groups: dict = {}  # (left operand id, rows, dtype) -> [matmul node ids]
+    groups: dict[tuple[int, int, str], list[int]] = {}  # (left operand id, rows, dtype) -> [matmul node ids]
     for n in graph.nodes:
         if n.op == Op.MATMUL:
             w = graph.nodes[n.inputs[1]]
@@ -90,9 +92,9 @@ def fuse_matmuls(graph, where):
     if not groups:
         return graph, None
     member = {i: k for k, ids in groups.items() for i in ids}
-    fused: dict = {}
+    fused: dict[tuple[int, int, str], dict[int, Tensor]] = {}
 
-    def rewrite(n, args):
+    def rewrite(n: Node, args: list[Tensor]) -> Tensor | None:
         key = member.get(n.id)
         if key is None:
             return None

@@ -10,24 +10,26 @@ from __future__ import annotations
 
 import json
 
+from ..graph import Node, StepGraph
 from ..ops import Op
 from ..replay import replay, replay_node
+from ..symbolic import Tensor
 from .rebuild import fresh_inputs, live_count, retrace
 
 
-def _key(node, args):
+def _key(node: Node, args: list[Tensor]) -> tuple[object, ...]:
     if node.op == Op.PARAM:
         return (Op.PARAM, node.attrs["name"])
     return (node.op, tuple(a.uid for a in args), json.dumps(node.attrs, sort_keys=True))
 
 
-def cse(graph, where):
+def cse(graph: StepGraph, where: str) -> tuple[StepGraph, str | None]:
     """``graph`` with duplicate computations merged; returns (graph, what changed or None)."""
     env, xs, states, consts = fresh_inputs(graph)
-    seen: dict = {}
+    seen: dict[tuple[object, ...], Tensor] = {}
     merged = 0
 
-    def rewrite(n, args):
+    def rewrite(n: Node, args: list[Tensor]) -> Tensor | None:
         nonlocal merged
         if n.op == Op.DROPOUT:
             return None

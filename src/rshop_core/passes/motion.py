@@ -17,12 +17,17 @@ pipeline of each engine"), so jax and tensorflow leave it out of their pipelines
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from ..graph import StepGraph
 from ..ops import LEAVES, Op
 from ..replay import param_tensor, replay, replay_node
 from ..specs import ParamSpec
+from ..symbolic import Tensor
 from .rebuild import fresh_inputs, input_like, live_count, retrace
+
+if TYPE_CHECKING:
+    from ..execution import Plan
 
 
 @dataclass(frozen=True)
@@ -35,28 +40,28 @@ class Hoisted:
     """
 
     graph: StepGraph
-    inputs: tuple
-    keep: tuple
+    inputs: tuple[int, ...]
+    keep: tuple[int, ...]
 
 
-def _readers(graph) -> dict:
-    out: dict = {}
+def _readers(graph: StepGraph) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
     for n in graph.nodes:
         for i in n.inputs:
             out.setdefault(i, set()).add(n.id)
     return out
 
 
-def _frontier(graph, inside: set) -> list:
+def _frontier(graph: StepGraph, inside: set[int]) -> list[int]:
     """Nodes of ``inside`` read by a node outside it or returned by the step."""
     readers = _readers(graph)
     returned = set(graph.outputs) | set(graph.final_states)
     return [i for i in sorted(inside) if i in returned or readers.get(i, set()) - inside]
 
 
-def licm(plan, where):
+def licm(plan: Plan, where: str) -> tuple[Plan, str | None]:
     g = plan.graph
-    invariant: set = set()
+    invariant: set[int] = set()
     for n in g.nodes:
         if n.op in (Op.PARAM, Op.CONSTANT) or (n.op not in LEAVES and all(i in invariant for i in n.inputs)):
             invariant.add(n.id)
@@ -79,14 +84,14 @@ def licm(plan, where):
     )
 
 
-def hoist_inputs(plan, where):
+def hoist_inputs(plan: Plan, where: str) -> tuple[Plan, str | None]:
     if plan.options.remat:
         # a (batch, T, ...) projection of the whole sequence and its gradient would outlive every
         # checkpointed segment: exactly the memory remat is asked to save
         return plan, "skipped: remat keeps no whole-sequence intermediates"
     g = plan.graph
     xs_ids = set(g.x)
-    parallel: set = set()  # computed from scanned inputs, parameters and literals only
+    parallel: set[int] = set()  # computed from scanned inputs, parameters and literals only
     for n in g.nodes:
         if n.op in LEAVES:
             continue
@@ -141,7 +146,7 @@ def hoist_inputs(plan, where):
     )
 
 
-def _replay_from(g, nodes: set, inputs: dict) -> dict:
+def _replay_from(g: StepGraph, nodes: set[int], inputs: dict[int, Tensor]) -> dict[int, Tensor]:
     """Replay only ``nodes`` of ``g``, reading ``inputs`` (node id -> Tensor) for the inputs among
     their arguments; parameters and literals they read are replayed on demand."""
     out = dict(inputs)
@@ -151,7 +156,7 @@ def _replay_from(g, nodes: set, inputs: dict) -> dict:
     return out
 
 
-def _leaf(g, out, i):
+def _leaf(g: StepGraph, out: dict[int, Tensor], i: int) -> Tensor:
     if i not in out:  # a parameter or literal read by the hoisted part
         out[i] = replay_node(g, g.nodes[i], [])
     return out[i]
