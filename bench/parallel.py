@@ -13,7 +13,8 @@ not share a process and one process at a time uses the two cores:
 
 Writes bench/results/parallel.json, docs/benchmarks-parallel.md and docs/benchmarks-parallel.png
 (``--quick``: tiny sizes, bench/results/parallel-quick.*, so a smoke run never overwrites the report).
-``--report-only`` re-renders the report from the JSON.
+``--report-only`` re-renders the report from the JSON; ``--update --parts targets`` measures the named
+parts again (a quieter moment on a shared machine) and keeps the other rows.
 """
 
 from __future__ import annotations
@@ -208,6 +209,7 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="tiny sizes, two calls each: a smoke test (seconds)")
     ap.add_argument("--engines", default=",".join(ENGINES))
     ap.add_argument("--parts", default=",".join(("targets", "crossover", *pc.CELLS)))
+    ap.add_argument("--update", action="store_true", help="measure --parts again, keep the other rows of --json")
     ap.add_argument("--report-only", action="store_true", help="re-render the report from --json, measure nothing")
     ap.add_argument("--json", help="default bench/results/parallel.json (--quick: parallel-quick.json)")
     ap.add_argument("--out", help="default docs/benchmarks-parallel.md (--quick: bench/results/parallel-quick.md)")
@@ -236,10 +238,16 @@ def main(argv=None):
         for engine in args.engines.split(","):
             rows += run_in_subprocess(engine, ",".join(group), args.quick)
     meta = parallel_report.machine(args.quick, start, load_start)
-    meta["sizes"] = {k: list(v) for k, v in (QUICK if args.quick else FULL).items()}
-    meta["target"] = QUICK_TARGET if args.quick else TARGET
-    meta["skip_sequential"] = SKIP_SEQUENTIAL
-    out = {"meta": meta, "rows": rows}
+    if args.update:  # these parts' rows replace theirs in the existing results; the rest is kept
+        out = json.loads(Path(args.json).read_text(encoding="utf-8"))
+        again = {(r["engine"], r["part"]) for r in rows}
+        out["rows"] = [r for r in out["rows"] if (r["engine"], r["part"]) not in again] + rows
+        out["meta"].setdefault("updates", []).append({**meta, "parts": parts, "engines": args.engines.split(",")})
+    else:
+        meta["sizes"] = {k: list(v) for k, v in (QUICK if args.quick else FULL).items()}
+        meta["target"] = QUICK_TARGET if args.quick else TARGET
+        meta["skip_sequential"] = SKIP_SEQUENTIAL
+        out = {"meta": meta, "rows": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=1), encoding="utf-8")
     parallel_report.write(out, Path(args.out))

@@ -370,6 +370,11 @@ def _notes(rows, meta):
             f"- Sequential loops (rshop's and the hand-written ones) are not timed at T {skip['T']} with hidden "
             f"{skip['H']} outside the targets: minutes per configuration."
         )
+    for u in meta.get("updates", []):
+        lines.append(
+            f"- Measured again on {u['date']} (load average {u['load_start'][0]:.1f} to {u['load_end'][0]:.1f}): "
+            f"{', '.join(u['parts'])} on {', '.join(u['engines'])}; the other rows are from the first run."
+        )
     failed = [r for r in rows if "error" in r]
     for r in failed:
         where = " ".join(str(r.get(k, "")) for k in ("engine", "part", "cell", "impl", "B", "H", "T"))
