@@ -178,9 +178,17 @@ def run_part(engine, part, quick):
 
 
 # -- the parent: one subprocess per part ----------------------------------------------------------
-def _python(args, timeout):
+# torch's CPU tensors come from glibc malloc, which maps every allocation above its (adaptive) threshold
+# afresh and unmaps it on free: a call making large temporaries then pays page faults on each, and the
+# threshold's drift made the same call 2-40x slower early in a process than late (decision 73). Fixed,
+# high thresholds keep large blocks in the heap, as a caching allocator would.
+MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(2**30), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
+
+
+def _python(args, timeout, engine=None):
     env = {
         **os.environ,
+        **(MALLOC if engine == "torch" else {}),
         "TF_CPP_MIN_LOG_LEVEL": "2",
         "PYTHONWARNINGS": "ignore",
         "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(BENCH), os.environ.get("PYTHONPATH", "")]),
@@ -194,7 +202,7 @@ def run_in_subprocess(engine, part, quick):
         out = Path(tmp) / "rows.json"
         args = [Path(__file__), "--worker", engine, part, "--out", out] + (["--quick"] if quick else [])
         try:
-            proc = _python(args, PART_TIMEOUT_S)
+            proc = _python(args, PART_TIMEOUT_S, engine)
             code = proc.returncode
         except subprocess.TimeoutExpired:
             code = f"timed out after {PART_TIMEOUT_S} s"

@@ -370,6 +370,14 @@ def _notes(rows, meta):
             f"- Sequential loops (rshop's and the hand-written ones) are not timed at T {skip['T']} with hidden "
             f"{skip['H']} outside the targets: minutes per configuration."
         )
+    lines.append(
+        "- torch's processes run with `MALLOC_MMAP_THRESHOLD_=2**30` and `MALLOC_TRIM_THRESHOLD_=2**32` "
+        "(bench/parallel.py, decision 73). Without them glibc maps and unmaps every large temporary, and at "
+        "the minGRU target the same process measured the scan at 812 ms early and 25 ms a few calls later, "
+        "the sequential loop at 248 ms against 100 ms: page faults, not arithmetic. What torch users see "
+        "depends on that allocator state; a preallocated or cached workspace in the torch scan would remove "
+        "the dependence."
+    )
     for u in meta.get("updates", []):
         lines.append(
             f"- Measured again on {u['date']} (load average {u['load_start'][0]:.1f} to {u['load_end'][0]:.1f}): "
