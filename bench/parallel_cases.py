@@ -82,11 +82,13 @@ class Rshop:
     impl: Impl
 
     def over_time(self) -> str:
-        """explain()'s "over time:" line."""
-        for line in str(self.layer.explain()).splitlines():
-            if line.strip().startswith("over time:"):
-                return line.strip()[len("over time:") :].strip()
-        return "(explain() has no 'over time:' line)"
+        """explain()'s "over time:" line, or its "path:" line when a fused kernel runs the loop."""
+        lines = [line.strip() for line in str(self.layer.explain()).splitlines()]
+        for key in ("over time:", "path:"):
+            for line in lines:
+                if line.startswith(key):
+                    return line if key == "path:" else line[len(key) :].strip()
+        return "(explain() says nothing of the loop)"
 
 
 def rshop(engine: str, kind: str, mode: Any, x: Any, w: Any) -> Rshop:

@@ -358,7 +358,8 @@ def _lstm_section(rows):
         '"parallel" column above):',
         "",
     ]
-    lines += [f"- {engine}: {line}" for engine, line in seen.items()]
+    note = " (a fused kernel: the loop runs step by step inside it, no parallel loop)"
+    lines += [f"- {engine}: {line}" + (note if line.startswith("path:") else "") for engine, line in seen.items()]
     return lines
 
 
