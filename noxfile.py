@@ -5,6 +5,7 @@ nox -s "tests(backend='jax')"
 nox -s demo              train the flagship example on the default engine
 nox -s bench             LSTM layer timings beside the native anchors
 nox -s bench_long        memory and time per step at T = 100 ... 10,000 with and without remat
+nox -s bench_parallel    time-parallel loops (scan, Newton) against sequential ones and hand-written anchors
 """
 
 from __future__ import annotations
@@ -93,3 +94,10 @@ def bench_long(session):
     """Long sequences with and without remat on jax, torch, tensorflow (writes docs/benchmarks-long.md)."""
     install(session, *ALL)
     session.run("python", "bench/remat.py", *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def bench_parallel(session):
+    """Time-parallel loops against sequential ones on jax, torch, tensorflow (docs/benchmarks-parallel.md)."""
+    install(session, *ALL, "matplotlib")
+    session.run("python", "bench/parallel.py", *session.posargs, env=QUIET_TF)
