@@ -297,9 +297,14 @@ class Lowered(ABC):
     ) -> tuple[Sequence[Any], Sequence[Any]]:
         """The plan run in parallel over time when it has a parallel loop this call wants, else
         ``sequential()`` (the engine's own loop over ``P`` and ``xs``)."""
-        if not _parallel.wanted(self, plan, steps):
+        if not _parallel.wanted(self, plan, steps, self._batch_of(states)):
             return sequential()
         return _parallel.run(self, plan, P, xs, states, consts, steps, sequential)
+
+    def _batch_of(self, states: Sequence[Any]) -> int | None:
+        """The batch size of a call's carried states, None when unknown (traced) or there are none."""
+        shape = self._describe(states[0])[0] if states else None
+        return None if not shape else shape[0]
 
     def _newton_report(self, iterations: Any, change: Any, converged: Any) -> None:
         """Where a Newton loop's iterations are reported (``newton_report``; a warning when it fell back)."""
@@ -376,7 +381,9 @@ class Lowered(ABC):
         least = self._engine_module.parallel.AUTO_MIN_STEPS
         if least is None:
             return f"sequential: the {self.engine} engine runs no parallel loop under 'auto' ({pp.why})"
-        return f"{pp.why}; under 'auto' the {self.engine} engine runs it from T >= {least}, shorter loops step by step"
+        most = self._engine_module.parallel.AUTO_MAX_STEP_ELEMENTS
+        bound = "" if most is None else f" while batch x {sum(lv.width for lv in pp.levels)} state elements <= {most}"
+        return f"{pp.why}; under 'auto' the {self.engine} engine runs it from T >= {least}{bound}, else step by step"
 
     def _prelude(self, plan: Plan, P: dict[str, Any], xs: list[Any]) -> tuple[dict[str, Any], list[Any]]:
         """Before the loop: the plan's loop-invariant values (added to ``P``) and its time-parallel

@@ -43,6 +43,7 @@ class ArrayOps(Protocol):
     """What an engine's ``parallel`` module provides to this driver (over its own arrays)."""
 
     AUTO_MIN_STEPS: int | None  # "auto" runs a scan from this many steps (None: never)
+    AUTO_MAX_STEP_ELEMENTS: int | None  # ... and up to this many state elements per step, batch x N (None: any)
 
     def linear_scan(self, a: Any, b: Any, h0: Any) -> Any: ...
     def reshape(self, a: Any, shape: Sequence[int]) -> Any: ...
@@ -59,17 +60,22 @@ class ArrayOps(Protocol):
     def report(self, callback: Callable, *values: Any) -> None: ...
 
 
-def wanted(layer: Lowered, plan: Plan, steps: int | None) -> bool:
-    """Whether this call of ``plan`` runs the parallel loop: always when asked for by name,
-    under ``"auto"`` when the engine's measured policy says it is faster at ``steps``."""
+def wanted(layer: Lowered, plan: Plan, steps: int | None, batch: int | None = None) -> bool:
+    """Whether this call of ``plan`` runs the parallel loop: always when asked for by name, under
+    ``"auto"`` when the engine's measured policy says it is faster: at least ``AUTO_MIN_STEPS`` steps
+    and at most ``AUTO_MAX_STEP_ELEMENTS`` state elements per step (batch x N; the batch counts as 1
+    when unknown while tracing)."""
     pp = plan.parallel
     xp = layer._engine_module.parallel
     if pp is None or xp is None:
         return False
     if pp.forced:
         return True
-    least = xp.AUTO_MIN_STEPS
-    return least is not None and steps is not None and steps >= least
+    least, most = xp.AUTO_MIN_STEPS, xp.AUTO_MAX_STEP_ELEMENTS
+    if least is None or steps is None or steps < least:
+        return False
+    width = sum(level.width for level in pp.levels)
+    return most is None or (batch or 1) * width <= most
 
 
 def run(

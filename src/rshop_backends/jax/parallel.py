@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import scan_algorithms as alg
 
-__all__ = ["AUTO_MIN_STEPS", "custom_vjp_scan", "linear_scan"]
+__all__ = ["AUTO_MAX_STEP_ELEMENTS", "AUTO_MIN_STEPS", "custom_vjp_scan", "linear_scan"]
 
 
 def _compose(block: Any, first: Any, second: Any) -> Any:
@@ -95,7 +95,10 @@ def custom_vjp_scan(a: Any, b: Any, h0: Any) -> Any:
 
 
 # -- what the shared time-parallel driver uses (rshop_backends.parallel.ArrayOps) -------------
-AUTO_MIN_STEPS: int | None = 64  # measured: bench/parallel (docs/time-parallel.md)
+# "auto" policy, measured by nox -s bench_parallel (docs/benchmarks-parallel.md): on CPU, XLA's compiled
+# lax.scan beat the associative scan at most sizes, so "auto" keeps the sequential loop on jax
+AUTO_MIN_STEPS: int | None = None
+AUTO_MAX_STEP_ELEMENTS: int | None = None
 
 reshape = jnp.reshape
 concat = jnp.concatenate

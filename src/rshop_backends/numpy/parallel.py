@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import scan_algorithms as alg
 
-__all__ = ["AUTO_MIN_STEPS", "linear_scan"]
+__all__ = ["AUTO_MAX_STEP_ELEMENTS", "AUTO_MIN_STEPS", "linear_scan"]
 
 
 def linear_scan(a: Any, b: Any, h0: Any) -> np.ndarray:
@@ -41,7 +41,9 @@ def linear_scan(a: Any, b: Any, h0: Any) -> np.ndarray:
 
 
 # -- what the shared time-parallel driver uses (rshop_backends.parallel.ArrayOps) -------------
-AUTO_MIN_STEPS: int | None = None  # the reference runs the sequential definition unless a parallel loop is asked for
+# "auto" on the reference engine runs the sequential definition; a parallel loop runs when asked for
+AUTO_MIN_STEPS: int | None = None
+AUTO_MAX_STEP_ELEMENTS: int | None = None
 
 
 def reshape(a: Any, shape: Sequence[int]) -> np.ndarray:

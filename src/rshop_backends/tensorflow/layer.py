@@ -288,7 +288,7 @@ class TensorFlowLayer(tf.Module, Lowered):
         # with xs, T comes from the scanned sequences inside the function (no retrace per T); a decode
         # runs `steps` iterations, given as a tensor (one trace for every length) unless unrolled
         length = None if xs else (steps if unroll else tf.constant(steps, tf.int32))
-        if parallel.wanted(self, plan, steps):  # one trace per T: the scan's depth follows T
+        if parallel.wanted(self, plan, steps, self._batch_of(states)):  # one trace per T: the scan's depth follows T
             fn = self._function(plan, ("parallel", steps))
             ys, finals = fn(P, tuple(xs), tuple(states), tuple(consts), steps)
             return list(ys), list(finals)

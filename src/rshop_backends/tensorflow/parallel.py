@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from .. import scan_algorithms as alg
 
-__all__ = ["AUTO_MIN_STEPS", "linear_scan"]
+__all__ = ["AUTO_MAX_STEP_ELEMENTS", "AUTO_MIN_STEPS", "linear_scan"]
 
 
 class _Tf:
@@ -138,7 +138,10 @@ def linear_scan(a: Any, b: Any, h0: Any) -> Any:
 
 
 # -- what the shared time-parallel driver uses (rshop_backends.parallel.ArrayOps) -------------
-AUTO_MIN_STEPS: int | None = 8  # measured: bench/parallel (docs/time-parallel.md)
+# "auto" policy, measured by nox -s bench_parallel (docs/benchmarks-parallel.md): the scan is faster from
+# T = 32 in every row measured up to T 256; at batch 8 x 256 units the forward fell behind at T 4096 (0.88x)
+AUTO_MIN_STEPS: int | None = 32
+AUTO_MAX_STEP_ELEMENTS: int | None = 1024
 
 zeros_like = tf.zeros_like
 stop_gradient = tf.stop_gradient

@@ -22,7 +22,7 @@ import torch
 
 from .. import scan_algorithms as alg
 
-__all__ = ["AUTO_MIN_STEPS", "linear_scan"]
+__all__ = ["AUTO_MAX_STEP_ELEMENTS", "AUTO_MIN_STEPS", "linear_scan"]
 
 
 class _Torch:
@@ -103,7 +103,11 @@ def linear_scan(a: Any, b: Any, h0: Any) -> Any:
 
 
 # -- what the shared time-parallel driver uses (rshop_backends.parallel.ArrayOps) -------------
-AUTO_MIN_STEPS: int | None = 8  # measured: bench/parallel (docs/time-parallel.md)
+# "auto" policy, measured by nox -s bench_parallel (docs/benchmarks-parallel.md): the scan is faster from
+# T = 256 (forward) and 64 (forward + backward) at 256 state elements per step (batch x N); at 2048 (batch 8 x
+# 256 units) the forward-only scan never caught up (0.73x at T 4096), so the bound sits between the two
+AUTO_MIN_STEPS: int | None = 256
+AUTO_MAX_STEP_ELEMENTS: int | None = 1024
 
 reshape = torch.reshape
 concat = torch.cat
