@@ -9,7 +9,7 @@ import numpy as np
 
 from rshop_core import Input, RecurrentModel
 from rshop_core import functional as F
-from rshop_core.cells import Cell, GRUCell, IndRNNCell, LSTMCell, MinGRUCell, MinLSTMCell, RGLRUCell, SimpleRNNCell
+from rshop_core.cells import Cell, GRUCell, IndRNNCell, LSTMCell, MinGRUCell, SimpleRNNCell
 from rshop_core.initializers import RandomNormal
 from rshop_core.layers import Activation, Dense, add, concatenate
 
@@ -110,8 +110,6 @@ CASES = {
             (4,),
         ),
         Case("min_gru", _cell(MinGRUCell, bias_initializer=RandomNormal(0, 0.5)), (4,)),
-        Case("min_lstm", _cell(MinLSTMCell, bias_initializer=RandomNormal(0, 0.5)), (4,)),
-        Case("rglru", _cell(RGLRUCell, bias_initializer=RandomNormal(0, 0.5)), (4,)),
         Case("indrnn", _cell(IndRNNCell, bias_initializer=RandomNormal(0, 0.5)), (4,)),
         Case("readme", readme_model, (5,)),
         Case("two_state_custom", two_state_model, (4,)),

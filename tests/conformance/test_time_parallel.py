@@ -2,7 +2,7 @@
 loop's outputs, final states and gradients, with every loop option, and refuse what they cannot do.
 
 References: the numpy float64 sequential loop (``time_parallel=False``) for values, float64 central
-differences of it for gradients, and the same engine's sequential loop for its own gradients.
+differences of it for gradients.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from rshop_core import Bidirectional, Input, RecurrentModel, RshopConfigError, RshopParallelWarning, load
 from rshop_core import functional as F
 from rshop_core import initializers as I
-from rshop_core.cells import Cell, LSTMCell
+from rshop_core.cells import Cell, LSTMCell, MinLSTMCell, RGLRUCell
 from rshop_core.layers import Dense
 
 from .conftest import as_tuple, assert_close, central_differences, harness, native, reference, run
@@ -191,10 +191,9 @@ def test_save_load_keeps_the_option(tmp_path):
 
 
 # -- gradients ------------------------------------------------------------------------------
-GRAD_CASES = {
+GRAD_CASES = {  # the block form's gradient: coupled (dense_linear runs the same block code, with k = N)
     "gated_linear": ({"return_sequences": True}, {"sequence_lengths": LENGTHS}),
     "coupled": ({"go_backwards": True}, {}),
-    "dense_linear": ({"return_sequences": True}, {}),
     "indrnn": ({"return_sequences": True}, {"sequence_lengths": LENGTHS}),
 }
 
@@ -222,17 +221,52 @@ def _grads(engine, name, tp):
 
 
 @pytest.mark.parametrize("name", sorted(GRAD_CASES))
-def test_gradients_match_finite_differences_and_the_sequential_loop(trainable_engine, name):
+def test_gradients_match_finite_differences(trainable_engine, name):
     got = _grads(trainable_engine, name, MODE[name])
-    plain = _grads(trainable_engine, name, False)
     want = _fd(name)
     scale = max(1.0, max(float(np.max(np.abs(g))) for g in want.values()))
     assert sorted(got) == sorted(want)
     for k in want:
         err = float(np.max(np.abs(got[k].astype(np.float64) - want[k])))
         assert err <= GRAD_RTOL["float32"] * scale, f"{trainable_engine}/{name}/{k}: {err:.3g} vs finite differences"
-        same = float(np.max(np.abs(got[k].astype(np.float64) - plain[k])))
-        assert same <= GRAD_RTOL["float32"] * scale, f"{trainable_engine}/{name}/{k}: {same:.3g} vs sequential"
+
+
+# -- the built-in cells of the family (MinGRU and IndRNN are also conformance cases in cases.py) -------
+CELLS = {
+    "min_lstm": lambda **o: MinLSTMCell(4, input_dim=3, bias_initializer=I.RandomNormal(0, 0.5)).get_layer(
+        seed=67, **o
+    ),
+    "rglru": lambda **o: RGLRUCell(4, input_dim=3, bias_initializer=I.RandomNormal(0, 0.5)).get_layer(seed=68, **o),
+}
+
+
+@pytest.mark.parametrize("tp", [False, "scan"], ids=["sequential", "scan"])
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_cells_match_the_reference(engine, name, tp):
+    x = _x(B, T, 3)
+    want = reference(CELLS[name](time_parallel=False, return_sequences=True), x, sequence_lengths=LENGTHS)
+    got = run(CELLS[name](time_parallel=tp, return_sequences=True), engine, x, sequence_lengths=LENGTHS)
+    assert_close(got, want, FORWARD_ATOL["float32"], f"{engine}/{name}/{tp}")
+
+
+@functools.cache
+def _cell_fd(name):
+    layer = CELLS[name](time_parallel=False, return_sequences=True).lower("numpy", "float64")
+    x, w = _x(B, T, 3), np.random.default_rng(6).standard_normal((B, T, 4))
+    return central_differences(layer.params, lambda: float(np.sum(layer(x) * w)))
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_cells_scan_gradients_match_finite_differences(trainable_engine, name):
+    h = harness(trainable_engine)
+    layer = CELLS[name](time_parallel="scan", return_sequences=True).lower(trainable_engine)
+    w = np.random.default_rng(6).standard_normal((B, T, 4)).astype(np.float32)
+    got = h.loss_grads(layer, native(h, _x(B, T, 3), "float32"), w)
+    want = _cell_fd(name)
+    scale = max(1.0, max(float(np.max(np.abs(g))) for g in want.values()))
+    for k in want:
+        err = float(np.max(np.abs(got[k].astype(np.float64) - want[k])))
+        assert err <= GRAD_RTOL["float32"] * scale, f"{trainable_engine}/{name}/{k}: {err:.3g}"
 
 
 # -- Newton's fallback, refusals, explain -----------------------------------------------------
