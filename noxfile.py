@@ -1,6 +1,6 @@
 """The test matrix. Each engine's tests run in a venv holding ONLY that engine.
 
-nox                      lint, tests for every engine, parity, keras, docs
+nox                      lint, tests for every engine, parity (with the docs' examples), keras
 nox -s "tests(backend='jax')"
 nox -s demo              train the flagship example on the default engine
 nox -s bench             LSTM layer timings beside the native anchors
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "parity", "keras", "docs"]
+nox.options.sessions = ["lint", "tests", "parity", "keras"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -38,14 +38,16 @@ def tests(session, backend):
 
 @nox.session(python="3.11")
 def parity(session):
-    """Every installed engine at once, compared pairwise."""
+    """Every installed engine at once: compared pairwise, and every Python example of README.md and
+    docs/ run (one environment with all engines serves both: installing it is most of the time)."""
     install(session, *ALL)
-    session.run("python", "-m", "pytest", "tests/conformance/test_parity.py", *session.posargs, env=QUIET_TF)
+    tests = ("tests/conformance/test_parity.py", "tests/test_docs.py")
+    session.run("python", "-m", "pytest", *tests, *session.posargs, env=QUIET_TF)
 
 
 @nox.session(python="3.11")
 def docs(session):
-    """Run every Python example of README.md and docs/ with all engines installed."""
+    """Only the examples of README.md and docs/ (the default set runs them in ``parity``)."""
     install(session, *ALL)
     session.run("python", "-m", "pytest", "tests/test_docs.py", *session.posargs, env=QUIET_TF)
 
