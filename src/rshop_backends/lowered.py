@@ -382,7 +382,7 @@ class Lowered(ABC):
         if least is None:
             return f"sequential: the {self.engine} engine runs no parallel loop under 'auto' ({pp.why})"
         most = self._engine_module.parallel.AUTO_MAX_STEP_ELEMENTS
-        bound = "" if most is None else f" while batch x {sum(lv.width for lv in pp.levels)} state elements <= {most}"
+        bound = "" if most is None else f" while batch x {pp.width} state elements <= {most}"
         return f"{pp.why}; under 'auto' the {self.engine} engine runs it from T >= {least}{bound}, else step by step"
 
     def _prelude(self, plan: Plan, P: dict[str, Any], xs: list[Any]) -> tuple[dict[str, Any], list[Any]]:

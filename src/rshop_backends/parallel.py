@@ -74,8 +74,7 @@ def wanted(layer: Lowered, plan: Plan, steps: int | None, batch: int | None = No
     least, most = xp.AUTO_MIN_STEPS, xp.AUTO_MAX_STEP_ELEMENTS
     if least is None or steps is None or steps < least:
         return False
-    width = sum(level.width for level in pp.levels)
-    return most is None or (batch or 1) * width <= most
+    return most is None or (batch or 1) * pp.width <= most
 
 
 def run(
@@ -251,24 +250,40 @@ class _Level:
 
         def body(carry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
             it, S, _ = carry
-            prev = _shift(xp, S, h0s)
-            A, f = self.linearise(Ps, fxs, fks, prev)
-            new = self.flat(xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), h0g))
+            new = self.update(Ps, fxs, fks, _shift(xp, S, h0s), h0g, hold=False)
             return it + 1, new, xp.max_change(new, S)
 
         def keep_going(carry: tuple[Any, Any, Any]) -> Any:
-
             it, _, change = carry
             return (change > tol) & (it < max_iter)  # a NaN change stops (NaN > tol is False)
 
         it, S, change = xp.while_loop(keep_going, body, body((0, xp.repeat_time(h0s, self.steps), None)))
         converged = change <= tol
         xp.report(layer._newton_report, it, change, converged)
-        prev = sg(_shift(xp, S, h0s))
-        A, f = self.linearise(P, fx, fk, prev)
-        A = sg(A)
-        H = self.flat(xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), self.grouped(h0)))
+        H = self.update(P, fx, fk, sg(_shift(xp, S, h0s)), self.grouped(h0), hold=True)
         return H, converged
+
+    def update(self, P: dict[str, Any], fx: list[Any], fk: list[Any], prev: Any, h0g: Any, hold: bool) -> Any:
+        """One Newton step from the previous states ``prev`` (batch, T, N): the states solving
+        ``h_t = A_t h_{t-1} + f_t - A_t prev_t`` with A, f linearised at ``prev``. ``hold``: A is held
+        constant (the differentiable last step: its backward is the implicit adjoint)."""
+        A, f = self.linearise(P, fx, fk, prev)
+        if hold:
+            A = self.xp.stop_gradient(A)
+        return self.flat(self.xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), h0g))
+
+
+def eager_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:
+    """``while_loop`` of the ArrayOps for engines that run eagerly (numpy, torch): a Python loop."""
+    carry = init
+    while bool(cond(carry)):
+        carry = body(carry)
+    return carry
+
+
+def eager_cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
+    """``cond`` of the ArrayOps for engines that run eagerly: a Python ``if``."""
+    return true_fn() if bool(pred) else false_fn()
 
 
 def warn_fallback(where: str, iterations: int, change: float, converged: bool) -> None:

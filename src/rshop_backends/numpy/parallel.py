@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from .. import scan_algorithms as alg
+from ..parallel import eager_cond, eager_while_loop
 
 __all__ = ["AUTO_MAX_STEP_ELEMENTS", "AUTO_MIN_STEPS", "linear_scan"]
 
@@ -82,15 +83,8 @@ def max_change(new: Any, old: Any) -> Any:
     return np.max(np.abs(new - old), initial=0.0) / (1.0 + np.max(np.abs(new), initial=0.0))
 
 
-def while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:
-    carry = init
-    while cond(carry):
-        carry = body(carry)
-    return carry
-
-
-def cond(pred: Any, true_fn: Callable[[], Any], false_fn: Callable[[], Any]) -> Any:
-    return true_fn() if bool(pred) else false_fn()
+while_loop = eager_while_loop
+cond = eager_cond
 
 
 def report(callback: Callable[..., Any], *values: Any) -> None:

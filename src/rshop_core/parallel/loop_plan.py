@@ -78,6 +78,11 @@ class ParallelPlan:
     def shapes(self) -> tuple[tuple[int, ...], ...]:
         return tuple(s for level in self.levels for s in level.shapes)
 
+    @property
+    def width(self) -> int:
+        """N, the size of the whole flat state vector (every level's)."""
+        return sum(level.width for level in self.levels)
+
 
 def attach(plan: Any) -> Any:  # an execution Plan (whose module imports this one's types)
     """``plan`` with ``parallel`` (a :class:`ParallelPlan` or None) and ``parallel_note`` (why)
