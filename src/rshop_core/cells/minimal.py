@@ -28,14 +28,14 @@ class _InputGatedCell(Cell):
     def __init__(
         self,
         units: int,
-        input_dim: int | None,
-        use_bias: object,
-        kernel_initializer: object,
-        bias_initializer: object,
-        kernel_regularizer: object,
-        bias_regularizer: object,
-        dropout: object,
-        name: str | None,
+        input_dim: int | None = None,
+        use_bias: bool = True,
+        kernel_initializer: object = "glorot_uniform",
+        bias_initializer: object = "zeros",
+        kernel_regularizer: object = None,
+        bias_regularizer: object = None,
+        dropout: float = 0.0,
+        name: str | None = None,
     ) -> None:
         super().__init__(units, input_dim, name)
         self.use_bias = bool(use_bias)
@@ -73,30 +73,6 @@ class MinGRUCell(_InputGatedCell):
 
     n_pieces = 2
 
-    def __init__(
-        self,
-        units: int,
-        input_dim: int | None = None,
-        use_bias: bool = True,
-        kernel_initializer: object = "glorot_uniform",
-        bias_initializer: object = "zeros",
-        kernel_regularizer: object = None,
-        bias_regularizer: object = None,
-        dropout: float = 0.0,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(
-            units,
-            input_dim,
-            use_bias,
-            kernel_initializer,
-            bias_initializer,
-            kernel_regularizer,
-            bias_regularizer,
-            dropout,
-            name,
-        )
-
     def step(self, x: Tensor, states: list) -> tuple[Tensor, list[Tensor]]:
         (h,) = states
         x_z, x_h = self._pieces(x)
@@ -120,30 +96,6 @@ class MinLSTMCell(_InputGatedCell):
     """
 
     n_pieces = 3
-
-    def __init__(
-        self,
-        units: int,
-        input_dim: int | None = None,
-        use_bias: bool = True,
-        kernel_initializer: object = "glorot_uniform",
-        bias_initializer: object = "zeros",
-        kernel_regularizer: object = None,
-        bias_regularizer: object = None,
-        dropout: float = 0.0,
-        name: str | None = None,
-    ) -> None:
-        super().__init__(
-            units,
-            input_dim,
-            use_bias,
-            kernel_initializer,
-            bias_initializer,
-            kernel_regularizer,
-            bias_regularizer,
-            dropout,
-            name,
-        )
 
     def step(self, x: Tensor, states: list) -> tuple[Tensor, list[Tensor]]:
         (h,) = states
