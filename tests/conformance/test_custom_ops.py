@@ -177,7 +177,6 @@ def rshop_backends_check(name, engine):
 def test_check_custom_op_catches_a_wrong_implementation(engine):
     """The check can fail: an implementation off by a factor is reported with the op and the engine."""
     from rshop_backends.testing import check_custom_op
-
     from rshop_core.errors import RshopNumericsError
 
     impls = {"jax": _swish_jax, "torch": _swish_torch, "tensorflow": _swish_tf}
