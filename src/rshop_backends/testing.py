@@ -125,7 +125,9 @@ def check_custom_op(
         if y.type.dtype == "float64"
         else []
     )
-    return [_check_engine(op, e, graph, arrays, wide, reference, w, floats, expected_grads, atol, grad_atol) for e in names]
+    return [
+        _check_engine(op, e, graph, arrays, wide, reference, w, floats, expected_grads, atol, grad_atol) for e in names
+    ]
 
 
 def _check_engine(

@@ -143,7 +143,7 @@ def _example_types(example: Sequence[object] | None, where: str) -> tuple[Tensor
             f"{where}, argument example_inputs: expected a non-empty list of per-example shapes or TensorTypes, "
             f"received {example!r:.80}."
         )
-    return tuple(t if isinstance(t, TensorType) else TensorType(tuple(t)) for t in example)  # type: ignore[call-overload]
+    return tuple(t if isinstance(t, TensorType) else TensorType(tuple(t)) for t in example)  # type: ignore[arg-type]
 
 
 def register_op(

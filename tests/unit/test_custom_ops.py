@@ -85,7 +85,8 @@ def test_reregistering_the_same_definition_is_a_no_op_and_another_is_refused(sca
 
 
 def test_unregister_an_unknown_name():
-    with pytest.raises(RshopConfigError, match="unregister: expected a registered op name, received 'nobody.op'"):
+    said = "unregister: expected a registered op name, received 'nobody.op'"
+    with pytest.raises(RshopConfigError, match=re.escape(said)):
         custom_ops.unregister("nobody.op")
 
 
@@ -129,9 +130,7 @@ def test_type_rule_errors_name_the_node():
         assert op(Input((4,))).shape == (2,)
         with pytest.raises(RshopShapeError) as e:
             op(Input((3,)), name="half")
-        assert str(e.value) == (
-            "node 'half' (op custom): expected an even last axis, received float32(batch, 3)."
-        )
+        assert str(e.value) == ("node 'half' (op custom): expected an even last axis, received float32(batch, 3).")
         with pytest.raises(RshopShapeError) as e:
             picky(Input((3,)), name="p")
         assert "node 'p' (op custom): expected inputs the type rule of custom op 'unittest.picky' accepts" in str(
@@ -148,7 +147,7 @@ def test_type_rule_must_keep_the_batch():
         "unittest.unbatch", reference=lambda x: x[0], infer=lambda t, a: TensorType(t[0].shape, batched=False)
     )
     try:
-        with pytest.raises(RshopShapeError, match="to return a batched type .as its inputs are., received"):
+        with pytest.raises(RshopShapeError, match=re.escape("to return a batched type (as its inputs are), received")):
             op(Input((3,)))
     finally:
         custom_ops.unregister("unittest.unbatch")
@@ -167,7 +166,8 @@ def test_composition_is_inlined_and_checked_against_its_rule():
     try:
         y = op(Input((3,)), name="ss")
         assert (y.op, y.name) == ("log", "ss")
-        with pytest.raises(RshopShapeError, match="expected the composition to return float32.batch, 3. .its type rule."):
+        said = "expected the composition to return float32(batch, 3) (its type rule)"
+        with pytest.raises(RshopShapeError, match=re.escape(said)):
             wrong(Input((3,)))
     finally:
         custom_ops.unregister("unittest.softsq")
@@ -255,7 +255,7 @@ _PROBE = "xml.dom.pulldom"
     [
         (lambda n: None, "expected a custom op registered in this process, received 'unittest.hostile'"),
         (lambda n: n["attrs"].update(op=f"{_PROBE}"), f"received {_PROBE!r}, which is not"),
-        (lambda n: n["attrs"].update(op="os:system"), "expected a custom op name '<library>.<op>', received 'os:system'"),
+        (lambda n: n["attrs"].update(op="os:system"), "expected a custom op name '<library>.<op>', received 'os:sys"),
         (lambda n: n["attrs"].update(op=["os", "system"]), "expected a custom op name '<library>.<op>'"),
         (lambda n: n.update(op="unittest.hostile"), "expected an op of the closed set, received 'unittest.hostile'"),
         (lambda n: n.update(op="os.system"), "expected an op of the closed set, received 'os.system'"),
@@ -313,7 +313,7 @@ def test_loading_in_a_fresh_process_imports_nothing(tmp_path):
 def test_auto_runs_sequentially_and_says_which_custom_op(scaled):
     m = _cell(scaled)  # time_parallel="auto" by default
     text = str(m.lower("numpy").explain())
-    said = r"over time: sequential: node %\d+ 'sc' \(custom op 'unittest.scaled'\) reads the states \(a custom op has no"
+    said = r"over time: sequential: node %\d+ 'sc' \(custom op 'unittest.scaled'\) reads the states \(a custom op"
     assert re.search(said, text), text
 
 
