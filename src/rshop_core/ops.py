@@ -416,7 +416,7 @@ def _dropout(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTy
 
 
 def _custom(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
-    from .custom_ops import infer_custom  # the registry imports this module
+    from .custom_registry import infer_custom  # imported when used: the registry is optional to the op table
 
     return infer_custom(where, types, attrs)
 
