@@ -32,6 +32,8 @@ from rshop_core.graph import Node, StepGraph
 from rshop_core.ops import Op
 from rshop_core.types import TensorType
 
+from . import custom_ops
+
 # an emitter: ``emit(node, arg_names, arg_types) -> expression``
 Emitter = Callable[[Node, list[str], list[TensorType]], str]
 
@@ -82,6 +84,7 @@ COMMON: dict[str, Emitter] = {
     Op.MATMUL: lambda n, a, t: f"({a[0]} @ {a[1]})",
     Op.SPLIT: _split_all,
     Op.SLICE: lambda n, a, t: index(a[0], n.attrs["axis"], n.attrs["begin"], n.attrs["end"]),
+    Op.CUSTOM: lambda n, a, t: f"_op{n.id}({', '.join(a)})",  # bound by generate (rshop_backends.custom_ops)
 }
 
 
@@ -188,6 +191,8 @@ def generate(
             ns[f"_c{node.id}"] = make_constant(_constant_value(node, dtype))
             names[node.id] = f"_c{node.id}"
         else:
+            if node.op == Op.CUSTOM:
+                ns[f"_op{node.id}"] = custom_ops.bind(node, engine)
             body.append(f"v{node.id} = {_expression(graph, node, names, table, fused, engine)}")
     src = _source(graph, names, body)
     exec(compile(src, f"<rshop step {engine}>", "exec"), ns)  # our own generated source, never text from a file

@@ -5,8 +5,9 @@ it into a recurrent layer; ``model.lower(engine)`` runs it natively on numpy, ja
 torch or tensorflow. Importing this package imports no framework.
 """
 
-from . import activations, cells, functional, initializers, layers, regularizers
+from . import activations, cells, custom_ops, functional, initializers, layers, regularizers
 from .bidirectional import Bidirectional
+from .custom_ops import register_op
 from .errors import (
     RshopConfigError,
     RshopDTypeError,
@@ -49,6 +50,8 @@ __all__ = [
     "Node",
     "verify",
     "load",
+    "register_op",
+    "custom_ops",
     "activations",
     "cells",
     "functional",

@@ -41,6 +41,8 @@ equal
 where           3        ``cond ? a : b`` elementwise, cond bool
 dropout         1        variational dropout [rate]: training multiplies by one mask per
                          sequence (drawn per call, scaled by 1/(1-rate)); inference: identity
+custom          1..n     an op registered in code [op: its name, then its own JSON attrs]
+                         (:mod:`rshop_core.custom_ops`); a file naming an unregistered one is refused
 ==============  =======  =============================================================
 """
 
@@ -113,6 +115,7 @@ class Op:
     EQUAL = "equal"
     WHERE = "where"
     DROPOUT = "dropout"
+    CUSTOM = "custom"
 
 
 def op_names() -> tuple:
@@ -412,6 +415,12 @@ def _dropout(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTy
     return t, {"rate": float(rate)}
 
 
+def _custom(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    from .custom_registry import infer_custom  # imported when used: the registry is optional to the op table
+
+    return infer_custom(where, types, attrs)
+
+
 def _leaf(where: str, types: list[TensorType], attrs: dict) -> NoReturn:
     # leaves carry their type on the node itself
     raise AssertionError("leaf ops are typed where they are created")
@@ -440,6 +449,7 @@ OPS.update(
         Op.TRANSPOSE: OpDef(Op.TRANSPOSE, (1, 1), _transpose),
         Op.WHERE: OpDef(Op.WHERE, (3, 3), _where),
         Op.DROPOUT: OpDef(Op.DROPOUT, (1, 1), _dropout),
+        Op.CUSTOM: OpDef(Op.CUSTOM, (1, None), _custom),
     }
 )
 

@@ -31,6 +31,7 @@ IR = {
     "rshop_core.types",
     "rshop_core.limits",
     "rshop_core.ops",
+    "rshop_core.custom_registry",
     "rshop_core.graph",
     "rshop_core.specs",
     "rshop_core.initializers",

@@ -81,7 +81,8 @@ def test_every_op_of_the_closed_set_has_a_rule_and_the_cases_touch_the_different
 
     assert set(op_names()) - set(_RULES) == {Op.INPUT}
     touched = {n.op for g in graphs.values() for n in g.nodes}
-    untouched = set(op_names()) - touched - {Op.DROPOUT, Op.LESS, Op.LESS_EQUAL, Op.GREATER_EQUAL, Op.EQUAL}
+    # custom: no derivative rule (refused, tests/unit/test_custom_ops.py)
+    untouched = set(op_names()) - touched - {Op.DROPOUT, Op.LESS, Op.LESS_EQUAL, Op.GREATER_EQUAL, Op.EQUAL, Op.CUSTOM}
     assert untouched == set(), untouched
 
 

@@ -35,3 +35,13 @@ def loss_grads(
         return jnp.sum(y * w)
 
     return {k: np.asarray(v) for k, v in jax.grad(loss)(layer.params).items()}
+
+
+def input_grads(fn: Any, args: list[Any], weights_out: np.ndarray, wrt: list[int]) -> list[np.ndarray]:
+    """Gradients of ``sum(fn(*args) * weights_out)`` w.r.t. ``args[i]`` for ``i`` in ``wrt``, as numpy arrays."""
+
+    def loss(*a: Any) -> Any:
+        y = fn(*a)
+        return jnp.sum(y * jnp.asarray(weights_out, dtype=y.dtype))
+
+    return [np.asarray(g) for g in jax.grad(loss, argnums=tuple(wrt))(*args)]

@@ -30,3 +30,8 @@ def loss_grads(
 ) -> dict[str, np.ndarray]:
     """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter (numpy has none)."""
     raise RshopNotImplementedError("engine 'numpy': expected gradients, received an inference-only engine.")
+
+
+def input_grads(fn: Any, args: list[Any], weights_out: np.ndarray, wrt: list[int]) -> list[np.ndarray]:
+    """Gradients of ``sum(fn(*args) * weights_out)`` w.r.t. ``args[i]`` for ``i`` in ``wrt`` (numpy has none)."""
+    raise RshopNotImplementedError("engine 'numpy': expected gradients, received an inference-only engine.")

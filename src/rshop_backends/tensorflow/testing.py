@@ -41,3 +41,14 @@ def loss_grads(
         k: (np.zeros(v.shape, v.dtype.as_numpy_dtype) if g is None else np.asarray(g))
         for k, v, g in zip(names, variables, grads)
     }
+
+
+def input_grads(fn: Any, args: list[Any], weights_out: np.ndarray, wrt: list[int]) -> list[np.ndarray]:
+    """Gradients of ``sum(fn(*args) * weights_out)`` w.r.t. ``args[i]`` for ``i`` in ``wrt``, as numpy arrays."""
+    with tf.GradientTape() as tape:
+        for i in wrt:
+            tape.watch(args[i])
+        y = fn(*args)
+        loss = tf.reduce_sum(y * tf.constant(weights_out, dtype=y.dtype))
+    grads = tape.gradient(loss, [args[i] for i in wrt])
+    return [np.zeros(tuple(args[i].shape)) if g is None else np.asarray(g) for i, g in zip(wrt, grads)]

@@ -37,3 +37,14 @@ def loss_grads(
         k: np.zeros(tuple(p.shape), p.detach().numpy().dtype) if p.grad is None else to_numpy(p.grad)
         for k, p in layer.named_parameters()
     }
+
+
+def input_grads(fn: Any, args: list[Any], weights_out: np.ndarray, wrt: list[int]) -> list[np.ndarray]:
+    """Gradients of ``sum(fn(*args) * weights_out)`` w.r.t. ``args[i]`` for ``i`` in ``wrt``, as numpy arrays."""
+    args = [a.detach().clone().requires_grad_(i in wrt) for i, a in enumerate(args)]
+    y = fn(*args)
+    loss = (y * torch.as_tensor(weights_out, dtype=y.dtype)).sum()
+    if not loss.requires_grad:  # nothing reaches the output (an op registered differentiable=False)
+        return [np.zeros(tuple(args[i].shape), to_numpy(args[i]).dtype) for i in wrt]
+    grads = torch.autograd.grad(loss, [args[i] for i in wrt], allow_unused=True)
+    return [np.zeros(tuple(args[i].shape)) if g is None else to_numpy(g) for i, g in zip(wrt, grads)]

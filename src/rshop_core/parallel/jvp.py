@@ -171,6 +171,14 @@ def _dropout(
     )
 
 
+def _custom(n: Node, p: Tensor | None = None, a: list[Tensor] | None = None, d: list[Tangent] | None = None) -> Tangent:
+    raise RshopNotImplementedError(
+        f"jvp of node %{n.id} {n.name!r} (custom op {n.attrs.get('op')!r}): expected built-in ops on the path from "
+        "the states, received a custom op, which has no derivative rule in the IR. Run the step sequentially "
+        "(time_parallel=False or 'auto')."
+    )
+
+
 _RULES: dict[str, Rule] = {
     Op.MATMUL: _matmul,
     Op.EINSUM: _einsum,
@@ -207,6 +215,7 @@ _RULES: dict[str, Rule] = {
     Op.PARAM: _no_tangent,
     Op.CONSTANT: _no_tangent,
     **{op: _no_tangent for op in COMPARE},
+    Op.CUSTOM: _custom,
 }
 
 

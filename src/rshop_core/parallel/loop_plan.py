@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .. import custom_ops
 from ..errors import RshopConfigError
 from ..graph import StepGraph
 from ..replay import replay
@@ -104,6 +105,15 @@ def attach(plan: Any) -> Any:  # an execution Plan (whose module imports this on
                 "Use time_parallel=False."
             )
         return replace(plan, parallel=None, parallel_note=f"sequential: {said}")
+    custom = custom_ops.state_reader(g)  # no derivative rule: neither scan nor Newton can run it
+    if custom is not None:
+        said = f"node %{custom.id} {custom.name!r} (custom op {custom.attrs['op']!r}) reads the states"
+        if mode != "auto":
+            raise RshopConfigError(
+                f"{where}: expected the states to pass through built-in ops only, received a step where {said}; "
+                "a custom op has no derivative rule for the time-parallel loop. Use time_parallel=False."
+            )
+        return replace(plan, parallel=None, parallel_note=f"sequential: {said} (a custom op has no derivative rule)")
     order = _levels(g, analyze(g))
     graphs = [_level_graph(g, states, _upstream(order, i), plan.graph_where) for i, states in enumerate(order)]
     analyses = [analyze(lg) for lg in graphs]
