@@ -176,7 +176,7 @@ class RecurrentModel(Lowerable):
         teacher_force: bool = False,
         decode: bool = False,
         output_length: int | None = None,
-        return_sequences: bool = False,
+        return_sequences: bool | None = None,
         return_states: bool = False,
         go_backwards: bool = False,
         unroll: bool | int = False,
