@@ -25,6 +25,7 @@ import numpy as np
 
 from rshop_core import initializers
 from rshop_core import passes as _passes
+from rshop_core.call_forms import refuse_symbolic
 from rshop_core.checks import ArrayInfo, check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
@@ -415,6 +416,7 @@ class Lowered(ABC):
 
     # -- checks -----------------------------------------------------------------
     def _info(self, arr: Any, what: str) -> ArrayInfo:
+        refuse_symbolic(self._where, what, arr)  # RecurrentShop's rnn(Input(...)): say what to use instead
         if isinstance(arr, np.ma.MaskedArray):  # an ndarray subclass whose mask no engine would honour
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a plain array, received a numpy.ma.MaskedArray (its mask would "
