@@ -25,6 +25,7 @@ import numpy as np
 
 from rshop_core import initializers
 from rshop_core import passes as _passes
+from rshop_core.call_forms import refuse_symbolic
 from rshop_core.checks import ArrayInfo, check_array, check_call, check_lengths_values
 from rshop_core.errors import RshopConfigError, RshopEngineError, RshopNotImplementedError, RshopShapeError
 from rshop_core.execution import plan_for
@@ -175,6 +176,8 @@ class Lowered(ABC):
         self._plans: dict[tuple[Any, ...], Plan] = {}  # engines may key more kinds of call (torch: transforms)
         self._dropout_rng = np.random.default_rng([model.seed, 0xD0])
         self._carried: list[Any] | None = None  # stateful: the final states of the last call
+        # stateful: the batch size the carried states have (batch_size, else fixed by the first call)
+        self._stateful_batch: int | None = model.options.batch_size
         self.newton_report: dict[str, Any]  # the last Newton loop's iterations (set when one runs)
         self._parts: tuple[RecurrentModel, ...] = tuple(model.leaves)  # the recurrent models a call runs (model.run)
         for part in self._parts:  # fast_path='require' fails now, not at the first call
@@ -413,6 +416,7 @@ class Lowered(ABC):
 
     # -- checks -----------------------------------------------------------------
     def _info(self, arr: Any, what: str) -> ArrayInfo:
+        refuse_symbolic(self._where, what, arr)  # RecurrentShop's rnn(Input(...)): say what to use instead
         if isinstance(arr, np.ma.MaskedArray):  # an ndarray subclass whose mask no engine would honour
             raise RshopEngineError(
                 f"{self._where}, {what}: expected a plain array, received a numpy.ma.MaskedArray (its mask would "
@@ -524,6 +528,7 @@ class Lowered(ABC):
             self._one(initial_readout, "argument initial_readout"),
             bool(training),
             output_length,
+            self._stateful_batch,
         )
         x = self._check_unknown_dims(model, x, batch, steps)
         poison = None  # engines that cannot raise on traced lengths (jax) poison those rows with NaN instead
@@ -589,6 +594,8 @@ class Lowered(ABC):
             ys, user_finals = [self._poison(v, poison) for v in ys], [self._poison(v, poison) for v in user_finals]
         if opts.stateful:
             self._carried = [self._detach(f) for f in user_finals]
+            if self._stateful_batch is None and batch is not None:  # Keras 3: the first call fixes it
+                self._stateful_batch = batch
         return list(ys)[: plan.n_outputs], user_finals
 
     def _check_unknown_dims(self, model: RecurrentModel, x: Any, batch: int | None, steps: int | None) -> Any:
@@ -650,7 +657,8 @@ class Lowered(ABC):
 
     # -- stateful -------------------------------------------------------------------
     def reset_states(self, values: Any = None) -> None:
-        """Forget the carried states (``values=None``) or set them (a list, one per state)."""
+        """Forget the carried states (``values=None``) or set them (a list, one per state). The batch
+        size stays fixed (``batch_size``, or the first call's); values given before any call fix it."""
         if not self.options.stateful:
             raise RshopConfigError(
                 f"{self._where}, reset_states: expected a model with stateful=True, received stateful=False."
@@ -662,6 +670,14 @@ class Lowered(ABC):
         assert info is not None and listed is not None, "_listed lists every value given"
         check_call_states(self, info)
         self._carried = list(listed)
+        if self._stateful_batch is None and info and info[0][0]:
+            self._stateful_batch = info[0][0][0]
+
+    @property
+    def stateful_batch_size(self) -> int | None:
+        """The batch size a stateful layer carries states for: its ``batch_size``, else the batch of its
+        first call (None before it, and for a layer that is not stateful)."""
+        return self._stateful_batch if self.options.stateful else None
 
     @property
     def states(self) -> list[Any] | None:
@@ -718,5 +734,5 @@ def check_call_states(layer: Lowered, info: list) -> None:
             inf,
             spec.shape,
             layer.dtype,
-            layer.options.batch_size,
+            layer._stateful_batch,
         )

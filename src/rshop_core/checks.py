@@ -107,15 +107,17 @@ def check_call(
     initial_readout: ArrayInfo | None = None,
     training: bool = False,
     output_length: int | None = None,
+    stateful_batch: int | None = None,
 ) -> tuple[int | None, int | None]:
     """Validate a call of a lowered ``model``; arguments are ``(shape, dtype)`` descriptions.
 
     Returns ``(batch, time)``. ``initial_state`` and ``constants`` are lists or None; the
     others are single descriptions or None. The arguments are checked in this order, so the
-    first wrong one is the one reported.
+    first wrong one is the one reported. ``stateful_batch``: the batch size a stateful layer
+    has fixed (its ``batch_size``, else its first call's; None before that first call).
     """
     name = f"RecurrentModel {model.name!r}"
-    batch, steps = _check_x(model, name, dtype, x, output_length)
+    batch, steps = _check_x(model, name, dtype, x, output_length, stateful_batch)
     _check_initial_state(model, name, dtype, initial_state, batch)
     _check_constants(model, name, dtype, constants, batch)
     _check_ground_truth(model, name, dtype, ground_truth, training, batch, steps)
@@ -130,7 +132,12 @@ def check_call(
 
 
 def _check_x(
-    model: RecurrentModel, name: str, dtype: str, x: ArrayInfo, output_length: int | None
+    model: RecurrentModel,
+    name: str,
+    dtype: str,
+    x: ArrayInfo,
+    output_length: int | None,
+    stateful_batch: int | None = None,
 ) -> tuple[int | None, int | None]:
     """x (and, when decoding, the number of steps): returns ``(batch, steps)``."""
     g, opts = model._require_built(), model.options
@@ -155,10 +162,13 @@ def _check_x(
         batch, steps = shape[0], shape[1]
     if steps == 0:
         raise RshopShapeError(empty_time_message(name, shape))
-    if opts.stateful and batch is not None and batch != opts.batch_size:
+    fixed = opts.batch_size if opts.batch_size is not None else stateful_batch
+    if opts.stateful and batch is not None and fixed is not None and batch != fixed:
+        why = f"batch_size={fixed}" if opts.batch_size is not None else "the batch size of its first call"
         raise RshopShapeError(
-            f"{name}, argument x: expected batch size {opts.batch_size} (stateful, batch_size="
-            f"{opts.batch_size}), received shape {shape}. A stateful layer never broadcasts its states."
+            f"{name}, argument x: expected batch size {fixed} (stateful, {why}), received batch size {batch} "
+            f"(shape {shape}). A stateful layer never broadcasts its states: call it with batches of {fixed}, "
+            "or lower the model again for another batch size."
         )
     if batch == 0:
         raise RshopShapeError(empty_batch_message(name, shape))

@@ -93,6 +93,16 @@ class Lowerable(ABC):
         """Per-example shapes of the outputs a call returns (before the time axis and the states)."""
 
     @property
+    def num_states(self) -> int:
+        """How many states a call takes as ``initial_state`` (RecurrentShop's ``num_states``)."""
+        return len(self.state_specs)
+
+    @property
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        """The per-example shape of each state, in ``initial_state`` order (no batch axis)."""
+        return [tuple(s.shape) for s in self.state_specs]
+
+    @property
     def returned_state_specs(self) -> list:
         """The states whose final values a call returns after its outputs."""
         return list(self.state_specs) if self.options.return_states else []
@@ -160,6 +170,9 @@ class Lowerable(ABC):
 
     def __call__(self, x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any) -> Any:
         """Run on the active engine; keywords as the lowered layer's."""
+        from .call_forms import refuse_symbolic
+
+        refuse_symbolic(f"{type(self).__name__} {self.name!r}", "argument x", x)
         if self._call_layer is None:
             self._call_layer = self.lower()
         return self._call_layer(x, initial_state=initial_state, constants=constants, **kwargs)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -83,6 +84,27 @@ def _readout_wiring(where: str, readout_input: object, outputs: list[Tensor]) ->
             f"received {readout_input.type.describe()}. The readout is the previous step's output."
         )
     return [readout_input], outputs[:1]
+
+
+def _batch_of_inputs(where: str, inputs: list[Tensor], options: LoopOptions) -> LoopOptions:
+    """``options`` with the batch fixed by ``Input(batch_shape=...)``: refused when two Inputs or
+    ``batch_size=`` disagree; a stateful model takes it as its ``batch_size``."""
+    fixed = [(t.name, t.batch) for t in inputs if isinstance(t, Tensor) and t.batch is not None]
+    if not fixed:
+        return options
+    name, batch = fixed[0]
+    for other, b in fixed[1:]:
+        if b != batch:
+            raise RshopShapeError(
+                f"{where}, Input {other!r}: expected the batch size of Input {name!r} ({batch}), received "
+                f"batch_shape with {b}. A step's Inputs share one batch."
+            )
+    if options.batch_size is not None and options.batch_size != batch:
+        raise RshopConfigError(
+            f"{where}: expected batch_size equal to the batch of Input {name!r} ({batch}), received "
+            f"batch_size={options.batch_size}. Give the batch once: batch_shape= or batch_size=."
+        )
+    return replace(options, batch_size=batch) if options.stateful else options
 
 
 def _check_floating(where: str, graph: StepGraph) -> None:
@@ -176,7 +198,7 @@ class RecurrentModel(Lowerable):
         teacher_force: bool = False,
         decode: bool = False,
         output_length: int | None = None,
-        return_sequences: bool = False,
+        return_sequences: bool | None = None,
         return_states: bool = False,
         go_backwards: bool = False,
         unroll: bool | int = False,
@@ -278,6 +300,9 @@ class RecurrentModel(Lowerable):
                 "replaces the readout (the previous output) by the ground truth."
             )
         hidden_in, hidden_out = _readout_wiring(where, readout_input, outputs)
+        self.options = _batch_of_inputs(
+            where, [input, *states_in, *hidden_in, *_as_list(constants, "constants")], self.options
+        )
         self.graph = trace(
             [input], states_in + hidden_in, _as_list(constants, "constants"), outputs, states_out + hidden_out, where
         )
@@ -300,10 +325,12 @@ class RecurrentModel(Lowerable):
         """One StateSpec per state Input, named after it, with its ``state_initializer``."""
         given = self._state_initializer
         inits: Sequence[object] = given if isinstance(given, (list, tuple)) else [given or "zeros"] * len(states_in)
-        if len(inits) != len(states_in):
+        if len(inits) > len(states_in):
             raise RshopConfigError(
-                f"{where}: expected one state_initializer per state ({len(states_in)}), received {len(inits)}."
+                f"{where}: expected at most one state_initializer per state ({len(states_in)}), received "
+                f"{len(inits)}. A shorter list initializes the first states; the rest start at zeros."
             )
+        inits = list(inits) + ["zeros"] * (len(states_in) - len(inits))  # RecurrentShop's padding
         names = []
         for i, t in enumerate(states_in):
             if None in t.shape:
@@ -411,6 +438,18 @@ class RecurrentModel(Lowerable):
         """Per-example, per-step shape of x (x itself is (batch, T, *input_shape))."""
         g = self._require_built()
         return g.nodes[g.x[0]].type.shape
+
+    @property
+    def num_states(self) -> int:
+        """How many states a call takes as ``initial_state`` (a readout is not one of them)."""
+        self._require_built()
+        return super().num_states
+
+    @property
+    def state_shapes(self) -> list[tuple[int, ...]]:
+        """The per-example shape of each state, in ``initial_state`` order (no batch axis)."""
+        self._require_built()
+        return super().state_shapes
 
     @property
     def params(self) -> dict:
@@ -560,6 +599,9 @@ class RecurrentModel(Lowerable):
 
     def __call__(self, x: Any, initial_state: Any = None, constants: Any = None, **kwargs: Any) -> Any:
         """Run on the active engine (builds a cell-made model from ``x``'s last axis); keywords as the layer's."""
+        from .call_forms import refuse_symbolic
+
+        refuse_symbolic(f"RecurrentModel {self.name!r}", "argument x", x)
         if self._builder is not None:
             self.build(int(x.shape[-1]))
         return super().__call__(x, initial_state=initial_state, constants=constants, **kwargs)

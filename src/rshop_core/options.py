@@ -31,6 +31,9 @@ class LoopOptions:
     """How the step is run over time.
 
     - ``return_sequences``: return every step's output (batch, T, ...) instead of the last.
+      ``None`` (the default) means ``decode``: a decoder returns the whole decoded sequence, as
+      in RecurrentShop, and any other model its last output, as in Keras. The stored value is
+      always the resolved bool.
     - ``return_states``: also return the final states.
     - ``go_backwards``: process t = T-1 ... 0; the returned sequence is in processing
       order (reversed), as in Keras.
@@ -43,7 +46,8 @@ class LoopOptions:
       ``output_length`` steps (also given at call time; the model's default is at most
       ``MAX_OUTPUT_LENGTH``).
     - ``stateful`` / ``batch_size``: the lowered layer keeps its final states as the next
-      call's initial states; the batch size is fixed.
+      call's initial states; the batch size is fixed: ``batch_size``, or, when it is None, the
+      batch of the layer's first call (as in Keras 3); ``reset_states()`` keeps it.
     - ``zero_output_for_mask``: masked steps output zeros instead of holding the last output.
     - ``remat``: gradient checkpointing of the loop, for long sequences. ``False``: off;
       ``True``: segments of ceil(sqrt(T)) steps; an int k >= 1: segments of k steps. The
@@ -63,7 +67,7 @@ class LoopOptions:
       ``newton_max_iter`` iterations.
     """
 
-    return_sequences: bool = False
+    return_sequences: bool | None = None
     return_states: bool = False
     go_backwards: bool = False
     unroll: bool | int = False
@@ -79,6 +83,8 @@ class LoopOptions:
     newton_max_iter: int = 50
 
     def __post_init__(self) -> None:
+        if self.return_sequences is None:  # resolved once, so every reader (and every file) sees a bool
+            object.__setattr__(self, "return_sequences", self.decode is True)
         for k in (
             "return_sequences",
             "return_states",
@@ -121,11 +127,6 @@ class LoopOptions:
             )
         if self.output_length is not None and not self.decode:
             raise RshopConfigError("option output_length: expected decode=True with it, received decode=False.")
-        if self.stateful and self.batch_size is None:
-            raise RshopConfigError(
-                "option stateful: expected a fixed batch_size with stateful=True, received batch_size=None. "
-                "A stateful layer carries states of one batch size from call to call."
-            )
 
     def to_json(self) -> dict:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}

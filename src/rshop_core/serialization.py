@@ -665,6 +665,8 @@ def _model(body: Json, where: str, weights: Weights | None = None, partial: bool
     )
     for k, v in opts.items():
         _json_value(v, f"{where}.options.{k}")
+    if not isinstance(opts["return_sequences"], bool):  # a file states it: None (the decode default) is for code
+        _fail(f"{where}.options.return_sequences: expected true or false, received {opts['return_sequences']!r}.")
     options = LoopOptions(**opts)
     gd = _obj(body["graph"], ("nodes", "x", "states", "constants", "outputs", "final_states"), f"{where}.graph")
     if not isinstance(gd["nodes"], list) or not 0 < len(gd["nodes"]) <= MAX_NODES:

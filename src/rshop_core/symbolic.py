@@ -35,7 +35,7 @@ _ids = itertools.count()
 class Tensor:
     """A symbolic value of a step graph. Supports ``+ - * / @``, unary ``-`` and comparisons."""
 
-    __slots__ = ("op", "inputs", "attrs", "type", "name", "param", "uid", "__weakref__")
+    __slots__ = ("op", "inputs", "attrs", "type", "name", "param", "uid", "batch", "__weakref__")
 
     op: str
     inputs: tuple[Tensor, ...]
@@ -44,6 +44,7 @@ class Tensor:
     name: str
     param: ParamRef | None
     uid: int
+    batch: int | None  # an Input's fixed batch size (Input(batch_shape=...)); None: any batch
 
     def __init__(
         self,
@@ -56,6 +57,7 @@ class Tensor:
     ) -> None:
         self.op, self.inputs, self.attrs, self.type = op, tuple(inputs), attrs, type_
         self.name, self.param, self.uid = name, param, next(_ids)
+        self.batch = None
 
     @property
     def shape(self) -> Shape:
@@ -121,16 +123,66 @@ class Tensor:
         )
 
 
-def Input(shape: object, dtype: str = DEFAULT_FLOAT, name: str | None = None) -> Tensor:
-    """A per-step input of a step model: ``shape`` is per example (no batch axis)."""
+def Input(
+    shape: object = None,
+    dtype: str = DEFAULT_FLOAT,
+    name: str | None = None,
+    *,
+    batch_shape: object = None,
+    batch_size: object = None,
+) -> Tensor:
+    """A per-step input of a step model: ``shape`` is per example (no batch axis).
+
+    ``batch_shape=(B, *shape)`` (RecurrentShop's and Keras' form) or ``batch_size=B`` fix the batch:
+    the step graph stays per example, and a model with ``stateful=True`` takes ``B`` as its
+    ``batch_size`` (a different ``batch_size=`` is refused); other models run any batch.
+    """
+    where = f"Input {name or ''}".strip()
     if name is not None:
         check_name(name, "Input", "name")
-    shape = check_shape(shape, f"Input {name or ''}".strip(), allow_none=True)
-    dtype = check_dtype(dtype, f"Input {name or ''}".strip())
+    shape, batch = _shape_and_batch(where, shape, batch_shape, batch_size)
+    if shape is None:
+        raise RshopConfigError(f"{where}: expected shape= (per example) or batch_shape=, received neither.")
+    shape = check_shape(shape, where, allow_none=True)
+    dtype = check_dtype(dtype, where)
     t = Tensor(Op.INPUT, (), {}, TensorType(shape, dtype, True), name or "input")
+    t.batch = batch
     if name is None:
         t.name = f"input_{t.uid}"
     return t
+
+
+def _shape_and_batch(where: str, shape: object, batch_shape: object, batch_size: object) -> tuple[object, int | None]:
+    """An Input's per-example shape and the batch size it fixes (None: any), after checking that
+    ``shape``, ``batch_shape`` and ``batch_size`` agree."""
+    batch: int | None = None
+    if batch_shape is not None:
+        if not isinstance(batch_shape, (list, tuple)) or not batch_shape:
+            raise RshopConfigError(
+                f"{where}, batch_shape: expected a tuple (batch, *per-example shape), received {batch_shape!r}."
+            )
+        if shape is not None and (not isinstance(shape, (list, tuple)) or tuple(shape) != tuple(batch_shape)[1:]):
+            raise RshopConfigError(
+                f"{where}: expected shape equal to batch_shape without its first (batch) axis, received shape="
+                f"{shape!r} and batch_shape={batch_shape!r}. Give one of them."
+            )
+        batch, shape = _batch_dim(where, "batch_shape[0]", batch_shape[0]), tuple(batch_shape)[1:]
+    if batch_size is not None:
+        size = _batch_dim(where, "batch_size", batch_size)
+        if batch is not None and size != batch:
+            raise RshopConfigError(
+                f"{where}: expected batch_size equal to batch_shape[0] ({batch}), received batch_size={size}."
+            )
+        batch = size
+    return shape, batch
+
+
+def _batch_dim(where: str, what: str, v: object) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        raise RshopConfigError(f"{where}, {what}: expected a batch size >= 1 or None, received {v!r}.")
+    return int(v)
 
 
 def as_tensor(value: object, like: Tensor | None = None) -> Tensor:

@@ -42,6 +42,7 @@ def decode_model(**opts):
     states = [Input((6,), name="h"), Input((6,), name="c")]
     y, new = cell(x, states)
     opts.setdefault("output_length", 4)
+    opts.setdefault("return_sequences", False)  # the "last" variant of the cases (decode's default is the sequence)
     return RecurrentModel(
         input=x, initial_states=states, output=Dense(3)(y), final_states=new, decode=True, seed=32, **opts
     )

@@ -201,8 +201,6 @@ def test_wiring_errors():
         RecurrentModel(input=x, initial_states=[h], output=hn, final_states=[hn], readout_input=r)
     with pytest.raises(RshopConfigError, match="expected readout_input with teacher_force=True"):
         RecurrentModel(input=x, initial_states=[h], output=hn, final_states=[hn], teacher_force=True)
-    with pytest.raises(RshopConfigError, match="expected a fixed batch_size with stateful=True"):
-        RecurrentModel(input=x, initial_states=[h], output=hn, final_states=[hn], stateful=True)
     with pytest.raises(RshopShapeError, match=r"state_sync.*expected every cell to have the states"):
         s = RecurrentSequential(state_sync=True)
         s.add(LSTMCell(4, input_dim=3)).add(GRUCell(4)).build()

@@ -33,8 +33,8 @@ How it works:
 
 Not supported: ``stateful=True`` models (carry states with ``initial_state=`` and
 ``return_states=True``), float64 (Keras computes in float32 here), random (non-learned) state
-initializers inside jitted/traced Keras steps (they are drawn by numpy per call and would be
-frozen into the trace), mixed precision.
+initializers (refused at construction on every Keras backend: rshop draws them with numpy per
+call, which a traced Keras step cannot do alike everywhere), mixed precision.
 """
 
 from __future__ import annotations
@@ -125,6 +125,27 @@ def _eager(engine: str) -> contextlib.AbstractContextManager[Any]:
     return tf.init_scope()
 
 
+def _refuse_random_states(model: Lowerable) -> None:
+    """Refuse random (non-learned) state initializers on every Keras backend, at construction.
+
+    rshop draws them with numpy for the call's batch; inside Keras' traced steps the batch is
+    symbolic on tensorflow (the draw cannot happen) and the draw would be frozen into the trace on
+    jax, so one backend failing in ``fit`` and two silently constant would disagree."""
+    from rshop_core.initializers import Learned
+
+    for leaf in model.leaves:
+        for spec in leaf.state_specs:
+            init = spec.initializer
+            if init.random and not isinstance(init, Learned):
+                raise RshopConfigError(
+                    f"RecurrentLayer: expected state initializers that are constant or learned, received the "
+                    f"random {init!r} for state {spec.name!r} of {leaf.name!r}. Keras traces its steps, where "
+                    "rshop cannot draw a per-call random state the same way on every backend: use "
+                    "initializers.Learned(...) for a trained initial state, or pass initial_state= drawn with "
+                    "keras.random (and a keras.random.SeedGenerator) in your own call."
+                )
+
+
 @keras.saving.register_keras_serializable(package="rshop")
 class RecurrentLayer(keras.layers.Layer):
     """An rshop ``RecurrentModel`` / ``RecurrentSequential`` / ``Bidirectional`` as a Keras layer.
@@ -155,6 +176,7 @@ class RecurrentLayer(keras.layers.Layer):
                 f"RecurrentLayer: expected a model with stateful=False, received {getattr(model, 'name', model)!r} "
                 "with stateful=True. Carry states yourself: return_states=True and initial_state=."
             )
+        _refuse_random_states(model)
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if self.compute_dtype != "float32" or self.variable_dtype != "float32":

@@ -85,6 +85,7 @@ class TensorFlowLayer(tf.Module, Lowered):
             "_codegen_context",
             "_functions",
             "_carried",
+            "_stateful_batch",
             "_parts",
             "_dropout_rng",
             "_call_x",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .. import activations, initializers, regularizers
 from .. import functional as F
@@ -17,6 +17,17 @@ from ..types import Shape
 
 if TYPE_CHECKING:
     from ..model import RecurrentModel
+
+
+def split_list_form(where: str, inputs: object, n_states: int) -> tuple[Tensor, list[Tensor]]:
+    """``(x, states)`` of a cell called in RecurrentShop's list form ``cell([x, *states])``."""
+    if not isinstance(inputs, (list, tuple)) or len(inputs) != 1 + n_states:
+        got = f"a list of {len(inputs)}" if isinstance(inputs, (list, tuple)) else type(inputs).__name__
+        raise RshopConfigError(
+            f"{where}: expected cell(x, states) or the list form cell([x, *states]) with {1 + n_states} "
+            f"Tensors (x and {n_states} state(s)), received {got}."
+        )
+    return inputs[0], list(inputs[1:])
 
 
 class Cell(Layer):
@@ -137,8 +148,30 @@ class Cell(Layer):
     def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
         raise NotImplementedError
 
-    def __call__(self, x: Tensor, states: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    @property
+    def num_states(self) -> int:
+        """How many states the cell carries (``len(self.state_shapes())``; RecurrentShop's ``num_states``)."""
+        return len(self.state_shapes())
+
+    @overload
+    def __call__(self, x: Tensor, states: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]: ...
+
+    @overload
+    def __call__(self, x: Sequence[Tensor], states: None = None) -> list[Tensor]: ...
+
+    def __call__(
+        self, x: Tensor | Sequence[Tensor], states: Sequence[Tensor] | None = None
+    ) -> tuple[Tensor, list[Tensor]] | list[Tensor]:
+        """``cell(x, states) -> (y, new_states)``, or RecurrentShop's list form
+        ``cell([x, *states]) -> [y, *new_states]``."""
         where = f"{type(self).__name__} {self.name!r}"
+        if states is None:
+            x_t, listed = split_list_form(where, x, self.num_states)
+            y, new = self._checked_call(where, x_t, listed)
+            return [y, *new]
+        return self._checked_call(where, x, states)
+
+    def _checked_call(self, where: str, x: object, states: Sequence[Tensor]) -> tuple[Tensor, list[Tensor]]:
         if not isinstance(x, Tensor):
             raise RshopConfigError(f"{where}: expected an rshop Tensor as x, received {type(x).__name__}.")
         if x.type.rank != 1 or x.shape[0] is None:

@@ -10,7 +10,7 @@ weights; its states (a readout included) become states of the parent, named
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from ..errors import RshopConfigError, RshopShapeError
 from ..replay import replay
 from ..symbolic import Tensor
 from ..types import Shape, TensorType
-from .base import Cell
+from .base import Cell, split_list_form
 
 if TYPE_CHECKING:
     from ..initializers import Initializer
@@ -49,10 +49,34 @@ class ModelCell(Cell):
         """The nested model's current value of its parameter ``local`` (a qualified name)."""
         return self.model._weights[local]
 
+    @overload
     def __call__(
         self, x: Tensor, states: Sequence[Tensor], constants: Sequence[Tensor] | None = None
-    ) -> tuple[Tensor, list[Tensor]]:
+    ) -> tuple[Tensor, list[Tensor]]: ...
+
+    @overload
+    def __call__(
+        self, x: Sequence[Tensor], states: None = None, constants: Sequence[Tensor] | None = None
+    ) -> list[Tensor]: ...
+
+    def __call__(
+        self,
+        x: Tensor | Sequence[Tensor],
+        states: Sequence[Tensor] | None = None,
+        constants: Sequence[Tensor] | None = None,
+    ) -> tuple[Tensor, list[Tensor]] | list[Tensor]:
+        """``cell(x, states, constants=None) -> (y, new_states)``, or the list form
+        ``cell([x, *states], constants=None) -> [y, *new_states]``."""
         where = f"cell {self.name!r} (nested RecurrentModel {self.model.name!r})"
+        if states is None:
+            x_t, listed = split_list_form(where, x, self.num_states)
+            y, new = self._nested_call(where, x_t, listed, constants)
+            return [y, *new]
+        return self._nested_call(where, x, states, constants)
+
+    def _nested_call(
+        self, where: str, x: object, states: Sequence[Tensor], constants: Sequence[Tensor] | None
+    ) -> tuple[Tensor, list[Tensor]]:
         g = self.model._require_built()
         want = g.nodes[g.x[0]].type
         if not isinstance(x, Tensor) or x.type != want:
