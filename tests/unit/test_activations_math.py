@@ -196,9 +196,8 @@ def test_dependency_rules_keep_elementwise_ops_diagonal_and_log_softmax_coupled(
 
 
 def test_new_ops_survive_save_and_load(tmp_path):
-    from rshop_core.serialization import load
-
     from rshop_core.layers import Dense
+    from rshop_core.serialization import load
 
     g_in, h = Input((3,), name="x"), Input((12,), name="h")
     out = all_ops(Dense(12, name="mix")(F.concat([g_in, h])))
