@@ -209,3 +209,21 @@ def test_new_ops_survive_save_and_load(tmp_path):
     assert ops[Op.GELU] in ({"approximate": False}, {"approximate": True})
     assert ops[Op.CLIP] == {"min": -0.2, "max": 0.3} and ops[Op.LEAKY_RELU] == {"negative_slope": 0.1}
     np.testing.assert_array_equal(back.lower("numpy", "float64")(x), want)
+
+
+def test_keras_step_with_the_new_activations_imports_exactly():
+    keras = pytest.importorskip("keras")
+    from rshop_backends.keras import from_keras_step
+
+    x_t, h = keras.Input((3,)), keras.Input((4,))
+    z = keras.layers.Dense(4, activation="gelu")(keras.layers.Concatenate()([x_t, h]))
+    z = keras.ops.leaky_relu(z) + keras.ops.gelu(z, approximate=True) + keras.ops.sin(z) * keras.ops.erf(z)
+    z = keras.ops.silu(z) + keras.layers.Activation("mish")(z) + keras.ops.power(keras.ops.relu6(z), 2.0)
+    h_new = keras.layers.Activation("tanh")(z + keras.ops.log_softmax(z))
+    step = keras.Model([x_t, h], h_new)
+    rnn = from_keras_step(step, initial_states=[h], final_states=[h_new])
+    xs = np.random.default_rng(1).standard_normal((2, 5, 3)).astype(np.float32)
+    state = np.zeros((2, 4), np.float32)
+    for t in range(5):  # Keras runs the step itself
+        state = keras.ops.convert_to_numpy(step([xs[:, t], state]))
+    np.testing.assert_allclose(rnn.lower("numpy", "float64")(xs.astype(np.float64)), state, rtol=1e-5, atol=1e-5)
