@@ -1,8 +1,10 @@
-"""Activations by Keras name: each maps to one op (``linear`` to none)."""
+"""Activations by Keras name: most map to one op (``linear`` to none); ``mish`` and ``hard_silu`` /
+``hard_swish`` are short compositions (see docs/ir.md)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from . import functional as F
 from .errors import RshopConfigError
@@ -21,6 +23,17 @@ _ACTIVATIONS: dict[str, Activation] = {
     "softsign": F.softsign,
     "elu": F.elu,
     "exponential": F.exp,
+    "gelu": F.gelu,  # exact, Keras' default (approximate=False)
+    "gelu_tanh": partial(F.gelu, approximate=True),  # torch's approximate="tanh"; keras gelu(approximate=True)
+    "silu": F.silu,
+    "swish": F.silu,
+    "leaky_relu": F.leaky_relu,  # Keras 3's negative_slope 0.2
+    "selu": F.selu,
+    "mish": F.mish,
+    "hard_silu": F.hard_silu,
+    "hard_swish": F.hard_silu,
+    "log_softmax": F.log_softmax,
+    "relu6": F.relu6,
 }
 
 

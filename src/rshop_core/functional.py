@@ -39,6 +39,15 @@ __all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
     "constant",
     "linear",
     "dropout",
+    "clip",
+    "gelu",
+    "leaky_relu",
+    "log_softmax",
+    "pow",
+    "swish",
+    "mish",
+    "hard_silu",
+    "hard_swish",
 ]
 
 
@@ -99,6 +108,12 @@ relu = _unary(Op.RELU)
 softplus = _unary(Op.SOFTPLUS)
 softsign = _unary(Op.SOFTSIGN)
 elu = _unary(Op.ELU)
+sin = _unary(Op.SIN)
+cos = _unary(Op.COS)
+erf = _unary(Op.ERF)
+silu = _unary(Op.SILU)
+selu = _unary(Op.SELU)
+relu6 = _unary(Op.RELU6)
 
 
 def linear(x: Tensor, name: str | None = None) -> Tensor:
@@ -188,3 +203,53 @@ def dropout(x: Tensor, rate: float, name: str | None = None) -> Tensor:
 def where(cond: Tensor, a: Operand, b: Operand, name: str | None = None) -> Tensor:
     a = as_tensor(a, b if isinstance(b, Tensor) else None)
     return apply(Op.WHERE, [cond, a, as_tensor(b, a)], name=name)
+
+
+def clip(x: Tensor, min: float, max: float, name: str | None = None) -> Tensor:
+    """``x`` limited to ``[min, max]`` (``keras.ops.clip``, ``torch.clamp``). Its gradient is 1 on the closed
+    interval, bounds included (torch's and TensorFlow's convention; jax's ``jnp.clip`` gives 0.5 there)."""
+    return apply(Op.CLIP, [x], {"min": min, "max": max}, name=name)
+
+
+def gelu(x: Tensor, approximate: bool = False, name: str | None = None) -> Tensor:
+    """``x * Phi(x)`` with ``Phi`` the standard normal CDF (exact, Keras' default); ``approximate=True``:
+    ``0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`` (torch's ``approximate='tanh'``)."""
+    return apply(Op.GELU, [x], {"approximate": approximate}, name=name)
+
+
+def leaky_relu(x: Tensor, negative_slope: float = 0.2, name: str | None = None) -> Tensor:
+    """``x`` where ``x > 0``, else ``negative_slope * x``. The default slope is Keras 3's 0.2 (torch and jax:
+    0.01); the gradient at 0 is ``negative_slope``, as torch's and TensorFlow's."""
+    return apply(Op.LEAKY_RELU, [x], {"negative_slope": negative_slope}, name=name)
+
+
+def log_softmax(x: Tensor, axis: int = -1, name: str | None = None) -> Tensor:
+    """``x - logsumexp(x)`` along ``axis``, computed stably (never ``log(softmax(x))``)."""
+    return apply(Op.LOG_SOFTMAX, [x], {"axis": axis}, name=name)
+
+
+def pow(a: Operand, b: Operand, name: str | None = None) -> Tensor:
+    """``a ** b`` elementwise with broadcasting (floats only); ``b`` is usually a number (``pow(x, 3.0)``).
+
+    A negative base gives a real result only for an integer-valued exponent; otherwise NaN, on every engine.
+    A tensor exponent is differentiated as ``log(a) * a ** b``, defined for ``a > 0`` only."""
+    a = as_tensor(a, b if isinstance(b, Tensor) else None)
+    return apply(Op.POW, [a, as_tensor(b, a)], name=name)
+
+
+def swish(x: Tensor, name: str | None = None) -> Tensor:
+    """Keras' alias of :func:`silu`: ``x * sigmoid(x)``."""
+    return silu(x, name=name)
+
+
+def mish(x: Tensor, name: str | None = None) -> Tensor:
+    """``x * tanh(softplus(x))``: three ops, the formula Keras and jax evaluate."""
+    return multiply(x, tanh(softplus(x)), name=name)
+
+
+def hard_silu(x: Tensor, name: str | None = None) -> Tensor:
+    """``x * relu6(x + 3) / 6`` (Keras 3's ``hard_silu``), written ``x * hard_sigmoid(x)``: the same function."""
+    return multiply(x, hard_sigmoid(x), name=name)
+
+
+hard_swish = hard_silu

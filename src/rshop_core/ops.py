@@ -43,11 +43,20 @@ dropout         1        variational dropout [rate]: training multiplies by one 
                          sequence (drawn per call, scaled by 1/(1-rate)); inference: identity
 custom          1..n     an op registered in code [op: its name, then its own JSON attrs]
                          (:mod:`rshop_core.custom_ops`); a file naming an unregistered one is refused
+sin, cos, erf,  1        elementwise; ``selu`` with Keras' alpha and scale; ``relu6`` is
+silu, selu,              ``min(max(x, 0), 6)``; ``silu`` is ``x * sigmoid(x)``
+relu6
+clip            1        ``min(max(x, [min]), [max])``, gradient 1 on [min, max] (bounds included)
+gelu            1        ``x * Phi(x)`` exact, or its tanh form when [approximate]
+leaky_relu      1        ``x`` for x > 0, else [negative_slope] * x
+log_softmax     1        ``x - logsumexp(x)`` along [axis]
+pow             2        ``a ** b`` elementwise, numpy broadcasting
 ==============  =======  =============================================================
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
@@ -116,6 +125,17 @@ class Op:
     WHERE = "where"
     DROPOUT = "dropout"
     CUSTOM = "custom"
+    SIN = "sin"
+    COS = "cos"
+    ERF = "erf"
+    SILU = "silu"
+    SELU = "selu"
+    RELU6 = "relu6"
+    CLIP = "clip"
+    GELU = "gelu"
+    LEAKY_RELU = "leaky_relu"
+    LOG_SOFTMAX = "log_softmax"
+    POW = "pow"
 
 
 def op_names() -> tuple:
@@ -138,6 +158,12 @@ ELEMENTWISE_UNARY = (
     Op.SOFTPLUS,
     Op.SOFTSIGN,
     Op.ELU,
+    Op.SIN,
+    Op.COS,
+    Op.ERF,
+    Op.SILU,
+    Op.SELU,
+    Op.RELU6,
 )
 COMPARE = (Op.GREATER, Op.GREATER_EQUAL, Op.LESS, Op.LESS_EQUAL, Op.EQUAL)
 REDUCE = (Op.SUM, Op.MEAN, Op.MAX)
@@ -421,6 +447,47 @@ def _custom(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTyp
     return infer_custom(where, types, attrs)
 
 
+def _number(where: str, attrs: dict, key: str, default: object = None) -> float:
+    """A finite JSON number attribute (an int is taken as its float)."""
+    v = attrs.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        _fail(where, f"{key} as a finite number", repr(v), cls=RshopConfigError)
+    return float(v)
+
+
+def _clip(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    _require_float(where, types[0])
+    lo, hi = _number(where, attrs, "min"), _number(where, attrs, "max")
+    if lo > hi:
+        _fail(where, "min <= max", f"min={lo!r}, max={hi!r}", "Swap the bounds.", RshopConfigError)
+    return types[0], {"min": lo, "max": hi}
+
+
+def _gelu(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    _require_float(where, types[0])
+    approximate = attrs.get("approximate", False)
+    if not isinstance(approximate, bool):
+        _fail(
+            where,
+            "approximate as a bool",
+            repr(approximate),
+            "Pass approximate=True for the tanh form (torch's approximate='tanh').",
+            RshopConfigError,
+        )
+    return types[0], {"approximate": approximate}
+
+
+def _leaky_relu(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    _require_float(where, types[0])
+    return types[0], {"negative_slope": _number(where, attrs, "negative_slope", 0.2)}
+
+
+def _pow(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    for t in types:
+        _require_float(where, t)
+    return _elementwise_binary(where, types, attrs)
+
+
 def _leaf(where: str, types: list[TensorType], attrs: dict) -> NoReturn:
     # leaves carry their type on the node itself
     raise AssertionError("leaf ops are typed where they are created")
@@ -450,6 +517,11 @@ OPS.update(
         Op.WHERE: OpDef(Op.WHERE, (3, 3), _where),
         Op.DROPOUT: OpDef(Op.DROPOUT, (1, 1), _dropout),
         Op.CUSTOM: OpDef(Op.CUSTOM, (1, None), _custom),
+        Op.CLIP: OpDef(Op.CLIP, (1, 1), _clip),
+        Op.GELU: OpDef(Op.GELU, (1, 1), _gelu),
+        Op.LEAKY_RELU: OpDef(Op.LEAKY_RELU, (1, 1), _leaky_relu),
+        Op.LOG_SOFTMAX: OpDef(Op.LOG_SOFTMAX, (1, 1), _softmax),
+        Op.POW: OpDef(Op.POW, (2, 2), _pow),
     }
 )
 

@@ -116,7 +116,7 @@ def _activation_ops() -> dict[tuple[str, str], str]:
     table: dict[tuple[str, str], str] = {}
     for name in activations.names():
         y = activations.get(name)(x)
-        if y is not x:
+        if y is not x and len(y.inputs) == 1 and y.inputs[0] is x:  # one op reading x (not a composition such as mish)
             table[(y.op, json.dumps(y.attrs, sort_keys=True))] = name
     return table
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from tests.conformance.cases import CASES
 from tests.unit.parallel_helpers import Point, compile_graph
+from tests.unit.test_activations_math import math_ops_step
 from tests.unit.test_parallel_structure import elementwise_lstm, grouped_einsum, hand, ind_rnn, param
 
 from rshop_core import Input
@@ -37,10 +38,12 @@ def extra_ops(x, s, k):
 def graph_of(name):
     if name == "extra_ops":
         return hand(extra_ops, ((4,), (2, 3)), constants=((2,),))
+    if name == "math_ops":
+        return hand(math_ops_step, ((12,),))
     return plan_for(CASES[name].build(), training=False, teacher=False, masked=False).graph
 
 
-NAMES = ["two_state_custom", "attention", "lstm_variant", "gru", "extra_ops"]
+NAMES = ["two_state_custom", "attention", "lstm_variant", "gru", "extra_ops", "math_ops"]
 
 
 @pytest.fixture(scope="module")

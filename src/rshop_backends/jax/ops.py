@@ -28,7 +28,24 @@ def _softsign(x: Any) -> Any:
     return x / (1.0 + jnp.abs(x))
 
 
-NAMESPACE: dict[str, Any] = {"jnp": jnp, "jax": jax, "_hard_sigmoid": _hard_sigmoid, "_softsign": _softsign}
+def _clip(x: Any, lo: float, hi: float) -> Any:
+    """``jnp.clip`` with gradient 1 at the bounds, as torch's and TensorFlow's (``jnp.clip`` gives 0.5)."""
+    return jnp.where((x < lo) | (x > hi), jnp.clip(x, lo, hi), x)
+
+
+def _leaky_relu(x: Any, negative_slope: float) -> Any:
+    """Gradient ``negative_slope`` at 0, as torch's and TensorFlow's (``jax.nn.leaky_relu`` gives 1)."""
+    return jnp.where(x > 0, x, x * negative_slope)
+
+
+NAMESPACE: dict[str, Any] = {
+    "jnp": jnp,
+    "jax": jax,
+    "_hard_sigmoid": _hard_sigmoid,
+    "_softsign": _softsign,
+    "_clip": _clip,
+    "_leaky_relu": _leaky_relu,
+}
 
 
 def constant(value: np.ndarray) -> Any:
@@ -77,4 +94,15 @@ EMITTERS: dict[str, Emitter] = {
     "mean": _reduce("mean"),
     "max": _reduce("max"),
     "where": lambda n, a, t: f"jnp.where({a[0]}, {a[1]}, {a[2]})",
+    "sin": _fn("jnp.sin"),
+    "cos": _fn("jnp.cos"),
+    "erf": _fn("jax.lax.erf"),
+    "silu": _fn("jax.nn.silu"),
+    "selu": _fn("jax.nn.selu"),  # gradient at 0 from the left (scale * alpha), as torch
+    "relu6": _fn("jax.nn.relu6"),  # gradient 0 at 0 and 6 (a custom jvp), as torch and TensorFlow
+    "clip": lambda n, a, t: f"_clip({a[0]}, {n.attrs['min']!r}, {n.attrs['max']!r})",
+    "gelu": lambda n, a, t: f"jax.nn.gelu({a[0]}, approximate={n.attrs['approximate']!r})",
+    "leaky_relu": lambda n, a, t: f"_leaky_relu({a[0]}, {n.attrs['negative_slope']!r})",
+    "log_softmax": lambda n, a, t: f"jax.nn.log_softmax({a[0]}, axis={n.attrs['axis']})",
+    "pow": lambda n, a, t: f"jnp.power({a[0]}, {a[1]})",
 }

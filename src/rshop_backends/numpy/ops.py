@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ..codegen import Emitter, einsum_equation, reshape_shape, split_cuts, transpose_perm
+from .special import erf as _erf
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -26,12 +28,35 @@ def _elu(x: np.ndarray) -> np.ndarray:
     return np.where(x > 0, x, np.expm1(np.minimum(x, 0)))
 
 
+SELU_ALPHA = 1.6732632423543772848170429916717  # Klambauer et al. 2017, as in Keras, torch and jax
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _gelu(x: np.ndarray, approximate: bool) -> np.ndarray:
+    if approximate:
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1.0 + _erf(x * math.sqrt(0.5)))
+
+
+def _selu(x: np.ndarray) -> np.ndarray:
+    return SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(np.minimum(x, 0)))
+
+
+def _log_softmax(x: np.ndarray, axis: int) -> np.ndarray:
+    z = x - np.max(x, axis=axis, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=axis, keepdims=True))
+
+
 NAMESPACE: dict[str, Any] = {
     "np": np,
     "_sigmoid": _sigmoid,
     "_softmax": _softmax,
     "_hard_sigmoid": _hard_sigmoid,
     "_elu": _elu,
+    "_erf": _erf,
+    "_gelu": _gelu,
+    "_selu": _selu,
+    "_log_softmax": _log_softmax,
 }
 
 
@@ -68,4 +93,15 @@ EMITTERS: dict[str, Emitter] = {
     "max": lambda n, a, t: f"np.max({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})",
     "where": lambda n, a, t: f"np.where({a[0]}, {a[1]}, {a[2]})",
     "split": lambda n, a, t: f"np.split({a[0]}, {split_cuts(n)}, axis={n.attrs['axis']})",
+    "sin": _fn("np.sin"),
+    "cos": _fn("np.cos"),
+    "erf": _fn("_erf"),
+    "silu": lambda n, a, t: f"({a[0]} * _sigmoid({a[0]}))",
+    "selu": _fn("_selu"),
+    "relu6": lambda n, a, t: f"np.clip({a[0]}, 0, 6)",
+    "clip": lambda n, a, t: f"np.clip({a[0]}, {n.attrs['min']!r}, {n.attrs['max']!r})",
+    "gelu": lambda n, a, t: f"_gelu({a[0]}, {n.attrs['approximate']!r})",
+    "leaky_relu": lambda n, a, t: f"np.where({a[0]} > 0, {a[0]}, {a[0]} * {n.attrs['negative_slope']!r})",
+    "log_softmax": lambda n, a, t: f"_log_softmax({a[0]}, {n.attrs['axis']})",
+    "pow": lambda n, a, t: f"np.power({a[0]}, {a[1]})",
 }

@@ -61,8 +61,19 @@ def _tie_split(pick: Any) -> Any:
 
 _maximum, _minimum = _tie_split(tf.maximum), _tie_split(tf.minimum)
 
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _selu(x: Any) -> Any:
+    """selu with the gradient at 0 taken from the left (scale * alpha), as torch and jax; ``tf.nn.selu``'s
+    gradient takes it from the right (scale)."""
+    return tf.where(x > 0, SELU_SCALE * x, (SELU_SCALE * SELU_ALPHA) * tf.math.expm1(tf.minimum(x, 0.0)))
+
+
 NAMESPACE: dict[str, Any] = {
     "tf": tf,
+    "_selu": _selu,
     "_hard_sigmoid": _hard_sigmoid,
     "_softsign": _softsign,
     "_maximum": _maximum,
@@ -131,4 +142,15 @@ EMITTERS: dict[str, Emitter] = {
     "mean": _reduce("reduce_mean"),
     "max": _reduce("reduce_max"),
     "where": lambda n, a, t: f"tf.where({a[0]}, {a[1]}, {a[2]})",
+    "sin": _fn("tf.sin"),
+    "cos": _fn("tf.cos"),
+    "erf": _fn("tf.math.erf"),
+    "silu": _fn("tf.nn.silu"),
+    "selu": _fn("_selu"),
+    "relu6": _fn("tf.nn.relu6"),  # gradient 0 at 0 and 6
+    "clip": lambda n, a, t: f"tf.clip_by_value({a[0]}, {n.attrs['min']!r}, {n.attrs['max']!r})",
+    "gelu": lambda n, a, t: f"tf.nn.gelu({a[0]}, approximate={n.attrs['approximate']!r})",
+    "leaky_relu": lambda n, a, t: f"tf.nn.leaky_relu({a[0]}, alpha={n.attrs['negative_slope']!r})",
+    "log_softmax": lambda n, a, t: f"tf.nn.log_softmax({a[0]}, axis={n.attrs['axis']})",
+    "pow": _fn2("tf.pow"),
 }

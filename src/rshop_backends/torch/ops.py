@@ -78,6 +78,17 @@ EMITTERS: dict[str, Emitter] = {
     "max": _reduce("torch.amax"),
     "where": lambda n, a, t: f"torch.where({a[0]}, {a[1]}, {a[2]})",
     "split": lambda n, a, t: f"torch.split({a[0]}, {n.attrs['sizes']}, {n.attrs['axis']})",
+    "sin": _fn("torch.sin"),
+    "cos": _fn("torch.cos"),
+    "erf": _fn("torch.erf"),
+    "silu": _fn("F.silu"),
+    "selu": _fn("F.selu"),
+    "relu6": _fn("F.relu6"),
+    "clip": lambda n, a, t: f"torch.clamp({a[0]}, {n.attrs['min']!r}, {n.attrs['max']!r})",
+    "gelu": lambda n, a, t: f"F.gelu({a[0]}, approximate={'tanh' if n.attrs['approximate'] else 'none'!r})",
+    "leaky_relu": lambda n, a, t: f"F.leaky_relu({a[0]}, {n.attrs['negative_slope']!r})",
+    "log_softmax": lambda n, a, t: f"torch.log_softmax({a[0]}, {n.attrs['axis']})",
+    "pow": lambda n, a, t: f"torch.pow({a[0]}, {a[1]})",
 }
 
 

@@ -81,8 +81,16 @@ _UNARY_OPS: dict[str, UnaryOp] = {
     "Softplus": F.softplus,
     "Softsign": F.softsign,
     "HardSigmoid": F.hard_sigmoid,
+    "Sin": F.sin,
+    "Cos": F.cos,
+    "Erf": F.erf,
+    "Silu": F.silu,
+    "Selu": F.selu,
+    "Relu6": F.relu6,
+    "HardSilu": F.hard_silu,
 }
-SUPPORTED = SUPPORTED_LAYERS + tuple(f"keras.ops.{k}" for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax"))
+_ATTR_OPS = ("Gelu", "LeakyRelu", "LogSoftmax", "Power")  # keras.ops with a setting or two tensors: see _op
+SUPPORTED = SUPPORTED_LAYERS + tuple(f"keras.ops.{k}" for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax", *_ATTR_OPS))
 
 
 def _name(s: str) -> str:
@@ -264,6 +272,14 @@ class _Importer:
             return _BINARY_OPS[kind](value(args[0]), value(args[1]))
         if kind in _UNARY_OPS and len(args) == 1:
             return _UNARY_OPS[kind](value(args[0]))
+        if kind == "Gelu" and len(args) == 1:
+            return F.gelu(value(args[0]), approximate=bool(op.approximate))
+        if kind == "LeakyRelu" and len(args) == 1:
+            return F.leaky_relu(value(args[0]), negative_slope=float(op.negative_slope))
+        if kind == "LogSoftmax" and len(args) == 1:
+            return F.log_softmax(value(args[0]), axis=self._axis(op, getattr(op, "axis", -1), args[0]))
+        if kind == "Power" and len(args) == 2:
+            return F.pow(value(args[0]), value(args[1]))
         if kind == "Softmax" and len(args) == 1:
             return F.softmax(value(args[0]), axis=self._axis(op, getattr(op, "axis", -1), args[0]))
         _unsupported(op)

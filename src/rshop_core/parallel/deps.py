@@ -177,8 +177,8 @@ def _split_or_slice(node: Node, d: np.ndarray) -> np.ndarray:
     return np.take(d, np.arange(begin, end), axis=axis)
 
 
-_SAME = (Op.DROPOUT, *ELEMENTWISE_UNARY)
-_UNION = (*ELEMENTWISE_BINARY, *COMPARE, Op.WHERE)
+_SAME = (Op.DROPOUT, *ELEMENTWISE_UNARY, Op.CLIP, Op.GELU, Op.LEAKY_RELU)
+_UNION = (*ELEMENTWISE_BINARY, *COMPARE, Op.WHERE, Op.POW)
 _LETTERS = string.ascii_letters
 
 
@@ -212,7 +212,7 @@ def node_deps(graph: StepGraph, node: Node, deps: dict[int, Deps], offsets: list
         return _union([_reduce(d, [-1], keepdims=True)], node.type.shape) if ins[1] is None else _coarse(ins)
     if node.op in (Op.SUM, Op.MEAN, Op.MAX):
         return _reduce(d, node.attrs["axes"], node.attrs["keepdims"])
-    if node.op == Op.SOFTMAX:
+    if node.op in (Op.SOFTMAX, Op.LOG_SOFTMAX):
         return _union([_reduce(d, [node.attrs["axis"]], keepdims=True)], node.type.shape)
     if node.op in (Op.SLICE, Op.SPLIT):
         return _split_or_slice(node, d)

@@ -13,6 +13,7 @@ The seed directions that recover a Jacobian's nonzero entries come from :mod:`.s
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -107,6 +108,15 @@ def _unary(derivative: Callable[[Tensor, Tensor, Tensor], Tensor]) -> Rule:
     return rule
 
 
+def _unary_attr(derivative: Callable[[Node, Tensor, Tensor], Tensor]) -> Rule:
+    """A rule ``derivative(node, x, dx)`` of an elementwise op with attributes."""
+
+    def rule(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+        return None if d[0] is None else derivative(n, a[0], d[0])
+
+    return rule
+
+
 def _hard_sigmoid(x: Tensor, y: Tensor, dx: Tensor) -> Tensor:
     inside = F.where(F.less(x, 3.0), dx * _scalar(1.0 / 6.0, dx), 0.0)
     return F.where(F.greater(x, -3.0), inside, 0.0)
@@ -155,6 +165,64 @@ def _max(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
     picked = F.sum(F.where(hit, d[0], 0.0), axes=axes, keepdims=keep)
     count = F.sum(F.where(hit, _scalar(1.0, d[0]), _scalar(0.0, d[0])), axes=axes, keepdims=keep)
     return picked / count
+
+
+_SELU_ALPHA = 1.6732632423543772848170429916717
+_SELU_SCALE = 1.0507009873554804934193349852946
+
+
+def _clip(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """1 on the closed interval [min, max], bounds included (the engines' convention)."""
+    if d[0] is None:
+        return None
+    inside = F.where(F.less_equal(a[0], n.attrs["max"]), d[0], 0.0)
+    return F.where(F.greater_equal(a[0], n.attrs["min"]), inside, 0.0)
+
+
+def _gelu(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    if d[0] is None:
+        return None
+    x = a[0]
+    half = _scalar(0.5, x)
+    if n.attrs["approximate"]:  # y = x/2 (1 + t), t = tanh(c (x + k x^3))
+        c, k = math.sqrt(2.0 / math.pi), 0.044715
+        t = F.tanh(_scalar(c, x) * (x + _scalar(k, x) * x * x * x))
+        inner = _scalar(c, x) * (_scalar(1.0, x) + _scalar(3.0 * k, x) * x * x)
+        slope = half * (_scalar(1.0, x) + t) + half * x * (_scalar(1.0, x) - t * t) * inner
+    else:  # Phi(x) + x phi(x)
+        cdf = half * (_scalar(1.0, x) + F.erf(x * _scalar(math.sqrt(0.5), x)))
+        slope = cdf + x * F.exp(-(half * x * x)) * _scalar(1.0 / math.sqrt(2.0 * math.pi), x)
+    return slope * d[0]
+
+
+def _silu(x: Tensor, y: Tensor, dx: Tensor) -> Tensor:
+    s = F.sigmoid(x)
+    return s * (_scalar(1.0, x) + x * (_scalar(1.0, x) - s)) * dx
+
+
+def _relu6(x: Tensor, y: Tensor, dx: Tensor) -> Tensor:
+    """0 at both kinks (0 and 6), as every engine's relu6."""
+    return F.where(F.greater(x, 0.0), F.where(F.less(x, 6.0), dx, 0.0), 0.0)
+
+
+def _log_softmax(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    if d[0] is None:
+        return None
+    return d[0] - F.sum(F.exp(p) * d[0], axes=[n.attrs["axis"]], keepdims=True)
+
+
+def _pow(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """``b a^(b-1) da + log(a) y db``; the second term is taken as 0 where ``a <= 0`` (TensorFlow's choice)."""
+    base, exponent = a
+    out: Tangent = None
+    if d[0] is not None:
+        out = exponent * F.pow(base, exponent - _scalar(1.0, exponent)) * d[0]
+    if d[1] is not None:
+        positive = F.greater(base, 0.0)
+        log_base = F.log(F.where(positive, base, 1.0))
+        term = F.where(positive, log_base * p, 0.0) * d[1]
+        out = term if out is None else out + term
+    return out
 
 
 def _no_tangent(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
@@ -216,6 +284,19 @@ _RULES: dict[str, Rule] = {
     Op.CONSTANT: _no_tangent,
     **{op: _no_tangent for op in COMPARE},
     Op.CUSTOM: _custom,
+    Op.SIN: _unary(lambda x, y, dx: F.cos(x) * dx),
+    Op.COS: _unary(lambda x, y, dx: -(F.sin(x) * dx)),
+    Op.ERF: _unary(lambda x, y, dx: _scalar(2.0 / math.sqrt(math.pi), x) * F.exp(-F.square(x)) * dx),
+    Op.SILU: _unary(_silu),
+    Op.SELU: _unary(
+        lambda x, y, dx: F.where(F.greater(x, 0.0), _scalar(_SELU_SCALE, x) * dx, (y + _SELU_SCALE * _SELU_ALPHA) * dx)
+    ),
+    Op.RELU6: _unary(_relu6),
+    Op.CLIP: _clip,
+    Op.GELU: _gelu,
+    Op.LEAKY_RELU: _unary_attr(lambda n, x, dx: F.where(F.greater(x, 0.0), dx, dx * n.attrs["negative_slope"])),
+    Op.LOG_SOFTMAX: _log_softmax,
+    Op.POW: _pow,
 }
 
 
@@ -309,6 +390,7 @@ _ELEMENTWISE = frozenset(
     (Op.ADD, Op.SUBTRACT, Op.MULTIPLY, Op.DIVIDE, Op.MAXIMUM, Op.MINIMUM, Op.WHERE, Op.NEGATIVE, Op.ABS)
     + (Op.SQUARE, Op.SQRT, Op.EXP, Op.LOG, Op.TANH, Op.SIGMOID, Op.RELU, Op.SOFTPLUS, Op.SOFTSIGN, Op.ELU)
     + (Op.HARD_SIGMOID,)
+    + (Op.SIN, Op.COS, Op.ERF, Op.SILU, Op.SELU, Op.RELU6, Op.CLIP, Op.GELU, Op.LEAKY_RELU, Op.POW)
 )
 
 
