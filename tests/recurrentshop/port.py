@@ -24,7 +24,8 @@ def gradients_agree(model, engine, x, what, seed=0, **call):
     w_out = np.random.default_rng(seed).standard_normal(y.shape)
     want = central_differences(fd_layer.params, lambda: float(np.sum(as_tuple(fd_layer(x, **call))[0] * w_out)))
     h = harness(engine)
-    kwargs = {k: [native(h, a, "float32") for a in v] if isinstance(v, list) else v for k, v in call.items()}
+    conv = lambda v: native(h, v, "float32") if isinstance(v, np.ndarray) else v
+    kwargs = {k: [conv(a) for a in v] if isinstance(v, list) else conv(v) for k, v in call.items()}
     got = h.loss_grads(model.lower(engine), native(h, x, "float32"), w_out.astype(np.float32), **kwargs)
     assert sorted(got) == sorted(want)
     scale = max(1.0, max(float(np.max(np.abs(g))) for g in want.values()))
