@@ -15,7 +15,7 @@ RNG = np.random.default_rng(2017)
 
 
 def simple_rnn(**options):
-    """"Writing a Simple RNN using Functional API": h_t = tanh(W x_t + b + U h_{t-1})."""
+    """Section "Writing a Simple RNN using Functional API": h_t = tanh(W x_t + b + U h_{t-1})."""
     x_t = Input(shape=(5,))
     h_tm1 = Input(shape=(10,))
     h_t = add([Dense(10)(x_t), Dense(10, use_bias=False)(h_tm1)])
@@ -76,13 +76,13 @@ LSTM_LAYER = LSTMCell(10, input_dim=5).get_layer(return_sequences=True, unroll=T
 
 
 def test_cell_get_layer(engine):
-    """"RNNCells": `lstm_cell.get_layer(return_sequences=True, unroll=True)`."""
+    """Section "RNNCells": `lstm_cell.get_layer(return_sequences=True, unroll=True)`."""
     (y,) = agrees(LSTM_LAYER, engine, RNG.random((2, 4, 5)), "readme lstm get_layer")
     assert y.shape == (2, 4, 10)
 
 
 def recurrent_sequential():
-    """"RecurrentSequential": a Keras `GRU(8)` layer in the stack is rshop's GRUCell(8)."""
+    """Section "RecurrentSequential": a Keras `GRU(8)` layer in the stack is rshop's GRUCell(8)."""
     rnn = RecurrentSequential(unroll=False, return_sequences=False, seed=3)
     rnn.add(SimpleRNNCell(10, input_dim=5))
     rnn.add(LSTMCell(12))
@@ -100,7 +100,7 @@ def test_recurrent_sequential(engine):
 
 
 def nested():
-    """"Nesting RecurrentSequentials": rnn1.get_cell() added to rnn2."""
+    """Section "Nesting RecurrentSequentials": rnn1.get_cell() added to rnn2."""
     rnn1 = RecurrentSequential(seed=4)
     rnn1.add(SimpleRNNCell(6, input_dim=5))
     rnn1.add(LSTMCell(6))
@@ -122,7 +122,7 @@ def test_nested_recurrent_sequentials(engine):
 
 
 def functional_cells(list_form):
-    """"Using RNNCells in Functional API": an LSTMCell and a GRUCell side by side, outputs added."""
+    """Section "Using RNNCells in Functional API": an LSTMCell and a GRUCell side by side, outputs added."""
     input = Input((5,))
     state1_tm1 = Input((10,))
     state2_tm1 = Input((10,))

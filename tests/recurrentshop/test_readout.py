@@ -16,7 +16,7 @@ X = RNG.standard_normal((2, 5, 10))
 
 
 def sequential(mode):
-    """"Readout in RecurrentSequential": the previous output merged with the input by ``mode``."""
+    """Section "Readout in RecurrentSequential": the previous output merged with the input by ``mode``."""
     rnn = RecurrentSequential(readout=mode, return_sequences=True, seed=20)
     rnn.add(LSTMCell(10, input_dim=10))
     rnn.add(GRUCell(10))
@@ -49,7 +49,7 @@ def test_readout_changes_the_result():
 
 
 def functional():
-    """"Readout in RecurrentModel": half the readout added to x, then a 3-deep LSTM sharing (h, c)."""
+    """Section "Readout in RecurrentModel": half the readout added to x, then a 3-deep LSTM sharing (h, c)."""
     x = Input((10,))
     h_tm1 = Input((10,))
     c_tm1 = Input((10,))

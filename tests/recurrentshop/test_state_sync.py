@@ -74,6 +74,6 @@ def test_synced_cells_read_each_others_states():
         c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
         h = sigmoid(o) * np.tanh(c)
         value = h
-    y, h_ref, c_ref = SYNCED.lower("numpy", "float64")(X[:, :1])
+    _, h_ref, c_ref = SYNCED.lower("numpy", "float64")(X[:, :1])
     np.testing.assert_allclose(h_ref, h, atol=1e-12)
     np.testing.assert_allclose(c_ref, c, atol=1e-12)

@@ -65,4 +65,3 @@ def test_ground_truth_at_prediction_is_refused(engine):
     msg = str(e.value)
     assert "argument ground_truth: expected none for a call with training=False" in msg
     assert "Pass training=True to teacher-force, or drop ground_truth." in msg
-
