@@ -1,0 +1,1 @@
+"""RecurrentShop's README, docs and examples ported to rshop (issue 12's acceptance), one module each."""
