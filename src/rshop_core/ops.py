@@ -41,6 +41,14 @@ equal
 where           3        ``cond ? a : b`` elementwise, cond bool
 dropout         1        variational dropout [rate]: training multiplies by one mask per
                          sequence (drawn per call, scaled by 1/(1-rate)); inference: identity
+cast            1        ``x`` as [dtype]: float -> int truncates toward zero, -> bool is ``x != 0``
+expand_dims     1        a size-1 axis inserted at [axis] (counted in the result)
+squeeze         1        the size-1 [axes] removed
+min             1        reduce [axes] (per-example, negative), [keepdims]
+argmax          1        int32 index of the first maximum along [axis], [keepdims]
+logsumexp       1        ``log(sum(exp(x)))`` over [axes], [keepdims], computed stably
+cumsum          1        running sum along [axis]; [reverse]: from the end; [exclusive]: without x itself
+gather          2        ``take(x, indices)`` along [axis] of ``x``; int32 indices in [0, n)
 ==============  =======  =============================================================
 """
 
@@ -113,6 +121,15 @@ class Op:
     EQUAL = "equal"
     WHERE = "where"
     DROPOUT = "dropout"
+    # non-float values and the shape / index ops of attention code (issue 12, items 5-6)
+    CAST = "cast"
+    EXPAND_DIMS = "expand_dims"
+    SQUEEZE = "squeeze"
+    MIN = "min"
+    ARGMAX = "argmax"
+    LOGSUMEXP = "logsumexp"
+    CUMSUM = "cumsum"
+    GATHER = "gather"
 
 
 def op_names() -> tuple:
@@ -188,7 +205,9 @@ def _norm_axis(where: str, axis: object, rank: int) -> int:
 
 
 def _broadcast(where: str, types: list[TensorType]) -> tuple[tuple, bool]:
-    """Broadcast per-example shapes; a batched operand must have the full result rank."""
+    """Broadcast per-example shapes with numpy's rules (shapes aligned on their last axis). The batch
+    axis is not one of them: engines put a batched operand of a lower rank on the result's rank
+    (``x[:, None, ...]``, see ``rshop_backends.codegen``) before the numpy broadcasting they do."""
     rank = max(t.rank for t in types)
     out = []
     for i in range(rank):
@@ -207,22 +226,36 @@ def _broadcast(where: str, types: list[TensorType]) -> tuple[tuple, bool]:
             elif d != dim:
                 _fail(where, "shapes that broadcast", " and ".join(t.describe() for t in types))
         out.append(dim)
-    batched = any(t.batched for t in types)
-    for t in types:
-        if t.batched and t.rank != rank:
-            _fail(
-                where,
-                f"batched operands of per-example rank {rank}",
-                " and ".join(x.describe() for x in types),
-                "Reshape the lower-rank batched operand so the batch axes line up.",
-            )
-    return tuple(out), batched
+    return tuple(out), any(t.batched for t in types)
 
 
 def _elementwise_binary(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     dt = _same_dtype(where, types)
+    if dt == "bool":
+        _fail(
+            where,
+            "numeric operands (float32, float64 or int32)",
+            " and ".join(t.describe() for t in types),
+            "Arithmetic on bool is not defined alike by every framework: choose with where(cond, a, b), or "
+            "cast the mask first (cast(mask, 'float32')).",
+            RshopDTypeError,
+        )
     shape, batched = _broadcast(where, types)
     return TensorType(shape, dt, batched), {}
+
+
+def _float_binary(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    """A binary op defined on floats only (``divide``: int division differs between frameworks)."""
+    for t in types:
+        if t.dtype not in ("float32", "float64"):
+            _fail(
+                where,
+                "floating operands",
+                " and ".join(x.describe() for x in types),
+                "Cast integer operands first: cast(x, 'float32').",
+                RshopDTypeError,
+            )
+    return _elementwise_binary(where, types, attrs)
 
 
 def _compare(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
@@ -346,21 +379,31 @@ def _slice(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType
 def _reshape(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     new = attrs.get("shape")
+    if isinstance(new, list):
+        new = [-1 if d is None else d for d in new]  # None: the one unknown dimension, as -1
     if (
         not isinstance(new, list)
-        or not all(isinstance(d, int) and (d > 0 or d == -1) for d in new)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in new)
         or new.count(-1) > 1
     ):
-        _fail(where, "a shape of positive ints with at most one -1", repr(new), cls=RshopConfigError)
-    if None in t.shape:
-        _fail(where, "a value with a fully known per-example shape", t.describe())
+        _fail(where, "a shape of positive ints with at most one -1 (or None)", repr(new), cls=RshopConfigError)
     total = 1
     for d in t.shape:
-        total *= d
+        total *= 1 if d is None else d
     known = 1
     for d in new:
         if d != -1:
             known *= d
+    if None in t.shape:  # the unknown size goes to the one -1, whatever it is at call time
+        if -1 not in new or total % known:
+            _fail(
+                where,
+                f"a shape with one -1 (or None) whose other dimensions multiply to a divisor of {total} (the "
+                f"known part of {t.describe()})",
+                repr(new),
+                "A value with an unknown dimension keeps it: give it the -1.",
+            )
+        return TensorType(tuple(None if d == -1 else d for d in new), t.dtype, t.batched), {"shape": new}
     if (-1 in new and total % known) or (-1 not in new and known != total):
         _fail(where, f"a shape with {total} elements per example", repr(new))
     out = tuple(total // known if d == -1 else d for d in new)
@@ -442,6 +485,11 @@ OPS.update(
         Op.DROPOUT: OpDef(Op.DROPOUT, (1, 1), _dropout),
     }
 )
+OPS[Op.DIVIDE] = OpDef(Op.DIVIDE, (2, 2), _float_binary)
+
+from .ops_dtype_shape import RULES as _DTYPE_SHAPE_RULES  # noqa: E402  (its rules use the helpers above)
+
+OPS.update(_DTYPE_SHAPE_RULES)
 
 
 def infer_type(op: str, types: list, attrs: dict, where: str) -> tuple[TensorType, dict]:
