@@ -28,9 +28,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from rshop_core.dtypes import FLOAT_DTYPES
 from rshop_core.errors import RshopNotImplementedError
 from rshop_core.graph import Node, StepGraph
-from rshop_core.dtypes import FLOAT_DTYPES
 from rshop_core.ops import COMPARE, ELEMENTWISE_BINARY, Op
 from rshop_core.types import TensorType
 

@@ -97,7 +97,9 @@ def check_array(
             else f"pass a {dtype} array (floats compute in the lowering's dtype); a {got_dtype} value must be "
             f"declared so: Input(..., dtype={got_dtype!r})."
         )
-        raise RshopDTypeError(f"{where}: expected dtype {dtype}, received {got_dtype}. rshop never casts silently: {fix}")
+        raise RshopDTypeError(
+            f"{where}: expected dtype {dtype}, received {got_dtype}. rshop never casts silently: {fix}"
+        )
     return tuple(shape)
 
 

@@ -538,9 +538,7 @@ def _squeeze(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorTy
 
 def _numeric(where: str, t: TensorType) -> None:
     if t.dtype == "bool":
-        _fail(
-            where, "a numeric operand (float32, float64 or int32)", t.describe(), "Cast it first.", RshopDTypeError
-        )
+        _fail(where, "a numeric operand (float32, float64 or int32)", t.describe(), "Cast it first.", RshopDTypeError)
 
 
 def _min(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:

@@ -43,9 +43,7 @@ def masked_attention_model(**opts):
     pairs = F.reshape(enc, (None, 2, 2))  # (T*2, 2, 2), T unknown when built
     spread = F.mean(F.max(pairs, axes=[-1]), axes=[0])  # (2,)
     live = F.sum(F.cast(pad, "float32"), keepdims=True)  # (1,)
-    h_new = F.tanh(
-        Dense(D, name="update")(F.concat([x_t, context, h, lse * 0.1, closest * 0.1, spread, live * 0.1]))
-    )
+    h_new = F.tanh(Dense(D, name="update")(F.concat([x_t, context, h, lse * 0.1, closest * 0.1, spread, live * 0.1])))
     out = F.concat([h_new, F.slice(mass, 0, 2)])
     return RecurrentModel(
         input=x_t, initial_states=[h], output=out, final_states=[h_new], constants=[enc, pad, pos], seed=11, **opts
@@ -165,7 +163,11 @@ def test_float_where_bool_is_declared_names_the_input(engine, models, layers):
         h = harness(engine)
         layer(
             native(h, x, "float32"),
-            constants=[h.to_native(enc.astype(np.int32), "int32"), native(h, pad, "float32"), native(h, pos, "float32")],
+            constants=[
+                h.to_native(enc.astype(np.int32), "int32"),
+                native(h, pad, "float32"),
+                native(h, pos, "float32"),
+            ],
         )
 
 

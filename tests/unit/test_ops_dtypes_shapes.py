@@ -47,7 +47,9 @@ def test_literals_keep_bool_and_int32():
 
 def test_errors_name_the_node_and_the_fix():
     mask, pos, x = Input((3,), "bool"), Input((3,), "int32"), Input((3,))
-    with pytest.raises(RshopDTypeError, match=r"node 'add' \(op add\): expected numeric operands .*\(cast\(mask, 'float32'\)\)"):
+    with pytest.raises(
+        RshopDTypeError, match=r"node 'add' \(op add\): expected numeric operands .*\(cast\(mask, 'float32'\)\)"
+    ):
         mask + mask
     with pytest.raises(RshopDTypeError, match=r"node 'divide' \(op divide\): expected floating operands"):
         pos / pos
@@ -55,7 +57,9 @@ def test_errors_name_the_node_and_the_fix():
         F.cast(x, "int64")
     with pytest.raises(RshopDTypeError, match=r"node 'g' \(op gather\): expected int32 indices, received float32"):
         F.gather(x, x, name="g")
-    with pytest.raises(RshopShapeError, match=r"node 'gather' \(op gather\): expected indices in \[0, 3\) along axis 0"):
+    with pytest.raises(
+        RshopShapeError, match=r"node 'gather' \(op gather\): expected indices in \[0, 3\) along axis 0"
+    ):
         F.gather(x, [0, 3])
     with pytest.raises(RshopShapeError, match=r"node 'squeeze' \(op squeeze\): expected axis -1 of size 1"):
         F.squeeze(x, -1)
@@ -100,7 +104,11 @@ def test_analysis_sees_through_non_float_values():
     """A where on an argmax of the state is not affine; float casts and shape ops keep a diagonal Jacobian."""
     gated = hand(lambda x, s, k: [F.where(F.equal(F.argmax(s[0], keepdims=True), 0), s[0] * 0.5, s[0])])
     assert not analyze(gated).affine
-    kept = hand(lambda x, s, k: [F.squeeze(F.expand_dims(F.cast(s[0], "float32"), 0), 0) * 0.5 + F.matmul(x, param("w/kernel", (3, 4)))])
+    kept = hand(
+        lambda x, s, k: [
+            F.squeeze(F.expand_dims(F.cast(s[0], "float32"), 0), 0) * 0.5 + F.matmul(x, param("w/kernel", (3, 4)))
+        ]
+    )
     a = analyze(kept)
     assert a.affine and a.structure == "diagonal"
     truncated = hand(lambda x, s, k: [F.cast(F.cast(s[0], "int32"), "float32")])

@@ -123,9 +123,7 @@ EMITTERS.update(
         "logsumexp": lambda n, a, t: (
             f"jax.nn.logsumexp({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"
         ),
-        "cumsum": lambda n, a, t: (
-            f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})"
-        ),
+        "cumsum": lambda n, a, t: f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})",
         "gather": lambda n, a, t: f"_gather({a[0]}, {a[1]}, {n.attrs['axis']}, {t[0].batched}, {t[1].batched})",
     }
 )

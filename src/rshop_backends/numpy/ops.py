@@ -120,9 +120,7 @@ EMITTERS.update(
             f"np.argmax({a[0]}, axis={n.attrs['axis']}, keepdims={n.attrs['keepdims']}).astype('int32')"
         ),
         "logsumexp": lambda n, a, t: f"_logsumexp({a[0]}, {tuple(n.attrs['axes'])}, {n.attrs['keepdims']})",
-        "cumsum": lambda n, a, t: (
-            f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})"
-        ),
+        "cumsum": lambda n, a, t: f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})",
         "gather": lambda n, a, t: (
             f"_gather({a[0]}, {a[1]}, {n.attrs['axis']}, {t[0].batched}, {t[1].batched}, "
             f"{f'node {n.name!r} (op gather)'!r})"

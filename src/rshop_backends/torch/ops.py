@@ -156,9 +156,7 @@ EMITTERS.update(
             f"torch.argmax({a[0]}, {n.attrs['axis']}, keepdim={n.attrs['keepdims']}).to(torch.int32)"
         ),
         "logsumexp": _reduce("torch.logsumexp"),
-        "cumsum": lambda n, a, t: (
-            f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})"
-        ),
+        "cumsum": lambda n, a, t: f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})",
         "gather": lambda n, a, t: (
             f"_gather({a[0]}, {a[1]}, {n.attrs['axis']}, {t[0].batched}, {t[1].batched}, "
             f"{f'node {n.name!r} (op gather)'!r})"

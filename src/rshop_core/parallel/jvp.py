@@ -18,9 +18,9 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .. import functional as F
+from ..dtypes import FLOAT_DTYPES
 from ..errors import RshopConfigError, RshopDTypeError, RshopNotImplementedError, RshopShapeError
 from ..graph import Node, StepGraph
-from ..dtypes import FLOAT_DTYPES
 from ..limits import MAX_CONSTANT_ELEMENTS
 from ..ops import COMPARE, Op
 from ..replay import replay
