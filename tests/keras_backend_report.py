@@ -172,7 +172,31 @@ def main():
             ref(x.astype("float64"), ground_truth=gt.astype("float64"), training=True),
         ),
     }
+    report["bool_constant"] = bool_constant()
     print("REPORT " + json.dumps(report))
+
+
+def bool_constant():
+    """A padding mask as a bool keras.Input passed as an rshop constant: predict and a .keras round trip."""
+    enc, pad = Input((None, 4), name="encoder"), Input((None,), "bool", name="pad")
+    h, x_t = Input((4,), name="h"), Input((3,), name="x")
+    scores = F.where(pad, F.einsum("td,d->t", enc, Dense(4)(h)), -1e9)
+    h_new = F.tanh(Dense(4)(x_t) + F.einsum("t,td->d", F.softmax(scores), enc))
+    m = RecurrentModel(input=x_t, initial_states=[h], output=h_new, final_states=[h_new], constants=[enc, pad], seed=0)
+    rng = np.random.default_rng(0)
+    x, e = rng.standard_normal((2, 3, 3)).astype("float32"), rng.standard_normal((2, 5, 4)).astype("float32")
+    mask = np.ones((2, 5), bool)
+    mask[0, 3:] = False
+    want = m.lower("numpy", "float64")(x.astype("float64"), constants=[e.astype("float64"), mask])
+    xi, ei, pi = keras.Input((None, 3)), keras.Input((None, 4)), keras.Input((None,), dtype="bool")
+    km = keras.Model([xi, ei, pi], RecurrentLayer(m)(xi, constants=[ei, pi]))
+    path = os.path.join(tempfile.mkdtemp(), "masked.keras")
+    km.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    return {
+        "predict": diff(km.predict([x, e, mask], verbose=0), want),
+        "loaded": diff(loaded.predict([x, e, mask], verbose=0), want),
+    }
 
 
 if __name__ == "__main__":

@@ -88,6 +88,10 @@ def test_ground_truth_teacher_forces_in_fit_only(report):
     assert report["teacher"]["training_forces"] < 1e-5, report["teacher"]
 
 
+def test_bool_constant_reaches_rshop_and_survives_a_keras_file(report):
+    assert report["bool_constant"]["predict"] < 1e-5 and report["bool_constant"]["loaded"] < 1e-5, report
+
+
 # -- names -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["lstm_cell/kernel", "a-b/c", "x-_y/-/z", "forward/dense_1/bias", "initial_state/h"])
 def test_weight_names_are_reversible_and_slash_free(name):

@@ -22,14 +22,16 @@ function (``step.__rshop_source__``) for debugging and for ``rshop info``-style 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from types import CodeType
 from typing import Any, Protocol
 
 import numpy as np
 
+from rshop_core.dtypes import FLOAT_DTYPES
 from rshop_core.errors import RshopNotImplementedError
 from rshop_core.graph import Node, StepGraph
-from rshop_core.ops import Op
+from rshop_core.ops import COMPARE, ELEMENTWISE_BINARY, Op
 from rshop_core.types import TensorType
 
 from . import custom_ops
@@ -97,9 +99,19 @@ def batch_einsum(equation: str, batched: list) -> str:
 
 
 def reshape_shape(node: Node, t: list[TensorType]) -> tuple[int, ...]:
-    """The engine-level target shape of a reshape: the batch axis kept as -1."""
+    """The engine-level target shape of a reshape: the batch axis kept as -1 (see :func:`reshape_target`
+    for a target with its own -1)."""
     shape = tuple(node.attrs["shape"])
     return (-1,) + shape if t[0].batched else shape
+
+
+def reshape_target(node: Node, t: list[TensorType], batch: str) -> str:
+    """The engine-level target shape of a reshape as source text: the batch axis is -1, or the expression
+    ``batch`` (the argument's batch size) when the per-example shape has its own -1 (an unknown axis)."""
+    shape = [str(d) for d in node.attrs["shape"]]
+    if t[0].batched:
+        shape.insert(0, batch if "-1" in shape else "-1")
+    return "(" + "".join(f"{d}, " for d in shape) + ")"
 
 
 def transpose_perm(node: Node, t: list[TensorType]) -> tuple[int, ...]:
@@ -193,7 +205,7 @@ def generate(
         else:
             if node.op == Op.CUSTOM:
                 ns[f"_op{node.id}"] = custom_ops.bind(node, engine)
-            body.append(f"v{node.id} = {_expression(graph, node, names, table, fused, engine)}")
+            body.append(f"v{node.id} = {_expression(graph, node, names, table, fused, engine, dtype)}")
     src = _source(graph, names, body)
     exec(compile(src, f"<rshop step {engine}>", "exec"), ns)  # our own generated source, never text from a file
     fn: GeneratedStep = ns["step"]
@@ -228,6 +240,7 @@ def _expression(
     table: dict[str, Emitter],
     fused: dict[int, tuple[str, int, tuple[int, ...]]],
     engine: str,
+    dtype: str,
 ) -> str:
     """The Python expression of one node (not an input, split or constant)."""
     if node.id in fused:
@@ -236,13 +249,29 @@ def _expression(
         return template.format(o=names[other], a=a, b=b)
     if node.op == Op.PARAM:
         return f"P[{node.attrs['name']!r}]"
+    if node.op == Op.CAST and node.attrs["dtype"] in FLOAT_DTYPES:
+        node = replace(node, attrs={**node.attrs, "dtype": dtype})  # floats compute in the lowering's dtype
     emit = table.get(node.op)
     if emit is None:
         raise RshopNotImplementedError(
             f"engine {engine!r}: expected an implementation of op {node.op!r} (node %{node.id} "
             f"{node.name!r}), received none. Report it, or use another engine."
         )
-    return emit(node, [names[i] for i in node.inputs], [graph.nodes[i].type for i in node.inputs])
+    args, types = [names[i] for i in node.inputs], [graph.nodes[i].type for i in node.inputs]
+    if node.op in BROADCASTING and node.type.batched:  # numpy broadcasting per example, the batch axis apart
+        args = [lift(a, x.rank, node.type.rank) if x.batched else a for a, x in zip(args, types)]
+    return emit(node, args, types)
+
+
+BROADCASTING = frozenset((*ELEMENTWISE_BINARY, *COMPARE, Op.WHERE))
+"""The ops whose operands broadcast per example (numpy's rules on the per-example shapes)."""
+
+
+def lift(arg: str, rank: int, to: int) -> str:
+    """A batched ``arg`` of per-example ``rank`` given the result's per-example rank ``to``: size-1 axes
+    after its batch axis (``a[:, None, None]``, which every engine indexes alike), so that broadcasting
+    lines up the per-example axes and not the batch axis with a data axis."""
+    return arg if rank >= to else f"{arg}[:{', None' * (to - rank)}]"
 
 
 def _source(graph: StepGraph, names: dict[int, str], body: list[str]) -> str:

@@ -88,11 +88,25 @@ def check_array(
     if not dims_compatible(batch, shape[0]):
         raise RshopShapeError(f"{where}: expected batch size {batch} (the batch of x), received shape {tuple(shape)}.")
     if got_dtype != dtype:
-        raise RshopDTypeError(
-            f"{where}: expected dtype {dtype}, received {got_dtype}. rshop never casts silently: "
+        floats = ("float32", "float64")
+        fix = (
             f"cast the array, or lower the model with dtype={got_dtype!r} if that is what you want."
+            if dtype in floats and got_dtype in floats
+            else f"pass a {dtype} array (its Input declares dtype={dtype!r}), e.g. arr.astype({dtype!r})."
+            if dtype not in floats
+            else f"pass a {dtype} array (floats compute in the lowering's dtype); a {got_dtype} value must be "
+            f"declared so: Input(..., dtype={got_dtype!r})."
+        )
+        raise RshopDTypeError(
+            f"{where}: expected dtype {dtype}, received {got_dtype}. rshop never casts silently: {fix}"
         )
     return tuple(shape)
+
+
+def call_dtype(declared: str, dtype: str) -> str:
+    """The dtype a call passes for an Input declared ``declared`` in a layer lowered with ``dtype``:
+    floats compute in the lowering's dtype; bool and int32 values are passed as declared."""
+    return dtype if declared in ("float32", "float64") else declared
 
 
 def check_call(
@@ -199,8 +213,10 @@ def _check_constants(
     if given != n_const:
         raise RshopConfigError(f"{name}, argument constants: expected {n_const} constant(s), received {given}.")
     for i, info in enumerate(constants or ()):
-        t = g.nodes[g.constants[i]].type
-        check_array(f"{name}, constant #{i}", info, t.shape, dtype, batch)
+        node = g.nodes[g.constants[i]]
+        t = node.type
+        label = f"constant #{i}" if t.dtype in ("float32", "float64") else f"constant #{i} {node.name!r}"
+        check_array(f"{name}, {label}", info, t.shape, call_dtype(t.dtype, dtype), batch)
 
 
 def _check_ground_truth(
@@ -300,3 +316,14 @@ def check_lengths_values(model: RecurrentModel, values: np.ndarray, steps: int) 
     if bad.size:
         i = int(bad[0])
         raise RshopShapeError(lengths_message(model, i, int(values[i]), steps))
+
+
+def check_indices(idx: np.ndarray, n: int, axis: int, where: str) -> None:
+    """Refuse ``gather`` indices outside [0, n) where their values are known (the numpy and torch engines);
+    jax and tensorflow clamp them inside their compiled loops (docs/decisions.md)."""
+    bad = (idx < 0) | (idx >= n)
+    if np.any(bad):
+        raise RshopShapeError(
+            f"{where}: expected indices in [0, {n}) along axis {axis}, received {int(idx[bad].flat[0])}. Indices "
+            "are never wrapped (negative ones included): fix them, or clip them in the step."
+        )

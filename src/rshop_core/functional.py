@@ -48,6 +48,16 @@ __all__ = list(ELEMENTWISE_BINARY + ELEMENTWISE_UNARY + COMPARE) + [
     "mish",
     "hard_silu",
     "hard_swish",
+    # non-float values, shape and index ops (issue 12, items 5-6)
+    "cast",
+    "expand_dims",
+    "squeeze",
+    "min",
+    "argmax",
+    "logsumexp",
+    "cumsum",
+    "gather",
+    "take",
 ]
 
 
@@ -173,8 +183,9 @@ def slice(
     return apply(Op.SLICE, [x], {"axis": axis, "begin": begin, "end": end}, name=name)
 
 
-def reshape(x: Tensor, shape: Sequence[int], name: str | None = None) -> Tensor:
-    """Reshape per example; the batch axis is kept."""
+def reshape(x: Tensor, shape: Sequence[int | None], name: str | None = None) -> Tensor:
+    """Reshape per example; the batch axis is kept. One dimension may be -1 or None (inferred); a value
+    with an unknown dimension (an encoder of any length) must give it that -1."""
     return apply(Op.RESHAPE, [x], {"shape": list(shape)}, name=name)
 
 
@@ -253,3 +264,76 @@ def hard_silu(x: Tensor, name: str | None = None) -> Tensor:
 
 
 hard_swish = hard_silu
+# -- non-float values, shape and index ops (issue 12, items 5-6) ---------------------------------
+
+
+def cast(x: Tensor, dtype: str, name: str | None = None) -> Tensor:
+    """``x`` as ``dtype`` (float32, float64, bool, int32). float -> int32 truncates toward zero,
+    -> bool is ``x != 0``, bool -> number is 0 / 1. Gradients pass through float -> float casts only."""
+    return apply(Op.CAST, [x], {"dtype": dtype}, name=name)
+
+
+def expand_dims(x: Tensor, axis: int, name: str | None = None) -> Tensor:
+    """A new size-1 axis at ``axis`` of the result (per example: ``axis=0`` is the first axis after the batch)."""
+    return apply(Op.EXPAND_DIMS, [x], {"axis": axis}, name=name)
+
+
+def squeeze(x: Tensor, axes: int | Sequence[int], name: str | None = None) -> Tensor:
+    """``x`` without its size-1 ``axes`` (named explicitly; the batch axis is never removed)."""
+    return apply(Op.SQUEEZE, [x], {"axes": axes if isinstance(axes, int) else list(axes)}, name=name)
+
+
+def min(x: Tensor, axes: Axes = None, keepdims: bool = False, name: str | None = None) -> Tensor:
+    """Minimum over per-example ``axes`` (all of them when None; never the batch)."""
+    return apply(Op.MIN, [x], {"axes": axes, "keepdims": keepdims}, name=name)
+
+
+def argmax(x: Tensor, axis: int = -1, keepdims: bool = False, name: str | None = None) -> Tensor:
+    """The int32 index of the first maximum along ``axis``; no gradient flows through it."""
+    return apply(Op.ARGMAX, [x], {"axis": axis, "keepdims": keepdims}, name=name)
+
+
+def logsumexp(x: Tensor, axes: Axes = None, keepdims: bool = False, name: str | None = None) -> Tensor:
+    """``log(sum(exp(x)))`` over per-example ``axes``, without overflow (the maximum is taken out first)."""
+    return apply(Op.LOGSUMEXP, [x], {"axes": axes, "keepdims": keepdims}, name=name)
+
+
+def cumsum(
+    x: Tensor, axis: int = -1, reverse: bool = False, exclusive: bool = False, name: str | None = None
+) -> Tensor:
+    """Running sum along ``axis``; ``reverse``: summed from the end; ``exclusive``: each entry without itself
+    (the first is 0), as ``tf.math.cumsum``."""
+    return apply(Op.CUMSUM, [x], {"axis": axis, "reverse": reverse, "exclusive": exclusive}, name=name)
+
+
+def gather(x: Tensor, indices: Tensor | ArrayLike, axis: int = 0, name: str | None = None) -> Tensor:
+    """``numpy.take(x, indices, axis)`` per example: the result's shape is ``x.shape[:axis] + indices.shape +
+    x.shape[axis+1:]``. ``indices`` are int32 in ``[0, x.shape[axis])`` (an int list or array becomes a
+    literal, checked now); a batched ``indices`` picks per example (a pointer network's argmax), an unbatched
+    ``x`` is a table every example reads (an embedding). Indices out of range at call time: numpy and torch
+    raise an RshopShapeError naming the node, jax and tensorflow (inside compiled loops) clamp them."""
+    if not isinstance(indices, Tensor):
+        import numpy as np
+
+        arr = np.asarray(indices)
+        if arr.dtype.kind not in "iu":
+            from .errors import RshopDTypeError
+
+            raise RshopDTypeError(
+                f"node {name or 'gather'!r} (op gather): expected integer indices, received {arr.dtype}."
+            )
+        n = x.shape[axis] if -x.type.rank <= axis < x.type.rank else None
+        if arr.size and n is not None and (arr.min() < 0 or arr.max() >= n):
+            from .errors import RshopShapeError
+
+            bad = arr[(arr < 0) | (arr >= n)].flat[0]
+            raise RshopShapeError(
+                f"node {name or 'gather'!r} (op gather): expected indices in [0, {n}) along axis {axis}, received "
+                f"{int(bad)}. Indices are never wrapped or clamped where rshop can see them."
+            )
+        indices = as_tensor(arr.astype("int32"), None)
+    return apply(Op.GATHER, [x, indices], {"axis": axis}, name=name)
+
+
+take = gather
+"""``take(x, indices, axis)``: the numpy name of :func:`gather`."""

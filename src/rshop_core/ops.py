@@ -51,6 +51,14 @@ gelu            1        ``x * Phi(x)`` exact, or its tanh form when [approximat
 leaky_relu      1        ``x`` for x > 0, else [negative_slope] * x
 log_softmax     1        ``x - logsumexp(x)`` along [axis]
 pow             2        ``a ** b`` elementwise, numpy broadcasting
+cast            1        ``x`` as [dtype]: float -> int truncates toward zero, -> bool is ``x != 0``
+expand_dims     1        a size-1 axis inserted at [axis] (counted in the result)
+squeeze         1        the size-1 [axes] removed
+min             1        reduce [axes] (per-example, negative), [keepdims]
+argmax          1        int32 index of the first maximum along [axis], [keepdims]
+logsumexp       1        ``log(sum(exp(x)))`` over [axes], [keepdims], computed stably
+cumsum          1        running sum along [axis]; [reverse]: from the end; [exclusive]: without x itself
+gather          2        ``take(x, indices)`` along [axis] of ``x``; int32 indices in [0, n)
 ==============  =======  =============================================================
 """
 
@@ -61,6 +69,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
 
+from .dtypes import DTYPES
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .types import TensorType, dims_compatible
 
@@ -136,6 +145,15 @@ class Op:
     LEAKY_RELU = "leaky_relu"
     LOG_SOFTMAX = "log_softmax"
     POW = "pow"
+    # non-float values and the shape / index ops of attention code (issue 12, items 5-6)
+    CAST = "cast"
+    EXPAND_DIMS = "expand_dims"
+    SQUEEZE = "squeeze"
+    MIN = "min"
+    ARGMAX = "argmax"
+    LOGSUMEXP = "logsumexp"
+    CUMSUM = "cumsum"
+    GATHER = "gather"
 
 
 def op_names() -> tuple:
@@ -217,7 +235,9 @@ def _norm_axis(where: str, axis: object, rank: int) -> int:
 
 
 def _broadcast(where: str, types: list[TensorType]) -> tuple[tuple, bool]:
-    """Broadcast per-example shapes; a batched operand must have the full result rank."""
+    """Broadcast per-example shapes with numpy's rules (shapes aligned on their last axis). The batch
+    axis is not one of them: engines put a batched operand of a lower rank on the result's rank
+    (``x[:, None, ...]``, see ``rshop_backends.codegen``) before the numpy broadcasting they do."""
     rank = max(t.rank for t in types)
     out = []
     for i in range(rank):
@@ -236,22 +256,36 @@ def _broadcast(where: str, types: list[TensorType]) -> tuple[tuple, bool]:
             elif d != dim:
                 _fail(where, "shapes that broadcast", " and ".join(t.describe() for t in types))
         out.append(dim)
-    batched = any(t.batched for t in types)
-    for t in types:
-        if t.batched and t.rank != rank:
-            _fail(
-                where,
-                f"batched operands of per-example rank {rank}",
-                " and ".join(x.describe() for x in types),
-                "Reshape the lower-rank batched operand so the batch axes line up.",
-            )
-    return tuple(out), batched
+    return tuple(out), any(t.batched for t in types)
 
 
 def _elementwise_binary(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     dt = _same_dtype(where, types)
+    if dt == "bool":
+        _fail(
+            where,
+            "numeric operands (float32, float64 or int32)",
+            " and ".join(t.describe() for t in types),
+            "Arithmetic on bool is not defined alike by every framework: choose with where(cond, a, b), or "
+            "cast the mask first (cast(mask, 'float32')).",
+            RshopDTypeError,
+        )
     shape, batched = _broadcast(where, types)
     return TensorType(shape, dt, batched), {}
+
+
+def _float_binary(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    """A binary op defined on floats only (``divide``: int division differs between frameworks)."""
+    for t in types:
+        if t.dtype not in ("float32", "float64"):
+            _fail(
+                where,
+                "floating operands",
+                " and ".join(x.describe() for x in types),
+                "Cast integer operands first: cast(x, 'float32').",
+                RshopDTypeError,
+            )
+    return _elementwise_binary(where, types, attrs)
 
 
 def _compare(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
@@ -375,21 +409,31 @@ def _slice(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType
 def _reshape(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
     t = types[0]
     new = attrs.get("shape")
+    if isinstance(new, list):
+        new = [-1 if d is None else d for d in new]  # None: the one unknown dimension, as -1
     if (
         not isinstance(new, list)
-        or not all(isinstance(d, int) and (d > 0 or d == -1) for d in new)
+        or not all(isinstance(d, int) and not isinstance(d, bool) and (d > 0 or d == -1) for d in new)
         or new.count(-1) > 1
     ):
-        _fail(where, "a shape of positive ints with at most one -1", repr(new), cls=RshopConfigError)
-    if None in t.shape:
-        _fail(where, "a value with a fully known per-example shape", t.describe())
+        _fail(where, "a shape of positive ints with at most one -1 (or None)", repr(new), cls=RshopConfigError)
     total = 1
     for d in t.shape:
-        total *= d
+        total *= 1 if d is None else d
     known = 1
     for d in new:
         if d != -1:
             known *= d
+    if None in t.shape:  # the unknown size goes to the one -1, whatever it is at call time
+        if -1 not in new or total % known:
+            _fail(
+                where,
+                f"a shape with one -1 (or None) whose other dimensions multiply to a divisor of {total} (the "
+                f"known part of {t.describe()})",
+                repr(new),
+                "A value with an unknown dimension keeps it: give it the -1.",
+            )
+        return TensorType(tuple(None if d == -1 else d for d in new), t.dtype, t.batched), {"shape": new}
     if (-1 in new and total % known) or (-1 not in new and known != total):
         _fail(where, f"a shape with {total} elements per example", repr(new))
     out = tuple(total // known if d == -1 else d for d in new)
@@ -524,6 +568,124 @@ OPS.update(
         Op.POW: OpDef(Op.POW, (2, 2), _pow),
     }
 )
+OPS[Op.DIVIDE] = OpDef(Op.DIVIDE, (2, 2), _float_binary)
+
+
+# -- non-float values, cast, and the shape / index ops of attention code (issue 12, items 5-6) ----
+
+
+def _flag(where: str, attrs: dict, key: str) -> bool:
+    value = attrs.get(key, False)
+    if not isinstance(value, bool):
+        _fail(where, f"{key} as True or False", repr(value), cls=RshopConfigError)
+    return value
+
+
+def _cast(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    t = types[0]
+    dtype = attrs.get("dtype")
+    if not isinstance(dtype, str) or dtype not in DTYPES:
+        _fail(where, f"a dtype in {list(DTYPES)}", repr(dtype), cls=RshopDTypeError)
+    return TensorType(t.shape, dtype, t.batched), {"dtype": dtype}
+
+
+def _expand_dims(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    t = types[0]
+    axis = _norm_axis(where, attrs.get("axis", -1), t.rank + 1)  # an axis of the result
+    shape = list(t.shape)
+    shape.insert(t.rank + 1 + axis, 1)
+    return TensorType(tuple(shape), t.dtype, t.batched), {"axis": axis}
+
+
+def _squeeze(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    t = types[0]
+    axes = attrs.get("axes")
+    if isinstance(axes, int):
+        axes = [axes]
+    if not isinstance(axes, list) or not axes:
+        _fail(
+            where,
+            "the axes to remove (an int or a non-empty list)",
+            repr(axes),
+            "Name them: an axis of unknown size at build time must not vanish at call time.",
+            RshopConfigError,
+        )
+    norm = sorted({_norm_axis(where, a, t.rank) for a in axes})
+    for a in norm:
+        if t.shape[a] != 1:
+            _fail(where, f"axis {a} of size 1", t.describe())
+    shape = tuple(d for i, d in enumerate(t.shape) if i - t.rank not in norm)
+    return TensorType(shape, t.dtype, t.batched), {"axes": norm}
+
+
+def _numeric(where: str, t: TensorType) -> None:
+    if t.dtype == "bool":
+        _fail(where, "a numeric operand (float32, float64 or int32)", t.describe(), "Cast it first.", RshopDTypeError)
+
+
+def _min(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    _numeric(where, types[0])
+    return _reduce(where, types, attrs)
+
+
+def _logsumexp(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    _require_float(where, types[0])
+    return _reduce(where, types, attrs)
+
+
+def _argmax(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    t = types[0]
+    _numeric(where, t)
+    if t.rank == 0:
+        _fail(where, "a value of per-example rank >= 1", t.describe())
+    axis = _norm_axis(where, attrs.get("axis", -1), t.rank)
+    keep = _flag(where, attrs, "keepdims")
+    shape = [1 if i - t.rank == axis else d for i, d in enumerate(t.shape)]
+    if not keep:
+        del shape[t.rank + axis]
+    return TensorType(tuple(shape), "int32", t.batched), {"axis": axis, "keepdims": keep}
+
+
+def _cumsum(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    t = types[0]
+    _numeric(where, t)
+    if t.rank == 0:
+        _fail(where, "a value of per-example rank >= 1", t.describe())
+    axis = _norm_axis(where, attrs.get("axis", -1), t.rank)
+    reverse, exclusive = _flag(where, attrs, "reverse"), _flag(where, attrs, "exclusive")
+    return t, {"axis": axis, "reverse": reverse, "exclusive": exclusive}
+
+
+def _gather(where: str, types: list[TensorType], attrs: dict) -> tuple[TensorType, dict]:
+    x, idx = types
+    if idx.dtype != "int32":
+        _fail(
+            where,
+            "int32 indices",
+            idx.describe(),
+            "Make them int32: argmax gives int32, cast(x, 'int32') converts floats.",
+            RshopDTypeError,
+        )
+    if x.rank == 0:
+        _fail(where, "a value of per-example rank >= 1 to gather from", x.describe())
+    axis = _norm_axis(where, attrs.get("axis", 0), x.rank)
+    pos = x.rank + axis
+    shape = x.shape[:pos] + idx.shape + x.shape[pos + 1 :]
+    return TensorType(shape, x.dtype, x.batched or idx.batched), {"axis": axis}
+
+
+_DTYPE_SHAPE_RULES: dict[str, OpDef] = {
+    Op.CAST: OpDef(Op.CAST, (1, 1), _cast),
+    Op.EXPAND_DIMS: OpDef(Op.EXPAND_DIMS, (1, 1), _expand_dims),
+    Op.SQUEEZE: OpDef(Op.SQUEEZE, (1, 1), _squeeze),
+    Op.MIN: OpDef(Op.MIN, (1, 1), _min),
+    Op.ARGMAX: OpDef(Op.ARGMAX, (1, 1), _argmax),
+    Op.LOGSUMEXP: OpDef(Op.LOGSUMEXP, (1, 1), _logsumexp),
+    Op.CUMSUM: OpDef(Op.CUMSUM, (1, 1), _cumsum),
+    Op.GATHER: OpDef(Op.GATHER, (2, 2), _gather),
+}
+
+OPS.update(_DTYPE_SHAPE_RULES)
 
 
 def infer_type(op: str, types: list, attrs: dict, where: str) -> tuple[TensorType, dict]:

@@ -186,10 +186,21 @@ def _batch_dim(where: str, what: str, v: object) -> int | None:
 
 
 def as_tensor(value: object, like: Tensor | None = None) -> Tensor:
-    """``value`` if it is a Tensor; otherwise a ``constant`` node (dtype of ``like``)."""
+    """``value`` if it is a Tensor; otherwise a ``constant`` node: of ``like``'s dtype (a bool only when
+    ``value`` is bool too), else of a bool or int32 array's own dtype, else float32."""
     if isinstance(value, Tensor):
         return value
-    dtype = like.dtype if like is not None and like.dtype != "bool" else DEFAULT_FLOAT
+    given = value.dtype.name if isinstance(value, np.ndarray) else np.asarray(value).dtype.name
+    if like is not None and (like.dtype != "bool" or given == "bool"):
+        dtype = like.dtype  # a literal takes its partner's dtype (a bool only next to a bool)
+    elif like is None and given in ("bool", "int32"):
+        dtype = given  # a bool or int32 numpy array keeps its dtype
+    else:
+        dtype = DEFAULT_FLOAT
+    if dtype == "int32" and np.asarray(value).dtype.kind not in "biu":
+        raise RshopConfigError(
+            f"constant: expected integers next to an int32 value, received {value!r}. rshop never casts silently."
+        )
     arr = np.asarray(value, dtype=dtype)
     if not np.all(np.isfinite(arr)):
         raise RshopConfigError(f"constant: expected finite numbers, received {value!r}.")

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..codegen import einsum_equation, reshape_shape, split_cuts, transpose_perm
+from ..codegen import einsum_equation, reshape_target, split_cuts, transpose_perm
 
 if TYPE_CHECKING:
     from rshop_backends.codegen import Emitter
@@ -88,7 +88,7 @@ EMITTERS: dict[str, Emitter] = {
     "softmax": lambda n, a, t: f"jax.nn.softmax({a[0]}, axis={n.attrs['axis']})",
     "einsum": lambda n, a, t: f"jnp.einsum({einsum_equation(n, t)!r}, {', '.join(a)})",
     "concat": lambda n, a, t: f"jnp.concatenate(({', '.join(a)},), axis={n.attrs['axis']})",
-    "reshape": lambda n, a, t: f"jnp.reshape({a[0]}, {reshape_shape(n, t)})",
+    "reshape": lambda n, a, t: f"jnp.reshape({a[0]}, {reshape_target(n, t, f'{a[0]}.shape[0]')})",
     "transpose": lambda n, a, t: f"jnp.transpose({a[0]}, {transpose_perm(n, t)})",
     "sum": _reduce("sum"),
     "mean": _reduce("mean"),
@@ -106,3 +106,52 @@ EMITTERS: dict[str, Emitter] = {
     "log_softmax": lambda n, a, t: f"jax.nn.log_softmax({a[0]}, axis={n.attrs['axis']})",
     "pow": lambda n, a, t: f"jnp.power({a[0]}, {a[1]})",
 }
+
+
+# -- non-float values, shape and index ops (issue 12, items 5-6) ---------------------------------
+
+
+def _cumsum(x: Any, axis: int, reverse: bool, exclusive: bool) -> Any:
+    """Running sum along ``axis`` in ``x``'s dtype; ``exclusive`` shifts it one place (0 first)."""
+    x = jnp.flip(x, axis) if reverse else x
+    c = jnp.cumsum(x, axis=axis, dtype=x.dtype)
+    if exclusive:
+        n = c.shape[axis]
+        first = jax.lax.slice_in_dim(c, 0, 1, axis=axis)
+        c = jnp.concatenate([jnp.zeros_like(first), jax.lax.slice_in_dim(c, 0, n - 1, axis=axis)], axis)
+    return jnp.flip(c, axis) if reverse else c
+
+
+def _gather(x: Any, idx: Any, axis: int, xb: bool, ib: bool) -> Any:
+    """``take`` per example (see the numpy engine); indices out of [0, n) are clamped: inside jit their
+    values are unknown and jax cannot raise (docs/decisions.md)."""
+    x = jnp.asarray(x)
+    idx = jnp.clip(jnp.asarray(idx), 0, x.shape[axis] - 1)
+    if not ib:
+        return jnp.take(x, idx, axis=axis)
+    if not xb:
+        return jnp.moveaxis(jnp.take(x, idx, axis=axis), x.ndim + axis, 0)
+    pos = x.ndim + axis
+    pre, post = x.shape[1:pos], x.shape[pos + 1 :]
+    flat = idx.reshape((idx.shape[0],) + (1,) * len(pre) + (-1,) + (1,) * len(post))
+    out = jnp.take_along_axis(x, flat, axis=pos)
+    return out.reshape((x.shape[0],) + tuple(pre) + tuple(idx.shape[1:]) + tuple(post))
+
+
+NAMESPACE.update({"_cumsum": _cumsum, "_gather": _gather})
+EMITTERS.update(
+    {
+        "cast": lambda n, a, t: f"jnp.asarray({a[0]}).astype({n.attrs['dtype']!r})",
+        "expand_dims": lambda n, a, t: f"jnp.expand_dims({a[0]}, {n.attrs['axis']})",
+        "squeeze": lambda n, a, t: f"jnp.squeeze({a[0]}, axis={tuple(n.attrs['axes'])})",
+        "min": _reduce("min"),
+        "argmax": lambda n, a, t: (
+            f"jnp.argmax({a[0]}, axis={n.attrs['axis']}, keepdims={n.attrs['keepdims']}).astype('int32')"
+        ),
+        "logsumexp": lambda n, a, t: (
+            f"jax.nn.logsumexp({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})"
+        ),
+        "cumsum": lambda n, a, t: f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})",
+        "gather": lambda n, a, t: f"_gather({a[0]}, {a[1]}, {n.attrs['axis']}, {t[0].batched}, {t[1].batched})",
+    }
+)

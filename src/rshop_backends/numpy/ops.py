@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from ..codegen import Emitter, einsum_equation, reshape_shape, split_cuts, transpose_perm
+from rshop_core.checks import check_indices
+
+from ..codegen import Emitter, einsum_equation, reshape_target, split_cuts, transpose_perm
 from .special import erf as _erf
 
 
@@ -86,7 +88,7 @@ EMITTERS: dict[str, Emitter] = {
     "softmax": lambda n, a, t: f"_softmax({a[0]}, {n.attrs['axis']})",
     "einsum": lambda n, a, t: f"np.einsum({einsum_equation(n, t)!r}, {', '.join(a)})",
     "concat": lambda n, a, t: f"np.concatenate(({', '.join(a)},), axis={n.attrs['axis']})",
-    "reshape": lambda n, a, t: f"{a[0]}.reshape({reshape_shape(n, t)})",
+    "reshape": lambda n, a, t: f"{a[0]}.reshape({reshape_target(n, t, f'{a[0]}.shape[0]')})",
     "transpose": lambda n, a, t: f"np.transpose({a[0]}, {transpose_perm(n, t)})",
     "sum": lambda n, a, t: f"np.sum({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})",
     "mean": lambda n, a, t: f"np.mean({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})",
@@ -105,3 +107,59 @@ EMITTERS: dict[str, Emitter] = {
     "log_softmax": lambda n, a, t: f"_log_softmax({a[0]}, {n.attrs['axis']})",
     "pow": lambda n, a, t: f"np.power({a[0]}, {a[1]})",
 }
+
+
+# -- non-float values, shape and index ops (issue 12, items 5-6) ---------------------------------
+
+
+def _logsumexp(x: np.ndarray, axis: tuple[int, ...], keepdims: bool) -> np.ndarray:
+    """``log(sum(exp(x)))`` with the maximum taken out first (an all -inf slice gives -inf, not NaN)."""
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    out = np.log(np.sum(np.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else np.squeeze(out, axis=axis)
+
+
+def _cumsum(x: np.ndarray, axis: int, reverse: bool, exclusive: bool) -> np.ndarray:
+    """Running sum along ``axis`` in ``x``'s dtype; ``exclusive`` shifts it one place (0 first)."""
+    x = np.flip(x, axis) if reverse else x
+    c = np.cumsum(x, axis=axis, dtype=x.dtype)
+    if exclusive:
+        n = c.shape[axis]
+        c = np.concatenate([np.zeros_like(np.take(c, [0], axis=axis)), np.take(c, range(n - 1), axis=axis)], axis)
+    return np.flip(c, axis) if reverse else c
+
+
+def _gather(x: np.ndarray, idx: np.ndarray, axis: int, xb: bool, ib: bool, where: str) -> np.ndarray:
+    """``take`` per example: ``axis`` is negative; ``xb``/``ib``: whether ``x`` / ``idx`` carry the batch."""
+    idx = np.asarray(idx)
+    check_indices(idx, x.shape[axis], axis, where)
+    if not ib:
+        return np.take(x, idx, axis=axis)
+    if not xb:  # a table read by every example: the batch axis of the result comes first
+        return np.moveaxis(np.take(x, idx, axis=axis), x.ndim + axis, 0)
+    pos = x.ndim + axis
+    pre, post = x.shape[1:pos], x.shape[pos + 1 :]
+    flat = idx.reshape((idx.shape[0],) + (1,) * len(pre) + (-1,) + (1,) * len(post))
+    out = np.take_along_axis(x, flat, axis=pos)
+    return out.reshape((x.shape[0],) + pre + idx.shape[1:] + post)
+
+
+NAMESPACE.update({"_logsumexp": _logsumexp, "_cumsum": _cumsum, "_gather": _gather})
+EMITTERS.update(
+    {
+        "cast": lambda n, a, t: f"np.asarray({a[0]}).astype({n.attrs['dtype']!r})",
+        "expand_dims": lambda n, a, t: f"np.expand_dims({a[0]}, {n.attrs['axis']})",
+        "squeeze": lambda n, a, t: f"np.squeeze({a[0]}, axis={tuple(n.attrs['axes'])})",
+        "min": lambda n, a, t: f"np.min({a[0]}, axis={tuple(n.attrs['axes'])}, keepdims={n.attrs['keepdims']})",
+        "argmax": lambda n, a, t: (
+            f"np.argmax({a[0]}, axis={n.attrs['axis']}, keepdims={n.attrs['keepdims']}).astype('int32')"
+        ),
+        "logsumexp": lambda n, a, t: f"_logsumexp({a[0]}, {tuple(n.attrs['axes'])}, {n.attrs['keepdims']})",
+        "cumsum": lambda n, a, t: f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})",
+        "gather": lambda n, a, t: (
+            f"_gather({a[0]}, {a[1]}, {n.attrs['axis']}, {t[0].batched}, {t[1].batched}, "
+            f"{f'node {n.name!r} (op gather)'!r})"
+        ),
+    }
+)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import tensorflow as tf
 
-from rshop_backends.codegen import einsum_equation, reshape_shape, transpose_perm
+from rshop_backends.codegen import einsum_equation, reshape_target, transpose_perm
 
 if TYPE_CHECKING:
     from rshop_backends.codegen import Emitter
@@ -136,7 +136,7 @@ EMITTERS: dict[str, Emitter] = {
     "softmax": lambda n, a, t: f"tf.nn.softmax({a[0]}, axis={n.attrs['axis']})",
     "einsum": lambda n, a, t: f"tf.einsum({einsum_equation(n, t)!r}, {', '.join(a)})",
     "concat": lambda n, a, t: f"tf.concat([{', '.join(a)}], axis={n.attrs['axis']})",
-    "reshape": lambda n, a, t: f"tf.reshape({a[0]}, {list(reshape_shape(n, t))})",
+    "reshape": lambda n, a, t: f"tf.reshape({a[0]}, {reshape_target(n, t, f'tf.shape({a[0]})[0]')})",
     "transpose": lambda n, a, t: f"tf.transpose({a[0]}, {list(transpose_perm(n, t))})",
     "sum": _reduce("reduce_sum"),
     "mean": _reduce("reduce_mean"),
@@ -154,3 +154,50 @@ EMITTERS: dict[str, Emitter] = {
     "log_softmax": lambda n, a, t: f"tf.nn.log_softmax({a[0]}, axis={n.attrs['axis']})",
     "pow": _fn2("tf.pow"),
 }
+
+
+# -- non-float values, shape and index ops (issue 12, items 5-6) ---------------------------------
+
+
+def _gather(x: Any, idx: Any, axis: int, xb: bool, ib: bool) -> Any:
+    """``take`` per example (see the numpy engine); indices out of [0, n) are clamped: inside a
+    ``tf.function`` their values are unknown, and ``tf.gather`` itself errs on CPU but returns zeros on
+    GPU (docs/decisions.md)."""
+    x = tf.convert_to_tensor(x)
+    rank = len(x.shape)
+    pos = rank + axis
+    idx = tf.clip_by_value(tf.convert_to_tensor(idx), 0, tf.shape(x, out_type=tf.int32)[pos] - 1)
+    if ib and xb:
+        return tf.gather(x, idx, axis=pos, batch_dims=1)
+    out = tf.gather(x, idx, axis=pos)
+    if not ib or xb:
+        return out
+    lead = len(idx.shape)  # the batch axis of the indices lands at ``pos``: move it first
+    total = rank - 1 + lead
+    return tf.transpose(out, [pos] + list(range(pos)) + list(range(pos + 1, total)))
+
+
+def _argmax(x: Any, axis: int, keepdims: bool) -> Any:
+    """The first maximum's index as int32."""
+    out = tf.argmax(x, axis=axis, output_type=tf.int32)
+    return tf.expand_dims(out, axis) if keepdims else out
+
+
+_TF_DTYPES = {"float32": "tf.float32", "float64": "tf.float64", "bool": "tf.bool", "int32": "tf.int32"}
+
+NAMESPACE.update({"_gather": _gather, "_argmax": _argmax})
+EMITTERS.update(
+    {
+        "cast": lambda n, a, t: f"tf.cast({a[0]}, {_TF_DTYPES[n.attrs['dtype']]})",
+        "expand_dims": lambda n, a, t: f"tf.expand_dims({a[0]}, {n.attrs['axis']})",
+        "squeeze": lambda n, a, t: f"tf.squeeze({a[0]}, axis={list(n.attrs['axes'])})",
+        "min": _reduce("reduce_min"),
+        "argmax": lambda n, a, t: f"_argmax({a[0]}, {n.attrs['axis']}, {n.attrs['keepdims']})",
+        "logsumexp": _reduce("reduce_logsumexp"),
+        "cumsum": lambda n, a, t: (
+            f"tf.math.cumsum({a[0]}, axis={n.attrs['axis']}, exclusive={n.attrs['exclusive']}, "
+            f"reverse={n.attrs['reverse']})"
+        ),
+        "gather": lambda n, a, t: f"_gather({a[0]}, {a[1]}, {n.attrs['axis']}, {t[0].batched}, {t[1].batched})",
+    }
+)

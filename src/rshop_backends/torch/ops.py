@@ -16,7 +16,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..codegen import einsum_equation, reshape_shape, transpose_perm
+from rshop_core.checks import check_indices
+
+from ..codegen import einsum_equation, reshape_target, transpose_perm
 
 if TYPE_CHECKING:
     from rshop_backends.codegen import Emitter
@@ -71,7 +73,7 @@ EMITTERS: dict[str, Emitter] = {
     "softmax": lambda n, a, t: f"torch.softmax({a[0]}, {n.attrs['axis']})",
     "einsum": lambda n, a, t: f"torch.einsum({einsum_equation(n, t)!r}, {', '.join(a)})",
     "concat": lambda n, a, t: f"torch.cat(({', '.join(a)},), {n.attrs['axis']})",
-    "reshape": lambda n, a, t: f"{a[0]}.reshape({reshape_shape(n, t)})",
+    "reshape": lambda n, a, t: f"{a[0]}.reshape({reshape_target(n, t, f'{a[0]}.shape[0]')})",
     "transpose": lambda n, a, t: f"{a[0]}.permute({transpose_perm(n, t)})",
     "sum": _reduce("torch.sum"),
     "mean": _reduce("torch.mean"),
@@ -109,6 +111,8 @@ def _addcmul(types: Any) -> Any:
     o, a, b, _out = types
     if not (o.batched or a.batched or b.batched):
         return None
+    if any(x.batched and x.rank != _out.rank for x in types):  # a lower-rank batched operand is lifted first
+        return None
     return "torch.addcmul({o}, {a}, {b})"
 
 
@@ -118,3 +122,55 @@ FUSIONS: dict[tuple[str, str], Callable[[list[TensorType]], str | None]] = {
     ("add", "matmul"): _addmm,
     ("add", "multiply"): _addcmul,
 }
+
+
+# -- non-float values, shape and index ops (issue 12, items 5-6) ---------------------------------
+
+_DTYPES = {"float32": "torch.float32", "float64": "torch.float64", "bool": "torch.bool", "int32": "torch.int32"}
+
+
+def _cumsum(x: Any, axis: int, reverse: bool, exclusive: bool) -> Any:
+    """Running sum along ``axis`` in ``x``'s dtype (torch would widen int32 to int64); ``exclusive``
+    shifts it one place (0 first)."""
+    x = torch.flip(x, (axis,)) if reverse else x
+    c = torch.cumsum(x, axis, dtype=x.dtype)
+    if exclusive:
+        n = c.shape[axis]
+        c = torch.cat([torch.zeros_like(c.narrow(axis, 0, 1)), c.narrow(axis, 0, n - 1)], axis)
+    return torch.flip(c, (axis,)) if reverse else c
+
+
+def _gather(x: Any, idx: Any, axis: int, xb: bool, ib: bool, where: str) -> Any:
+    """``take`` per example (see the numpy engine); indices out of [0, n) raise an RshopShapeError (their
+    values are known: torch runs eagerly)."""
+    n = x.shape[axis]
+    if idx.numel() and bool(((idx < 0) | (idx >= n)).any()):
+        check_indices(idx.cpu().numpy(), n, axis, where)
+    pos = x.dim() + axis
+    if not ib or not xb:
+        out = torch.index_select(x, pos, idx.reshape(-1)).reshape(x.shape[:pos] + idx.shape + x.shape[pos + 1 :])
+        return out if not ib else torch.movedim(out, pos, 0)
+    pre, post = x.shape[1:pos], x.shape[pos + 1 :]
+    flat = idx.reshape((idx.shape[0],) + (1,) * len(pre) + (-1,) + (1,) * len(post)).long()
+    out = torch.gather(x, pos, flat.expand(x.shape[:pos] + flat.shape[pos : pos + 1] + x.shape[pos + 1 :]))
+    return out.reshape((x.shape[0],) + pre + idx.shape[1:] + post)
+
+
+NAMESPACE.update({"_cumsum": _cumsum, "_gather": _gather})
+EMITTERS.update(
+    {
+        "cast": lambda n, a, t: f"{a[0]}.to({_DTYPES[n.attrs['dtype']]})",
+        "expand_dims": lambda n, a, t: f"torch.unsqueeze({a[0]}, {n.attrs['axis']})",
+        "squeeze": lambda n, a, t: f"torch.squeeze({a[0]}, {tuple(n.attrs['axes'])})",
+        "min": _reduce("torch.amin"),
+        "argmax": lambda n, a, t: (
+            f"torch.argmax({a[0]}, {n.attrs['axis']}, keepdim={n.attrs['keepdims']}).to(torch.int32)"
+        ),
+        "logsumexp": _reduce("torch.logsumexp"),
+        "cumsum": lambda n, a, t: f"_cumsum({a[0]}, {n.attrs['axis']}, {n.attrs['reverse']}, {n.attrs['exclusive']})",
+        "gather": lambda n, a, t: (
+            f"_gather({a[0]}, {a[1]}, {n.attrs['axis']}, {t[0].batched}, {t[1].batched}, "
+            f"{f'node {n.name!r} (op gather)'!r})"
+        ),
+    }
+)

@@ -204,6 +204,8 @@ def node_deps(graph: StepGraph, node: Node, deps: dict[int, Deps], offsets: list
         return _einsum(node, ins, shapes)
     if node.op == Op.CONCAT:
         return _concat(node, ins, shapes)
+    if node.op in _DTYPE_SHAPE:
+        return _dtype_shape(node, ins, shapes)
     d = ins[0]
     if any(isinstance(x, Coarse) for x in ins) or not _known(node.type.shape) or not all(_known(s) for s in shapes):
         return _coarse(ins)
@@ -221,3 +223,25 @@ def node_deps(graph: StepGraph, node: Node, deps: dict[int, Deps], offsets: list
     if node.op == Op.TRANSPOSE:
         return np.transpose(d, [*node.attrs["perm"], len(node.attrs["perm"])])
     return _coarse(ins)  # an op without an index rule here: assume it reads everything its inputs read
+
+
+# -- non-float values, shape and index ops (issue 12, items 5-6) ---------------------------------
+_DTYPE_SHAPE = (Op.CAST, Op.EXPAND_DIMS, Op.SQUEEZE, Op.MIN, Op.ARGMAX, Op.LOGSUMEXP, Op.CUMSUM, Op.GATHER)
+
+
+def _dtype_shape(node: Node, ins: list[Deps], shapes: list[tuple]) -> Deps:
+    """The rules of the ops above. A cast to int or bool keeps its dependencies (a where on it reads the
+    state); ``gather`` may read any element along its axis, and its indices: it goes coarse."""
+    d = ins[0]
+    if node.op == Op.CAST:
+        return d
+    if node.op == Op.GATHER or isinstance(d, Coarse) or not _known(node.type.shape) or not _known(shapes[0]):
+        return _coarse(ins)
+    assert isinstance(d, np.ndarray)
+    if node.op in (Op.EXPAND_DIMS, Op.SQUEEZE):
+        return d.reshape((*node.type.shape, d.shape[-1]))
+    if node.op in (Op.MIN, Op.LOGSUMEXP):
+        return _reduce(d, node.attrs["axes"], node.attrs["keepdims"])
+    if node.op == Op.ARGMAX:
+        return _reduce(d, [node.attrs["axis"]], node.attrs["keepdims"])
+    return _union([_reduce(d, [node.attrs["axis"]], keepdims=True)], node.type.shape)  # cumsum: along its axis

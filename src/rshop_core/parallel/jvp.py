@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .. import functional as F
+from ..dtypes import FLOAT_DTYPES
 from ..errors import RshopConfigError, RshopDTypeError, RshopNotImplementedError, RshopShapeError
 from ..graph import Node, StepGraph
 from ..limits import MAX_CONSTANT_ELEMENTS
@@ -229,6 +230,39 @@ def _no_tangent(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangen
     return None
 
 
+def _cast(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """A float -> float cast casts the tangent too; a cast to or from bool or int32 has none."""
+    if d[0] is None or p.dtype not in FLOAT_DTYPES or a[0].dtype not in FLOAT_DTYPES:
+        return None
+    return apply(Op.CAST, [d[0]], n.attrs)
+
+
+def _min(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """The tangent at the minimum; elements tied for it share it equally (as jax's and torch's amin)."""
+    if d[0] is None:
+        return None
+    axes, keep = n.attrs["axes"], n.attrs["keepdims"]
+    low = p if keep else apply(Op.MIN, [a[0]], {"axes": axes, "keepdims": True})
+    hit = F.equal(a[0], low)
+    picked = F.sum(F.where(hit, d[0], 0.0), axes=axes, keepdims=keep)
+    count = F.sum(F.where(hit, _scalar(1.0, d[0]), _scalar(0.0, d[0])), axes=axes, keepdims=keep)
+    return picked / count
+
+
+def _logsumexp(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """``sum(softmax(x) * dx)`` over the reduced axes, the softmax as ``exp(x - logsumexp(x))``."""
+    if d[0] is None:
+        return None
+    axes, keep = n.attrs["axes"], n.attrs["keepdims"]
+    top = p if keep else apply(Op.LOGSUMEXP, [a[0]], {"axes": axes, "keepdims": True})
+    return F.sum(F.exp(a[0] - top) * d[0], axes=axes, keepdims=keep)
+
+
+def _gather(n: Node, p: Tensor, a: list[Tensor], d: list[Tangent]) -> Tangent:
+    """Linear in the gathered value: the same indices pick its tangent (indices are int: no tangent)."""
+    return None if d[0] is None else apply(Op.GATHER, [d[0], a[1]], n.attrs)
+
+
 def _dropout(
     n: Node, p: Tensor | None = None, a: list[Tensor] | None = None, d: list[Tangent] | None = None
 ) -> Tangent:
@@ -297,6 +331,15 @@ _RULES: dict[str, Rule] = {
     Op.LEAKY_RELU: _unary_attr(lambda n, x, dx: F.where(F.greater(x, 0.0), dx, dx * n.attrs["negative_slope"])),
     Op.LOG_SOFTMAX: _log_softmax,
     Op.POW: _pow,
+    # non-float values, shape and index ops (issue 12, items 5-6): int and bool values carry no tangent
+    Op.CAST: _cast,
+    Op.EXPAND_DIMS: _same_op,
+    Op.SQUEEZE: _same_op,
+    Op.MIN: _min,
+    Op.ARGMAX: _no_tangent,
+    Op.LOGSUMEXP: _logsumexp,
+    Op.CUMSUM: _same_op,
+    Op.GATHER: _gather,
 }
 
 

@@ -106,6 +106,12 @@ def _affine_node(n: Node, dependent: list[bool], affine: list[bool]) -> bool:
         return not dependent[n.inputs[1]]
     if n.op == Op.WHERE:
         return not dependent[n.inputs[0]]
+    if n.op in (Op.EXPAND_DIMS, Op.SQUEEZE, Op.CUMSUM):
+        return True
+    if n.op == Op.CAST:  # float -> float only: truncating to int or testing != 0 is not affine
+        return n.type.dtype in ("float32", "float64")
+    if n.op == Op.GATHER:  # linear in the value read, at state-free indices
+        return not dependent[n.inputs[1]]
     return False
 
 
