@@ -167,7 +167,7 @@ def test_logit_uniform_values():
         (lambda: RGLRUCell(4, c=True), "received True"),
         (lambda: RGLRUCell(4, a_regularizer="l3"), "RGLRUCell 'rglru_cell' a_regularizer: expected None, 'l1'"),
         (lambda: RGLRUCell(4, a_initializer=7), "RGLRUCell 'rglru_cell' a_initializer: expected an initializer in"),
-        (lambda: IndRNNCell(4, activation="swish"), "IndRNNCell 'ind_rnn_cell' activation: expected an activation in"),
+        (lambda: IndRNNCell(4, activation="celu"), "IndRNNCell 'ind_rnn_cell' activation: expected an activation in"),
         (
             lambda: IndRNNCell(4, recurrent_dropout=-0.1),
             "IndRNNCell 'ind_rnn_cell' recurrent_dropout: expected a rate in [0, 1), received -0.1.",
