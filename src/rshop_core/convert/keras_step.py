@@ -175,7 +175,11 @@ class _Importer:
             args = [self._deep(a) for a in node.arguments.args]
             kwargs = {k: self._deep(v) for k, v in node.arguments.kwargs.items()}
             outs = self.apply(op, args, kwargs)
-            out = outs if not isinstance(outs, (list, tuple)) else outs[tensor_index]
+            if not isinstance(outs, (list, tuple)):
+                outs = [outs]
+            for i, o in enumerate(outs):  # every output of the call at once: a node is translated once
+                self.memo[key[:2] + (i,)] = o
+            out = outs[tensor_index]
         self.memo[key] = out
         return out
 
