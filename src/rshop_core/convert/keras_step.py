@@ -11,7 +11,8 @@ RecurrentShop's way of writing a cell, with Keras layers::
 The Keras graph is walked from the requested tensors back to the step model's inputs (through each
 tensor's producing node) and rebuilt with rshop layers and :mod:`rshop_core.functional` ops; the Keras
 weights are then copied into the rshop model. A Keras layer used twice stays one rshop layer (shared
-weights). Only layers and ops with an exact rshop equivalent are accepted (see :data:`SUPPORTED`);
+weights). Only layers and ops with an exact rshop equivalent are accepted (see :data:`SUPPORTED`; indexing,
+shape ops, ``einsum`` / ``matmul``, reductions, ``Dot`` and Keras cells are translated in :mod:`.keras_step_ops`);
 anything else — ``Lambda`` included, on purpose: it would run arbitrary code — raises
 :class:`~rshop_core.errors.RshopConfigError` naming the layer's class and name.
 
