@@ -190,6 +190,10 @@ def generate(
             continue
         if node.id in names:  # a split piece already unpacked with its siblings
             continue
+        if node.op == Op.SPLIT and pieces[_split_key(node)][node.attrs["index"]] != node.id:
+            # the same piece of the same value cut again (e.g. a cell called twice splits its bias twice)
+            names[node.id] = names[pieces[_split_key(node)][node.attrs["index"]]]
+            continue
         names[node.id] = f"v{node.id}"
         if node.op == Op.SPLIT:
             group = pieces[_split_key(node)]
@@ -223,7 +227,7 @@ def _split_groups(graph: StepGraph) -> dict[tuple[int, tuple[int, ...], int], di
     pieces: dict[tuple[int, tuple[int, ...], int], dict[int, int]] = {}
     for node in graph.nodes:
         if node.op == Op.SPLIT:
-            pieces.setdefault(_split_key(node), {})[node.attrs["index"]] = node.id
+            pieces.setdefault(_split_key(node), {}).setdefault(node.attrs["index"], node.id)  # the first such piece
     return pieces
 
 

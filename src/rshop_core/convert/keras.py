@@ -58,6 +58,43 @@ def _activation(keras: ModuleType, fn: Any, what: str, where: str) -> str:
     return name
 
 
+def cell_spec(keras: ModuleType, cell: Any, kind: str, where: str) -> CellSpec:
+    """The CellSpec (weights included) of a built Keras ``SimpleRNNCell`` / ``GRUCell`` / ``LSTMCell``
+    (``kind``: ``"rnn"``, ``"gru"``, ``"lstm"``); RshopConfigError for what rshop cannot express."""
+    for what in ("kernel_constraint", "recurrent_constraint", "bias_constraint"):
+        if getattr(cell, what, None) is not None:
+            raise RshopConfigError(
+                f"{where}: {what} is not supported (rshop has no weight constraints); expected None."
+            )
+    if cell.compute_dtype != "float32" or cell.variable_dtype != "float32":
+        raise RshopConfigError(f"{where}: dtype policy {cell.dtype_policy.name!r} is not supported; expected float32.")
+    regs = {
+        k: _regularizer(keras, getattr(cell, f"{k}_regularizer"), f"{k}_regularizer", where)
+        for k in ("kernel", "recurrent", "bias")
+    }
+    variables = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel}
+    if cell.use_bias:
+        variables["bias"] = cell.bias
+    weights = {k: np.array(keras.ops.convert_to_numpy(v.value), dtype=np.float32) for k, v in variables.items()}
+    act = _activation(keras, cell.activation, "activation", where)
+    recurrent = (
+        _activation(keras, cell.recurrent_activation, "recurrent_activation", where) if kind != "rnn" else "sigmoid"
+    )
+    return CellSpec(
+        kind,
+        cell.units,
+        weights["kernel"].shape[0],
+        act,
+        recurrent,
+        use_bias=cell.use_bias,
+        reset_after=getattr(cell, "reset_after", True),
+        dropout=float(cell.dropout),
+        recurrent_dropout=float(cell.recurrent_dropout),
+        regularizers={k: v for k, v in regs.items() if v},
+        weights=weights,
+    )
+
+
 def _rnn_layer(keras: ModuleType, layer: Any, where: str) -> tuple[CellSpec, dict[str, bool]]:
     """(CellSpec with weights, loop options) of a built SimpleRNN / GRU / LSTM."""
     kind = next((k for name, k in _KINDS.items() if isinstance(layer, getattr(keras.layers, name))), None)
@@ -72,46 +109,14 @@ def _rnn_layer(keras: ModuleType, layer: Any, where: str) -> tuple[CellSpec, dic
             f"{where}: expected a built layer (call it once, or layer.build((None, None, "
             "features))), received an unbuilt one: it has no weights yet."
         )
-    cell = layer.cell
     if layer.stateful:
         raise RshopConfigError(
             f"{where}: stateful=True is not supported by the converter; expected "
             "stateful=False (rshop has its own stateful option: get_layer(stateful=True, ...))."
         )
-    for what in ("kernel_constraint", "recurrent_constraint", "bias_constraint"):
-        if getattr(cell, what, None) is not None:
-            raise RshopConfigError(
-                f"{where}: {what} is not supported (rshop has no weight constraints); expected None."
-            )
+    spec = cell_spec(keras, layer.cell, kind, where)
     if layer.activity_regularizer is not None:
         raise RshopConfigError(f"{where}: activity_regularizer is not supported; expected None.")
-    if layer.compute_dtype != "float32" or layer.variable_dtype != "float32":
-        raise RshopConfigError(f"{where}: dtype policy {layer.dtype_policy.name!r} is not supported; expected float32.")
-    regs = {
-        k: _regularizer(keras, getattr(cell, f"{k}_regularizer"), f"{k}_regularizer", where)
-        for k in ("kernel", "recurrent", "bias")
-    }
-    variables = {"kernel": cell.kernel, "recurrent_kernel": cell.recurrent_kernel}
-    if cell.use_bias:
-        variables["bias"] = cell.bias
-    weights = {k: np.array(keras.ops.convert_to_numpy(v.value), dtype=np.float32) for k, v in variables.items()}
-    act = _activation(keras, cell.activation, "activation", where)
-    recurrent = (
-        _activation(keras, cell.recurrent_activation, "recurrent_activation", where) if kind != "rnn" else "sigmoid"
-    )
-    spec = CellSpec(
-        kind,
-        cell.units,
-        weights["kernel"].shape[0],
-        act,
-        recurrent,
-        use_bias=cell.use_bias,
-        reset_after=getattr(cell, "reset_after", True),
-        dropout=float(cell.dropout),
-        recurrent_dropout=float(cell.recurrent_dropout),
-        regularizers={k: v for k, v in regs.items() if v},
-        weights=weights,
-    )
     options = {
         "return_sequences": bool(layer.return_sequences),
         "return_states": bool(layer.return_state),

@@ -11,7 +11,8 @@ RecurrentShop's way of writing a cell, with Keras layers::
 The Keras graph is walked from the requested tensors back to the step model's inputs (through each
 tensor's producing node) and rebuilt with rshop layers and :mod:`rshop_core.functional` ops; the Keras
 weights are then copied into the rshop model. A Keras layer used twice stays one rshop layer (shared
-weights). Only layers and ops with an exact rshop equivalent are accepted (see :data:`SUPPORTED`);
+weights). Only layers and ops with an exact rshop equivalent are accepted (see :data:`SUPPORTED`; indexing,
+shape ops, ``einsum`` / ``matmul``, reductions, ``Dot`` and Keras cells are translated in :mod:`.keras_step_ops`);
 anything else — ``Lambda`` included, on purpose: it would run arbitrary code — raises
 :class:`~rshop_core.errors.RshopConfigError` naming the layer's class and name.
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar, cast
 
 import numpy as np
 
@@ -35,10 +36,14 @@ from .. import functional as F
 from ..errors import RshopConfigError
 from ..functional import BinaryOp, UnaryOp
 from ..layers import Activation, Dense, Dropout
+from ..layers.base import Layer
 from ..model import RecurrentModel
 from ..symbolic import Input, Tensor
+from . import keras_step_ops
 
 __all__ = ["from_keras_step", "SUPPORTED"]
+
+LayerT = TypeVar("LayerT", bound=Layer)
 
 # Keras layers (by class name; the exact classes are checked) and keras.ops operations that map exactly
 SUPPORTED_LAYERS = (
@@ -57,6 +62,8 @@ SUPPORTED_LAYERS = (
     "ReLU",
     "Softmax",
     "Reshape",
+    "Dot",
+    *keras_step_ops.CELLS,
 )
 _BINARY_OPS: dict[str, BinaryOp] = {
     "Add": F.add,
@@ -90,7 +97,9 @@ _UNARY_OPS: dict[str, UnaryOp] = {
     "HardSilu": F.hard_silu,
 }
 _ATTR_OPS = ("Gelu", "LeakyRelu", "LogSoftmax", "Power")  # keras.ops with a setting or two tensors: see _op
-SUPPORTED = SUPPORTED_LAYERS + tuple(f"keras.ops.{k}" for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax", *_ATTR_OPS))
+SUPPORTED = SUPPORTED_LAYERS + tuple(
+    f"keras.ops.{k}" for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax", *_ATTR_OPS, *keras_step_ops.OPS)
+)
 
 
 def _name(s: str) -> str:
@@ -106,12 +115,18 @@ def _is_layer(op: Any, cls_name: str) -> bool:
 
 
 def _unsupported(op: Any, why: str | None = None) -> NoReturn:
-    what = f"{type(op).__name__} {getattr(op, 'name', '?')!r}"
+    import keras
+
+    kind = type(op).__name__
+    what = f"{'layer' if isinstance(op, keras.layers.Layer) else 'op'} {kind} {getattr(op, 'name', '?')!r}"
+    nearest = keras_step_ops.nearest_form(kind) if why is None else None
     raise RshopConfigError(
-        f"from_keras_step, layer {what}: expected a supported layer ({', '.join(SUPPORTED_LAYERS[1:])}) or "
-        "elementwise keras.ops call, received "
-        f"{type(op).__module__}.{type(op).__name__}{' (' + why + ')' if why else ''}. Lambda and custom layers "
-        "are never imported; write that part of the step with rshop layers or rshop_core.functional."
+        f"from_keras_step, {what}: expected a supported layer ({', '.join(SUPPORTED_LAYERS[1:])}) or "
+        f"keras.ops call ({', '.join(s[10:] for s in SUPPORTED[len(SUPPORTED_LAYERS) :])}), received "
+        f"{type(op).__module__}.{kind}{' (' + why + ')' if why else ''}. "
+        + (f"Nearest supported form: {nearest}. " if nearest else "")
+        + "Lambda and custom layers are never imported; write that part of the step with the supported forms "
+        "(docs/converting.md), rshop layers or rshop_core.functional."
     )
 
 
@@ -140,18 +155,16 @@ class _Importer:
     def __init__(self, inputs: dict[int, Tensor]) -> None:
         self.inputs = inputs  # id(InputLayer op) -> rshop Input
         self.memo: dict[tuple[int, int, int], Tensor] = {}  # (id(op), node index, tensor index) -> rshop Tensor
-        self.layers: dict[int, tuple[Any, Dense]] = {}  # id(Keras layer) -> (Keras layer, its rshop layer)
+        self.layers: dict[int, tuple[Any, Layer]] = {}  # id(Keras layer) -> (Keras layer, its rshop layer)
 
-    def rshop_layer(self, op: Any, make: Callable[[], Dense]) -> Dense:
+    def rshop_layer(self, op: Any, make: Callable[[], LayerT]) -> LayerT:
         """The one rshop layer standing for Keras layer ``op`` (shared across its calls)."""
         entry = self.layers.get(id(op))
         if entry is None:
             entry = self.layers[id(op)] = (op, make())
-        return entry[1]
+        return cast(LayerT, entry[1])  # what ``make`` built for this Keras layer
 
     def convert(self, kt: Any) -> Tensor:
-        import keras
-
         history = getattr(kt, "_keras_history", None)
         if history is None:
             raise RshopConfigError(f"from_keras_step: expected Keras tensors of the step model, received {kt!r}.")
@@ -168,13 +181,26 @@ class _Importer:
             out = self.inputs[id(op)]
         else:
             node = op._inbound_nodes[node_index]
-            args = [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in node.arguments.args]
-            if any(isinstance(v, keras.KerasTensor) for v in keras.tree.flatten(node.arguments.kwargs)):
-                _unsupported(op, "Keras tensors given as keyword arguments")
-            outs = self.apply(op, args, node.arguments.kwargs)
-            out = outs if not isinstance(outs, (list, tuple)) else outs[tensor_index]
+            args = [self._deep(a) for a in node.arguments.args]
+            kwargs = {k: self._deep(v) for k, v in node.arguments.kwargs.items()}
+            outs = self.apply(op, args, kwargs)
+            if not isinstance(outs, (list, tuple)):
+                outs = [outs]
+            for i, o in enumerate(outs):  # every output of the call at once: a node is translated once
+                self.memo[key[:2] + (i,)] = o
+            out = outs[tensor_index]
         self.memo[key] = out
         return out
+
+    def _deep(self, a: Any) -> Any:
+        """``a`` with every Keras tensor in it (through lists and tuples) made an rshop Tensor."""
+        import keras
+
+        if isinstance(a, keras.KerasTensor):
+            return self.convert(a)
+        if isinstance(a, (list, tuple)):
+            return type(a)(self._deep(v) for v in a)
+        return a
 
     def _listed(self, op: Any, args: list[Any]) -> list[Any]:
         import keras
@@ -183,15 +209,23 @@ class _Importer:
             return [self.convert(a) if isinstance(a, keras.KerasTensor) else a for a in args[0]]
         return list(args)
 
-    def apply(self, op: Any, args: list[Any], kwargs: dict[str, Any]) -> Tensor:  # one branch per supported layer
+    def apply(self, op: Any, args: list[Any], kwargs: dict[str, Any]) -> Tensor | list[Tensor]:  # a branch per kind
         import keras
 
         kind = type(op).__name__
         if isinstance(op, keras.layers.Layer) and kind in SUPPORTED_LAYERS and _is_layer(op, kind):
+            if kind in keras_step_ops.CELLS:
+                return keras_step_ops.translate_cell(self, _unsupported, op, kind, args, kwargs)
             if kwargs and set(kwargs) - {"training", "mask"}:
                 _unsupported(op, f"call keywords {sorted(kwargs)}")
+            if any(isinstance(v, Tensor) for v in keras.tree.flatten(kwargs)):
+                _unsupported(op, "Keras tensors given as keyword arguments")
             return self._layer(op, kind, args)
         if type(op).__module__.startswith("keras.src.ops.") and not isinstance(op, keras.layers.Layer):
+            if kind in keras_step_ops.OPS:
+                if kwargs:
+                    _unsupported(op, f"keywords {sorted(kwargs)}")
+                return keras_step_ops.translate_op(_unsupported, op, kind, args)
             return self._op(op, kind, args, kwargs)
         _unsupported(op)
 
@@ -232,6 +266,10 @@ class _Importer:
         if kind == "Reshape":
             return F.reshape(args[0], [int(d) for d in op.target_shape])
         xs = self._listed(op, args)
+        if kind == "Dot":
+            if len(xs) != 2:
+                _unsupported(op, f"{len(xs)} inputs (expected 2)")
+            return keras_step_ops.dot_layer(_unsupported, op, xs[0], xs[1])
         if kind == "Concatenate":
             return F.concat(xs, axis=self._axis(op, op.axis, xs[0]))
         merge = {
