@@ -5,7 +5,7 @@ it into a recurrent layer; ``model.lower(engine)`` runs it natively on numpy, ja
 torch or tensorflow. Importing this package imports no framework.
 """
 
-from . import activations, cells, functional, initializers, layers, regularizers
+from . import activations, cells, constraints, functional, initializers, layers, regularizers
 from .bidirectional import Bidirectional
 from .errors import (
     RshopConfigError,
@@ -51,6 +51,7 @@ __all__ = [
     "load",
     "activations",
     "cells",
+    "constraints",
     "functional",
     "initializers",
     "layers",

@@ -95,6 +95,7 @@ class ModelCell(Cell):
                         "initializer": spec.initializer,
                         "trainable": spec.trainable,
                         "regularizer": spec.regularizer,
+                        "constraint": spec.constraint,
                     },
                 ),
             )
