@@ -189,7 +189,9 @@ def test_an_axis_the_weight_lacks_is_refused_when_it_is_declared():
         "layer 'scaled' weight 'scale' constraint: expected constraint axes within a parameter of rank 1 "
         "(shape (3,)), received axis=1."
     )
-    with pytest.raises(RshopConfigError, match=r"^layer 'ind_rnn_cell' weight 'recurrent_kernel' constraint: expected constraint axes"):
+    with pytest.raises(
+        RshopConfigError, match=r"^layer 'ind_rnn_cell' weight 'recurrent_kernel' constraint: expected constraint axes"
+    ):
         IndRNNCell(3, input_dim=2, recurrent_constraint=constraints.unit_norm(axis=1)).get_layer()
 
 
