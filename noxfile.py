@@ -62,6 +62,7 @@ def keras(session):
         "pytest",
         "tests/test_keras_integration.py",
         "tests/test_convert_keras.py",
+        "tests/test_keras_constraints.py",
         *session.posargs,
         env=QUIET_TF,
     )
