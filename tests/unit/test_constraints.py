@@ -252,3 +252,24 @@ def test_a_bad_constraint_in_a_file_is_a_format_error(constraint, message):
         serialization.loads(repack(doc, weights), "f.rshop")
     assert message in str(info.value)
     assert str(info.value).startswith("f.rshop: ")
+
+
+def test_from_keras_step_imports_dense_constraints():
+    keras = pytest.importorskip("keras")
+    from rshop_core.convert.keras_step import from_keras_step
+
+    x_t, h = keras.Input((3,), name="x"), keras.Input((4,), name="h")
+    dense = keras.layers.Dense(4, kernel_constraint=keras.constraints.max_norm(1.5), bias_constraint="non_neg")
+    h_t = keras.layers.Activation("tanh")(keras.layers.Add()([dense(x_t), h]))
+    model = from_keras_step(keras.Model([x_t, h], h_t), initial_states=[h], final_states=[h_t])
+    got = {k.split("/")[-1]: s.constraint for k, s in model.param_specs.items()}
+    assert got == {"kernel": {"name": "max_norm", "max_value": 1.5, "axis": 0}, "bias": {"name": "non_neg"}}
+
+    class Mine(keras.constraints.Constraint):
+        def __call__(self, w):
+            return w
+
+    odd = keras.layers.Dense(4, kernel_constraint=Mine(), name="odd")
+    h_t = odd(x_t)
+    with pytest.raises(RshopConfigError, match=r"kernel_constraint Mine \(rshop has max_norm, unit_norm"):
+        from_keras_step(keras.Model([x_t, h], [h_t]), initial_states=[h], final_states=[h_t])
