@@ -127,7 +127,6 @@ def _eager(engine: str) -> contextlib.AbstractContextManager[Any]:
     return tf.init_scope()
 
 
-@keras.saving.register_keras_serializable(package="rshop")
 def keras_constraint(spec: dict[str, Any] | None) -> keras.constraints.Constraint | None:
     """The ``keras.constraints`` object computing what the rshop constraint ``spec`` (JSON form) computes."""
     if spec is None:
@@ -141,6 +140,7 @@ def keras_constraint(spec: dict[str, Any] | None) -> keras.constraints.Constrain
     return classes[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
 
 
+@keras.saving.register_keras_serializable(package="rshop")
 class RecurrentLayer(keras.layers.Layer):
     """An rshop ``RecurrentModel`` / ``RecurrentSequential`` / ``Bidirectional`` as a Keras layer.
 
