@@ -35,6 +35,7 @@ IR = {
     "rshop_core.specs",
     "rshop_core.initializers",
     "rshop_core.regularizers",
+    "rshop_core.constraints",
 }
 
 
