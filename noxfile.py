@@ -63,6 +63,7 @@ def keras(session):
         "tests/test_keras_integration.py",
         "tests/test_convert_keras.py",
         "tests/unit/test_migration_semantics.py",  # RecurrentLayer's refusals on every Keras backend
+        "tests/test_keras_constraints.py",
         *session.posargs,
         env=QUIET_TF,
     )

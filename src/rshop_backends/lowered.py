@@ -19,10 +19,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 
+from rshop_core import constraints as _constraints
 from rshop_core import initializers
 from rshop_core import passes as _passes
 from rshop_core.call_forms import refuse_symbolic
@@ -243,6 +244,26 @@ class Lowered(ABC):
     @abstractmethod
     def _write_weights(self, weights: dict[str, np.ndarray]) -> None:
         """Assign every parameter from checked numpy arrays in this layer's dtype."""
+
+    # hooks of apply_constraints: not abstract, so an engine written before them still loads
+    def _norm(self, v: Any, axes: tuple[int, ...]) -> Any:
+        """``sqrt(sum(v ** 2, axes, keepdims=True))`` as an engine array."""
+        raise RshopNotImplementedError(
+            f"{self._where}: expected an engine implementing _norm for weight constraints, received one without it."
+        )
+
+    def _clip(self, v: Any, lo: float, hi: float) -> Any:
+        """``v`` clipped to [lo, hi] (hi may be inf) as an engine array."""
+        raise RshopNotImplementedError(
+            f"{self._where}: expected an engine implementing _clip for weight constraints, received one without it."
+        )
+
+    def _assign_params(self, values: dict[str, Any]) -> None:
+        """Replace the named parameters in place with the engine arrays ``values`` (no gradient recorded)."""
+        raise RshopNotImplementedError(
+            f"{self._where}: expected an engine implementing _assign_params for weight constraints, "
+            "received one without it."
+        )
 
     def _step(self, plan: Plan) -> codegen.GeneratedStep:
         return self._compiled(plan, "step")
@@ -718,6 +739,43 @@ class Lowered(ABC):
             if r and r["l2"]:
                 total = total + r["l2"] * self._sum_square(P[k])
         return total
+
+    @property
+    def constraints(self) -> dict[str, dict[str, Any]]:
+        """Qualified name -> the JSON form of its constraint, for every constrained parameter."""
+        return {k: s.constraint for k, s in self.model.param_specs.items() if s.constraint is not None}
+
+    @overload
+    def apply_constraints(self, params: None = None) -> None: ...
+    @overload
+    def apply_constraints(self, params: dict[str, Any]) -> dict[str, Any]: ...
+    def apply_constraints(self, params: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """Project the constrained parameters (``kernel_constraint=``, ``add_weight(constraint=)``, ...)
+        onto their constraint sets, as Keras does after each optimizer step. Call it after ``opt.step()``.
+
+        ``apply_constraints()`` changes this layer's own parameters in place (torch: under
+        ``no_grad``; tensorflow: ``assign``; jax: ``layer.params`` is rebound to a new dict) and returns
+        None. ``apply_constraints(params)`` is pure: it returns a new dict, ``params`` with its
+        constrained entries projected (jax: works under ``jax.jit``, after ``optax.apply_updates``).
+        A layer without constraints changes nothing.
+        """
+        specs = self.constraints
+        if params is None:
+            current = self._param_dict()
+            self._assign_params({k: _constraints.project(c, self._detach(current[k]), self) for k, c in specs.items()})
+            return None
+        if not isinstance(params, dict):
+            raise RshopConfigError(
+                f"{self._where}, apply_constraints: expected None or a dict of parameters by qualified name, "
+                f"received {type(params).__name__}."
+            )
+        missing = sorted(set(specs) - set(params))
+        if missing:
+            raise RshopConfigError(
+                f"{self._where}, apply_constraints: expected the constrained parameters {sorted(specs)}, "
+                f"received a dict missing {missing}. Pass the whole parameter dict (layer.params on jax)."
+            )
+        return {k: _constraints.project(specs[k], v, self) if k in specs else v for k, v in params.items()}
 
 
 def check_call_states(layer: Lowered, info: list) -> None:

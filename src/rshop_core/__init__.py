@@ -5,7 +5,7 @@ it into a recurrent layer; ``model.lower(engine)`` runs it natively on numpy, ja
 torch or tensorflow. Importing this package imports no framework.
 """
 
-from . import activations, cells, custom_ops, functional, initializers, layers, regularizers
+from . import activations, cells, constraints, custom_ops, functional, initializers, layers, regularizers
 from .bidirectional import Bidirectional
 from .custom_ops import register_op
 from .errors import (
@@ -54,6 +54,7 @@ __all__ = [
     "custom_ops",
     "activations",
     "cells",
+    "constraints",
     "functional",
     "initializers",
     "layers",

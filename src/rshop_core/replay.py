@@ -40,6 +40,7 @@ def param_tensor(spec: ParamSpec, qualified: str | None = None) -> Tensor:
                 "initializer": spec.initializer,
                 "trainable": spec.trainable,
                 "regularizer": spec.regularizer,
+                "constraint": spec.constraint,
             },
         ),
     )

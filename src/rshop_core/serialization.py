@@ -28,7 +28,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 import numpy as np
 
-from . import initializers, safetensors_io
+from . import constraints, initializers, safetensors_io
 from .dtypes import DTYPES
 from .errors import RshopConfigError, RshopError, RshopFormatError
 from .graph import Node, StepGraph, verify
@@ -343,7 +343,7 @@ def weights_budget(doc: Json) -> tuple[int, int]:
             )
         for i, p in enumerate(params):
             w = f"model.params[{i}]"
-            _obj(p, ("name", "shape", "dtype", "initializer", "trainable", "regularizer"), w)
+            _obj(p, PARAM_KEYS, w, ("constraint",))
             if p["dtype"] not in ("float32", "float64"):
                 _fail(f"{w}: expected dtype float32 or float64, received {p['dtype']!r:.40}.")
             specs[prefix + _str(p["name"], w)] = math.prod(_shape(p["shape"], w, False)) * np.dtype(p["dtype"]).itemsize
@@ -554,8 +554,12 @@ def _node(v: Json, k: int, where: str) -> Node:
     )
 
 
+PARAM_KEYS = ("name", "shape", "dtype", "initializer", "trainable", "regularizer")
+"""The keys of a parameter; ``constraint`` (added after version 1) is written only when set."""
+
+
 def _param(v: Json, where: str) -> ParamSpec:
-    _obj(v, ("name", "shape", "dtype", "initializer", "trainable", "regularizer"), where)
+    _obj(v, PARAM_KEYS, where, ("constraint",))
     if not isinstance(v["trainable"], bool):
         _fail(f"{where}: expected trainable true or false, received {v['trainable']!r:.40}.")
     _json_value(v["initializer"] if isinstance(v["initializer"], list) else [], where)
@@ -566,7 +570,23 @@ def _param(v: Json, where: str) -> ParamSpec:
         _initializer(v["initializer"], where),
         v["trainable"],
         v["regularizer"],
+        _constraint(v.get("constraint"), where),
     )
+
+
+def _constraint(v: Json, where: str) -> dict[str, Any] | None:
+    """A parameter's constraint: absent/null, or ``{"name": <one of the closed set>, **numbers}``."""
+    if v is None:
+        return None
+    w = f"{where}.constraint"
+    if not isinstance(v, dict) or len(v) > 8:
+        _fail(f"{w}: expected a constraint object of at most 8 keys, received {type(v).__name__}.")
+    for key, value in v.items():
+        if not isinstance(value, (list, str)):
+            _json_value(value, w)
+        elif isinstance(value, list) and (len(value) > 32 or not all(isinstance(a, int) for a in value)):
+            _fail(f"{w}: expected {key} as a list of at most 32 ints, received {value!r:.80}.")
+    return constraints.from_json(v, w, RshopFormatError).to_json()
 
 
 def _initializer(v: Json, where: str) -> initializers.Initializer:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from . import initializers, regularizers
+from . import constraints, initializers, regularizers
 from .dtypes import check_float_dtype
 from .limits import check_name, check_param_name
 from .types import check_shape
@@ -21,6 +21,7 @@ class ParamSpec:
     initializer: initializers.Initializer = field(default_factory=initializers.Zeros)
     trainable: bool = True
     regularizer: dict | None = None  # {"l1": a, "l2": b}: see rshop_core.regularizers
+    constraint: dict | None = None  # {"name": "max_norm", ...}: see rshop_core.constraints
 
     def __post_init__(self) -> None:
         check_param_name(self.name, f"parameter {self.name!r:.80}")
@@ -28,9 +29,11 @@ class ParamSpec:
         object.__setattr__(self, "dtype", check_float_dtype(self.dtype, f"parameter {self.name!r}"))
         object.__setattr__(self, "initializer", initializers.get(self.initializer))
         object.__setattr__(self, "regularizer", regularizers.get(self.regularizer, f"parameter {self.name!r}"))
+        object.__setattr__(self, "constraint", constraints.get(self.constraint, f"parameter {self.name!r} constraint"))
+        constraints.check_rank(self.constraint, self.shape, f"parameter {self.name!r} constraint")
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "name": self.name,
             "shape": list(self.shape),
             "dtype": self.dtype,
@@ -38,6 +41,9 @@ class ParamSpec:
             "trainable": self.trainable,
             "regularizer": self.regularizer,
         }
+        if self.constraint is not None:  # added after format version 1: written only when set
+            out["constraint"] = self.constraint
+        return out
 
 
 @dataclass(frozen=True)

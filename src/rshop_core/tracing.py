@@ -141,7 +141,13 @@ class _ParamNamer:
         self.owners.setdefault(qual, (owner, local))
         if qual not in self.params:
             self.params[qual] = ParamSpec(
-                qual, spec["shape"], spec["dtype"], spec["initializer"], spec["trainable"], spec.get("regularizer")
+                qual,
+                spec["shape"],
+                spec["dtype"],
+                spec["initializer"],
+                spec["trainable"],
+                spec.get("regularizer"),
+                spec.get("constraint"),
             )
         return qual
 

@@ -5,7 +5,6 @@ softmax) stays outside the recurrent layer; the port feeds float embeddings."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from rshop_core import Input, RecurrentModel
 from rshop_core import initializers as I
@@ -85,7 +84,6 @@ def test_rhn_regularizer():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
-@pytest.mark.xfail(reason="pending issue 12 item 8: kernel_constraint=max_norm(...) on Dense", strict=True)
 def test_rhn_with_max_norm_constraints():
     """The example's kernel_constraint=max_norm(gradient_clip), as Keras spells it."""
     from rshop_core import constraints

@@ -36,6 +36,7 @@ IR = {
     "rshop_core.specs",
     "rshop_core.initializers",
     "rshop_core.regularizers",
+    "rshop_core.constraints",
 }
 
 

@@ -218,6 +218,15 @@ class JaxLayer(Lowered):
     def _sum_square(self, v: Any) -> Any:
         return jnp.sum(jnp.square(v))
 
+    def _norm(self, v: Any, axes: tuple[int, ...]) -> Any:
+        return jnp.sqrt(jnp.sum(jnp.square(v), axis=axes, keepdims=True))
+
+    def _clip(self, v: Any, lo: float, hi: float) -> Any:
+        return jnp.clip(v, lo, hi)
+
+    def _assign_params(self, values: dict[str, Any]) -> None:
+        self.params = {**self.params, **values}  # a new pytree: the old one is left as it was
+
     def _param_dict(self) -> dict[str, Any]:
         return self.params
 

@@ -9,7 +9,9 @@ How it works:
 
 - **Weights.** ``build`` creates one Keras weight per rshop parameter (``model.param_specs``),
   initialised from ``model.get_weights()``, with the spec's ``trainable`` flag and its
-  regularizer as a ``keras.regularizers.L1L2`` (so it lands in ``model.losses``). Keras forbids
+  regularizer as a ``keras.regularizers.L1L2`` (so it lands in ``model.losses``) and its
+  constraint as the ``keras.constraints`` object of the same name (so Keras' optimizers project the
+  variable after each step, on every backend: ``Model.fit`` applies it). Keras forbids
   ``/`` in weight names, so a qualified name is escaped reversibly with ``-`` as the escape
   character: ``-`` becomes ``-_`` and ``/`` becomes ``--`` (``lstm_cell/kernel`` ->
   ``lstm_cell--kernel``); :func:`keras_weight_name` and :func:`rshop_weight_name` convert.
@@ -146,6 +148,19 @@ def _refuse_random_states(model: Lowerable) -> None:
                 )
 
 
+def keras_constraint(spec: dict[str, Any] | None) -> keras.constraints.Constraint | None:
+    """The ``keras.constraints`` object computing what the rshop constraint ``spec`` (JSON form) computes."""
+    if spec is None:
+        return None
+    classes = {
+        "max_norm": keras.constraints.MaxNorm,
+        "unit_norm": keras.constraints.UnitNorm,
+        "non_neg": keras.constraints.NonNeg,
+        "min_max_norm": keras.constraints.MinMaxNorm,
+    }
+    return classes[spec["name"]](**{k: v for k, v in spec.items() if k != "name"})
+
+
 @keras.saving.register_keras_serializable(package="rshop")
 class RecurrentLayer(keras.layers.Layer):
     """An rshop ``RecurrentModel`` / ``RecurrentSequential`` / ``Bidirectional`` as a Keras layer.
@@ -223,6 +238,7 @@ class RecurrentLayer(keras.layers.Layer):
                 dtype=spec.dtype,
                 trainable=spec.trainable,
                 regularizer=keras.regularizers.L1L2(l1=reg["l1"], l2=reg["l2"]) if reg else None,
+                constraint=keras_constraint(spec.constraint),
             )
         self.built = True
 

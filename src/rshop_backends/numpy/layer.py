@@ -63,6 +63,15 @@ class NumpyLayer(Lowered):
     def _sum_square(self, v: Any) -> Any:
         return np.square(v).sum()
 
+    def _norm(self, v: Any, axes: tuple[int, ...]) -> Any:
+        return np.sqrt(np.sum(np.square(v), axis=axes, keepdims=True))
+
+    def _clip(self, v: Any, lo: float, hi: float) -> Any:
+        return np.clip(v, lo, hi)
+
+    def _assign_params(self, values: dict[str, Any]) -> None:
+        self.params = {**self.params, **values}
+
     def _flip_time(self, y: Any) -> np.ndarray:
         return np.ascontiguousarray(y[:, ::-1])
 

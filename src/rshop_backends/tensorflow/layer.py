@@ -263,6 +263,16 @@ class TensorFlowLayer(tf.Module, Lowered):
     def _sum_square(self, v: Any) -> Any:
         return tf.reduce_sum(tf.square(v))
 
+    def _norm(self, v: Any, axes: tuple[int, ...]) -> Any:
+        return tf.sqrt(tf.reduce_sum(tf.square(v), axis=list(axes), keepdims=True))
+
+    def _clip(self, v: Any, lo: float, hi: float) -> Any:
+        return tf.clip_by_value(v, lo, hi)
+
+    def _assign_params(self, values: dict[str, Any]) -> None:
+        for q, v in values.items():
+            self.variables_by_name[q].assign(v)
+
     def _flip_time(self, y: Any) -> Any:
         return tf.reverse(y, axis=[1])
 

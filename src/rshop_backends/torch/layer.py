@@ -221,6 +221,17 @@ class TorchLayer(nn.Module, Lowered):
     def _sum_square(self, v: Any) -> Any:
         return v.square().sum()
 
+    def _norm(self, v: Any, axes: tuple[int, ...]) -> Any:
+        return torch.sqrt(torch.sum(v * v, dim=axes, keepdim=True))
+
+    def _clip(self, v: Any, lo: float, hi: float) -> Any:
+        return torch.clamp(v, min=lo, max=hi)
+
+    def _assign_params(self, values: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for q, v in values.items():
+                self._parameters[q].copy_(v)
+
     def _flip_time(self, y: Any) -> Any:
         return torch.flip(y, dims=(1,))
 

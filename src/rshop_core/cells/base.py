@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, overload
 
 from .. import activations, initializers, regularizers
+from .. import constraints as _constraints
 from .. import functional as F
 from .. import initializers as _initializers
 from .. import regularizers as _regularizers
@@ -48,6 +49,10 @@ class Cell(Layer):
     kernel_regularizer: dict | None
     recurrent_regularizer: dict | None
     bias_regularizer: dict | None
+    # set by _resolve_constraints; None for a cell that takes no constraints
+    kernel_constraint: dict | None = None
+    recurrent_constraint: dict | None = None
+    bias_constraint: dict | None = None
     dropout: float
     recurrent_dropout: float
 
@@ -119,12 +124,24 @@ class Cell(Layer):
                 raise RshopConfigError(f"{where} {key}: expected a rate in [0, 1), received {value!r}.")
             setattr(self, key, float(value))
 
+    def _resolve_constraints(self, **named: object) -> None:
+        """Set each keyword (``kernel_constraint``, ...) as an attribute: a constraint's JSON form or None,
+        checked now (by name, object or keras object; see :mod:`rshop_core.constraints`)."""
+        where = f"{type(self).__name__} {self.name!r}"
+        for key, value in named.items():
+            setattr(self, key, _constraints.get(value, f"{where} {key}"))
+
     def _kernels(self, x: Tensor, h: Tensor, width: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``kernel`` (in, width), ``recurrent_kernel`` (units, width), and x and h after the
         cell's dropout (``dropout`` on x, ``recurrent_dropout`` on h: one mask per sequence)."""
         dt = x.dtype
         k = self.add_weight(
-            "kernel", (x.shape[-1], width), self.kernel_initializer, dt, regularizer=self.kernel_regularizer
+            "kernel",
+            (x.shape[-1], width),
+            self.kernel_initializer,
+            dt,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         r = self.add_weight(
             "recurrent_kernel",
@@ -132,6 +149,7 @@ class Cell(Layer):
             self.recurrent_initializer,
             dt,
             regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
         )
         if self.dropout:
             x = F.dropout(x, self.dropout, name=f"{self.name}/dropout")
@@ -140,7 +158,9 @@ class Cell(Layer):
         return k, r, x, h
 
     def _bias(self, shape: Shape, initializer: initializers.InitializerLike, dtype: str) -> Tensor:
-        return self.add_weight("bias", shape, initializer, dtype, regularizer=self.bias_regularizer)
+        return self.add_weight(
+            "bias", shape, initializer, dtype, regularizer=self.bias_regularizer, constraint=self.bias_constraint
+        )
 
     def state_shapes(self) -> list[Shape]:
         return [(self.units,)] * len(self.state_names)

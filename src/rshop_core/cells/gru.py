@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
+from ..constraints import ConstraintLike
 from ..initializers import InitializerLike
 from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
@@ -43,6 +44,9 @@ class GRUCell(Cell):
         kernel_regularizer: RegularizerLike = None,
         recurrent_regularizer: RegularizerLike = None,
         bias_regularizer: RegularizerLike = None,
+        kernel_constraint: ConstraintLike = None,
+        recurrent_constraint: ConstraintLike = None,
+        bias_constraint: ConstraintLike = None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         name: str | None = None,
@@ -59,6 +63,11 @@ class GRUCell(Cell):
             bias_regularizer,
             dropout,
             recurrent_dropout,
+        )
+        self._resolve_constraints(
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
         )
         self.reset_after = bool(reset_after)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
+from ..constraints import ConstraintLike
 from ..initializers import Initializer, InitializerLike, RandomUniform
 from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
@@ -50,6 +51,9 @@ class IndRNNCell(Cell):
         kernel_regularizer: RegularizerLike = None,
         recurrent_regularizer: RegularizerLike = None,
         bias_regularizer: RegularizerLike = None,
+        kernel_constraint: ConstraintLike = None,
+        recurrent_constraint: ConstraintLike = None,
+        bias_constraint: ConstraintLike = None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         name: str | None = None,
@@ -67,15 +71,30 @@ class IndRNNCell(Cell):
             dropout,
             recurrent_dropout,
         )
+        self._resolve_constraints(
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
+        )
 
     def step(self, x: Tensor, states: list) -> tuple[Tensor, list[Tensor]]:
         (h,) = states
         dt = x.dtype
         k = self.add_weight(
-            "kernel", (x.shape[-1], self.units), self.kernel_initializer, dt, regularizer=self.kernel_regularizer
+            "kernel",
+            (x.shape[-1], self.units),
+            self.kernel_initializer,
+            dt,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         u = self.add_weight(
-            "recurrent_kernel", (self.units,), self.recurrent_initializer, dt, regularizer=self.recurrent_regularizer
+            "recurrent_kernel",
+            (self.units,),
+            self.recurrent_initializer,
+            dt,
+            regularizer=self.recurrent_regularizer,
+            constraint=self.recurrent_constraint,
         )
         if self.dropout:
             x = F.dropout(x, self.dropout, name=f"{self.name}/dropout")

@@ -34,6 +34,8 @@ class _InputGatedCell(Cell):
         bias_initializer: object = "zeros",
         kernel_regularizer: object = None,
         bias_regularizer: object = None,
+        kernel_constraint: object = None,
+        bias_constraint: object = None,
         dropout: float = 0.0,
         name: str | None = None,
     ) -> None:
@@ -44,12 +46,18 @@ class _InputGatedCell(Cell):
             regularizers={"kernel_regularizer": kernel_regularizer, "bias_regularizer": bias_regularizer},
             rates={"dropout": dropout},
         )
+        self._resolve_constraints(kernel_constraint=kernel_constraint, bias_constraint=bias_constraint)
 
     def _pieces(self, x: Tensor) -> list[Tensor]:
         """``x_t @ kernel + bias`` (after input dropout) cut into ``n_pieces`` pieces of ``units``."""
         width = self.n_pieces * self.units
         k = self.add_weight(
-            "kernel", (x.shape[-1], width), self.kernel_initializer, x.dtype, regularizer=self.kernel_regularizer
+            "kernel",
+            (x.shape[-1], width),
+            self.kernel_initializer,
+            x.dtype,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         if self.dropout:
             x = F.dropout(x, self.dropout, name=f"{self.name}/dropout")

@@ -119,6 +119,7 @@ class ModelCell(Cell):
                         "initializer": spec.initializer,
                         "trainable": spec.trainable,
                         "regularizer": spec.regularizer,
+                        "constraint": spec.constraint,
                     },
                 ),
             )

@@ -44,6 +44,7 @@ class RGLRUCell(Cell):
     kernel_regularizer: dict | None
     a_regularizer: dict | None
     bias_regularizer: dict | None
+    a_constraint: dict | None
     dropout: float
 
     def __init__(
@@ -58,6 +59,9 @@ class RGLRUCell(Cell):
         kernel_regularizer: object = None,
         a_regularizer: object = None,
         bias_regularizer: object = None,
+        kernel_constraint: object = None,
+        a_constraint: object = None,
+        bias_constraint: object = None,
         dropout: float = 0.0,
         name: str | None = None,
     ) -> None:
@@ -81,14 +85,24 @@ class RGLRUCell(Cell):
             },
             rates={"dropout": dropout},
         )
+        self._resolve_constraints(
+            kernel_constraint=kernel_constraint, a_constraint=a_constraint, bias_constraint=bias_constraint
+        )
 
     def step(self, x: Tensor, states: list) -> tuple[Tensor, list[Tensor]]:
         (h,) = states
         u, dt = self.units, x.dtype
         k = self.add_weight(
-            "kernel", (x.shape[-1], 3 * u), self.kernel_initializer, dt, regularizer=self.kernel_regularizer
+            "kernel",
+            (x.shape[-1], 3 * u),
+            self.kernel_initializer,
+            dt,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
-        lam = self.add_weight("a_param", (u,), self.a_initializer, dt, regularizer=self.a_regularizer)
+        lam = self.add_weight(
+            "a_param", (u,), self.a_initializer, dt, regularizer=self.a_regularizer, constraint=self.a_constraint
+        )
         if self.dropout:
             x = F.dropout(x, self.dropout, name=f"{self.name}/dropout")
         z = F.matmul(x, k)

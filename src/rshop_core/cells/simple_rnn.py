@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import functional as F
 from ..activations import Activation
+from ..constraints import ConstraintLike
 from ..initializers import InitializerLike
 from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
@@ -30,6 +31,9 @@ class SimpleRNNCell(Cell):
         kernel_regularizer: RegularizerLike = None,
         recurrent_regularizer: RegularizerLike = None,
         bias_regularizer: RegularizerLike = None,
+        kernel_constraint: ConstraintLike = None,
+        recurrent_constraint: ConstraintLike = None,
+        bias_constraint: ConstraintLike = None,
         dropout: float = 0.0,
         recurrent_dropout: float = 0.0,
         name: str | None = None,
@@ -46,6 +50,11 @@ class SimpleRNNCell(Cell):
             bias_regularizer,
             dropout,
             recurrent_dropout,
+        )
+        self._resolve_constraints(
+            kernel_constraint=kernel_constraint,
+            recurrent_constraint=recurrent_constraint,
+            bias_constraint=bias_constraint,
         )
 
     def step(self, x: Tensor, states: list[Tensor]) -> tuple[Tensor, list[Tensor]]:

@@ -32,6 +32,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import numpy as np
 
+from .. import constraints as _constraints
 from .. import functional as F
 from ..errors import RshopConfigError
 from ..functional import BinaryOp, UnaryOp
@@ -140,6 +141,15 @@ def _regularizer(op: Any, which: str) -> dict[str, float] | None:
     return {"l1": float(cfg.get("l1", 0.0)), "l2": float(cfg.get("l2", 0.0))}
 
 
+def _constraint(op: Any, which: str) -> dict[str, Any] | None:
+    """A keras MaxNorm / UnitNorm / NonNeg / MinMaxNorm as rshop's; any other constraint is unsupported."""
+    c = getattr(op, which, None)
+    try:
+        return _constraints.get(c, which)
+    except RshopConfigError:
+        _unsupported(op, f"{which} {type(c).__name__} (rshop has max_norm, unit_norm, non_neg, min_max_norm)")
+
+
 def _activation_name(op: Any, fn: Any) -> str:
     import keras
 
@@ -232,9 +242,8 @@ class _Importer:
     def _layer(self, op: Any, kind: str, args: list[Any]) -> Tensor:
         nm = _name(op.name)
         if kind == "Dense":
-            for attr in ("kernel_constraint", "bias_constraint", "activity_regularizer"):
-                if getattr(op, attr, None) is not None:
-                    _unsupported(op, f"{attr} is set")
+            if getattr(op, "activity_regularizer", None) is not None:
+                _unsupported(op, "activity_regularizer is set")
             if getattr(op, "lora_enabled", False) or getattr(op, "quantization_mode", None):
                 _unsupported(op, "LoRA or quantized Dense")
             layer = self.rshop_layer(
@@ -245,6 +254,8 @@ class _Importer:
                     use_bias=op.use_bias,
                     kernel_regularizer=_regularizer(op, "kernel_regularizer"),
                     bias_regularizer=_regularizer(op, "bias_regularizer"),
+                    kernel_constraint=_constraint(op, "kernel_constraint"),
+                    bias_constraint=_constraint(op, "bias_constraint"),
                     name=nm,
                 ),
             )

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from .. import initializers, regularizers
+from .. import constraints, initializers, regularizers
+from ..constraints import ConstraintLike
 from ..dtypes import check_float_dtype
 from ..errors import RshopConfigError, RshopShapeError
 from ..initializers import InitializerLike
@@ -43,8 +45,13 @@ class Layer:
         dtype: str = "float32",
         trainable: bool = True,
         regularizer: RegularizerLike = None,
+        constraint: ConstraintLike = None,
     ) -> Tensor:
-        """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor."""
+        """Declare (or fetch) the parameter ``local`` of this layer as a symbolic Tensor.
+
+        ``constraint`` (None, ``'max_norm'``, ``'unit_norm'``, ``'non_neg'``, ``'min_max_norm'`` or a
+        :mod:`rshop_core.constraints` object) is the projection ``layer.apply_constraints()`` applies
+        after an optimizer step (Keras applies it itself in ``fit``)."""
         where = f"layer {self.name!r} weight {local!r}"
         if not isinstance(local, str) or not re.fullmatch(r"[A-Za-z0-9_\-]+", local):
             raise RshopConfigError(f"{where}: expected a name of letters, digits, '_', '-', received {local!r}.")
@@ -58,13 +65,15 @@ class Layer:
                     "A layer called twice must see inputs of the same feature size."
                 )
             return t
-        spec = {
+        spec: dict[str, Any] = {
             "shape": dims,
             "dtype": name,
             "initializer": initializers.get(initializer, where),
             "trainable": bool(trainable),
             "regularizer": regularizers.get(regularizer, where),
+            "constraint": constraints.get(constraint, f"{where} constraint"),
         }
+        constraints.check_rank(spec["constraint"], dims, f"{where} constraint")
         t = Tensor("param", (), {}, TensorType(dims, name, False), f"{self.name}/{local}", param=(self, local, spec))
         self._weights[local] = t
         return t

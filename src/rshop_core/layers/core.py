@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from .. import activations, initializers, regularizers
+from .. import activations, constraints, initializers, regularizers
 from .. import functional as F
+from ..constraints import ConstraintLike
 from ..errors import RshopConfigError, RshopShapeError
 from ..initializers import InitializerLike
 from ..regularizers import RegularizerLike
@@ -28,6 +29,8 @@ class Dense(Layer):
         bias_initializer: InitializerLike = "zeros",
         kernel_regularizer: RegularizerLike = None,
         bias_regularizer: RegularizerLike = None,
+        kernel_constraint: ConstraintLike = None,
+        bias_constraint: ConstraintLike = None,
         name: str | None = None,
     ) -> None:
         super().__init__(name)
@@ -39,6 +42,8 @@ class Dense(Layer):
         self.bias_initializer = initializers.get(bias_initializer, f"Dense {self.name!r} bias_initializer")
         self.kernel_regularizer = regularizers.get(kernel_regularizer, f"Dense {self.name!r} kernel_regularizer")
         self.bias_regularizer = regularizers.get(bias_regularizer, f"Dense {self.name!r} bias_regularizer")
+        self.kernel_constraint = constraints.get(kernel_constraint, f"Dense {self.name!r} kernel_constraint")
+        self.bias_constraint = constraints.get(bias_constraint, f"Dense {self.name!r} bias_constraint")
 
     def __call__(self, x: Tensor) -> Tensor:
         _check_tensor(self, x)
@@ -47,12 +52,22 @@ class Dense(Layer):
                 f"layer {self.name!r}: expected an input with a known last axis, received {x.type.describe()}."
             )
         k = self.add_weight(
-            "kernel", (x.shape[-1], self.units), self.kernel_initializer, x.dtype, regularizer=self.kernel_regularizer
+            "kernel",
+            (x.shape[-1], self.units),
+            self.kernel_initializer,
+            x.dtype,
+            regularizer=self.kernel_regularizer,
+            constraint=self.kernel_constraint,
         )
         y = F.matmul(x, k, name=f"{self.name}/matmul")
         if self.use_bias:
             b = self.add_weight(
-                "bias", (self.units,), self.bias_initializer, x.dtype, regularizer=self.bias_regularizer
+                "bias",
+                (self.units,),
+                self.bias_initializer,
+                x.dtype,
+                regularizer=self.bias_regularizer,
+                constraint=self.bias_constraint,
             )
             y = F.add(y, b, name=f"{self.name}/bias_add")
         return self.activation(y)
