@@ -1,6 +1,6 @@
 """The test matrix. Each engine's tests run in a venv holding ONLY that engine.
 
-nox                      lint, tests for every engine, parity (with the docs' examples), keras
+nox                      lint, tests for every engine, parity (with the docs' examples and keras)
 nox -s "tests(backend='jax')"
 nox -s demo              train the flagship example on the default engine
 nox -s bench             LSTM layer timings beside the native anchors
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "parity", "keras"]
+nox.options.sessions = ["lint", "tests", "parity"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -21,6 +21,9 @@ CONSTRAINTS = ("-c", "constraints.txt")
 ENGINE_PACKAGES = {"numpy": [], "jax": ["jax"], "torch": ["torch"], "tensorflow": ["tensorflow-cpu"]}
 ALL = [p for ps in ENGINE_PACKAGES.values() for p in ps]
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+# One pytest worker per core (pytest-xdist); a test file stays on one worker, so the layers a module
+# compiles once (module-scoped fixtures, cached references) are compiled once, not once per worker.
+PARALLEL = ("-n", "auto", "--dist", "loadfile")
 
 
 def install(session, *packages):
@@ -33,16 +36,25 @@ def tests(session, backend):
     """Unit tests and the conformance suite with one engine installed; fails unless it ran alone."""
     install(session, *ENGINE_PACKAGES[backend])
     env = {"RSHOP_BACKEND": backend, "RSHOP_TEST_ENGINES": backend, "RSHOP_EXPECT_ONLY": backend, **QUIET_TF}
-    session.run("python", "-m", "pytest", "tests", *session.posargs, env=env)
+    session.run("python", "-m", "pytest", *PARALLEL, "tests", *session.posargs, env=env)
+
+
+KERAS_TESTS = (
+    "tests/test_keras_integration.py",
+    "tests/test_convert_keras.py",
+    "tests/unit/test_migration_semantics.py",  # RecurrentLayer's refusals on every Keras backend
+    "tests/test_keras_constraints.py",
+)
 
 
 @nox.session(python="3.11")
 def parity(session):
-    """Every installed engine at once: compared pairwise, and every Python example of README.md and
-    docs/ run (one environment with all engines serves both: installing it is most of the time)."""
-    install(session, *ALL)
-    tests = ("tests/conformance/test_parity.py", "tests/test_docs.py")
-    session.run("python", "-m", "pytest", *tests, *session.posargs, env=QUIET_TF)
+    """Every installed engine at once: compared pairwise, every Python example of README.md and docs/
+    run, and the Keras 3 integration on every Keras backend (one environment with all engines serves
+    them all: installing it is most of the time)."""
+    install(session, *ALL, "keras")
+    tests = ("tests/conformance/test_parity.py", "tests/test_docs.py", *KERAS_TESTS)
+    session.run("python", "-m", "pytest", *PARALLEL, *tests, *session.posargs, env=QUIET_TF)
 
 
 @nox.session(python="3.11")
@@ -54,19 +66,10 @@ def docs(session):
 
 @nox.session(python="3.11")
 def keras(session):
-    """The Keras 3 integration on every Keras backend (each runs in its own subprocess)."""
+    """Only the Keras 3 integration on every Keras backend, each in its own subprocess (the default set
+    runs it in ``parity``)."""
     install(session, *ALL, "keras")
-    session.run(
-        "python",
-        "-m",
-        "pytest",
-        "tests/test_keras_integration.py",
-        "tests/test_convert_keras.py",
-        "tests/unit/test_migration_semantics.py",  # RecurrentLayer's refusals on every Keras backend
-        "tests/test_keras_constraints.py",
-        *session.posargs,
-        env=QUIET_TF,
-    )
+    session.run("python", "-m", "pytest", *PARALLEL, *KERAS_TESTS, *session.posargs, env=QUIET_TF)
 
 
 @nox.session(python="3.11")
