@@ -412,14 +412,22 @@ def from_keras_step(
         )
     inputs: dict[int, Tensor] = {}
     rs: dict[int, Tensor] = {}
-    carried = {id(kt) for kt in states_k + readout_k}
     for kt in free + states_k + readout_k + consts_k:
-        allowed = ("float32",) if id(kt) in carried else keras_step_values.DTYPES
+        const = any(kt is k for k in consts_k)
+        allowed = keras_step_values.DTYPES if const else ("float32",)
         if kt.dtype not in allowed:
+            why = {
+                True: "Declare it keras.Input(shape, dtype=...) with one of those.",
+                False: "States and readouts are float32; declare them so.",
+            }[const]
+            if kt is free[0]:
+                why = (
+                    "The per-step input is floating; pass int32 or bool values as constants=, or feed ids as "
+                    "floats and keras.ops.cast(x, 'int32') them in the step."
+                )
             raise RshopConfigError(
-                f"from_keras_step, Input {kt.name!r}: expected dtype {' or '.join(allowed)}, received {kt.dtype}"
-                + (". States and readouts are float32; " if id(kt) in carried else ". ")
-                + "Declare it keras.Input(shape, dtype=...) with one of those."
+                f"from_keras_step, Input {kt.name!r}: expected dtype {' or '.join(allowed)}, received {kt.dtype}. "
+                + why
             )
         op = input_op(kt, "input")
         rs[id(kt)] = inputs[id(op)] = Input(tuple(kt.shape[1:]), str(kt.dtype), name=_name(op.name))
