@@ -14,7 +14,6 @@ import pytest
 
 keras = pytest.importorskip("keras", reason="keras is not installed in this session: importer tests need it")
 
-from conformance.conftest import run  # noqa: E402  (tests/ is on sys.path)
 from rshop_core import constraints  # noqa: E402
 from rshop_core.convert import from_keras, to_keras  # noqa: E402
 from rshop_core.convert.keras_step import from_keras_step  # noqa: E402
@@ -273,7 +272,7 @@ def _keras_projected(layer):
 
 
 def test_from_keras_keeps_constraints(constrained_lstm):
-    layer, model = constrained_lstm
+    _, model = constrained_lstm
     got = {k.rsplit("/", 1)[-1]: s.constraint for k, s in model.param_specs.items()}
     assert got == WANT
     back = to_keras(model)  # and back: the same keras constraints

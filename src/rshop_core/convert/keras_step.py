@@ -32,6 +32,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import numpy as np
 
+from .. import activations as _activations
 from .. import constraints as _constraints
 from .. import functional as F
 from ..errors import RshopConfigError
@@ -40,7 +41,6 @@ from ..layers import Activation, Dense, Dropout
 from ..layers.base import Layer
 from ..model import RecurrentModel
 from ..symbolic import Input, Tensor
-from .. import activations as _activations
 from . import keras_step_ops, keras_step_values
 
 __all__ = ["from_keras_step", "SUPPORTED"]
