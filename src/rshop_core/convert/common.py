@@ -49,6 +49,7 @@ class CellSpec:
     dropout: float = 0.0
     recurrent_dropout: float = 0.0
     regularizers: dict[str, dict] = field(default_factory=dict)  # kernel / recurrent / bias -> {"l1": a, "l2": b}
+    constraints: dict[str, dict] = field(default_factory=dict)  # kernel / recurrent / bias -> {"name": ..., ...}
     weights: dict[str, np.ndarray] = field(default_factory=dict)
 
     def cell(self, name: str | None = None) -> Cell:
@@ -59,6 +60,7 @@ class CellSpec:
             "recurrent_dropout": self.recurrent_dropout,
             "name": name,
             **{f"{k}_regularizer": v for k, v in self.regularizers.items()},
+            **{f"{k}_constraint": v for k, v in self.constraints.items()},
         }
         if self.kind != "rnn":
             kw["recurrent_activation"] = self.recurrent_activation
@@ -133,6 +135,11 @@ def _spec_of(m: CellMatch, weights: dict[str, np.ndarray], param_specs: dict[str
         for role, q in m.params.items()
         if param_specs[q].regularizer
     }
+    cons: dict[str, dict] = {
+        _REGULARIZER_KEYS[role]: param_specs[q].constraint  # type: ignore[misc]  # not None: filtered below
+        for role, q in m.params.items()
+        if param_specs[q].constraint
+    }
     return CellSpec(
         m.kind,
         m.units,
@@ -144,6 +151,7 @@ def _spec_of(m: CellMatch, weights: dict[str, np.ndarray], param_specs: dict[str
         dropout=float(m.dropout),
         recurrent_dropout=float(m.recurrent_dropout),
         regularizers=regs,
+        constraints=cons,
         weights={role: np.asarray(weights[q], dtype=np.float32) for role, q in m.params.items()},
     )
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, cast
 import numpy as np
 
 from .. import activations
+from .. import constraints as _constraints
 from ..errors import RshopConfigError
 from ..lowerable import Lowerable
 from ..model import RecurrentModel
@@ -58,14 +59,25 @@ def _activation(keras: ModuleType, fn: Any, what: str, where: str) -> str:
     return name
 
 
+def _constraint(c: Any, what: str, where: str) -> dict[str, Any] | None:
+    """A keras ``MaxNorm`` / ``UnitNorm`` / ``NonNeg`` / ``MinMaxNorm`` as rshop's constraint (JSON form)."""
+    try:
+        return _constraints.get(c, f"{where}: {what}")
+    except RshopConfigError:
+        raise RshopConfigError(
+            f"{where}: {what}={type(c).__module__}.{type(c).__name__} is not supported; expected None or a keras "
+            "MaxNorm, UnitNorm, NonNeg or MinMaxNorm. rshop stores constraints as data, never code: convert "
+            "without it and apply your projection after each optimizer step."
+        ) from None
+
+
 def cell_spec(keras: ModuleType, cell: Any, kind: str, where: str) -> CellSpec:
     """The CellSpec (weights included) of a built Keras ``SimpleRNNCell`` / ``GRUCell`` / ``LSTMCell``
     (``kind``: ``"rnn"``, ``"gru"``, ``"lstm"``); RshopConfigError for what rshop cannot express."""
-    for what in ("kernel_constraint", "recurrent_constraint", "bias_constraint"):
-        if getattr(cell, what, None) is not None:
-            raise RshopConfigError(
-                f"{where}: {what} is not supported (rshop has no weight constraints); expected None."
-            )
+    cons = {
+        k: _constraint(getattr(cell, f"{k}_constraint", None), f"{k}_constraint", where)
+        for k in ("kernel", "recurrent", "bias")
+    }
     if cell.compute_dtype != "float32" or cell.variable_dtype != "float32":
         raise RshopConfigError(f"{where}: dtype policy {cell.dtype_policy.name!r} is not supported; expected float32.")
     regs = {
@@ -91,6 +103,7 @@ def cell_spec(keras: ModuleType, cell: Any, kind: str, where: str) -> CellSpec:
         dropout=float(cell.dropout),
         recurrent_dropout=float(cell.recurrent_dropout),
         regularizers={k: v for k, v in regs.items() if v},
+        constraints={k: v for k, v in cons.items() if v},
         weights=weights,
     )
 
@@ -150,6 +163,7 @@ def from_keras(layer: Any) -> Lowerable:
 
     - ``SimpleRNN`` / ``GRU`` (either ``reset_after``) / ``LSTM``: a :class:`RecurrentModel` of
       the matching cell, with the layer's activations, bias, dropout rates, L1/L2 regularizers,
+      ``MaxNorm`` / ``UnitNorm`` / ``NonNeg`` / ``MinMaxNorm`` constraints,
       ``return_sequences``, ``return_state`` (as ``return_states``), ``go_backwards``,
       ``zero_output_for_mask`` and ``unroll``;
     - ``Bidirectional``: a :class:`Bidirectional` with the same ``merge_mode`` (outputs, then the
@@ -159,7 +173,7 @@ def from_keras(layer: Any) -> Lowerable:
       :class:`SequenceStack` of the converted layers.
 
     The layer must be built. Raises RshopConfigError naming what rshop cannot express:
-    ``stateful``, constraints, ``activity_regularizer``, other regularizers or activations,
+    ``stateful``, other (custom) constraints, ``activity_regularizer``, other regularizers or activations,
     non-float32 dtype policies, a backward_layer unlike the forward one, other layer types.
     ``use_cudnn``, ``seed`` and ``unit_forget_bias`` (an initializer) do not matter once weights exist.
     """
@@ -209,6 +223,14 @@ def _keras_layer(keras: ModuleType, spec: CellSpec, options: dict[str, Any], nam
     regs = {"kernel": "kernel_regularizer", "recurrent": "recurrent_regularizer", "bias": "bias_regularizer"}
     for k, reg in spec.regularizers.items():
         kw[regs[k]] = keras.regularizers.L1L2(l1=reg["l1"], l2=reg["l2"])
+    classes = {
+        "max_norm": keras.constraints.MaxNorm,
+        "unit_norm": keras.constraints.UnitNorm,
+        "non_neg": keras.constraints.NonNeg,
+        "min_max_norm": keras.constraints.MinMaxNorm,
+    }
+    for k, c in spec.constraints.items():
+        kw[f"{k}_constraint"] = classes[c["name"]](**{o: v for o, v in c.items() if o != "name"})
     if spec.kind != "rnn":
         kw["recurrent_activation"] = spec.recurrent_activation
     if spec.kind == "gru":

@@ -32,6 +32,7 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import numpy as np
 
+from .. import activations as _activations
 from .. import constraints as _constraints
 from .. import functional as F
 from ..errors import RshopConfigError
@@ -40,7 +41,7 @@ from ..layers import Activation, Dense, Dropout
 from ..layers.base import Layer
 from ..model import RecurrentModel
 from ..symbolic import Input, Tensor
-from . import keras_step_ops
+from . import keras_step_ops, keras_step_values
 
 __all__ = ["from_keras_step", "SUPPORTED"]
 
@@ -65,6 +66,7 @@ SUPPORTED_LAYERS = (
     "Reshape",
     "Dot",
     *keras_step_ops.CELLS,
+    *keras_step_values.LAYERS,
 )
 _BINARY_OPS: dict[str, BinaryOp] = {
     "Add": F.add,
@@ -99,7 +101,8 @@ _UNARY_OPS: dict[str, UnaryOp] = {
 }
 _ATTR_OPS = ("Gelu", "LeakyRelu", "LogSoftmax", "Power")  # keras.ops with a setting or two tensors: see _op
 SUPPORTED = SUPPORTED_LAYERS + tuple(
-    f"keras.ops.{k}" for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax", *_ATTR_OPS, *keras_step_ops.OPS)
+    f"keras.ops.{k}"
+    for k in (*_BINARY_OPS, *_UNARY_OPS, "Softmax", *_ATTR_OPS, *keras_step_ops.OPS, *keras_step_values.OPS)
 )
 
 
@@ -156,8 +159,8 @@ def _activation_name(op: Any, fn: Any) -> str:
     name = keras.activations.serialize(fn) if fn is not None else "linear"
     if isinstance(name, dict):  # a registered object: take its name if it is a plain activation
         name = name.get("config", name.get("class_name"))
-    if not isinstance(name, str):
-        _unsupported(op, f"activation {fn!r}")
+    if not isinstance(name, str) or name not in _activations.names():
+        _unsupported(op, f"activation {name!r}; rshop's are {', '.join(_activations.names())}")
     return name
 
 
@@ -236,6 +239,10 @@ class _Importer:
                 if kwargs:
                     _unsupported(op, f"keywords {sorted(kwargs)}")
                 return keras_step_ops.translate_op(_unsupported, op, kind, args)
+            if kind in keras_step_values.OPS:
+                if kwargs:
+                    _unsupported(op, f"keywords {sorted(kwargs)}")
+                return keras_step_values.translate_op(_unsupported, op, kind, args)
             return self._op(op, kind, args, kwargs)
         _unsupported(op)
 
@@ -268,10 +275,8 @@ class _Importer:
             return Dropout(float(op.rate), name=nm)(args[0])
         if kind == "Identity":
             return args[0]
-        if kind == "ReLU":
-            if op.max_value is not None or float(op.negative_slope) != 0.0 or float(op.threshold) != 0.0:
-                _unsupported(op, "max_value, negative_slope or threshold is set")
-            return F.relu(args[0])
+        if kind in ("ReLU", *keras_step_values.LAYERS):
+            return keras_step_values.translate_layer(_unsupported, op, kind, args[0])
         if kind == "Softmax":
             return F.softmax(args[0], axis=self._axis(op, op.axis, args[0]))
         if kind == "Reshape":
@@ -308,9 +313,11 @@ class _Importer:
         return axis
 
     def _op(self, op: Any, kind: str, args: list[Any], kwargs: dict[str, Any]) -> Tensor:
-        def value(a: Any) -> Any:  # a float literal or an rshop Tensor
-            if isinstance(a, (int, float)) and not isinstance(a, bool):
-                return float(a)
+        def value(a: Any) -> Any:  # a number (its partner gives it a dtype) or an rshop Tensor
+            if isinstance(a, int) and not isinstance(a, bool):
+                return a
+            if isinstance(a, float):
+                return a
             if hasattr(a, "type") and hasattr(a, "op"):  # an rshop Tensor
                 return a
             _unsupported(op, f"argument {a!r}")
@@ -406,10 +413,24 @@ def from_keras_step(
     inputs: dict[int, Tensor] = {}
     rs: dict[int, Tensor] = {}
     for kt in free + states_k + readout_k + consts_k:
-        if kt.dtype != "float32":
-            raise RshopConfigError(f"from_keras_step, Input {kt.name!r}: expected dtype float32, received {kt.dtype}.")
+        const = any(kt is k for k in consts_k)
+        allowed = keras_step_values.DTYPES if const else ("float32",)
+        if kt.dtype not in allowed:
+            why = {
+                True: "Declare it keras.Input(shape, dtype=...) with one of those.",
+                False: "States and readouts are float32; declare them so.",
+            }[const]
+            if kt is free[0]:
+                why = (
+                    "The per-step input is floating; pass int32 or bool values as constants=, or feed ids as "
+                    "floats and keras.ops.cast(x, 'int32') them in the step."
+                )
+            raise RshopConfigError(
+                f"from_keras_step, Input {kt.name!r}: expected dtype {' or '.join(allowed)}, received {kt.dtype}. "
+                + why
+            )
         op = input_op(kt, "input")
-        rs[id(kt)] = inputs[id(op)] = Input(tuple(kt.shape[1:]), "float32", name=_name(op.name))
+        rs[id(kt)] = inputs[id(op)] = Input(tuple(kt.shape[1:]), str(kt.dtype), name=_name(op.name))
     if output is None:
         outs = keras.tree.flatten(step_model.outputs)
         rest = [o for o in outs if not any(o is f for f in finals_k)]

@@ -54,17 +54,13 @@ _NEAREST = {
     "StackedRNNCells": "the cells called one after another inside the step",
     "Permute": "keras.ops.transpose(x, (0, ...)) keeping the batch axis first",
     "Flatten": "Reshape((n,))",
-    "Take": "a constant slice x[:, i:i + 1] (gather is not in the op set yet)",
-    "TakeAlongAxis": "a constant slice x[:, i:i + 1] (gather is not in the op set yet)",
     "Attention": "keras.ops.einsum scores, keras.ops.softmax and keras.ops.einsum over the constant",
     "AdditiveAttention": "Dense scores, keras.ops.softmax and keras.ops.einsum over the constant",
     "MultiHeadAttention": "keras.ops.einsum scores, keras.ops.softmax and keras.ops.einsum over the constant",
-    "LeakyReLU": "Activation with an rshop activation (relu, elu, ...)",
-    "ELU": "Activation('elu')",
-    "PReLU": "Activation('relu')",
+    "PReLU": "LeakyReLU(negative_slope) (a fixed slope)",
+    "Argmin": "keras.ops.argmax(-x, axis)",
     "LayerNormalization": "keras.ops.mean, keras.ops.sqrt and arithmetic on the step's tensors",
-    "Embedding": "a Dense layer on one-hot inputs",
-    "Cast": "float32 inputs (every value of an imported step is float32)",
+    "Embedding": "keras.ops.take(table, ids, axis=0) with a constant numpy table, or a Dense layer on one-hot inputs",
     "Stack": "keras.ops.concatenate of x[:, None] pieces",
     "Dot": "Dot(axes=...) with normalize=False, or keras.ops.einsum",
 }
@@ -110,39 +106,16 @@ def _axes(fail: Fail, op: Any, axis: Any, rank: int) -> list[int]:
 
 
 def _drop(x: Tensor, axes: Sequence[int]) -> Tensor:
-    """``x`` without its size-1 per-example ``axes`` (negative): a reshape when every other size is known,
-    else a sum over those axes (exact: each sums one number)."""
-    if not axes:
-        return x
-    keep = [d for i, d in enumerate(x.shape) if i - len(x.shape) not in axes]
-    if None not in keep:
-        return F.reshape(x, [int(d) for d in keep])
-    return F.sum(x, list(axes))
+    """``x`` without its size-1 per-example ``axes`` (negative): the ``squeeze`` op."""
+    return F.squeeze(x, list(axes)) if axes else x
 
 
 def _insert(x: Tensor, positions: Sequence[int]) -> Tensor:
-    """``x`` with size-1 axes at output positions ``positions`` (0-based, per example): a reshape when every
-    size is known, else an einsum with ones (exact: times 1)."""
-    if not positions:
-        return x
-    rank = len(x.shape) + len(positions)
-    shape: list[int | None] = []
-    src = iter(x.shape)
-    for i in range(rank):
-        shape.append(1 if i in positions else next(src))
-    if None not in shape:
-        return F.reshape(x, [int(d) for d in shape])  # type: ignore[arg-type]  # no None left
-    letters = iter(string.ascii_letters)
-    out: list[str] = []
-    x_term: list[str] = []
-    ones_terms: list[str] = []
-    for i in range(rank):
-        c = next(letters)
-        out.append(c)
-        (ones_terms if i in positions else x_term).append(c)
-    ones = [F.constant(np.ones((1,)), x.dtype) for _ in ones_terms]
-    eq = ",".join(["".join(x_term), *ones_terms]) + "->" + "".join(out)
-    return F.einsum(eq, x, *ones)
+    """``x`` with size-1 axes at output positions ``positions`` (0-based, per example): one ``expand_dims``
+    per new axis, in increasing position (each lands where the result has it)."""
+    for p in sorted(positions):
+        x = F.expand_dims(x, p - (len(x.shape) + 1))
+    return x
 
 
 def _bounds(fail: Fail, op: Any, e: builtins.slice, n: int | None, axis_no: int) -> tuple[int, int] | None:
@@ -306,7 +279,7 @@ def _reduce(fail: Fail, op: Any, kind: str, x: Tensor) -> Tensor:
         return F.mean(x, axes, keepdims=keep)
     if kind == "Max":
         return F.max(x, axes, keepdims=keep)
-    return F.negative(F.max(F.negative(x), axes, keepdims=keep))  # Min: exact, and the op set has no min yet
+    return F.min(x, axes, keepdims=keep)
 
 
 def _expand_dims(fail: Fail, op: Any, x: Tensor) -> Tensor:
@@ -322,9 +295,14 @@ def _squeeze(fail: Fail, op: Any, x: Tensor) -> Tensor:
         axes = [i - rank for i, d in enumerate(x.shape) if d == 1]
     else:
         axes = _axes(fail, op, op.axis, rank)
-        bad = [a for a in axes if x.shape[a] not in (1, None)]
+        bad = [a for a in axes if x.shape[a] != 1]
         if bad:
-            fail(op, f"squeeze of axis {bad[0] + rank + 1} of size {x.shape[bad[0]]} (expected size 1)")
+            size = x.shape[bad[0]]
+            fail(
+                op,
+                f"squeeze of axis {bad[0] + rank + 1} of {'unknown size' if size is None else f'size {size}'} "
+                "(expected a size-1 axis; an axis of unknown size is made size 1 by slicing it, x[:, :1])",
+            )
     return _drop(x, axes)
 
 

@@ -172,7 +172,7 @@ def to_torch(model: Lowerable, batch_first: bool = True) -> Any:
     whatever ``return_sequences`` / ``return_states`` the rshop model has. LSTM and SimpleRNN
     biases go to ``bias_ih`` with ``bias_hh = 0`` (their sum is what both compute); GRU biases
     map exactly. Raises RshopConfigError for what torch cannot express: GRU ``reset_after=False``,
-    activations other than torch's, cell dropout, regularizers, ``go_backwards``, masks' options,
+    activations other than torch's, cell dropout, regularizers, constraints, ``go_backwards``, masks' options,
     non-zero initial states, merge modes other than ``concat``, layers of different kinds or sizes.
     """
     import torch
@@ -204,7 +204,8 @@ def to_torch(model: Lowerable, batch_first: bool = True) -> Any:
 
 def _check_torch_expressible(units: list[list[CellSpec]], where: str) -> None:
     """Refuse what one torch.nn.RNN/GRU/LSTM cannot hold: layers that differ in kind, size, activation or
-    bias, a layer reading the wrong width, cell dropout, regularizers, other activations, GRU reset_after=False."""
+    bias, a layer reading the wrong width, cell dropout, regularizers, constraints, other activations, GRU
+    reset_after=False."""
     first = units[0][0]
     dirs = len(units[0])
     for i, layer in enumerate(units):
@@ -234,6 +235,11 @@ def _check_torch_expressible(units: list[list[CellSpec]], where: str) -> None:
                 raise RshopConfigError(
                     f"{where}: regularizers {sorted(spec.regularizers)} are not supported; a "
                     "torch module has none (expected none)."
+                )
+            if spec.constraints:
+                raise RshopConfigError(
+                    f"{where}: constraints {sorted(spec.constraints)} are not supported; a torch module has "
+                    "none (expected none: convert a copy without them and project after optimizer.step())."
                 )
     kind = first.kind
     if kind == "rnn" and first.activation not in ("tanh", "relu"):
