@@ -123,7 +123,9 @@ def _check_param_dtypes(where: str, param_specs: dict[str, ParamSpec], dtype: st
     whose = "the input's" if x_float else "the model's: its first parameter's"
     for p in param_specs.values():
         if p.dtype != dtype:
-            raise RshopDTypeError(f"{where}, parameter {p.name!r}: expected dtype {dtype} ({whose}), received {p.dtype}.")
+            raise RshopDTypeError(
+                f"{where}, parameter {p.name!r}: expected dtype {dtype} ({whose}), received {p.dtype}."
+            )
 
 
 def _check_parts(

@@ -112,6 +112,9 @@ def test_file_round_trip_keeps_the_int_x():
 
 
 def test_ids_fed_to_dense_are_refused_when_built():
-    ids, h = Input((3,), "int32", name="ids"), Input((4,), name="h")
-    with pytest.raises(RshopDTypeError):
-        Dense(4, name="d")(ids)
+    with pytest.raises(RshopDTypeError) as e:
+        Dense(4, name="d")(Input((3,), "int32", name="ids"))
+    assert str(e.value) == (
+        "layer 'd': expected a float input, received int32(batch, 3). Embed token ids with "
+        "layers.Embedding(vocabulary, size)(ids), or use their values: F.cast(x, 'float32')."
+    )
