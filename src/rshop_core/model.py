@@ -114,9 +114,8 @@ def compute_dtype(graph: StepGraph, params: Iterable[ParamSpec] = (), states: It
     x_dtype = graph.nodes[graph.x[0]].type.dtype
     if x_dtype in FLOAT_DTYPES:
         return x_dtype
-    for spec in (*params, *states):
-        return spec.dtype
-    return DEFAULT_FLOAT
+    specs: list[ParamSpec | StateSpec] = [*params, *states]
+    return specs[0].dtype if specs else DEFAULT_FLOAT
 
 
 def _check_param_dtypes(where: str, param_specs: dict[str, ParamSpec], dtype: str, x_float: bool = True) -> None:

@@ -35,7 +35,7 @@ class Embedding(Layer):
         self,
         input_dim: int,
         output_dim: int,
-        embeddings_initializer: InitializerLike = None,
+        embeddings_initializer: InitializerLike | None = None,
         embeddings_regularizer: RegularizerLike = None,
         embeddings_constraint: ConstraintLike = None,
         dtype: str = "float32",
