@@ -19,7 +19,7 @@ from rshop_core import functional as F
 from rshop_core.errors import RshopDTypeError
 from rshop_core.layers import Dense, Embedding
 
-from .conftest import as_tuple, assert_close, central_differences, harness, native, reference, run
+from .conftest import as_tuple, assert_close, central_differences, harness, native, only_engine, reference, run
 from .tolerances import FORWARD_ATOL, GRAD_RTOL
 
 VOCAB, EMB, H = 7, 3, 4
@@ -217,3 +217,16 @@ def test_save_load_and_float64_lowering(engine, models, tmp_path):
     with harness(engine).float64_scope():
         got = run(model, engine, x, dtype="float64")
     assert_close(got, reference(model, x), FORWARD_ATOL["float64"], f"{engine}/float64")
+
+
+def test_tensorflow_serving_signature_takes_int32_ids(request, models, layers):
+    """The SavedModel signature declares x as the Input does (int32 ids), not in the layer's float dtype."""
+    only_engine(request, "tensorflow", "a tf.function serving signature")
+    import tensorflow as tf
+
+    serve = layers("char", "tensorflow").serving_signature()
+    spec = serve.input_signature[0]
+    assert (spec.dtype, spec.shape.as_list()) == (tf.int32, [None, None])
+    x = ids(7)
+    got = serve(tf.constant(x))["output_0"].numpy()
+    assert_close((got,), reference(models["char"], x)[:1], FORWARD_ATOL["float32"], "serving")
