@@ -18,7 +18,8 @@ from rshop_backends.keras import RecurrentLayer
 from rshop_core import Bidirectional, Input, RecurrentModel
 from rshop_core import functional as F
 from rshop_core.cells import GRUCell, IndRNNCell, LSTMCell, MinGRUCell
-from rshop_core.layers import Activation, Dense, add
+from rshop_core.errors import RshopDTypeError
+from rshop_core.layers import Activation, Dense, Embedding, add
 
 np_ = keras.ops.convert_to_numpy
 
@@ -173,6 +174,7 @@ def main():
         ),
     }
     report["bool_constant"] = bool_constant()
+    report["int_x"] = int_x()
     print("REPORT " + json.dumps(report))
 
 
@@ -197,6 +199,58 @@ def bool_constant():
         "predict": diff(km.predict([x, e, mask], verbose=0), want),
         "loaded": diff(loaded.predict([x, e, mask], verbose=0), want),
     }
+
+
+def int_x():
+    """Token ids (batch, T) from an int32 keras.Input as the scanned x: predict, a masked call, fit (the
+    embedding table trains), a .keras round trip, and the dtype error for float ids."""
+    ids, h = Input((), "int32", name="ids"), Input((4,), name="h")
+    e = Embedding(6, 3, embeddings_initializer="glorot_uniform", name="emb")(ids)
+    h_new = F.tanh(Dense(4, name="w")(e) + Dense(4, use_bias=False, name="u")(h))
+    m = RecurrentModel(
+        input=ids,
+        initial_states=[h],
+        output=Dense(6, name="out")(h_new),
+        final_states=[h_new],
+        return_sequences=True,
+        seed=0,
+    )
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 5, (4, 5)).astype("int32")  # id 5 never occurs
+    mask = np.ones((4, 5), bool)
+    mask[1, 2:] = False
+    ref = m.lower("numpy", "float64")
+    want, want_masked = ref(x), ref(x, mask=mask)
+    xi, mi = keras.Input((None,), dtype="int32"), keras.Input((None,), dtype="bool")
+    layer = RecurrentLayer(m, name="rnn")
+    km = keras.Model(xi, layer(xi))
+    masked = keras.Model([xi, mi], layer(xi, mask=mi))
+    out = {
+        "predict": float(np.abs(km.predict(x, verbose=0) - want).max()),
+        "masked": float(np.abs(masked.predict([x, mask], verbose=0) - want_masked).max()),
+    }
+    before = layer.get_rshop_weights()["emb/embeddings"]
+    km.compile(optimizer=keras.optimizers.Adam(0.05), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    y = np.roll(x, -1, axis=1)
+    first = float(km.evaluate(x, y, verbose=0))
+    km.fit(x, y, epochs=15, batch_size=4, verbose=0)
+    after = layer.get_rshop_weights()["emb/embeddings"]
+    out["fit"] = {
+        "before": first,
+        "after": float(km.evaluate(x, y, verbose=0)),
+        "seen_rows_changed": bool(np.all(np.abs(after[:5] - before[:5]).max(axis=1) > 0)),
+        "unseen_row_kept": bool(np.array_equal(after[5], before[5])),
+    }
+    path = os.path.join(tempfile.mkdtemp(), "ids.keras")
+    km.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    out["loaded"] = float(np.abs(loaded.predict(x, verbose=0) - km.predict(x, verbose=0)).max())
+    try:
+        layer(x.astype("float32"))
+        out["float_ids"] = "no error"
+    except RshopDTypeError as err:  # Keras adds its own lines around the rshop message
+        out["float_ids"] = type(err).__name__ + ": " + str(err)
+    return out
 
 
 if __name__ == "__main__":

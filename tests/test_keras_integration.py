@@ -92,6 +92,24 @@ def test_bool_constant_reaches_rshop_and_survives_a_keras_file(report):
     assert report["bool_constant"]["predict"] < 1e-5 and report["bool_constant"]["loaded"] < 1e-5, report
 
 
+def test_int32_ids_as_x_predict_fit_and_save(report):
+    """Token ids from an int32 keras.Input are the scanned x: the same numbers as numpy float64, with a Keras
+    mask too; fit trains the embedding rows of the ids that occur (and only those); a .keras file reloads;
+    float ids are the RshopDTypeError every engine raises."""
+    r = report["int_x"]
+    assert r["predict"] < 1e-5 and r["masked"] < 1e-5 and r["loaded"] < 1e-6, r
+    assert r["fit"]["after"] < 0.7 * r["fit"]["before"] and r["fit"]["seen_rows_changed"], r
+    assert r["fit"]["unseen_row_kept"], r
+    assert (
+        r["float_ids"].startswith("RshopDTypeError: ")
+        and (
+            "RecurrentModel 'recurrent_model', argument x 'ids': expected dtype int32, received float32. rshop never "
+            "casts silently: pass a int32 array (its Input declares dtype='int32'), e.g. arr.astype('int32')."
+        )
+        in r["float_ids"]
+    ), r
+
+
 # -- names -------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["lstm_cell/kernel", "a-b/c", "x-_y/-/z", "forward/dense_1/bias", "initial_state/h"])
 def test_weight_names_are_reversible_and_slash_free(name):

@@ -155,9 +155,12 @@ def _check_x(
 ) -> tuple[int | None, int | None]:
     """x (and, when decoding, the number of steps): returns ``(batch, steps)``."""
     g, opts = model._require_built(), model.options
-    x_type = g.nodes[g.x[0]].type
+    x_node = g.nodes[g.x[0]]
+    x_type = x_node.type
+    where = f"{name}, argument x" if x_type.dtype in ("float32", "float64") else f"{name}, argument x {x_node.name!r}"
+    dtype = call_dtype(x_type.dtype, dtype)  # ids and masks are passed as declared: int32 / bool
     if opts.decode:
-        shape = check_array(f"{name}, argument x", x, x_type.shape, dtype)
+        shape = check_array(where, x, x_type.shape, dtype)
         batch, steps = shape[0], (opts.output_length if output_length is None else output_length)
         if steps is None:
             raise RshopConfigError(
@@ -172,7 +175,7 @@ def _check_x(
                 f"{name}, argument output_length: expected None (the length is x's unless decode=True), "
                 f"received {output_length!r}."
             )
-        shape = check_array(f"{name}, argument x", x, x_type.shape, dtype, time=True)
+        shape = check_array(where, x, x_type.shape, dtype, time=True)
         batch, steps = shape[0], shape[1]
     if steps == 0:
         raise RshopShapeError(empty_time_message(name, shape))

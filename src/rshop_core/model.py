@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import initializers
+from .dtypes import DEFAULT_FLOAT, FLOAT_DTYPES
 from .errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from .graph import StepGraph
 from .keywords import checked_init
@@ -107,17 +108,22 @@ def _batch_of_inputs(where: str, inputs: list[Tensor], options: LoopOptions) -> 
     return replace(options, batch_size=batch) if options.stateful else options
 
 
-def _check_floating(where: str, graph: StepGraph) -> None:
-    x_type = graph.nodes[graph.x[0]].type
-    if x_type.dtype not in ("float32", "float64"):
-        raise RshopDTypeError(f"{where}: expected a floating input, received {x_type.describe()}.")
+def compute_dtype(graph: StepGraph, params: Iterable[ParamSpec] = (), states: Iterable[StateSpec] = ()) -> str:
+    """The float dtype a model computes in: its input x's when x is float; for an int32 or bool x
+    (token ids, a mask), that of its first parameter, else of its first state, else float32."""
+    x_dtype = graph.nodes[graph.x[0]].type.dtype
+    if x_dtype in FLOAT_DTYPES:
+        return x_dtype
+    specs: list[ParamSpec | StateSpec] = [*params, *states]
+    return specs[0].dtype if specs else DEFAULT_FLOAT
 
 
-def _check_param_dtypes(where: str, param_specs: dict[str, ParamSpec], dtype: str) -> None:
+def _check_param_dtypes(where: str, param_specs: dict[str, ParamSpec], dtype: str, x_float: bool = True) -> None:
+    whose = "the input's" if x_float else "the model's: its first parameter's"
     for p in param_specs.values():
         if p.dtype != dtype:
             raise RshopDTypeError(
-                f"{where}, parameter {p.name!r}: expected dtype {dtype} (the input's), received {p.dtype}."
+                f"{where}, parameter {p.name!r}: expected dtype {dtype} ({whose}), received {p.dtype}."
             )
 
 
@@ -144,7 +150,8 @@ def _check_parts(
                     "parameter, received the name of a layer's parameter. Rename the layer or the state."
                 )
             param_specs[name] = ParamSpec(name, s.shape, s.dtype, s.initializer.initializer)
-    _check_param_dtypes(where, param_specs, graph.nodes[graph.x[0]].type.dtype)
+    x_float = graph.nodes[graph.x[0]].type.dtype in FLOAT_DTYPES
+    _check_param_dtypes(where, param_specs, compute_dtype(graph, param_specs.values(), state_specs), x_float)
     return param_specs
 
 
@@ -308,7 +315,6 @@ class RecurrentModel(Lowerable):
         )
         if readout_input is not None:
             self.readout_spec = StateSpec("readout", readout_input.shape, readout_input.dtype, initializers.Zeros())
-        _check_floating(where, self.graph)
         self.state_specs = self._state_specs_of(where, states_in)
         self.param_specs = _check_parts(where, self.graph, self.state_specs, self.readout_spec, self.options)
         check_param_count(where, self.param_specs.values())
@@ -380,14 +386,14 @@ class RecurrentModel(Lowerable):
             raise RshopShapeError(f"{where}: expected the readout to have the output's type.")
         if options.teacher_force and readout is None:
             raise RshopConfigError(f"{where}: expected a readout with teacher_force=True, received none.")
-        _check_floating(where, graph)
         want = _check_parts(where, graph, self.state_specs, readout, options)
         if sorted(want) != sorted(params) or any(params[k].shape != want[k].shape for k in want):
             raise RshopConfigError(
                 f"{where}: expected the parameters {sorted(want)[:20]}, received {sorted(params)[:20]}."
             )
         self.param_specs = dict(params)
-        _check_param_dtypes(where, self.param_specs, self.dtype)
+        x_float = graph.nodes[graph.x[0]].type.dtype in FLOAT_DTYPES
+        _check_param_dtypes(where, self.param_specs, self.dtype, x_float)
         if weights is not None:
             self._weights = {k: np.array(weights[k]) for k in self.param_specs}
         else:
@@ -430,6 +436,13 @@ class RecurrentModel(Lowerable):
     # -- facts -----------------------------------------------------------------------
     @property
     def dtype(self) -> str:
+        """The float dtype the model computes in: x's, or (x int32 or bool) its parameters'."""
+        g = self._require_built()
+        return compute_dtype(g, self.param_specs.values(), self.state_specs)
+
+    @property
+    def input_dtype(self) -> str:
+        """The dtype of x as declared by its Input: a float, or int32 / bool (token ids, a mask)."""
         g = self._require_built()
         return g.nodes[g.x[0]].type.dtype
 

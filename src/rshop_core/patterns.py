@@ -276,6 +276,9 @@ def match_stack(g: StepGraph) -> tuple[StackMatch | None, str]:
         return None, "the step has several outputs"
     if len(g.x) != 1:
         return None, f"the step reads {len(g.x)} inputs, where a cell reads one"
+    x_dtype = g.nodes[g.x[0]].type.dtype
+    if x_dtype not in ("float32", "float64"):
+        return None, f"the step reads a {x_dtype} x (ids or a mask), where fused kernels read floats"
     layers: list[CellMatch] = []
     covered: set[int] = set()
     x_at, i = g.x[0], 0

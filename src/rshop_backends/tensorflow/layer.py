@@ -23,7 +23,7 @@ import tensorflow as tf
 from rshop_backends import parallel
 from rshop_backends.lowered import Lowered
 from rshop_backends.tensorflow import loop
-from rshop_core.checks import empty_batch_message, empty_time_message, lengths_message, shape_message
+from rshop_core.checks import call_dtype, empty_batch_message, empty_time_message, lengths_message, shape_message
 from rshop_core.errors import RshopConfigError, RshopShapeError
 
 if TYPE_CHECKING:
@@ -209,10 +209,10 @@ class TensorFlowLayer(tf.Module, Lowered):
             )
         lead = [None] if part.options.decode else [None, None]
         names = ["x"] + [f"constant_{i}" for i in range(len(g.constants))]
-        shapes = [g.nodes[g.x[0]].type.shape] + [g.nodes[c].type.shape for c in g.constants]
-        specs = [
-            tf.TensorSpec(lead[: 1 if i else None] + list(s), self.dtype, name=n)
-            for i, (n, s) in enumerate(zip(names, shapes))
+        types = [g.nodes[i].type for i in (g.x[0], *g.constants)]
+        specs = [  # ids, masks: int32 / bool as declared; floats in this layer's dtype
+            tf.TensorSpec(lead[: 1 if i else None] + list(t.shape), call_dtype(t.dtype, self.dtype), name=n)
+            for i, (n, t) in enumerate(zip(names, types))
         ]
 
         def serve(x: Any, *constants: Any) -> Any:

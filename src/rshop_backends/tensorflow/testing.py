@@ -37,8 +37,8 @@ def loss_grads(
         y = y[0] if isinstance(y, tuple) else y
         loss = tf.reduce_sum(y * tf.constant(weights_out, dtype=y.dtype))
     grads = tape.gradient(loss, variables)
-    return {
-        k: (np.zeros(v.shape, v.dtype.as_numpy_dtype) if g is None else np.asarray(g))
+    return {  # a gather's gradient is tf.IndexedSlices (an embedding's rows): made dense here
+        k: (np.zeros(v.shape, v.dtype.as_numpy_dtype) if g is None else np.asarray(tf.convert_to_tensor(g)))
         for k, v, g in zip(names, variables, grads)
     }
 

@@ -1,7 +1,8 @@
-"""Layers for writing step models: Dense, Activation and the Keras-style merges."""
+"""Layers for writing step models: Dense, Activation, Embedding and the Keras-style merges."""
 
 from .base import Layer
 from .core import Activation, Dense, Dropout
+from .embedding import Embedding
 from .merge import add, average, concatenate, maximum, multiply, subtract
 
 __all__ = [
@@ -15,4 +16,5 @@ __all__ = [
     "average",
     "maximum",
     "concatenate",
+    "Embedding",
 ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import activations, constraints, initializers, regularizers
 from .. import functional as F
 from ..constraints import ConstraintLike
-from ..errors import RshopConfigError, RshopShapeError
+from ..errors import RshopConfigError, RshopDTypeError, RshopShapeError
 from ..initializers import InitializerLike
 from ..regularizers import RegularizerLike
 from ..symbolic import Tensor
@@ -50,6 +50,11 @@ class Dense(Layer):
         if x.type.rank < 1 or x.shape[-1] is None:
             raise RshopShapeError(
                 f"layer {self.name!r}: expected an input with a known last axis, received {x.type.describe()}."
+            )
+        if x.dtype not in ("float32", "float64"):
+            raise RshopDTypeError(
+                f"layer {self.name!r}: expected a float input, received {x.type.describe()}. Embed token ids with "
+                f"layers.Embedding(vocabulary, size)(ids), or use their values: F.cast(x, 'float32')."
             )
         k = self.add_weight(
             "kernel",

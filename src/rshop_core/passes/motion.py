@@ -6,7 +6,8 @@ are computed once per call by the plan's *prologue*; the step reads them as para
 named ``~licm/<k>``. Their gradients reach the real parameters through the prologue.
 
 ``hoist_inputs``: the part of the step that depends only on the scanned inputs and
-parameters, and contains a matmul (``x_t @ kernel``, and what follows from it alone), is
+parameters, and contains a matmul (``x_t @ kernel``, and what follows from it alone) or an
+embedding lookup (a parameter table gathered by token ids read from x), is
 computed for all T steps at once before the loop, by running it on the sequence with time
 folded into the batch (every op is per-example, so this is exact). The loop then scans the
 results instead. It pays where each op inside a loop has a fixed cost (eager torch); XLA
@@ -100,7 +101,13 @@ def hoist_inputs(plan: Plan, where: str) -> tuple[Plan, str | None]:
             i in parallel or i in xs_ids for i in n.inputs
         ):
             parallel.add(n.id)
-    heavy = {i for i in parallel if g.nodes[i].op in (Op.MATMUL, Op.EINSUM)}
+    # matmuls and einsums, and embedding lookups: a table (parameters) gathered by ids read from x
+    heavy = {
+        i
+        for i in parallel
+        if g.nodes[i].op in (Op.MATMUL, Op.EINSUM)
+        or (g.nodes[i].op == Op.GATHER and g.nodes[i].inputs[0] not in parallel | xs_ids)
+    }
     if not heavy:
         return plan, None
     # what a heavy node needs, and what follows from heavy nodes without leaving `parallel`
