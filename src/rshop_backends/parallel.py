@@ -20,6 +20,7 @@ array and control-flow functions used here (:class:`ArrayOps`).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -104,7 +105,7 @@ def run(
     shapes = [tuple(plan.graph.nodes[sid].type.shape) for sid in plan.graph.states]
     converged: Any = None  # an engine bool scalar once a Newton level ran
     for i, level in enumerate(pp.levels):
-        solver = _Level(xp, level, layer._compiled(plan, ("coefficients", i)), steps)
+        solver = _Level(xp, level, functools.partial(_part, layer, plan, i), steps)
         h0 = solver.pack([states[j] for j in level.states])
         ups = [xp.reshape(_fold(xp, prev[j]), (-1, *shapes[j])) for j in level.upstream]
         if level.kind == "scan":
@@ -165,6 +166,11 @@ def _outputs(
     return ys, finals
 
 
+def _part(layer: Lowered, plan: Plan, level: int, part: str) -> GeneratedStep:
+    """The generated code of a level's ``part`` (``"coefficients"``, ``"zero"``, ``"prefix"``, ``"remainder"``)."""
+    return layer._compiled(plan, (part, level))
+
+
 def _fold(xp: ArrayOps, a: Any) -> Any:
     """(batch, T, ...) -> (batch * T, ...)."""
     return xp.reshape(a, (-1, *tuple(a.shape[2:])))
@@ -179,8 +185,8 @@ class _Level:
     """One level's solve, over flat state vectors (..., N) and their coupled-group layout (..., G, k)
     (the identity when the Jacobian is diagonal: everything stays (..., N))."""
 
-    def __init__(self, xp: ArrayOps, level: Level, coefficients: GeneratedStep, steps: int) -> None:
-        self.xp, self.level, self.coefficients, self.steps = xp, level, coefficients, steps
+    def __init__(self, xp: ArrayOps, level: Level, compiled: Callable[[str], GeneratedStep], steps: int) -> None:
+        self.xp, self.level, self.compiled, self.steps = xp, level, compiled, steps
         self.sizes = [int(np.prod(s, dtype=np.int64)) for s in level.shapes]
         self.colors = level.block
         if level.layout is not None:
@@ -218,11 +224,27 @@ class _Level:
         return A * v if self.level.layout is None else self.xp.sum_last(A * v[..., None, :])
 
     # -- solves ---------------------------------------------------------------------------
-    def linearise(self, P: dict[str, Any], fx: list[Any], fk: list[Any], prev: Any) -> tuple[Any, Any]:
+    def hoisted(self, P: dict[str, Any], fx: list[Any], fk: list[Any]) -> list[Any]:
+        """The scanned inputs of the graph each Newton iteration evaluates: the coefficients' own
+        (``fx``), or, when they have a state-free prefix, the inputs the remainder keeps and the
+        prefix's values, computed here once for every iteration (:mod:`rshop_core.parallel.hoist`)."""
+        cut = self.level.split
+        if cut is None:
+            return fx
+        pre, _ = self.compiled("prefix")(P, *fx, [], fk)
+        return [fx[k] for k in cut.keep] + list(pre)
+
+    def linearise(self, P: dict[str, Any], xs: list[Any], fk: list[Any], prev: Any) -> tuple[Any, Any]:
         """``(A, f)`` at the previous states ``prev`` (batch, T, N): the Jacobian in group layout
-        ((..., G, k, k), or its diagonal (..., N)) and the new states (..., G, k)."""
+        ((..., G, k, k), or its diagonal (..., N)) and the new states (..., G, k). ``xs``: what
+        :meth:`hoisted` returned."""
+        part = "coefficients" if self.level.split is None else "remainder"
+        outs, _ = self.compiled(part)(P, *xs, self.unpack(_fold(self.xp, prev)), fk)
+        return self.coefficients(outs)
+
+    def coefficients(self, outs: Sequence[Any]) -> tuple[Any, Any]:
+        """``(A, f)`` from the coefficient graph's outputs (new states, then one per seed and state)."""
         xp, n = self.xp, len(self.sizes)
-        outs, _ = self.coefficients(P, *fx, self.unpack(_fold(xp, prev)), fk)
 
         def seq(arrays: Sequence[Any]) -> Any:
             v = self.pack(arrays)
@@ -233,24 +255,33 @@ class _Level:
         return A, self.grouped(seq(outs[:n]))
 
     def scan(self, P: dict[str, Any], fx: list[Any], fk: list[Any], h0: Any) -> Any:
-        """The exact solve of an affine level: A and b = f at zero states, one linear scan."""
-        A, b = self.linearise(P, fx, fk, self.xp.zeros_like(self.xp.repeat_time(h0, self.steps)))
+        """The exact solve of an affine level: A and b = f at zero states, one linear scan. The
+        coefficients come from their zero-state form when every zero folds (no zero state is made
+        or multiplied), else from the whole graph at zero states."""
+        if self.level.zero is not None:
+            outs, _ = self.compiled("zero")(P, *fx, [], fk)
+            A, b = self.coefficients(outs)
+        else:
+            A, b = self.linearise(P, fx, fk, self.xp.zeros_like(self.xp.repeat_time(h0, self.steps)))
         return self.flat(self.xp.linear_scan(A, b, self.grouped(h0)))
 
     def newton(
         self, P: dict[str, Any], fx: list[Any], fk: list[Any], h0: Any, tol: float, max_iter: int, layer: Lowered
     ) -> tuple[Any, Any]:
         """Newton's iterations with every input held constant, then one differentiable step with A
-        and the previous states held constant (the implicit adjoint): ``(states, converged)``."""
+        and the previous states held constant (the implicit adjoint): ``(states, converged)``. The
+        state-free prefix of the coefficients runs once, before the iterations, and serves them
+        all (held constant) and the differentiable step."""
         xp = self.xp
         sg = xp.stop_gradient
+        xs = self.hoisted(P, fx, fk)
         Ps = {k: sg(v) for k, v in P.items()}
-        fxs, fks, h0s = [sg(v) for v in fx], [sg(v) for v in fk], sg(h0)
+        xss, fks, h0s = [sg(v) for v in xs], [sg(v) for v in fk], sg(h0)
         h0g = self.grouped(h0s)
 
         def body(carry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
             it, S, _ = carry
-            new = self.update(Ps, fxs, fks, _shift(xp, S, h0s), h0g, hold=False)
+            new = self.update(Ps, xss, fks, _shift(xp, S, h0s), h0g, hold=False)
             return it + 1, new, xp.max_change(new, S)
 
         def keep_going(carry: tuple[Any, Any, Any]) -> Any:
@@ -260,14 +291,14 @@ class _Level:
         it, S, change = xp.while_loop(keep_going, body, body((0, xp.repeat_time(h0s, self.steps), None)))
         converged = change <= tol
         xp.report(layer._newton_report, it, change, converged)
-        H = self.update(P, fx, fk, sg(_shift(xp, S, h0s)), self.grouped(h0), hold=True)
+        H = self.update(P, xs, fk, sg(_shift(xp, S, h0s)), self.grouped(h0), hold=True)
         return H, converged
 
-    def update(self, P: dict[str, Any], fx: list[Any], fk: list[Any], prev: Any, h0g: Any, hold: bool) -> Any:
+    def update(self, P: dict[str, Any], xs: list[Any], fk: list[Any], prev: Any, h0g: Any, hold: bool) -> Any:
         """One Newton step from the previous states ``prev`` (batch, T, N): the states solving
         ``h_t = A_t h_{t-1} + f_t - A_t prev_t`` with A, f linearised at ``prev``. ``hold``: A is held
         constant (the differentiable last step: its backward is the implicit adjoint)."""
-        A, f = self.linearise(P, fx, fk, prev)
+        A, f = self.linearise(P, xs, fk, prev)
         if hold:
             A = self.xp.stop_gradient(A)
         return self.flat(self.xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), h0g))
