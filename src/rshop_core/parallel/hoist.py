@@ -188,7 +188,7 @@ def _fold(graph: StepGraph, n: object, zeros: list[bool], args: list[Tensor | No
         if zeros[1]:
             return kept(0)
         b = kept(1)
-        return b if b is _GIVE_UP else apply(Op.NEGATIVE, [b], {}, name=n.name)  # type: ignore[list-item]
+        return b if b is _GIVE_UP else apply(Op.NEGATIVE, [b], {}, name=n.name)
     if n.op in (Op.MULTIPLY, Op.MATMUL, Op.EINSUM, Op.NEGATIVE, *_SHAPE_OPS):
         return None
     if n.op == Op.WHERE and not zeros[0]:
@@ -196,8 +196,7 @@ def _fold(graph: StepGraph, n: object, zeros: list[bool], args: list[Tensor | No
             return None
         k = 2 if zeros[1] else 1
         other = kept(k)
-        if other is _GIVE_UP:
-            return other
-        branches = [0.0, other] if k == 2 else [other, 0.0]
-        return F.where(args[0], *branches)
+        if not isinstance(other, Tensor) or args[0] is None:
+            return _GIVE_UP
+        return F.where(args[0], 0.0, other) if k == 2 else F.where(args[0], other, 0.0)
     return _GIVE_UP
