@@ -55,6 +55,7 @@ class ArrayOps(Protocol):
     def repeat_time(self, a: Any, steps: int) -> Any: ...
     def stop_gradient(self, a: Any) -> Any: ...
     def sum_last(self, a: Any) -> Any: ...
+    def minus_product(self, f: Any, a: Any, v: Any) -> Any: ...  # f - a * v (elementwise)
     def max_change(self, new: Any, old: Any) -> Any: ...  # max|new - old| / (1 + max|new|); NaN if any is
     def while_loop(self, cond: Callable, body: Callable, init: tuple) -> tuple: ...
     def cond(self, pred: Any, true_fn: Callable, false_fn: Callable) -> Any: ...
@@ -301,7 +302,9 @@ class _Level:
         A, f = self.linearise(P, xs, fk, prev)
         if hold:
             A = self.xp.stop_gradient(A)
-        return self.flat(self.xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), h0g))
+        v = self.grouped(prev)
+        b = self.xp.minus_product(f, A, v) if self.level.layout is None else f - self.apply(A, v)
+        return self.flat(self.xp.linear_scan(A, b, h0g))
 
 
 def eager_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:

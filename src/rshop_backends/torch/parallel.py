@@ -190,7 +190,12 @@ def sum_last(a: Any) -> Any:
 
 
 def max_change(new: Any, old: Any) -> Any:
-    return (new - old).abs().max() / (1.0 + new.abs().max())
+    inf = float("inf")  # the max-norm: one reduction without an |x| temporary; NaN if any is
+    return torch.linalg.vector_norm(new - old, inf) / (1.0 + torch.linalg.vector_norm(new, inf))
+
+
+def minus_product(f: Any, a: Any, v: Any) -> Any:
+    return torch.addcmul(f, a, v, value=-1)
 
 
 while_loop = eager_while_loop
