@@ -101,7 +101,7 @@ def run(
     fx = [_fold(xp, x) for x in xs]
     fk = [_fold(xp, xp.repeat_time(k, steps)) for k in consts]
     tol = plan.options.tolerance(layer.dtype)
-    prev: dict[int, Any] = {}  # state index -> its values at t - 1, (batch, T, N_i) flat per example
+    prev = _Previous(xp)  # state index -> its values at t - 1, (batch, T, N_i) flat per example
     new: dict[int, Any] = {}  # state index -> its values at t, (batch, T, N_i)
     shapes = [tuple(plan.graph.nodes[sid].type.shape) for sid in plan.graph.states]
     converged: Any = None  # an engine bool scalar once a Newton level ran
@@ -114,10 +114,10 @@ def run(
         else:
             H, ok = solver.newton(P, fx + ups, fk, h0, tol, plan.options.newton_max_iter, layer)
             converged = ok if converged is None else converged & ok
-        S = _shift(xp, H, h0)
         at = 0
         for j, n in zip(level.states, solver.sizes):
-            prev[j], new[j] = S[..., at : at + n], H[..., at : at + n]
+            prev.add(j, i, H, h0, at, n)
+            new[j] = H[..., at : at + n]
             at += n
 
     def result() -> Result:
@@ -138,7 +138,7 @@ def _outputs(
     consts: list[Any],
     fx: list[Any],
     fk: list[Any],
-    prev: dict[int, Any],
+    prev: _Previous,
     new: dict[int, Any],
     steps: int,
 ) -> Result:
@@ -170,6 +170,27 @@ def _outputs(
 def _part(layer: Lowered, plan: Plan, level: int, part: str) -> GeneratedStep:
     """The generated code of a level's ``part`` (``"coefficients"``, ``"zero"``, ``"prefix"``, ``"remainder"``)."""
     return layer._compiled(plan, (part, level))
+
+
+class _Previous:
+    """Every state's values at t - 1 (batch, T, N_i), made from a level's states when first read (by a
+    later level or an output that is not a state): one copy per level, none when nothing reads them."""
+
+    def __init__(self, xp: ArrayOps) -> None:
+        self.xp = xp
+        self.where: dict[int, tuple[int, int, int]] = {}  # state -> (level, offset, size)
+        self.levels: dict[int, tuple[Any, Any]] = {}  # level -> (H, h0)
+        self.shifted: dict[int, Any] = {}
+
+    def add(self, j: int, level: int, H: Any, h0: Any, at: int, n: int) -> None:
+        self.where[j] = (level, at, n)
+        self.levels[level] = (H, h0)
+
+    def __getitem__(self, j: int) -> Any:
+        level, at, n = self.where[j]
+        if level not in self.shifted:
+            self.shifted[level] = _shift(self.xp, *self.levels[level])
+        return self.shifted[level][..., at : at + n]
 
 
 def _fold(xp: ArrayOps, a: Any) -> Any:
