@@ -190,8 +190,8 @@ def sum_last(a: Any) -> Any:
 
 
 def max_change(new: Any, old: Any) -> Any:
-    inf = float("inf")  # the max-norm: one reduction without an |x| temporary; NaN if any is
-    return torch.linalg.vector_norm(new - old, inf) / (1.0 + torch.linalg.vector_norm(new, inf))
+    # not torch.linalg.vector_norm(·, inf): measured several times slower on CPU than abs and max
+    return (new - old).abs_().max() / (1.0 + new.abs().max())
 
 
 def minus_product(f: Any, a: Any, v: Any) -> Any:
