@@ -56,10 +56,18 @@ PARTS: dict[str, Callable[[Plan], StepGraph | None]] = {
 
 
 def _part(plan: Plan, part: str | tuple[str, int]) -> StepGraph:
-    """The graph of a plan's ``part``: a name of ``PARTS``, or ``("coefficients", level)``."""
+    """The graph of a plan's ``part``: a name of ``PARTS``, or ``(what, level)`` for a level's
+    ``"coefficients"``, their ``"zero"``-state form, or their ``"prefix"`` and ``"remainder"``
+    (:mod:`rshop_core.parallel.hoist`)."""
     if isinstance(part, tuple):
         assert plan.parallel is not None, "only a plan with a parallel loop has coefficients"
-        return plan.parallel.levels[part[1]].coefficients
+        level = plan.parallel.levels[part[1]]
+        what = part[0]
+        if what == "coefficients":
+            return level.coefficients
+        got = level.zero if what == "zero" else getattr(level.split, what, None)
+        assert got is not None, f"level {part[1]} has no {what} graph"
+        return got
     graph = PARTS[part](plan)
     assert graph is not None, f"compiled only for a plan with a {part}"
     return graph

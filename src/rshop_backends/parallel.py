@@ -20,6 +20,7 @@ array and control-flow functions used here (:class:`ArrayOps`).
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
@@ -54,6 +55,7 @@ class ArrayOps(Protocol):
     def repeat_time(self, a: Any, steps: int) -> Any: ...
     def stop_gradient(self, a: Any) -> Any: ...
     def sum_last(self, a: Any) -> Any: ...
+    def minus_product(self, f: Any, a: Any, v: Any) -> Any: ...  # f - a * v (elementwise)
     def max_change(self, new: Any, old: Any) -> Any: ...  # max|new - old| / (1 + max|new|); NaN if any is
     def while_loop(self, cond: Callable, body: Callable, init: tuple) -> tuple: ...
     def cond(self, pred: Any, true_fn: Callable, false_fn: Callable) -> Any: ...
@@ -99,12 +101,12 @@ def run(
     fx = [_fold(xp, x) for x in xs]
     fk = [_fold(xp, xp.repeat_time(k, steps)) for k in consts]
     tol = plan.options.tolerance(layer.dtype)
-    prev: dict[int, Any] = {}  # state index -> its values at t - 1, (batch, T, N_i) flat per example
+    prev = _Previous(xp)  # state index -> its values at t - 1, (batch, T, N_i) flat per example
     new: dict[int, Any] = {}  # state index -> its values at t, (batch, T, N_i)
     shapes = [tuple(plan.graph.nodes[sid].type.shape) for sid in plan.graph.states]
     converged: Any = None  # an engine bool scalar once a Newton level ran
     for i, level in enumerate(pp.levels):
-        solver = _Level(xp, level, layer._compiled(plan, ("coefficients", i)), steps)
+        solver = _Level(xp, level, functools.partial(_part, layer, plan, i), steps)
         h0 = solver.pack([states[j] for j in level.states])
         ups = [xp.reshape(_fold(xp, prev[j]), (-1, *shapes[j])) for j in level.upstream]
         if level.kind == "scan":
@@ -112,10 +114,10 @@ def run(
         else:
             H, ok = solver.newton(P, fx + ups, fk, h0, tol, plan.options.newton_max_iter, layer)
             converged = ok if converged is None else converged & ok
-        S = _shift(xp, H, h0)
         at = 0
         for j, n in zip(level.states, solver.sizes):
-            prev[j], new[j] = S[..., at : at + n], H[..., at : at + n]
+            prev.add(j, i, H, h0, at, n)
+            new[j] = H[..., at : at + n]
             at += n
 
     def result() -> Result:
@@ -136,7 +138,7 @@ def _outputs(
     consts: list[Any],
     fx: list[Any],
     fk: list[Any],
-    prev: dict[int, Any],
+    prev: _Previous,
     new: dict[int, Any],
     steps: int,
 ) -> Result:
@@ -165,6 +167,32 @@ def _outputs(
     return ys, finals
 
 
+def _part(layer: Lowered, plan: Plan, level: int, part: str) -> GeneratedStep:
+    """The generated code of a level's ``part`` (``"coefficients"``, ``"zero"``, ``"prefix"``, ``"remainder"``)."""
+    return layer._compiled(plan, (part, level))
+
+
+class _Previous:
+    """Every state's values at t - 1 (batch, T, N_i), made from a level's states when first read (by a
+    later level or an output that is not a state): one copy per level, none when nothing reads them."""
+
+    def __init__(self, xp: ArrayOps) -> None:
+        self.xp = xp
+        self.where: dict[int, tuple[int, int, int]] = {}  # state -> (level, offset, size)
+        self.levels: dict[int, tuple[Any, Any]] = {}  # level -> (H, h0)
+        self.shifted: dict[int, Any] = {}
+
+    def add(self, j: int, level: int, H: Any, h0: Any, at: int, n: int) -> None:
+        self.where[j] = (level, at, n)
+        self.levels[level] = (H, h0)
+
+    def __getitem__(self, j: int) -> Any:
+        level, at, n = self.where[j]
+        if level not in self.shifted:
+            self.shifted[level] = _shift(self.xp, *self.levels[level])
+        return self.shifted[level][..., at : at + n]
+
+
 def _fold(xp: ArrayOps, a: Any) -> Any:
     """(batch, T, ...) -> (batch * T, ...)."""
     return xp.reshape(a, (-1, *tuple(a.shape[2:])))
@@ -179,8 +207,8 @@ class _Level:
     """One level's solve, over flat state vectors (..., N) and their coupled-group layout (..., G, k)
     (the identity when the Jacobian is diagonal: everything stays (..., N))."""
 
-    def __init__(self, xp: ArrayOps, level: Level, coefficients: GeneratedStep, steps: int) -> None:
-        self.xp, self.level, self.coefficients, self.steps = xp, level, coefficients, steps
+    def __init__(self, xp: ArrayOps, level: Level, compiled: Callable[[str], GeneratedStep], steps: int) -> None:
+        self.xp, self.level, self.compiled, self.steps = xp, level, compiled, steps
         self.sizes = [int(np.prod(s, dtype=np.int64)) for s in level.shapes]
         self.colors = level.block
         if level.layout is not None:
@@ -218,11 +246,27 @@ class _Level:
         return A * v if self.level.layout is None else self.xp.sum_last(A * v[..., None, :])
 
     # -- solves ---------------------------------------------------------------------------
-    def linearise(self, P: dict[str, Any], fx: list[Any], fk: list[Any], prev: Any) -> tuple[Any, Any]:
+    def hoisted(self, P: dict[str, Any], fx: list[Any], fk: list[Any]) -> list[Any]:
+        """The scanned inputs of the graph each Newton iteration evaluates: the coefficients' own
+        (``fx``), or, when they have a state-free prefix, the inputs the remainder keeps and the
+        prefix's values, computed here once for every iteration (:mod:`rshop_core.parallel.hoist`)."""
+        cut = self.level.split
+        if cut is None:
+            return fx
+        pre, _ = self.compiled("prefix")(P, *fx, [], fk)
+        return [fx[k] for k in cut.keep] + list(pre)
+
+    def linearise(self, P: dict[str, Any], xs: list[Any], fk: list[Any], prev: Any) -> tuple[Any, Any]:
         """``(A, f)`` at the previous states ``prev`` (batch, T, N): the Jacobian in group layout
-        ((..., G, k, k), or its diagonal (..., N)) and the new states (..., G, k)."""
+        ((..., G, k, k), or its diagonal (..., N)) and the new states (..., G, k). ``xs``: what
+        :meth:`hoisted` returned."""
+        part = "coefficients" if self.level.split is None else "remainder"
+        outs, _ = self.compiled(part)(P, *xs, self.unpack(_fold(self.xp, prev)), fk)
+        return self.coefficients(outs)
+
+    def coefficients(self, outs: Sequence[Any]) -> tuple[Any, Any]:
+        """``(A, f)`` from the coefficient graph's outputs (new states, then one per seed and state)."""
         xp, n = self.xp, len(self.sizes)
-        outs, _ = self.coefficients(P, *fx, self.unpack(_fold(xp, prev)), fk)
 
         def seq(arrays: Sequence[Any]) -> Any:
             v = self.pack(arrays)
@@ -233,24 +277,33 @@ class _Level:
         return A, self.grouped(seq(outs[:n]))
 
     def scan(self, P: dict[str, Any], fx: list[Any], fk: list[Any], h0: Any) -> Any:
-        """The exact solve of an affine level: A and b = f at zero states, one linear scan."""
-        A, b = self.linearise(P, fx, fk, self.xp.zeros_like(self.xp.repeat_time(h0, self.steps)))
+        """The exact solve of an affine level: A and b = f at zero states, one linear scan. The
+        coefficients come from their zero-state form when every zero folds (no zero state is made
+        or multiplied), else from the whole graph at zero states."""
+        if self.level.zero is not None:
+            outs, _ = self.compiled("zero")(P, *fx, [], fk)
+            A, b = self.coefficients(outs)
+        else:
+            A, b = self.linearise(P, fx, fk, self.xp.zeros_like(self.xp.repeat_time(h0, self.steps)))
         return self.flat(self.xp.linear_scan(A, b, self.grouped(h0)))
 
     def newton(
         self, P: dict[str, Any], fx: list[Any], fk: list[Any], h0: Any, tol: float, max_iter: int, layer: Lowered
     ) -> tuple[Any, Any]:
         """Newton's iterations with every input held constant, then one differentiable step with A
-        and the previous states held constant (the implicit adjoint): ``(states, converged)``."""
+        and the previous states held constant (the implicit adjoint): ``(states, converged)``. The
+        state-free prefix of the coefficients runs once, before the iterations, and serves them
+        all (held constant) and the differentiable step."""
         xp = self.xp
         sg = xp.stop_gradient
+        xs = self.hoisted(P, fx, fk)
         Ps = {k: sg(v) for k, v in P.items()}
-        fxs, fks, h0s = [sg(v) for v in fx], [sg(v) for v in fk], sg(h0)
+        xss, fks, h0s = [sg(v) for v in xs], [sg(v) for v in fk], sg(h0)
         h0g = self.grouped(h0s)
 
         def body(carry: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
             it, S, _ = carry
-            new = self.update(Ps, fxs, fks, _shift(xp, S, h0s), h0g, hold=False)
+            new = self.update(Ps, xss, fks, _shift(xp, S, h0s), h0g, hold=False)
             return it + 1, new, xp.max_change(new, S)
 
         def keep_going(carry: tuple[Any, Any, Any]) -> Any:
@@ -260,17 +313,19 @@ class _Level:
         it, S, change = xp.while_loop(keep_going, body, body((0, xp.repeat_time(h0s, self.steps), None)))
         converged = change <= tol
         xp.report(layer._newton_report, it, change, converged)
-        H = self.update(P, fx, fk, sg(_shift(xp, S, h0s)), self.grouped(h0), hold=True)
+        H = self.update(P, xs, fk, sg(_shift(xp, S, h0s)), self.grouped(h0), hold=True)
         return H, converged
 
-    def update(self, P: dict[str, Any], fx: list[Any], fk: list[Any], prev: Any, h0g: Any, hold: bool) -> Any:
+    def update(self, P: dict[str, Any], xs: list[Any], fk: list[Any], prev: Any, h0g: Any, hold: bool) -> Any:
         """One Newton step from the previous states ``prev`` (batch, T, N): the states solving
         ``h_t = A_t h_{t-1} + f_t - A_t prev_t`` with A, f linearised at ``prev``. ``hold``: A is held
         constant (the differentiable last step: its backward is the implicit adjoint)."""
-        A, f = self.linearise(P, fx, fk, prev)
+        A, f = self.linearise(P, xs, fk, prev)
         if hold:
             A = self.xp.stop_gradient(A)
-        return self.flat(self.xp.linear_scan(A, f - self.apply(A, self.grouped(prev)), h0g))
+        v = self.grouped(prev)
+        b = self.xp.minus_product(f, A, v) if self.level.layout is None else f - self.apply(A, v)
+        return self.flat(self.xp.linear_scan(A, b, h0g))
 
 
 def eager_while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:

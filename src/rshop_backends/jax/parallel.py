@@ -119,6 +119,10 @@ def sum_last(a: Any) -> Any:
     return a.sum(-1)
 
 
+def minus_product(f: Any, a: Any, v: Any) -> Any:
+    return f - a * v
+
+
 def max_change(new: Any, old: Any) -> Any:
     return jnp.max(jnp.abs(new - old)) / (1.0 + jnp.max(jnp.abs(new)))
 

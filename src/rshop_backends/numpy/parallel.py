@@ -79,6 +79,10 @@ def sum_last(a: Any) -> Any:
     return a.sum(-1)
 
 
+def minus_product(f: Any, a: Any, v: Any) -> Any:
+    return f - a * v
+
+
 def max_change(new: Any, old: Any) -> Any:
     return np.max(np.abs(new - old), initial=0.0) / (1.0 + np.max(np.abs(new), initial=0.0))
 

@@ -171,6 +171,10 @@ def sum_last(a: Any) -> Any:
     return tf.reduce_sum(a, axis=-1)
 
 
+def minus_product(f: Any, a: Any, v: Any) -> Any:
+    return f - a * v
+
+
 def max_change(new: Any, old: Any) -> Any:
     m = tf.reduce_max(tf.abs(new - old)) / (1.0 + tf.reduce_max(tf.abs(new)))
     return m + 0.0 * tf.reduce_sum(new)  # reduce_max skips NaN; a sum keeps it

@@ -26,6 +26,7 @@ from ..graph import StepGraph
 from ..replay import replay
 from ..symbolic import Input, Tensor
 from ..tracing import trace
+from .hoist import Split, at_zero_states, split
 from .jvp import jvp_graph
 from .seeds import group_layout, jacobian_seeds
 from .structure import Analysis, analyze
@@ -42,7 +43,10 @@ class Level:
     ``"newton"``; ``coefficients``: its new states followed by their derivatives in each seed
     direction; ``layout``: (groups, k) flat indices, -1 padding (None when the Jacobian is
     diagonal); ``inverse[i]``: where flat index i sits in ``layout.ravel()``; ``shapes``: the
-    per-example shape of each of its states."""
+    per-example shape of each of its states. ``zero``: the coefficients at zero states with the
+    zeros folded away (a scan level, when every zero folds: :func:`.hoist.at_zero_states`);
+    ``split``: the coefficients as a state-free prefix, computed once, and the remainder that
+    each Newton iteration evaluates (a Newton level with something to hoist: :func:`.hoist.split`)."""
 
     states: tuple[int, ...]
     upstream: tuple[int, ...]
@@ -53,6 +57,8 @@ class Level:
     layout: np.ndarray | None
     inverse: np.ndarray | None
     shapes: tuple[tuple[int, ...], ...]
+    zero: StepGraph | None = None
+    split: Split | None = None
 
     @property
     def width(self) -> int:
@@ -228,7 +234,10 @@ def _level(
         inverse[flat[flat >= 0]] = np.nonzero(flat >= 0)[0]
     shapes = tuple(tuple(int(d) for d in g.nodes[g.states[j]].type.shape) for j in states)
     kind: Literal["scan", "newton"] = "scan" if a.affine else "newton"
-    return Level(states, upstream, kind, a, lg, coefficients, layout, inverse, shapes)
+    name = f"{where} coefficients of level {list(states)}"
+    zero = at_zero_states(coefficients, name) if kind == "scan" else None
+    cut = split(coefficients, name) if kind == "newton" else None
+    return Level(states, upstream, kind, a, lg, coefficients, layout, inverse, shapes, zero, cut)
 
 
 def _jacobian(a: Analysis) -> str:
