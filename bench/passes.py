@@ -172,7 +172,7 @@ def interleaved(fns, rounds, runs):
 
 def run_engine(engine, quick):
     s = QUICK if quick else SIZES
-    rounds, runs = (2, 2) if quick else (7, 5)
+    rounds, runs = (2, 2) if quick else (5, 3)
     rows = []
     for cell in CELLS:
         for mode in ("fwd", "fb"):
@@ -270,7 +270,7 @@ def main(argv=None):
             "load_start": load_start,
             "load_end": os.getloadavg()[0],
             "sizes": QUICK if args.quick else SIZES,
-            "rounds": 2 if args.quick else 7,
+            "rounds": 2 if args.quick else 5,
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1), encoding="utf-8")

@@ -269,9 +269,9 @@ class Lowered(ABC):
                         f"{self.engine} layer of {type(self.model).__name__} {self.model.name!r}: expected a step "
                         f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}."
                     )
-                plan = replace(
-                    _passes.optimize(raw, self.grad_passes if grad else self.passes, self.cost_rule), note=why
-                )
+                passes = self.grad_passes if grad else self.passes
+                per_op = self._engine_module.per_op_loop
+                plan = replace(_passes.optimize(raw, passes, self.cost_rule, per_op), note=why)
                 plan = self._time_loop(plan)
             self._plans[key] = plan
             self._leaf_of[id(plan)] = model

@@ -167,6 +167,24 @@ def test_hoisting_inputs_takes_products_out_of_the_loop_and_runs():
     assert said(optimize(raw("attention"), TORCH, cost_rule=True))["hoist_inputs"] == "no change"
 
 
+def test_a_loop_that_pays_per_operation_refuses_passes_that_add_operations():
+    """torch (per_op): fusing RHN's products costs two slices and two adds per shared product, more
+    dispatches than the addmm per Dense it replaces; hoisting still runs, licm has nothing left to do."""
+    plan = optimize(raw("rhn"), TORCH, cost_rule=True, per_op=True)
+    before = loop_cost(raw("rhn").graph)
+    assert said(plan)["fuse_matmuls"] == (
+        f"not run (cost rule): {before.nodes} -> {before.nodes + 6} operations per step, and this engine's loop "
+        "pays for each operation"
+    )
+    assert plan.key[-1] == ("cse", "licm", "hoist_inputs") and said(plan)["licm"] == "no change"
+    assert plan.hoisted is not None and loop_cost(plan.graph).products == 4  # s @ R_H, s @ R_T, H1(s), T1(s)
+    assert loop_cost(plan.graph).nodes < before.nodes
+    dec = optimize(raw("attention"), TORCH, cost_rule=True, per_op=True)
+    assert dec.graph == raw("attention").graph and dec.key[-1] == ("cse", "licm", "hoist_inputs")
+    for name in ("lstm", "gru"):  # nothing to fuse: the same plans as without per_op
+        assert optimize(raw(name), TORCH, cost_rule=True, per_op=True).key == optimize(raw(name), TORCH, True).key
+
+
 def test_wide_gates_were_already_left_whole():
     model = LSTMCell(256, input_dim=4).get_layer(seed=0)  # 1024 wide: split_gates declines by itself
     plan = optimize(plan_for(model, False, False, False), JAX_GRAD, cost_rule=True)
@@ -209,13 +227,16 @@ def test_explain_says_which_passes_ran_and_why(engine, lowered):
     if engine == "numpy":
         assert "passes: none" in e
         return
+    if engine == "torch":  # an eager loop: fusing would add operations; hoisting removes some
+        assert "fuse_matmuls: not run (cost rule): " in e and "operations per step" in e
+        assert "hoist_inputs: " in e and "hoist_inputs: no change" not in e
+        assert "split_gates" not in e
+        return
     assert "fuse_matmuls: 6 matmuls on 3 shared operand(s) fused into 3" in e
     if engine == "jax":  # the only engine whose differentiated pipeline names split_gates
         assert "split_gates: not run (cost rule): 3 -> 6 matrix products per step" in e
     else:
         assert "split_gates" not in e
-    if engine == "torch":
-        assert "hoist_inputs: " in e and "hoist_inputs: no change" not in e
 
 
 @pytest.mark.parametrize("name", ["rhn", "attention"])

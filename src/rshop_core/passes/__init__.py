@@ -64,11 +64,12 @@ def check_pipeline(passes: object, where: str) -> tuple[str, ...]:
     return tuple(p for p in ORDER if p in names)
 
 
-def optimize(plan: Plan, passes: tuple[str, ...], cost_rule: bool = False) -> Plan:
+def optimize(plan: Plan, passes: tuple[str, ...], cost_rule: bool = False, per_op: bool = False) -> Plan:
     """``plan`` after ``passes`` (checked names, pipeline order); its ``report`` says what each did.
 
-    ``cost_rule``: a pass whose result adds work to the time loop is dropped (:func:`.cost.verdict`);
-    the report says so, with the numbers. Engines set it for their default pipelines."""
+    ``cost_rule``: a pass whose result adds work to the time loop is dropped (:func:`.cost.verdict`;
+    ``per_op``: operations count as work too); the report says so, with the numbers. Engines set it
+    for their default pipelines."""
     where = f"{plan.graph_where} optimized"
     report = []
     ran = []
@@ -78,7 +79,7 @@ def optimize(plan: Plan, passes: tuple[str, ...], cost_rule: bool = False) -> Pl
             new = replace(plan, graph=graph)
         else:
             new, said = PLAN_PASSES[name](plan, where)
-        refused = verdict(loop_cost(plan.graph), loop_cost(new.graph)) if cost_rule and said else None
+        refused = verdict(loop_cost(plan.graph), loop_cost(new.graph), per_op) if cost_rule and said else None
         if refused is None:
             plan = new
             ran.append(name)

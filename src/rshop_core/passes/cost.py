@@ -16,6 +16,11 @@ What the rule keeps and drops, and why (measured in ``bench/passes.py``; docs/pe
   the forward, the backward and in compile time, so the rule drops it, except where a slice
   leaves part of a product unread (then it saves FLOPs).
 
+An engine whose loop pays for every operation (eager torch: a dispatch and an autograd node per
+op, whatever its size; ``EngineSpec.per_op_loop``) also refuses a pass that adds operations to the
+step: ``fuse_matmuls`` on an RHN turns two ``addmm`` per gate into a shared product, two slices and
+two adds (measured: forward+backward 12% slower in CPU time than no passes, bench/passes.py).
+
 An explicit ``lower(engine, passes=[...])`` runs exactly the passes asked for; the rule applies to
 the engine's defaults (``passes=None``).
 """
@@ -72,8 +77,11 @@ def loop_cost(graph: StepGraph) -> LoopCost:
     return LoopCost(len(products), sum(_flops(graph, i) for i in products), nodes)
 
 
-def verdict(before: LoopCost, after: LoopCost) -> str | None:
-    """None when a pass that took the loop from ``before`` to ``after`` is kept, else why not."""
+def verdict(before: LoopCost, after: LoopCost, per_op: bool = False) -> str | None:
+    """None when a pass that took the loop from ``before`` to ``after`` is kept, else why not.
+
+    ``per_op``: the engine's loop pays for every operation of the step (an eager loop: a dispatch
+    and an autograd node each), so a pass may not add operations either."""
     if after.flops < before.flops:
         return None  # less arithmetic in the loop, whatever the number of products
     if after.products > before.products:
@@ -83,4 +91,9 @@ def verdict(before: LoopCost, after: LoopCost) -> str | None:
         )
     if after.flops > before.flops:
         return f"not run (cost rule): {before.flops} -> {after.flops} multiply-adds per example per step"
+    if per_op and after.nodes > before.nodes:
+        return (
+            f"not run (cost rule): {before.nodes} -> {after.nodes} operations per step, and this engine's loop "
+            "pays for each operation"
+        )
     return None
