@@ -80,7 +80,9 @@ def build(engine, cell, mode, lower, s):
     if engine == "torch":
         import torch
 
-        torch.set_num_threads(int(os.environ.get("RSHOP_BENCH_THREADS", "2")))
+        # one thread: on this shared 2-core machine, two threads made torch's loop up to 60x slower and
+        # its timings meaningless (bench/small_models.py measures both settings)
+        torch.set_num_threads(int(os.environ.get("RSHOP_BENCH_THREADS", "1")))
         layer = m.lower("torch", fast_path=False, **lower)
         x, c = torch.from_numpy(x_np), [torch.from_numpy(enc_np)] if cell == "attention" else None
         if mode == "fwd":
@@ -259,16 +261,19 @@ def main(argv=None):
         return
     if not args.report_only:
         load_start = os.getloadavg()[0]
-        rows = []
-        for engine in args.engines.split(","):
+        engines = args.engines.split(",")
+        # engines not measured now keep their rows of the last run
+        old = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {"rows": [], "meta": {}}
+        rows = [r for r in old["rows"] if r["engine"] not in engines]
+        for engine in engines:
             env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
             cmd = [sys.executable, __file__, "--engine", engine] + (["--quick"] if args.quick else [])
             proc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, timeout=3600)
             rows += json.loads(proc.stdout.strip().splitlines()[-1])
         meta = {
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores",
-            "load_start": load_start,
-            "load_end": os.getloadavg()[0],
+            "load_start": min(load_start, old["meta"].get("load_start", load_start)),
+            "load_end": max(os.getloadavg()[0], old["meta"].get("load_end", 0.0)),
             "sizes": QUICK if args.quick else SIZES,
             "rounds": 2 if args.quick else 5,
         }
