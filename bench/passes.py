@@ -146,7 +146,7 @@ def same_plans(engine, cell, mode, s):
         pipelines["split"] = variants(engine, mode)["split"]["passes"]
     out = set()
     for name, passes in pipelines.items():
-        plan = optimize(raw, tuple(passes), cost_rule=name == "default")
+        plan = optimize(raw, tuple(passes), cost_rule=name == "default", per_op=spec.per_op_loop)
         if plan.graph == raw.graph and plan.prologue is None and plan.hoisted is None:
             out.add(name)
     return out
@@ -208,10 +208,11 @@ def run_engine(engine, quick):
 def table(results):
     meta = results["meta"]
     s = meta["sizes"]
+    rounds = ", ".join(f"{e}: {n}" for e, n in meta["rounds"].items())
     lines = [
         f"Measured by `python bench/passes.py` on {meta['machine']}, load average {meta['load_start']:.1f} at the "
         f"start and {meta['load_end']:.1f} at the end (a machine shared with other jobs: each number is the median "
-        f"over {meta['rounds']} interleaved rounds). Batch {s['batch']}, T {s['steps']}, input {s['input']}, "
+        f"over interleaved rounds, {rounds}). Batch {s['batch']}, T {s['steps']}, input {s['input']}, "
         f"hidden {s['hidden']} (attention: encoder {s['enc_steps']} x {s['enc_dim']}), float32. "
         "Cells: see bench/passes.py. ms: median wall time; × wall / × CPU: the median over rounds of the "
         "variant's wall (process CPU) time over that of no passes (below 1: faster than no passes). Where the "
@@ -275,14 +276,16 @@ def main(argv=None):
             "load_start": min(load_start, old["meta"].get("load_start", load_start)),
             "load_end": max(os.getloadavg()[0], old["meta"].get("load_end", 0.0)),
             "sizes": QUICK if args.quick else SIZES,
-            "rounds": 2 if args.quick else 5,
+            "rounds": {
+                **(old["meta"].get("rounds") if isinstance(old["meta"].get("rounds"), dict) else {}),
+                **{e: 2 if args.quick else 5 for e in engines},
+            },
         }
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1), encoding="utf-8")
     results = json.loads(out.read_text(encoding="utf-8"))
-    for r in results["rows"]:  # results measured before the harness recorded it
-        if "same_plan" not in r:
-            r["same_plan"] = r["variant"] in same_plans(r["engine"], r["cell"], r["mode"], results["meta"]["sizes"])
+    for r in results["rows"]:  # from the plans of the code as it is now
+        r["same_plan"] = r["variant"] in same_plans(r["engine"], r["cell"], r["mode"], results["meta"]["sizes"])
     if not args.quick:
         write_table(results, ROOT / "docs" / "performance.md")
     print(table(results))
