@@ -6,6 +6,7 @@ nox -s demo              train the flagship example on the default engine
 nox -s bench             LSTM layer timings beside the native anchors
 nox -s bench_long        memory and time per step at T = 100 ... 10,000 with and without remat
 nox -s bench_parallel    time-parallel loops (scan, Newton) against sequential ones and hand-written anchors
+nox -s bench_passes      default pass pipelines vs no passes, seq2seq first call, small-model settings
 """
 
 from __future__ import annotations
@@ -109,3 +110,12 @@ def bench_parallel(session):
     """Time-parallel loops against sequential ones on jax, torch, tensorflow (docs/benchmarks-parallel.md)."""
     install(session, *ALL, "matplotlib")
     session.run("python", "bench/parallel.py", *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def bench_passes(session):
+    """Pass pipelines vs none per engine and cell, first jit of a seq2seq, tf.function and torch threads
+    (each writes its table in docs/performance.md)."""
+    install(session, *ALL)
+    for script in ("bench/passes.py", "bench/first_call.py", "bench/small_models.py"):
+        session.run("python", script, env=QUIET_TF)

@@ -54,11 +54,12 @@ TARGETS = [
 
 # target id -> why it is missed and what would close it (written from the measurements; shown when missed)
 _SPLIT = (
-    "rshop runs the split-gate formulation when jax differentiates (the `split_gates` pass), but its "
-    "per-gate weights are slices of one kernel, made in the plan's "
-    "prologue, and their gradients are joined after the loop, where the hand-written split-gate scan holds "
-    "twelve separate arrays. Only W2 forward+backward misses, and that column moves by up to 25% between "
-    "runs on this machine (the same hand-written scans measured 26-34 ms in two runs today). Next step: "
+    "when jax differentiates, rshop runs the step as written: the cost rule keeps `split_gates` out of the "
+    "default pipeline (it multiplies the products in the loop, which slowed other cells and the first "
+    "compile; decision 93), while the hand-written split-gate scan is the faster anchor at W2 "
+    "forward+backward. `passes=['cse', 'fuse_matmuls', 'split_gates', 'licm']` brings the split form back, "
+    "with its per-gate weights sliced from one kernel in the plan's prologue. That column moves by up to 25% "
+    "between runs on this machine (the same hand-written scans measured 26-34 ms in two runs). Next step: "
     "compare the two compiled HLO modules."
 )
 WHY: dict = {

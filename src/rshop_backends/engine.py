@@ -29,7 +29,9 @@ class EngineSpec:
     pipeline; ``grad_passes``: the pipeline of calls being differentiated, where the engine can
     tell (None: ``passes``); ``dtypes``: the float dtypes it computes in; ``parallel``: its
     time-parallel module (``linear_scan`` and the array functions of
-    :class:`rshop_backends.parallel.ArrayOps`), None when it has none (loops then run step by step).
+    :class:`rshop_backends.parallel.ArrayOps`), None when it has none (loops then run step by step);
+    ``per_op_loop``: its loop pays for every operation of the step (eager: a dispatch each), so the
+    cost rule of :mod:`rshop_core.passes.cost` refuses default passes that add operations.
     """
 
     name: str
@@ -39,6 +41,7 @@ class EngineSpec:
     grad_passes: tuple | None = None
     dtypes: tuple = ("float32", "float64")
     parallel: ModuleType | None = None
+    per_op_loop: bool = False
 
     def lower(
         self,

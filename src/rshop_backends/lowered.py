@@ -173,6 +173,8 @@ class Lowered(ABC):
         self.passes = _passes.check_pipeline(engine.passes if passes is None else passes, f"{where}, argument passes")
         # the pipeline for calls being differentiated, where the engine can tell (jax)
         self.grad_passes = self.passes if passes is not None or engine.grad_passes is None else engine.grad_passes
+        # the engine's default pipelines run under the cost rule; passes asked for by name all run
+        self.cost_rule = passes is None
         if fast_path not in (True, False, "require"):
             raise RshopConfigError(
                 f"{where}, argument fast_path: expected True, False or 'require', received {fast_path!r}."
@@ -299,7 +301,9 @@ class Lowered(ABC):
                         f"{self.engine} layer of {type(self.model).__name__} {self.model.name!r}: expected a step "
                         f"that runs on a fused kernel (fast_path='require'), received one that does not: {why}."
                     )
-                plan = replace(_passes.optimize(raw, self.grad_passes if grad else self.passes), note=why)
+                passes = self.grad_passes if grad else self.passes
+                per_op = self._engine_module.per_op_loop
+                plan = replace(_passes.optimize(raw, passes, self.cost_rule, per_op), note=why)
                 plan = self._time_loop(plan)
             self._plans[key] = plan
             self._leaf_of[id(plan)] = model

@@ -14,8 +14,9 @@ NAME = "jax"
 # The default optimisation pipeline (rshop_core.passes). No hoist_inputs: XLA runs the loop
 # with x @ W inside it faster than with it hoisted (measured: docs/performance.md).
 PASSES = ("cse", "fuse_matmuls", "licm")
-# Under jax.grad / value_and_grad (seen at trace time): gates split before the add, which
-# speeds XLA's backward on CPU (and slows its forward, hence not in PASSES).
+# Under jax.grad / value_and_grad (seen at trace time): gates split before the add where the cost
+# rule allows it (rshop_core.passes.cost: only where it removes FLOPs from the loop; an LSTM's 2
+# products becoming 8 slowed other cells' backward and the first compile, decision 93).
 GRAD_PASSES = ("cse", "fuse_matmuls", "split_gates", "licm")
 
 

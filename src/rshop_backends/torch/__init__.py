@@ -19,7 +19,8 @@ NAME = "torch"
 PASSES = ("cse", "fuse_matmuls", "licm", "hoist_inputs")
 
 
-ENGINE = EngineSpec(NAME, layer.TorchLayer, ops, PASSES, parallel=parallel)
+# an eager loop: each op of the step costs a dispatch and an autograd node (the cost rule counts them)
+ENGINE = EngineSpec(NAME, layer.TorchLayer, ops, PASSES, parallel=parallel, per_op_loop=True)
 lower = ENGINE.lower
 
 

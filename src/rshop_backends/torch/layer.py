@@ -341,7 +341,9 @@ class TorchLayer(nn.Module, Lowered):
                     "fast_path=True to let such calls run the generic loop."
                 )
             raw = plan_for(model, bool(training), bool(teacher), bool(masked))
-            generic = _passes.optimize(raw, self.grad_passes if grad else self.passes)
+            generic = _passes.optimize(
+                raw, self.grad_passes if grad else self.passes, self.cost_rule, self._engine_module.per_op_loop
+            )
             self._plans[key] = replace(generic, note=why)
             self._leaf_of[id(self._plans[key])] = model
         return self._plans[key]

@@ -17,8 +17,10 @@ hoist_inputs    plan   ``x_t @ W`` (and what depends on x alone) for all T befor
 ==============  =====  ===============================================================
 
 Dead-code elimination is part of every rebuild (only what the outputs and states read is
-traced again). Engines name their default pipeline (``PASSES`` in each engine module);
-``model.lower(engine, passes=...)`` overrides it and ``layer.explain()`` says what ran.
+traced again). Engines name their default pipeline (``PASSES`` in each engine module); of it,
+a pass runs only where the cost rule (:mod:`.cost`) finds it adds no work to the time loop.
+``model.lower(engine, passes=...)`` overrides it (and runs exactly those passes) and
+``layer.explain()`` says what ran, and why not where a pass did not.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..errors import RshopConfigError
 from ..graph import StepGraph
 from .algebra import fuse_matmuls, split_gates
 from .cleanup import cse
+from .cost import LoopCost, loop_cost, verdict
 from .motion import Hoisted, hoist_inputs, licm
 
 if TYPE_CHECKING:
@@ -45,7 +48,7 @@ GRAPH_PASSES: dict[str, Callable[[StepGraph, str], tuple[StepGraph, str | None]]
 PLAN_PASSES: dict[str, Callable[[Plan, str], tuple[Plan, str | None]]] = {"licm": licm, "hoist_inputs": hoist_inputs}
 ORDER = ("cse", "fuse_matmuls", "split_gates", "licm", "hoist_inputs")  # the only valid order
 
-__all__ = ["ORDER", "Hoisted", "check_pipeline", "optimize"]
+__all__ = ["ORDER", "Hoisted", "LoopCost", "check_pipeline", "loop_cost", "optimize"]
 
 
 def check_pipeline(passes: object, where: str) -> tuple[str, ...]:
@@ -61,15 +64,24 @@ def check_pipeline(passes: object, where: str) -> tuple[str, ...]:
     return tuple(p for p in ORDER if p in names)
 
 
-def optimize(plan: Plan, passes: tuple[str, ...]) -> Plan:
-    """``plan`` after ``passes`` (checked names, pipeline order); its ``report`` says what each did."""
+def optimize(plan: Plan, passes: tuple[str, ...], cost_rule: bool = False, per_op: bool = False) -> Plan:
+    """``plan`` after ``passes`` (checked names, pipeline order); its ``report`` says what each did.
+
+    ``cost_rule``: a pass whose result adds work to the time loop is dropped (:func:`.cost.verdict`;
+    ``per_op``: operations count as work too); the report says so, with the numbers. Engines set it
+    for their default pipelines."""
     where = f"{plan.graph_where} optimized"
     report = []
+    ran = []
     for name in passes:
         if name in GRAPH_PASSES:
             graph, said = GRAPH_PASSES[name](plan.graph, where)
-            plan = replace(plan, graph=graph)
+            new = replace(plan, graph=graph)
         else:
-            plan, said = PLAN_PASSES[name](plan, where)
-        report.append((name, said or "no change"))
-    return replace(plan, key=plan.key + (passes,), report=tuple(report))
+            new, said = PLAN_PASSES[name](plan, where)
+        refused = verdict(loop_cost(plan.graph), loop_cost(new.graph), per_op) if cost_rule and said else None
+        if refused is None:
+            plan = new
+            ran.append(name)
+        report.append((name, refused or said or "no change"))
+    return replace(plan, key=plan.key + (tuple(ran) if cost_rule else passes,), report=tuple(report))
