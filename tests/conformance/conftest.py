@@ -88,6 +88,20 @@ def reference(model, x, initial_state=None, constants=None, **kwargs):
     return run(model, "numpy", x, "float64", initial_state, constants, **kwargs)
 
 
+@pytest.fixture(scope="module")
+def layers(models):
+    """``layers(name, engine)``: the module's ``models[name]`` lowered for ``engine``, once per module, so
+    that its tests share one compile (a module using it defines a module-scoped ``models`` fixture)."""
+    cache: dict = {}
+
+    def get(name, engine):
+        if (name, engine) not in cache:
+            cache[name, engine] = models[name].lower(engine)
+        return cache[name, engine]
+
+    return get
+
+
 def central_differences(params: dict, loss) -> dict:
     """d loss / d p for every entry of every float64 array in ``params`` (perturbed in place)."""
     from .tolerances import FD_EPS

@@ -84,18 +84,6 @@ def models():
     return {k: build() for k, build in BUILDS.items()}
 
 
-@pytest.fixture(scope="module")
-def layers(models):
-    cache: dict = {}
-
-    def get(name, engine):
-        if (name, engine) not in cache:
-            cache[name, engine] = models[name].lower(engine)
-        return cache[name, engine]
-
-    return get
-
-
 @pytest.mark.parametrize("name", sorted(BUILDS))
 def test_forward_matches_reference(engine, models, layers, name):
     x = inputs_of(name)

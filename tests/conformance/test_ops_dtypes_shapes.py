@@ -103,24 +103,12 @@ def models():
     return {k: build(return_sequences=True, return_states=True) for k, (build, _) in BUILDS.items()}
 
 
-@pytest.fixture(scope="module")
-def layers():
-    cache: dict = {}
-
-    def get(models, name, engine):
-        if (name, engine) not in cache:
-            cache[name, engine] = models[name].lower(engine)
-        return cache[name, engine]
-
-    return get
-
-
 @pytest.mark.parametrize("name", sorted(BUILDS))
 def test_forward_matches_reference(engine, models, layers, name):
     model, (_, inputs) = models[name], BUILDS[name]
     x, consts = inputs()
     want = reference(model, x, constants=consts)
-    got = run(model, engine, x, constants=consts, layer=layers(models, name, engine))
+    got = run(model, engine, x, constants=consts, layer=layers(name, engine))
     assert_close(got, want, FORWARD_ATOL["float32"], f"{engine}/{name}")
     assert want[0].shape == (x.shape[0], x.shape[1], D + (2 if name == "masked_attention" else 0))
 
@@ -134,7 +122,7 @@ def test_gradients_match_finite_differences(trainable_engine, models, layers, na
     w_out = np.random.default_rng(7).standard_normal(y.shape)
     want = central_differences(ref.params, lambda: float(np.sum(as_tuple(ref(x, constants=consts))[0] * w_out)))
     h = harness(trainable_engine)
-    layer = layers(models, name, trainable_engine)
+    layer = layers(name, trainable_engine)
     got = h.loss_grads(
         layer,
         native(h, x, "float32"),
@@ -152,7 +140,7 @@ def test_gradients_match_finite_differences(trainable_engine, models, layers, na
 def test_float_where_bool_is_declared_names_the_input(engine, models, layers):
     """The same RshopDTypeError on every engine, naming the constant and what to pass."""
     x, (enc, pad, pos) = attention_inputs()
-    layer = layers(models, "masked_attention", engine)
+    layer = layers("masked_attention", engine)
     with pytest.raises(RshopDTypeError) as e:
         run(models["masked_attention"], engine, x, constants=[enc, pad.astype(np.float32), pos], layer=layer)
     assert str(e.value) == (
