@@ -97,16 +97,36 @@ def _strict():
     yield
 
 
+def _imported_frameworks() -> list:
+    return [engine for engine, module in FRAMEWORKS.items() if module in sys.modules]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: what a worker process ran and imported, gathered by the controlling process."""
+    out = getattr(node, "workeroutput", {})
+    node.config.rshop_ran.update(out.get("rshop_ran", ()))
+    node.config.rshop_worker_imports = getattr(node.config, "rshop_worker_imports", set()) | set(
+        out.get("rshop_imported", ())
+    )
+
+
 def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if hasattr(config, "workeroutput"):  # an xdist worker: report to the controller, which checks
+        config.workeroutput["rshop_ran"] = sorted(config.rshop_ran)
+        config.workeroutput["rshop_imported"] = _imported_frameworks()
+        return
     expect = os.environ.get("RSHOP_EXPECT_ONLY")
     if not expect:
         return
     problems = []
-    if expect not in session.config.rshop_ran and session.testscollected:
+    if expect not in config.rshop_ran and session.testscollected:
         problems.append(f"engine {expect!r} was expected to run but no test used it")
-    for engine, module in FRAMEWORKS.items():
-        if engine != expect and module in sys.modules:
-            problems.append(f"framework {module!r} was imported in the {expect!r} session")
+    imported = set(_imported_frameworks()) | getattr(config, "rshop_worker_imports", set())
+    for engine in sorted(imported):
+        if engine != expect:
+            problems.append(f"framework {FRAMEWORKS[engine]!r} was imported in the {expect!r} session")
     if problems:
         sys.stderr.write("\nrshop isolation check FAILED:\n  " + "\n  ".join(problems) + "\n")
         session.exitstatus = 1
