@@ -38,8 +38,9 @@ def tests(session, backend):
     """Unit tests and the conformance suite with one engine installed; fails unless it ran alone."""
     install(session, *ENGINE_PACKAGES[backend])
     env = {"RSHOP_BACKEND": backend, "RSHOP_TEST_ENGINES": backend, "RSHOP_EXPECT_ONLY": backend, **QUIET_TF}
-    # the docs' examples run once, in ``parity``, where every engine they use is installed
-    session.run("python", "-m", "pytest", *PARALLEL, "tests", "--ignore=tests/test_docs.py", *session.posargs, env=env)
+    # the docs' examples run once, in ``parity``, where every engine they use is installed; the site's tests in ``site``
+    elsewhere = ("--ignore=tests/test_docs.py", "--ignore=tests/test_site.py")
+    session.run("python", "-m", "pytest", *PARALLEL, "tests", *elsewhere, *session.posargs, env=env)
 
 
 KERAS_TESTS = (
@@ -127,5 +128,8 @@ def site(session):
     """The documentation site (mkdocs.yml) into site/: the guide pages, README as the landing page and the API
     reference read from the sources' docstrings and type hints (statically: no engine is installed or imported).
     ``--strict``: a broken link or anchor, an unparsable docstring or a bad cross-reference fails the build."""
-    session.install(*CONSTRAINTS, "-e", ".[docs]", "ruff")  # ruff: mkdocstrings lays out long signatures with it
+    # mkdocstrings lays out long signatures with ruff
+    session.install(*CONSTRAINTS, "-e", ".[docs,test]", "ruff")
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+    # what the site must hold, and that strict mode still catches a broken link, anchor or unlisted page
+    session.run("python", "-m", "pytest", "tests/test_site.py", env={"RSHOP_BUILT_SITE": "site"})

@@ -88,7 +88,7 @@ def resolve_role(obj: griffe.Object, target: str) -> str:
 def roles_to_refs(obj: griffe.Object, text: str) -> str:
     def ref(m: re.Match[str]) -> str:
         short, title, target = m.group(1) == "~", m.group(2), m.group(3).strip()
-        shown = title or (target.lstrip(".").rsplit(".", 1)[-1] if short else target)
+        shown = title or (target.rsplit(".", 1)[-1] if short else target.lstrip("."))  # as Sphinx shows it
         return f'<autoref identifier="{resolve_role(obj, target)}" optional><code>{shown}</code></autoref>'
 
     return ROLE.sub(ref, text)
