@@ -199,3 +199,12 @@ def test_strict_build_fails_on_broken_link_anchor_and_unlisted_page(tmp_path):
     assert "contains a link 'no-such-page.md', but the target is not found" in said
     assert "'ir.md' does not contain an anchor '#no-such-section'" in said
     assert 'not included in the "nav" configuration:\n  - orphan.md' in said
+
+
+def test_every_plot_is_shown_on_a_page(site):
+    """A PNG in docs/ (benchmark plots, the examples' loss curves) is embedded by a page, and the site holds it."""
+    plots = sorted(p.name for p in (ROOT / "docs").glob("*.png"))
+    assert {"benchmarks.png", "benchmarks-parallel.png"} <= set(plots)
+    pages = " ".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))
+    assert [p for p in plots if f"]({p})" not in pages] == []
+    assert [p for p in plots if not (site / p).is_file()] == []
