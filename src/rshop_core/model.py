@@ -180,16 +180,17 @@ class RecurrentModel(Lowerable):
         readout_input: an Input shaped like the (first) output: the output of step t-1
             (zeros, or ``initial_readout=`` at call, before step 0).
         **options: keywords, each checked by name:
-            ``teacher_force``: with ``ground_truth=`` at a training call, the readout is
-            ground_truth[t-1] instead (needs ``readout_input``).
-            ``decode``, ``output_length``: x is one tensor seen at each of ``output_length`` steps.
-            ``return_sequences``, ``return_states``, ``go_backwards``, ``unroll``, ``stateful``, ``batch_size``,
-            ``zero_output_for_mask``, ``remat``, ``time_parallel``, ``newton_tol``, ``newton_max_iter``: see
-            :class:`LoopOptions`.
-            ``state_initializer``: one initializer for all states or a list, one per state
-            (default zeros): any initializer (random ones are drawn per call from the
-            model seed, the same on every engine) or ``initializers.Learned(...)``.
-            ``name``: the model's name; ``seed``: the seed of its initial weights (random if None).
+
+            - ``teacher_force``: with ``ground_truth=`` at a training call, the readout is
+              ground_truth[t-1] instead (needs ``readout_input``).
+            - ``decode``, ``output_length``: x is one tensor seen at each of ``output_length`` steps.
+            - ``return_sequences``, ``return_states``, ``go_backwards``, ``unroll``, ``stateful``, ``batch_size``,
+              ``zero_output_for_mask``, ``remat``, ``time_parallel``, ``newton_tol``, ``newton_max_iter``: see
+              :class:`LoopOptions`.
+            - ``state_initializer``: one initializer for all states or a list, one per state
+              (default zeros): any initializer (random ones are drawn per call from the
+              model seed, the same on every engine) or ``initializers.Learned(...)``.
+            - ``name``: the model's name; ``seed``: the seed of its initial weights (random if None).
     """
 
     KIND = "RecurrentModel"
