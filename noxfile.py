@@ -1,19 +1,20 @@
 """The test matrix. Each engine's tests run in a venv holding ONLY that engine.
 
-nox                      lint, tests for every engine, parity (with the docs' examples and keras)
+nox                      lint, tests for every engine, parity (with the docs' examples and keras), site
 nox -s "tests(backend='jax')"
 nox -s demo              train the flagship example on the default engine
 nox -s bench             LSTM layer timings beside the native anchors
 nox -s bench_long        memory and time per step at T = 100 ... 10,000 with and without remat
 nox -s bench_parallel    time-parallel loops (scan, Newton) against sequential ones and hand-written anchors
 nox -s bench_passes      default pass pipelines vs no passes, seq2seq first call, small-model settings
+nox -s site              the documentation site (mkdocs, API reference from docstrings), built with --strict
 """
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "parity"]
+nox.options.sessions = ["lint", "tests", "parity", "site"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -37,8 +38,9 @@ def tests(session, backend):
     """Unit tests and the conformance suite with one engine installed; fails unless it ran alone."""
     install(session, *ENGINE_PACKAGES[backend])
     env = {"RSHOP_BACKEND": backend, "RSHOP_TEST_ENGINES": backend, "RSHOP_EXPECT_ONLY": backend, **QUIET_TF}
-    # the docs' examples run once, in ``parity``, where every engine they use is installed
-    session.run("python", "-m", "pytest", *PARALLEL, "tests", "--ignore=tests/test_docs.py", *session.posargs, env=env)
+    # the docs' examples run once, in ``parity``, where every engine they use is installed; the site's tests in ``site``
+    elsewhere = ("--ignore=tests/test_docs.py", "--ignore=tests/test_site.py")
+    session.run("python", "-m", "pytest", *PARALLEL, "tests", *elsewhere, *session.posargs, env=env)
 
 
 KERAS_TESTS = (
@@ -79,8 +81,8 @@ def lint(session):
     """ruff (rules and format) on every Python file; mypy on rshop_core and rshop_backends (its settings:
     pyproject.toml)."""
     session.install(*CONSTRAINTS, "ruff", "mypy", "numpy")  # mypy reads numpy's annotations
-    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py")
-    session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py")
+    session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py", "site_hooks.py")
+    session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py", "site_hooks.py")
     session.run("mypy")
 
 
@@ -119,3 +121,15 @@ def bench_passes(session):
     install(session, *ALL)
     for script in ("bench/passes.py", "bench/first_call.py", "bench/small_models.py"):
         session.run("python", script, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def site(session):
+    """The documentation site (mkdocs.yml) into site/: the guide pages, README as the landing page and the API
+    reference read from the sources' docstrings and type hints (statically: no engine is installed or imported).
+    ``--strict``: a broken link or anchor, an unparsable docstring or a bad cross-reference fails the build."""
+    # mkdocstrings lays out long signatures with ruff
+    session.install(*CONSTRAINTS, "-e", ".[docs,test]", "ruff")
+    session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
+    # what the site must hold, and that strict mode still catches a broken link, anchor or unlisted page
+    session.run("python", "-m", "pytest", "tests/test_site.py", env={"RSHOP_BUILT_SITE": "site"})

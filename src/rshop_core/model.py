@@ -173,21 +173,24 @@ class RecurrentModel(Lowerable):
     Args:
         input: the ``Input`` of one time step (per-example shape, no batch, no time).
         output: the step's output Tensor, or a list (the first is the main output).
-        initial_states / final_states: Inputs for the states at t-1, and the Tensors for
-            the states at t, in the same order, of the same shapes and dtypes.
+        initial_states: Inputs for the states at t-1.
+        final_states: the Tensors for the states at t, in the order of ``initial_states``, of the same shapes
+            and dtypes.
         constants: Inputs seen unchanged at every step (passed as ``constants=`` at call).
         readout_input: an Input shaped like the (first) output: the output of step t-1
             (zeros, or ``initial_readout=`` at call, before step 0).
-        teacher_force: with ``ground_truth=`` at a training call, the readout is
-            ground_truth[t-1] instead (needs ``readout_input``).
-        decode, output_length: x is one tensor seen at each of ``output_length`` steps.
-        return_sequences, return_states, go_backwards, unroll, stateful, batch_size,
-            zero_output_for_mask, remat, time_parallel, newton_tol, newton_max_iter: see
-            :class:`LoopOptions`.
-        state_initializer: one initializer for all states or a list, one per state
-            (default zeros): any initializer (random ones are drawn per call from the
-            model seed, the same on every engine) or ``initializers.Learned(...)``.
-        name: the model's name; seed: the seed of its initial weights (random if None).
+        **options: keywords, each checked by name:
+
+            - ``teacher_force``: with ``ground_truth=`` at a training call, the readout is
+              ground_truth[t-1] instead (needs ``readout_input``).
+            - ``decode``, ``output_length``: x is one tensor seen at each of ``output_length`` steps.
+            - ``return_sequences``, ``return_states``, ``go_backwards``, ``unroll``, ``stateful``, ``batch_size``,
+              ``zero_output_for_mask``, ``remat``, ``time_parallel``, ``newton_tol``, ``newton_max_iter``: see
+              :class:`LoopOptions`.
+            - ``state_initializer``: one initializer for all states or a list, one per state
+              (default zeros): any initializer (random ones are drawn per call from the
+              model seed, the same on every engine) or ``initializers.Learned(...)``.
+            - ``name``: the model's name; ``seed``: the seed of its initial weights (random if None).
     """
 
     KIND = "RecurrentModel"
