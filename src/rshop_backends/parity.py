@@ -25,7 +25,15 @@ from .arrays import engine_arrays
 if TYPE_CHECKING:
     from rshop_core.lowerable import Lowerable
 
-__all__ = ["FD_ENTRIES", "PROJECTION_SEED", "ParityReport", "ParityRow", "central_differences", "compare"]
+__all__ = [
+    "FD_ENTRIES",
+    "PROJECTION_SEED",
+    "ParityReport",
+    "ParityRow",
+    "central_differences",
+    "compare",
+    "random_inputs",
+]
 
 # With grads=True the reference gradient comes from central differences on the numpy float64 engine:
 # two runs per checked entry. Up to FD_ENTRIES entries of each parameter are checked (all of a smaller
@@ -344,3 +352,51 @@ def _reference_grads(
         return float(np.sum(_as_tuple(layer(x, **call))[0] * w_out))
 
     return central_differences(params, loss, entries), entries
+
+
+def _id_bound(graph: Any, node: int) -> int:
+    """How many ids an int input may take: the smallest table it indexes with ``gather`` (2 when none)."""
+    bounds = [
+        int(graph.nodes[n.inputs[0]].type.shape[n.attrs.get("axis", 0)])
+        for n in graph.nodes
+        if n.op == "gather" and len(n.inputs) > 1 and n.inputs[1] == node
+    ]
+    return min(bounds, default=2)
+
+
+def _random_array(graph: Any, node: int, shape: tuple[int, ...], rng: np.random.Generator) -> np.ndarray:
+    dtype = graph.nodes[node].type.dtype
+    if dtype == "bool":
+        return rng.random(shape) < 0.5
+    if dtype.startswith(("int", "uint")):
+        return rng.integers(0, _id_bound(graph, node), shape).astype(dtype)
+    return rng.standard_normal(shape)
+
+
+def random_inputs(model: Lowerable, batch: int = 2, steps: int = 8, seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """Random numpy inputs for ``model`` made from its own specs: ``(x, call keywords)``.
+
+    x is (batch, steps, *input shape) ((batch, *input shape) for a decoder); constants, when the step
+    has some, are ``call["constants"]``, with ``steps`` for a dimension of unknown size (an encoder
+    sequence). Floats are standard normal (float64; compare casts them), bool inputs random masks,
+    int inputs ids in ``[0, n)`` where ``n`` is the size of the smallest table the step gathers them
+    from (2 when it gathers none). States start from the model's own initializers.
+    """
+    where = f"random_inputs({getattr(model, 'name', type(model).__name__)!r})"
+    for what, v in (("batch", batch), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise RshopConfigError(f"{where} {what}: expected an int >= 1, received {v!r}.")
+    rng = np.random.default_rng(seed)
+    leaf = model.leaves[0]
+    graph = leaf._require_built()
+    x_node = graph.x[0]
+    per_step = tuple(model.input_shape)
+    x_shape = (batch, *per_step) if model.options.decode else (batch, steps, *per_step)
+    x = _random_array(graph, x_node, x_shape, rng)
+    call: dict[str, Any] = {}
+    if graph.constants and getattr(model, "KIND", "") != "SequenceStack":
+        call["constants"] = [
+            _random_array(graph, c, (batch, *(steps if d is None else d for d in graph.nodes[c].type.shape)), rng)
+            for c in graph.constants
+        ]
+    return x, call
