@@ -60,6 +60,11 @@ class ParityRow:
     ok: bool
     detail: str = ""
 
+    @property
+    def label(self) -> str:
+        """How the table names the result: ``output`` / ``output_1``, ``state h``, ``grad dense/kernel``."""
+        return self.name if self.kind == "output" else f"{self.kind} {self.name}"
+
 
 @dataclass(frozen=True)
 class ParityReport:
@@ -85,7 +90,7 @@ class ParityReport:
         cols = f"  {'engine':<11} {'result':<26} {'max abs err':>11} {'max rel err':>11} {'limit':>9}  ok"
         lines = [head, cols]
         for r in self.rows:
-            result = f"{r.kind} {r.name}" if r.kind != "output" else r.name
+            result = r.label
             mark = "yes" if r.ok else "NO" + (f" ({r.detail})" if r.detail else "")
             lines.append(
                 f"  {r.engine:<11} {result:<26.26} {r.max_abs:>11.2e} {r.max_rel:>11.2e} {r.limit:>9.1e}  {mark}"
@@ -108,7 +113,7 @@ class ParityReport:
     def assert_close(self) -> None:
         """Raise :class:`~rshop_core.errors.RshopParityError` (holding :meth:`table`) unless :attr:`ok`."""
         if not self.ok:
-            failed = sorted({f"{r.engine} {r.kind} {r.name}" for r in self.rows if not r.ok})
+            failed = [f"{r.engine} {r.label}" for r in self.rows if not r.ok]
             raise RshopParityError(
                 f"compare({self.model!r}): expected every engine within tolerance of the numpy float64 "
                 f"reference, received {len(failed)} result(s) beyond it ({', '.join(failed[:6])}"
@@ -168,6 +173,11 @@ def _as_tuple(result: Any) -> tuple[Any, ...]:
 def _native(hooks: Any, a: np.ndarray, dtype: str) -> Any:
     """A numpy call argument as the engine's array: floats in ``dtype``, masks bool, ids and lengths int32."""
     kind = "bool" if a.dtype == bool else "int32" if a.dtype.kind in "iu" else dtype
+    if kind == "int32" and a.size and (a.min() < -(2**31) or a.max() >= 2**31):
+        raise RshopConfigError(
+            f"compare: expected integer inputs that fit int32 (ids, lengths), received values in "
+            f"[{a.min()}, {a.max()}]. rshop's int inputs are int32."
+        )
     return hooks.to_native(a, kind)
 
 

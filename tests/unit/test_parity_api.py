@@ -133,7 +133,7 @@ def test_a_failing_report_raises_with_the_table(perturbed, attention):
     msg = str(info.value)
     assert msg.startswith("compare('")
     assert "expected every engine within tolerance of the numpy float64 reference, received 3 result(s)" in msg
-    assert f"{perturbed} output output_0" in msg and f"{perturbed} state h" in msg
+    assert f"({perturbed} output_0, {perturbed} output_1, {perturbed} state h)" in msg and f"{perturbed} state h" in msg
     assert report.table() in msg
     assert "3 of 3 results exceed their limit" in msg
     assert isinstance(info.value, AssertionError)  # pytest shows it as a failed assertion
