@@ -87,13 +87,13 @@ class ParityReport:
     def table(self) -> str:
         """The report as a printable table, one row per engine and result."""
         head = f"parity of {self.model!r}: engines in {self.dtype} vs the numpy float64 reference"
-        cols = f"  {'engine':<11} {'result':<26} {'max abs err':>11} {'max rel err':>11} {'limit':>9}  ok"
+        w = max([26, *(len(r.label) for r in self.rows)])
+        cols = f"  {'engine':<11} {'result':<{w}} {'max abs err':>11} {'max rel err':>11} {'limit':>9}  ok"
         lines = [head, cols]
         for r in self.rows:
-            result = r.label
             mark = "yes" if r.ok else "NO" + (f" ({r.detail})" if r.detail else "")
             lines.append(
-                f"  {r.engine:<11} {result:<26.26} {r.max_abs:>11.2e} {r.max_rel:>11.2e} {r.limit:>9.1e}  {mark}"
+                f"  {r.engine:<11} {r.label:<{w}} {r.max_abs:>11.2e} {r.max_rel:>11.2e} {r.limit:>9.1e}  {mark}"
             )
         t = self.tolerances
         lines.append(
@@ -313,6 +313,7 @@ def compare(
                 notes.append(f"{engine}: no gradients (an inference-only engine)")
                 continue
             ikw = {k: kw.pop(k) for k in ("initial_state", "constants") if k in kw}
+            _restart(model, layer)  # a stateful layer differentiates its first call, as the reference does
             got_grads = hooks.loss_grads(layer, x, w_out.astype(dtype), **ikw, **kw)
             for name, want in want_grads.items():
                 if name not in got_grads:
@@ -341,6 +342,12 @@ def compare(
     )
 
 
+def _restart(model: Lowerable, layer: Any) -> None:
+    """Forget what a stateful layer carried from its last call (each run of compare is a first call)."""
+    if model.options.stateful:
+        layer.reset_states()
+
+
 def _reference_grads(
     model: Lowerable, x: Any, call: dict[str, Any], w_out: np.ndarray
 ) -> tuple[dict[str, np.ndarray], dict[str, list[tuple[int, ...]]]]:
@@ -359,6 +366,7 @@ def _reference_grads(
         entries[name] = pick
 
     def loss() -> float:
+        _restart(model, layer)
         return float(np.sum(_as_tuple(layer(x, **call))[0] * w_out))
 
     return central_differences(params, loss, entries), entries

@@ -112,6 +112,21 @@ def test_large_parameters_are_sampled(trainable_engine):
     assert sorted(r.name for r in report.rows if r.kind == "grad") == sorted(model.params)
 
 
+def test_a_stateful_model_is_compared_on_its_first_call(trainable_engine):
+    """Every run compare makes (the engine's call, its gradient call, each finite difference) starts from
+    the initial states, not from what the previous run carried."""
+    c = CASES["simple_rnn"]
+    model = c.build(stateful=True, return_sequences=True)
+    x, _ = c.inputs(batch=2, steps=3, seed=8)
+    report = compare(model, x, engines=[trainable_engine], grads=True)
+    assert report.ok, report.table()
+    first = reference(model, x)[0]
+    assert report.rows[0].max_abs == pytest.approx(
+        float(np.max(np.abs(run(model, trainable_engine, x)[0] - first))), rel=1e-6, abs=1e-15
+    )
+    assert "grad simple_rnn_cell/recurrent_kernel " in report.table()  # long names are not cut
+
+
 @pytest.fixture
 def perturbed(engine, monkeypatch):
     """The engine's results come back 1e-3 too large: a bug compare must see."""
