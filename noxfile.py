@@ -89,7 +89,7 @@ def lint(session):
 @nox.session(python="3.11")
 def demo(session):
     """Train the flagship example on the default engine, then a parity table over all engines."""
-    install(session, *ALL)
+    session.install(*CONSTRAINTS, "-e", ".[test,examples]", *ALL)
     session.run("python", "examples/demo.py", *session.posargs, env=QUIET_TF)
 
 

@@ -5,20 +5,23 @@
    "adding problem": each sequence carries random values and two markers; the target is the
    sum of the two marked values.
 3. Lower the trained weights to every installed engine and print a parity table against the
-   numpy float64 reference.
+   numpy float64 reference (``rshop_backends.parity.compare``, public API only).
 
+    pip install "rshop[all,examples]"     # tqdm for the progress bar
     python examples/demo.py [--steps 1500] [--engine torch]
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
+from tqdm import tqdm  # pip install "rshop[examples]"
 
 import rshop_backends
+from rshop_backends import to_native, to_numpy
+from rshop_backends.parity import compare
 from rshop_core import Input, RecurrentModel
 from rshop_core.layers import Activation, Dense, add
 
@@ -42,12 +45,9 @@ def adding_problem(rng, batch):
     return x, (values * marks).sum(axis=1, keepdims=True).astype(np.float32)
 
 
-def progress(step, total, loss, started):
-    width = 30
-    done = int(width * step / total)
-    bar = "#" * done + "-" * (width - done)
-    sys.stdout.write(f"\r  [{bar}] step {step:4d}/{total}  mse {loss:.5f}  {time.perf_counter() - started:5.1f}s")
-    sys.stdout.flush()
+def progress(steps, engine):
+    """The training progress bar (tqdm): one tick per step, the loss beside it."""
+    return tqdm(total=steps, desc=f"  training on {engine}", unit="step", dynamic_ncols=True, mininterval=0.2)
 
 
 # -- one native training loop per engine: each is how you would train the layer by hand --------
@@ -69,11 +69,12 @@ def train_jax(model, data, steps, lr):
         params = jax.tree_util.tree_map(lambda p, a, b: p - lr * corr * a / (jnp.sqrt(b) + 1e-8), params, m, v)
         return params, m, v, loss
 
-    started = time.perf_counter()
-    for i, (x, y) in enumerate(data(steps), 1):
-        params, m, v, loss = update(params, m, v, i, jnp.asarray(x), jnp.asarray(y))
-        if i % 20 == 0 or i == steps:
-            progress(i, steps, float(loss), started)
+    with progress(steps, "jax") as bar:
+        for i, (x, y) in enumerate(data(steps), 1):
+            params, m, v, loss = update(params, m, v, i, jnp.asarray(x), jnp.asarray(y))
+            bar.update()
+            if i % 20 == 0 or i == steps:
+                bar.set_postfix(mse=f"{float(loss):.5f}")
     return {k: np.asarray(p) for k, p in params.items()}
 
 
@@ -82,14 +83,15 @@ def train_torch(model, data, steps, lr):
 
     layer = model.lower("torch")
     opt = torch.optim.Adam(layer.parameters(), lr=lr)
-    started = time.perf_counter()
-    for i, (x, y) in enumerate(data(steps), 1):
-        loss = torch.mean((layer(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        if i % 20 == 0 or i == steps:
-            progress(i, steps, loss.item(), started)
+    with progress(steps, "torch") as bar:
+        for i, (x, y) in enumerate(data(steps), 1):
+            loss = torch.mean((layer(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            bar.update()
+            if i % 20 == 0 or i == steps:
+                bar.set_postfix(mse=f"{loss.item():.5f}")
     return layer.get_weights()
 
 
@@ -111,11 +113,12 @@ def train_tensorflow(model, data, steps, lr):
             var.assign_sub(lr * corr * m / (tf.sqrt(v) + 1e-8))
         return loss
 
-    started = time.perf_counter()
-    for i, (x, y) in enumerate(data(steps), 1):
-        loss = update(tf.constant(x), tf.constant(y), tf.constant(float(i)))
-        if i % 20 == 0 or i == steps:
-            progress(i, steps, float(loss), started)
+    with progress(steps, "tensorflow") as bar:
+        for i, (x, y) in enumerate(data(steps), 1):
+            loss = update(tf.constant(x), tf.constant(y), tf.constant(float(i)))
+            bar.update()
+            if i % 20 == 0 or i == steps:
+                bar.set_postfix(mse=f"{float(loss):.5f}")
     return layer.get_weights()
 
 
@@ -123,29 +126,22 @@ TRAINERS = {"jax": train_jax, "torch": train_torch, "tensorflow": train_tensorfl
 
 
 def parity_table(model, x):
-    """Run the trained model on every installed engine; compare with numpy float64."""
-    import importlib
-
-    from rshop_backends import registry
-
-    ref = model.lower("numpy", "float64")(x.astype(np.float64))
-    rows = []
-    for name, installed in rshop_backends.engines().items():
-        if not installed:
-            rows.append((name, "not installed", "", ""))
-            continue
-        registry.load(name)
-        h = importlib.import_module(registry.info(name).module + ".testing")  # array conversions
+    """Run the trained model on every installed engine and compare it with numpy float64 (public API:
+    rshop_backends.parity.compare); then each engine's time per call, its arrays made with to_native."""
+    report = compare(model, x)
+    print("\n" + report.table())
+    print(f"\n  {'engine':<11} {'ms/call':>9}")
+    for name in report.engines:
         layer = model.lower(name)
-        xs = h.to_native(x, "float32")
-        h.to_numpy(layer(xs))  # first call: trace / compile
+        xs = to_native(x, name, "float32")
+        to_numpy(layer(xs))  # first call: trace / compile
         started = time.perf_counter()
-        y = h.to_numpy(layer(xs))
-        ms = (time.perf_counter() - started) * 1e3
-        rows.append((name, f"{float(np.max(np.abs(y - ref))):.2e}", f"{ms:7.2f}", f"{y[0, 0]:+.6f}"))
-    print(f"\n  {'engine':<11} {'max |y - ref|':>14} {'ms/call':>9} {'y[0]':>11}")
-    for r in rows:
-        print(f"  {r[0]:<11} {r[1]:>14} {r[2]:>9} {r[3]:>11}")
+        to_numpy(layer(xs))
+        print(f"  {name:<11} {(time.perf_counter() - started) * 1e3:9.2f}")
+    missing = [name for name, installed in rshop_backends.engines().items() if not installed]
+    if missing:
+        print(f"  not installed: {', '.join(missing)}")
+    return report
 
 
 def main(argv=None):
@@ -173,12 +169,13 @@ def main(argv=None):
     weights = TRAINERS[engine](model, lambda n: (adding_problem(rng, 64) for _ in range(n)), args.steps, args.lr)
     model.set_weights(weights)
     after = float(np.mean((model.lower("numpy")(x_test) - y_test) ** 2))
-    print(f"\n\ntest mse after training: {after:.5f}")
+    print(f"\ntest mse after training: {after:.5f}")
     print("\nparity of the trained model, float32 engines vs the numpy float64 reference (512 sequences):")
-    parity_table(model, x_test)
+    report = parity_table(model, x_test)
     trivial = float(np.mean((1.0 - y_test) ** 2))
     if not after < trivial / 4:
         raise SystemExit(f"training reached mse {after:.4f}, not 4x better than guessing ({trivial:.4f})")
+    report.assert_close()  # every engine within tolerance of the float64 reference, or RshopParityError
 
 
 if __name__ == "__main__":

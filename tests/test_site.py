@@ -43,6 +43,8 @@ EXPORTING = (
     "rshop_backends",
     "rshop_backends.keras",
     "rshop_backends.testing",
+    "rshop_backends.parity",
+    "rshop_backends.arrays",
 )
 WHOLE = ("rshop_core.regularizers", "rshop_core.constraints", "rshop_core.specs", "rshop_backends.selection")
 

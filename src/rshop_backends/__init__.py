@@ -11,12 +11,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import registry
+from .arrays import to_native, to_numpy
 from .selection import backend, set_backend
 
 if TYPE_CHECKING:
     from rshop_core.lowerable import Lowerable
 
-__all__ = ["backend", "set_backend", "lower", "engines", "registry"]
+__all__ = ["backend", "set_backend", "lower", "engines", "registry", "to_native", "to_numpy"]
 
 
 def engines() -> dict[str, bool]:

@@ -17,6 +17,7 @@ from .errors import (
     RshopNotImplementedError,
     RshopNumericsError,
     RshopParallelWarning,
+    RshopParityError,
     RshopShapeError,
     RshopWarning,
 )
@@ -67,6 +68,7 @@ __all__ = [
     "RshopEngineError",
     "RshopNotImplementedError",
     "RshopNumericsError",
+    "RshopParityError",
     "RshopParallelWarning",
     "RshopWarning",
 ]

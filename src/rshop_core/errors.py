@@ -18,6 +18,7 @@ __all__ = [
     "RshopEngineError",
     "RshopNotImplementedError",
     "RshopNumericsError",
+    "RshopParityError",
     "format_message",
 ]
 
@@ -68,6 +69,11 @@ class RshopNotImplementedError(RshopEngineError, NotImplementedError):
 class RshopNumericsError(RshopError, FloatingPointError):
     """A call with ``check_numerics=True`` met a NaN or an Inf; it names the time step and the node,
     state or argument where the first one appears."""
+
+
+class RshopParityError(RshopError, AssertionError):
+    """An engine's results (or gradients) differ from the numpy float64 reference by more than the
+    tolerance: raised by ``ParityReport.assert_close()``; the message holds the whole parity table."""
 
 
 class RshopWarning(UserWarning):

@@ -103,22 +103,11 @@ def layers(models):
 
 
 def central_differences(params: dict, loss) -> dict:
-    """d loss / d p for every entry of every float64 array in ``params`` (perturbed in place)."""
-    from .tolerances import FD_EPS
+    """d loss / d p for every entry of every float64 array in ``params`` (perturbed in place): the
+    package's own (``rshop_backends.parity``, which ``compare(grads=True)`` uses)."""
+    from rshop_backends.parity import central_differences as package_central_differences
 
-    grads = {}
-    for name, p in params.items():
-        g = np.zeros_like(p)
-        for idx in np.ndindex(p.shape):
-            keep = p[idx]
-            p[idx] = keep + FD_EPS
-            up = loss()
-            p[idx] = keep - FD_EPS
-            down = loss()
-            p[idx] = keep
-            g[idx] = (up - down) / (2 * FD_EPS)
-        grads[name] = g
-    return grads
+    return package_central_differences(params, loss)
 
 
 def assert_close(got, want, atol, what):

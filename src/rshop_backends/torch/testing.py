@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import numpy as np
 import torch
 
+from .arrays import float64_scope, loss_grads, to_native, to_numpy
 
-def float64_scope() -> contextlib.AbstractContextManager[Any]:
-    """Where float64 arrays can exist: everywhere on this engine."""
-    return contextlib.nullcontext()
-
-
-def to_native(a: np.ndarray, dtype: str) -> Any:
-    return torch.from_numpy(np.array(a, dtype=dtype))
-
-
-def to_numpy(a: Any) -> np.ndarray:
-    return a.detach().cpu().numpy()
-
-
-def loss_grads(
-    layer: Any, x: Any, weights_out: Any, initial_state: Any = None, constants: Any = None, **call: Any
-) -> dict[str, np.ndarray]:
-    """Gradients of ``sum(output * weights_out)`` w.r.t. every parameter, as numpy arrays."""
-    layer.zero_grad(set_to_none=True)
-    call.setdefault("training", False)  # as on every engine (the module mode would say train)
-    y = layer(x, initial_state=initial_state, constants=constants, **call)
-    y = y[0] if isinstance(y, tuple) else y
-    loss = (y * torch.as_tensor(weights_out, dtype=y.dtype)).sum()
-    if loss.requires_grad:  # False when no trainable parameter reaches the output
-        loss.backward()
-    return {
-        k: np.zeros(tuple(p.shape), p.detach().numpy().dtype) if p.grad is None else to_numpy(p.grad)
-        for k, p in layer.named_parameters()
-    }
+__all__ = ["float64_scope", "input_grads", "loss_grads", "to_native", "to_numpy"]
 
 
 def input_grads(fn: Any, args: list[Any], weights_out: np.ndarray, wrt: list[int]) -> list[np.ndarray]:
