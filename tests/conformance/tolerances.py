@@ -1,3 +1,3 @@
-"""Shipped in the package: ``rshop_backends/conformance/tolerances.py`` (this name keeps the repository's imports)."""
+"""Shipped in the package as ``rshop_backends.conformance.tolerances``; this name keeps the repo's imports."""
 
 from rshop_backends.conformance.tolerances import *  # noqa: F403

@@ -3,7 +3,9 @@ the per-example input shape, and the per-example shapes of its constants."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -17,18 +19,19 @@ from rshop_core.layers import Activation, Dense, add, concatenate
 @dataclass
 class Case:
     name: str
-    build: object  # (**loop options) -> RecurrentModel
-    input_shape: tuple
-    constant_shapes: list = field(default_factory=list)
+    build: Callable[..., Any]  # (**loop options) -> RecurrentModel
+    input_shape: tuple[int, ...]
+    constant_shapes: list[tuple[int, ...]] = field(default_factory=list)
 
-    def inputs(self, batch=3, steps=5, seed=0):
+    def inputs(self, batch: int = 3, steps: int = 5, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Random ``x`` of (batch, steps, *input_shape) and the constants (None when the case has none)."""
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((batch, steps) + self.input_shape)
-        consts = [rng.standard_normal((batch,) + s) for s in self.constant_shapes]
+        consts = [rng.standard_normal((batch, *s)) for s in self.constant_shapes]
         return x, (consts or None)
 
 
-def readme_model(**opts):
+def readme_model(**opts: Any) -> Any:
     x_t = Input(shape=(5,))
     h_tm1 = Input(shape=(10,))
     h_t = Activation("tanh")(add([Dense(10)(x_t), Dense(10, use_bias=False)(h_tm1)]))
@@ -40,12 +43,13 @@ class TwoStateCell(Cell):
 
     state_names = ("h", "m")
 
-    def state_shapes(self):
+    def state_shapes(self) -> list[tuple[int | None, ...]]:
         return [(self.units,), (2, 3)]
 
-    def step(self, x, states):
+    def step(self, x: Any, states: Any) -> Any:
         h, m = states
         u = self.units
+        assert u is not None
         k = self.add_weight("kernel", (x.shape[-1], u), "glorot_uniform")
         r = self.add_weight("recurrent_kernel", (u + 6, u), "orthogonal")
         g = self.add_weight("gain", (2, 3), RandomNormal(1.0, 0.1))
@@ -63,11 +67,11 @@ class TwoStateCell(Cell):
         return out, [h_new, m_new]
 
 
-def two_state_model(**opts):
+def two_state_model(**opts: Any) -> Any:
     return TwoStateCell(6, input_dim=4).get_layer(seed=5, **opts)
 
 
-def attention_model(**opts):
+def attention_model(**opts: Any) -> Any:
     """A decoder-like step scoring a constant encoder sequence with einsum + softmax."""
     x_t = Input((4,), name="x")
     h = Input((8,), name="h")
@@ -87,7 +91,7 @@ def attention_model(**opts):
     )
 
 
-def _cell(cls, **kw):
+def _cell(cls: type[Cell], **kw: Any) -> Callable[..., Any]:
     return lambda **opts: cls(6, input_dim=4, **kw).get_layer(seed=11, **opts)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from rshop_core import Bidirectional, Input, RecurrentModel, RecurrentSequential
@@ -14,11 +17,11 @@ RNG = np.random.default_rng(123)
 B, T = 3, 6
 
 
-def arr(*shape):
+def arr(*shape: int) -> np.ndarray:
     return RNG.standard_normal(shape)
 
 
-def readout_model(**opts):
+def readout_model(**opts: Any) -> Any:
     """A functional readout: the step reads its own previous output y_{t-1}."""
     x, h, y_tm1 = Input((3,), name="x"), Input((4,), name="h"), Input((2,), name="y_tm1")
     h_new = Dense(4, activation="tanh", name="core")(F.concat([x, h, y_tm1]))
@@ -35,7 +38,7 @@ def readout_model(**opts):
     )
 
 
-def decode_model(**opts):
+def decode_model(**opts: Any) -> Any:
     """decode: one (batch, 5) vector seen at each of the output_length steps, through a nested LSTM cell."""
     cell = LSTMCell(6, input_dim=5, name="dec_lstm")
     x = Input((5,), name="x")
@@ -48,21 +51,21 @@ def decode_model(**opts):
     )
 
 
-def state_sync_stack(**opts):
+def state_sync_stack(**opts: Any) -> Any:
     seq = RecurrentSequential(state_sync=True, seed=33, **opts)
     for i in range(3):
         seq.add(LSTMCell(5, input_dim=5, name=f"lstm_{i}"))
     return seq
 
 
-def readout_stack(mode, **opts):
+def readout_stack(mode: str, **opts: Any) -> Any:
     seq = RecurrentSequential(readout=mode, readout_activation="tanh", seed=34, **opts)
     seq.add(GRUCell(5, input_dim=4))
     seq.add(Dense(4))
     return seq
 
 
-def nested_model(**opts):
+def nested_model(**opts: Any) -> Any:
     """Two levels of nesting: an LSTM model inside a stack, the stack inside a custom step."""
     inner = LSTMCell(5, input_dim=4).get_layer(seed=35)
     stack = RecurrentSequential(name="stack", seed=36)
@@ -75,14 +78,14 @@ def nested_model(**opts):
     return RecurrentModel(input=x, initial_states=states, output=F.tanh(Dense(3)(y)), final_states=new, seed=37, **opts)
 
 
-def init_model(**opts):
+def init_model(**opts: Any) -> Any:
     """A learned initial h and a seeded random initial c."""
     return LSTMCell(5, input_dim=4).get_layer(
         seed=38, state_initializer=[I.Learned("glorot_uniform"), I.RandomNormal(0.0, 0.5)], **opts
     )
 
 
-def dropout_model(**opts):
+def dropout_model(**opts: Any) -> Any:
     """Cell dropout (input and recurrent) and a Dropout layer inside a custom step."""
     cell = GRUCell(5, input_dim=4, dropout=0.3, recurrent_dropout=0.2)
     x, h = Input((4,), name="x"), Input((5,), name="h")
@@ -90,13 +93,13 @@ def dropout_model(**opts):
     return RecurrentModel(input=x, initial_states=[h], output=y, final_states=new, seed=39, **opts)
 
 
-def regularized_model(**opts):
+def regularized_model(**opts: Any) -> Any:
     return LSTMCell(
         5, input_dim=4, kernel_regularizer={"l1": 0.01, "l2": 0.02}, recurrent_regularizer="l2", bias_regularizer="l1"
     ).get_layer(seed=40, **opts)
 
 
-def bidirectional(merge, **opts):
+def bidirectional(merge: str | None, **opts: Any) -> Any:
     return Bidirectional(GRUCell(5, input_dim=4).get_layer(seed=41, **opts), merge_mode=merge)
 
 
@@ -104,7 +107,7 @@ LENGTHS = np.array([6, 3, 1], dtype=np.int32)
 MASK = np.arange(T)[None, :] < LENGTHS[:, None]
 
 # name: (builder, loop options, x shape, call keywords)
-FEATURES = {
+FEATURES: dict[str, tuple[Callable[..., Any], dict[str, Any], tuple[int, ...], dict[str, Any]]] = {
     "readout": (readout_model, {}, (B, T, 3), {}),
     "readout_initial": (readout_model, {}, (B, T, 3), {"initial_readout": arr(B, 2)}),
     "teacher_forcing": (readout_model, {}, (B, T, 3), {"ground_truth": arr(B, T, 2), "training": True}),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -14,7 +16,7 @@ SEQ = dict(return_sequences=True, return_states=True)
 
 @pytest.mark.parametrize("feature", sorted(FEATURES))
 @pytest.mark.parametrize("seq", [True, False], ids=["sequences", "last"])
-def test_feature_matches_reference(engine, feature, seq):
+def test_feature_matches_reference(engine: str, feature: str, seq: bool) -> None:
     build, opts, _, call = FEATURES[feature]
     model = build(**{**opts, **(SEQ if seq else {})})
     want = reference(model, X[feature], **call)
@@ -38,10 +40,10 @@ GRAD_FEATURES = [
 ]
 
 
-def _fd_grads(model, x, call, w_out):
+def _fd_grads(model: Any, x: Any, call: dict[str, Any], w_out: np.ndarray) -> Any:
     layer = model.lower("numpy", "float64")
 
-    def loss():
+    def loss() -> Any:
         layer.reseed(0)  # the same dropout masks at every evaluation
         return float(np.sum(as_tuple(layer(x, **call))[0] * w_out))
 
@@ -49,7 +51,7 @@ def _fd_grads(model, x, call, w_out):
 
 
 @pytest.mark.parametrize("feature", GRAD_FEATURES)
-def test_feature_gradients(trainable_engine, feature):
+def test_feature_gradients(trainable_engine: str, feature: str) -> None:
     build, opts, _, call = FEATURES[feature]
     model = build(**{**opts, "return_sequences": True})
     x = X[feature]

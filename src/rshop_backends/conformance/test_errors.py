@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -13,7 +15,7 @@ from .runs import harness
 rng = np.random.default_rng(0)
 X = rng.standard_normal((2, 3, 4))
 
-BAD_CALLS = {
+BAD_CALLS: dict[str, tuple[str, np.ndarray, dict[str, list[np.ndarray]], type[RshopError], str]] = {
     # name: (case, x, kwargs, error class, fragment of the message)
     "no_time_axis": ("lstm", X[:, 0], {}, RshopShapeError, "expected an array of shape (batch, time, 4) (rank 3)"),
     "wrong_features": ("lstm", rng.standard_normal((2, 3, 5)), {}, RshopShapeError, "received shape (2, 3, 5)"),
@@ -58,7 +60,7 @@ BAD_CALLS = {
 }
 
 
-def _call(engine, name):
+def _call(engine: str, name: str) -> Any:
     case, x, kwargs, _, _ = BAD_CALLS[name]
     model = CASES[case].build()
     layer = model.lower(engine)
@@ -72,7 +74,7 @@ def _call(engine, name):
 
 
 @pytest.mark.parametrize("name", sorted(BAD_CALLS))
-def test_bad_call_same_error_everywhere(engine, name):
+def test_bad_call_same_error_everywhere(engine: str, name: str) -> None:
     _, _, _, cls, fragment = BAD_CALLS[name]
     err = _call(engine, name)
     assert type(err) is cls, f"{engine}: {type(err).__name__}: {err}"
@@ -80,7 +82,7 @@ def test_bad_call_same_error_everywhere(engine, name):
     assert str(err) == str(_call("numpy", name)), "message differs from the numpy engine's"
 
 
-def test_other_engines_arrays_rejected(engine):
+def test_other_engines_arrays_rejected(engine: str) -> None:
     model = CASES["lstm"].build()
     layer = model.lower(engine)
     foreign = X.astype(np.float32).tolist() if engine == "numpy" else X.astype(np.float32)

@@ -19,7 +19,7 @@ OPTION_SETS = {
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("options", sorted(OPTION_SETS))
-def test_matches_reference(engine, case, options):
+def test_matches_reference(engine: str, case: str, options: str) -> None:
     c = CASES[case]
     model = c.build(**OPTION_SETS[options])
     x, consts = c.inputs()
@@ -29,7 +29,7 @@ def test_matches_reference(engine, case, options):
 
 
 @pytest.mark.parametrize("case", ["lstm", "two_state_custom", "attention"])
-def test_given_initial_state(engine, case):
+def test_given_initial_state(engine: str, case: str) -> None:
     c = CASES[case]
     model = c.build(return_sequences=True, return_states=True)
     x, consts = c.inputs(batch=2, steps=4, seed=1)
@@ -42,7 +42,7 @@ def test_given_initial_state(engine, case):
 
 @pytest.mark.parametrize("unroll", [True, 3])
 @pytest.mark.parametrize("case", ["lstm", "two_state_custom", "attention"])
-def test_unroll_equals_loop(engine, case, unroll):
+def test_unroll_equals_loop(engine: str, case: str, unroll: bool | int) -> None:
     c = CASES[case]
     x, consts = c.inputs(steps=7, seed=3)  # 7 is not a multiple of 3: the remainder path runs
     plain = run(c.build(return_sequences=True, return_states=True), engine, x, constants=consts)
@@ -57,14 +57,14 @@ def test_unroll_equals_loop(engine, case, unroll):
 
 
 @pytest.mark.parametrize("batch,steps", [(1, 1), (1, 6), (4, 1)])
-def test_edge_sizes(engine, batch, steps):
+def test_edge_sizes(engine: str, batch: int, steps: int) -> None:
     c = CASES["lstm"]
     model = c.build(return_sequences=True, return_states=True)
     x, _ = c.inputs(batch=batch, steps=steps, seed=4)
     assert_close(run(model, engine, x), reference(model, x), FORWARD_ATOL["float32"], f"{engine} B={batch} T={steps}")
 
 
-def test_one_layer_two_lengths(engine):
+def test_one_layer_two_lengths(engine: str) -> None:
     """A lowered object is not tied to the T (nor the batch) of its first call."""
     c = CASES["attention"]
     model = c.build(return_sequences=True, return_states=True)
@@ -76,7 +76,7 @@ def test_one_layer_two_lengths(engine):
         assert_close(got, reference(model, x, constants=consts), FORWARD_ATOL["float32"], f"{engine} T={steps}")
 
 
-def test_go_backwards_reverses(engine):
+def test_go_backwards_reverses(engine: str) -> None:
     """go_backwards on x equals forward on x reversed along time (outputs in processing order)."""
     c = CASES["gru"]
     x, _ = c.inputs(steps=6, seed=8)
@@ -85,7 +85,7 @@ def test_go_backwards_reverses(engine):
     assert_close(back, fwd, SAME_ENGINE_ATOL["float32"], f"{engine} go_backwards")
 
 
-def test_float64_lowering(engine):
+def test_float64_lowering(engine: str) -> None:
     """Engines that compute in float64 agree with the reference to float64 precision."""
     from .runs import harness
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -10,7 +12,7 @@ from .runs import as_tuple, central_differences, harness
 from .tolerances import GRAD_RTOL
 
 
-def finite_differences(model, x, w_out, constants=None):
+def finite_differences(model: Any, x: Any, w_out: np.ndarray, constants: Any = None) -> Any:
     """Central differences of ``sum(y * w_out)`` on the numpy float64 engine, every parameter entry."""
     layer = model.lower("numpy", "float64")
     return central_differences(layer.params, lambda: float(np.sum(as_tuple(layer(x, constants=constants))[0] * w_out)))
@@ -18,7 +20,7 @@ def finite_differences(model, x, w_out, constants=None):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 @pytest.mark.parametrize("options", ["sequences", "last_backwards"])
-def test_gradients_match_finite_differences(trainable_engine, case, options):
+def test_gradients_match_finite_differences(trainable_engine: str, case: str, options: str) -> None:
     c = CASES[case]
     opts = dict(return_sequences=True) if options == "sequences" else dict(go_backwards=True)
     model = c.build(**opts)
@@ -38,7 +40,7 @@ def test_gradients_match_finite_differences(trainable_engine, case, options):
         assert err <= GRAD_RTOL["float32"] * scale, f"{trainable_engine}/{case}: d/d {name} off by {err:.3g}"
 
 
-def test_frozen_parameter_gets_no_update(trainable_engine):
+def test_frozen_parameter_gets_no_update(trainable_engine: str) -> None:
     """A parameter declared trainable=False gets a zero gradient; a trainable one beside it does not.
 
     The harness lists every parameter (frozen ones included), so a frozen parameter that autodiff
@@ -48,11 +50,11 @@ def test_frozen_parameter_gets_no_update(trainable_engine):
     from rshop_core.layers import Layer
 
     class Frozen(Layer):
-        def __call__(self, x):
+        def __call__(self, x: Any) -> Any:
             return x @ self.add_weight("kernel", (3, 3), "identity", trainable=False)
 
     class Trained(Layer):
-        def __call__(self, x):
+        def __call__(self, x: Any) -> Any:
             return x @ self.add_weight("kernel", (3, 3), "identity")
 
     x_t, h = Input((3,)), Input((3,))

@@ -3,6 +3,9 @@ and a model trained on one engine and saved loads on all others with the same ou
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -15,7 +18,7 @@ from .runs import assert_close, harness, native, reference, run
 from .tolerances import FORWARD_ATOL
 
 
-def perturbed(model, seed=0):
+def perturbed(model: Any, seed: int = 0) -> Any:
     rng = np.random.default_rng(seed)
     model.set_weights(
         {k: (v + 0.1 * rng.standard_normal(v.shape)).astype(v.dtype) for k, v in model.get_weights().items()}
@@ -24,7 +27,7 @@ def perturbed(model, seed=0):
 
 
 @pytest.mark.parametrize("feature", sorted(FEATURES))
-def test_feature_round_trip(engine, feature):
+def test_feature_round_trip(engine: str, feature: str) -> None:
     build, opts, _, call = FEATURES[feature]
     model = perturbed(build(**{**opts, "return_sequences": True, "return_states": True}))
     loaded = serialization.loads(serialization.dumps(model))
@@ -38,7 +41,7 @@ def test_feature_round_trip(engine, feature):
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_case_round_trip(engine, case, tmp_path):
+def test_case_round_trip(engine: str, case: str, tmp_path: Path) -> None:
     c = CASES[case]
     model = perturbed(c.build(return_sequences=True, return_states=True))
     loaded = rshop_core.load(model.save(tmp_path / f"{case}.rshop"))
@@ -51,7 +54,7 @@ def test_case_round_trip(engine, case, tmp_path):
     )
 
 
-def test_trained_on_one_engine_served_on_all(trainable_engine, tmp_path):
+def test_trained_on_one_engine_served_on_all(trainable_engine: str, tmp_path: Path) -> None:
     from rshop_backends import engines
 
     c = CASES["lstm"]

@@ -12,7 +12,7 @@ from .runs import assert_close, reference, run
 from .tolerances import FORWARD_ATOL
 
 
-def test_initial_weights_are_the_models(engine):
+def test_initial_weights_are_the_models(engine: str) -> None:
     model = CASES["gru"].build()
     got = model.lower(engine).get_weights()
     want = model.get_weights()
@@ -22,7 +22,7 @@ def test_initial_weights_are_the_models(engine):
         np.testing.assert_array_equal(got[k], want[k])  # bit-identical starting weights
 
 
-def test_set_weights_changes_what_runs(engine):
+def test_set_weights_changes_what_runs(engine: str) -> None:
     c = CASES["lstm"]
     model = c.build(return_sequences=True)
     layer = model.lower(engine)
@@ -44,7 +44,7 @@ def test_set_weights_changes_what_runs(engine):
         ("dtype", RshopDTypeError, "weight 'lstm_cell/bias': expected dtype float32, received float64"),
     ],
 )
-def test_set_weights_rejects(engine, bad, cls, fragment):
+def test_set_weights_rejects(engine: str, bad: str, cls: type[Exception], fragment: str) -> None:
     model = CASES["lstm"].build()
     layer = model.lower(engine)
     w = model.get_weights()

@@ -51,7 +51,9 @@ def parse(text: str, where: str) -> list[tuple[re.Pattern[str], str]]:
         try:
             out.append((re.compile(pattern.strip()), reason.strip()))
         except re.error as e:
-            raise pytest.UsageError(f"{where}, line {number}: expected a regular expression, received {line!r} ({e}).")
+            raise pytest.UsageError(
+                f"{where}, line {number}: expected a regular expression, received {line!r} ({e})."
+            ) from None
     return out
 
 
