@@ -1,6 +1,7 @@
 """The test matrix. Each engine's tests run in a venv holding ONLY that engine.
 
-nox                      lint, tests for every engine, parity (with the docs' examples and keras), site
+nox                      lint, tests for every engine, parity (with the docs' examples and keras), site, certify
+nox -s certify           a plug-in engine certified from installed wheels with the shipped conformance suite
 nox -s "tests(backend='jax')"
 nox -s demo              train the flagship example on the default engine
 nox -s bench             LSTM layer timings beside the native anchors
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "tests", "parity", "site"]
+nox.options.sessions = ["lint", "tests", "parity", "site", "certify"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
 
@@ -59,6 +60,16 @@ def parity(session):
     install(session, *ALL, "keras")
     tests = ("tests/conformance/test_parity.py", "tests/test_docs.py", *KERAS_TESTS)
     session.run("python", "-m", "pytest", *PARALLEL, *tests, *session.posargs, env=QUIET_TF)
+
+
+@nox.session(python="3.11")
+def certify(session):
+    """The path a third-party engine takes (tests/test_plugin_engine.py): the rshop wheel and a tiny plug-in
+    engine's wheel installed into a fresh venv, where ``pytest --pyargs rshop_backends.conformance`` runs for
+    the plug-in and for numpy. About 25 s beyond the install, so it is in the default set."""
+    install(session, "setuptools>=68")  # the wheels are built without build isolation: offline
+    test = "tests/test_plugin_engine.py"
+    session.run("python", "-m", "pytest", "-m", "certify", test, *session.posargs, env=QUIET_TF)
 
 
 @nox.session(python="3.11")

@@ -1,9 +1,9 @@
 """Test-wide settings: which engines to test, strictness, and the isolation check.
 
-Engines come from ``--engines`` or ``RSHOP_TEST_ENGINES`` (comma separated; default: every
-installed built-in engine). An unknown name fails the run at once. When the nox session
-sets ``RSHOP_EXPECT_ONLY=<engine>``, the run fails unless that engine ran and no other
-framework was imported.
+Engines come from the rshop pytest plugin (``rshop_backends.pytest_plugin``): ``--rshop-engines`` (here also
+``--engines``) or ``RSHOP_TEST_ENGINES`` (comma separated; default: every installed engine). An unknown
+name fails the run at once. When the nox session sets ``RSHOP_EXPECT_ONLY=<engine>``, the run fails unless
+that engine ran and no other framework was imported.
 """
 
 from __future__ import annotations
@@ -13,38 +13,27 @@ import sys
 
 import pytest
 
-BUILTIN = ("numpy", "jax", "torch", "tensorflow")
+from rshop_backends import pytest_plugin
+from rshop_backends.conformance.fixtures import record_engine, strict_frameworks  # autouse, for every test
+
+__all__ = ["record_engine", "strict_frameworks"]
+
 FRAMEWORKS = {"jax": "jax", "torch": "torch", "tensorflow": "tensorflow"}
 
 
-def pytest_addoption(parser):
+def pytest_addoption(parser, pluginmanager):
+    # the rshop pytest plugin (``--rshop-engines``, ``rshop_engine``) is registered by its entry point when
+    # rshop is installed; from a source tree without one, here
+    pytest_plugin.ensure_registered(pluginmanager)
     parser.addoption(
         "--engines",
-        default=os.environ.get("RSHOP_TEST_ENGINES"),
-        help="comma-separated engines to test (default: every installed one)",
+        dest="rshop_engines",
+        default=None,
+        help="the repository's name for --rshop-engines: comma-separated engines to test",
     )
 
 
-def selected_engines(config) -> list:
-    from rshop_backends import registry
-
-    raw = config.getoption("--engines")
-    known = registry.engines()
-    if not raw:
-        return [n for n in BUILTIN if known[n].installed()]
-    names = [n.strip() for n in raw.split(",") if n.strip()]
-    bad = [n for n in names if n not in known]
-    if bad:
-        raise pytest.UsageError(f"unknown engine(s) {bad}; known: {sorted(known)}")
-    missing = [n for n in names if not known[n].installed()]
-    if missing:
-        raise pytest.UsageError(f"engine(s) {missing} requested but not installed")
-    return names
-
-
 def pytest_configure(config):
-    config.rshop_engines = selected_engines(config)
-    config.rshop_ran = set()
     config.rshop_reports = []  # lines tests want in the run's summary (e.g. the fuzzer's count and time)
 
 
@@ -53,48 +42,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         terminalreporter.write_line(line)
 
 
-def pytest_report_header(config):
-    return f"rshop engines under test: {', '.join(config.rshop_engines)}"
-
-
 def pytest_generate_tests(metafunc):
-    if "engine" in metafunc.fixturenames:
-        metafunc.parametrize("engine", metafunc.config.rshop_engines)
-    if "trainable_engine" in metafunc.fixturenames:
-        trainable = [e for e in metafunc.config.rshop_engines if e != "numpy"]
-        if not trainable:  # say why instead of pytest's anonymous "empty parameter set"
-            trainable = [
-                pytest.param(
-                    "numpy",
-                    marks=pytest.mark.skip(
-                        reason="numpy is an inference-only engine: gradient tests need jax, torch or tensorflow"
-                    ),
-                )
-            ]
-        metafunc.parametrize("trainable_engine", trainable)
-
-
-@pytest.fixture(autouse=True)
-def _record_engine(request):
-    for key in ("engine", "trainable_engine"):
-        if key in request.fixturenames:
-            request.config.rshop_ran.add(request.getfixturevalue(key))
-    yield
-
-
-def _strict_frameworks():
-    """Comparable numbers across engines: no TF32, deterministic threads."""
-    if "torch" in sys.modules:
-        import torch
-
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-
-
-@pytest.fixture(autouse=True)
-def _strict():
-    _strict_frameworks()
-    yield
+    pytest_plugin.parametrize_engines(metafunc)
 
 
 def _imported_frameworks() -> list:

@@ -45,6 +45,7 @@ EXPORTING = (
     "rshop_backends.testing",
     "rshop_backends.parity",
     "rshop_backends.arrays",
+    "rshop_backends.pytest_plugin",
 )
 WHOLE = ("rshop_core.regularizers", "rshop_core.constraints", "rshop_core.specs", "rshop_backends.selection")
 

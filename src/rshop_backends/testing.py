@@ -1,4 +1,5 @@
-"""Checks a user runs on what they registered: :func:`check_custom_op`.
+"""Checks a user runs in their own tests: :func:`check_custom_op` on what they registered, and
+:func:`assert_parity` on their models.
 
 The conformance suite (``tests/conformance/test_custom_ops.py``) runs it for every op registered in
 the test process, on every engine of the run; a library that registers ops can run it in its own tests.
@@ -7,6 +8,7 @@ the test process, on every engine of the run; a library that registers ops can r
 from __future__ import annotations
 
 import importlib
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ from rshop_core.types import TensorType
 
 from . import codegen
 
-__all__ = ["CustomOpReport", "check_custom_op"]
+__all__ = ["CustomOpReport", "check_custom_op", "assert_parity"]
 
 
 @dataclass(frozen=True)
@@ -184,3 +186,30 @@ def _check_engine(
             )
         worst = max(worst, err)
     return CustomOpReport(engine, forward, worst)
+
+
+def assert_parity(
+    model: Any,
+    inputs: Any,
+    *,
+    engines: Sequence[str] | None = None,
+    dtype: str = "float32",
+    grads: bool = False,
+    **call: Any,
+) -> Any:
+    """Assert that ``model`` computes the same on every engine as on the numpy float64 reference.
+
+    ``inputs``: the call's numpy input ``x``; ``call``: the call's other keywords (``initial_state``,
+    ``constants``, ``mask``, ...), as numpy. ``engines``: the engines to compare; None means the engines
+    selected for the pytest run in progress (``--rshop-engines`` of the rshop pytest plugin), outside a
+    pytest run every installed engine. ``grads``: compare the parameter gradients too. Runs
+    :func:`rshop_backends.parity.compare` and returns its report; raises
+    :class:`~rshop_core.errors.RshopParityError` with the report's table when a tolerance is exceeded.
+    """
+    parity: Any = importlib.import_module(f"{__package__}.parity")  # imported when used: it lowers for engines
+    plugin: Any = sys.modules.get(f"{__package__}.pytest_plugin")  # loaded by pytest only; never imported here
+    if engines is None and plugin is not None:
+        engines = plugin.selected()
+    report = parity.compare(model, inputs, engines=engines, dtype=dtype, grads=grads, **call)
+    report.assert_close()
+    return report
