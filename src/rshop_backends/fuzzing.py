@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from rshop_core import Input, RecurrentModel
+from rshop_core import Input, RecurrentModel, initializers
 from rshop_core import functional as F
 from rshop_core.errors import RshopError, RshopNotImplementedError
 from rshop_core.layers import Dense
@@ -111,6 +111,12 @@ class FuzzMismatch(AssertionError):
     """An engine disagreed with the reference on a generated case; the message holds the recipe."""
 
 
+def _dense(units: int, name: str | None = None) -> Dense:
+    """A Dense layer with random biases: zero ones would put values exactly on the kinks of relu, selu, abs,
+    max ... (a zero state through a zero bias), where a finite difference straddles the kink."""
+    return Dense(units, bias_initializer=initializers.RandomNormal(0.0, 0.5), name=name)
+
+
 def _flat(v: Tensor) -> Tensor:
     return F.reshape(v, [1]) if v.shape == () else F.reshape(v, [-1]) if len(v.shape) > 1 else v
 
@@ -149,7 +155,7 @@ def _step(kind: str, a: Tensor, b: Tensor, k: int) -> Tensor:  # noqa: C901  (a 
     if kind == "leaky_relu":
         return F.leaky_relu(a, negative_slope=(0.01, 0.2, 0.5)[k % 3])
     if kind == "dense":
-        return Dense(2 + k % 3)(a)
+        return _dense(2 + k % 3)(a)
     if kind == "einsum":
         if rank == 2 and b.shape == a.shape[-1:]:
             return F.einsum("rc,c->r", a, b)
@@ -225,11 +231,11 @@ def _model(recipe: dict[str, Any]) -> tuple[RecurrentModel, list[str]]:
     n = len(pool)
     heads = [_flat(pool[i % n]) for i in recipe["heads"]]
     head = heads[0] if len(heads) == 1 else F.concat(heads)
-    output = Dense(recipe["output_dim"], name="out")(head)
+    output = _dense(recipe["output_dim"], name="out")(head)
     finals = []
     for i, s in enumerate(states):
         size = int(np.prod(s.shape))
-        proj = Dense(size, name=f"new_s{i}")(F.concat([head, _flat(s)]))
+        proj = _dense(size, name=f"new_s{i}")(F.concat([head, _flat(s)]))
         finals.append(F.tanh(F.reshape(proj, list(s.shape))))
     model = RecurrentModel(
         input=x,
