@@ -179,22 +179,27 @@ def _step(kind: str, a: Tensor, b: Tensor, k: int) -> Tensor:  # noqa: C901  (a 
         shape = [2, size // 2] if rank < 2 and size % 2 == 0 and size > 2 else [-1]
         return F.reshape(a, shape)
     if kind == "transpose":
-        return F.transpose(a, [1, 0])
+        return F.transpose(a if rank == 2 else F.expand_dims(a, -1), [1, 0])
     if kind == "expand_dims":
         return F.expand_dims(a, -1 - k % (rank + 1))
     if kind == "squeeze":
         ones = [i - rank for i, d in enumerate(a.shape) if d == 1]
-        return F.squeeze(a, ones[: 1 + k % 2] if ones else [axis])
+        return F.squeeze(a, ones[: 1 + k % 2]) if ones else F.squeeze(F.expand_dims(a, axis), [axis])
     if kind == "where":
-        cond = getattr(F, COMPARE[k % 4])(a, _broadcastable(a, b))
+        if k % 5 == 4:  # equal on values rounded to int32
+            cond = F.equal(F.cast(a * 2.0, "int32"), F.cast(_broadcastable(a, b) * 2.0, "int32"))
+        else:
+            cond = getattr(F, COMPARE[k % 4])(a, _broadcastable(a, b))
         return F.where(cond, a, F.tanh(_broadcastable(a, b)))
     if kind == "cast":
         if k % 2:
             return F.cast(F.cast(a, "bool"), a.dtype)
         return F.cast(F.cast(a * 3.0, "int32"), a.dtype) + a
     if kind == "argmax_gather":
+        # indices of a's last axis, so they index any value whose gathered axis is at least as long
         idx = F.argmax(a, axis=-1, keepdims=True)
-        return F.gather(b, idx, axis=-1 if len(b.shape) == 1 else 0) if rank == 1 else F.gather(a, idx, axis=-1)
+        fits = len(b.shape) >= 1 and b.shape[-1] is not None and b.shape[-1] >= (a.shape[-1] if rank else 1)
+        return F.gather(b if fits else a, idx, axis=-1)
     if kind == "gather":
         n = a.shape[axis] or 1
         return F.gather(a, [(k + i) % n for i in range(1 + k % 3)], axis=axis)
@@ -228,8 +233,9 @@ def _pool_and_steps(
 
 def _model(recipe: dict[str, Any]) -> tuple[RecurrentModel, list[str]]:
     x, states, consts, readout, pool, ops = _pool_and_steps(recipe)
-    n = len(pool)
-    heads = [_flat(pool[i % n]) for i in recipe["heads"]]
+    n, first = len(pool), len(pool) - len(ops)
+    # the drawn heads and every step's value: no step is dead code, left out of the traced graph
+    heads = [_flat(pool[i]) for i in sorted({i % n for i in recipe["heads"]} | set(range(first, n)))]
     head = heads[0] if len(heads) == 1 else F.concat(heads)
     output = _dense(recipe["output_dim"], name="out")(head)
     finals = []
@@ -391,10 +397,10 @@ def recipes(max_steps: int = 8) -> Any:
         for _ in range(n_steps):
             pool = 1 + len(recipe["states"]) + len(recipe["constants"]) + recipe["readout"] + len(recipe["steps"])
             step = [
-                draw(st.sampled_from(KINDS)),
+                KINDS[draw(st.integers(0, 2**16)) * 7919 % len(KINDS)],  # uniform (sampled_from favours the first)
                 draw(st.integers(0, pool - 1)),
                 draw(st.integers(0, pool - 1)),
-                draw(st.integers(0, 5)),
+                draw(st.integers(0, 2**16)) * 40503 % 6,
             ]
             try:  # keep only what the op's type rule accepts
                 _pool_and_steps({**recipe, "steps": [*recipe["steps"], step]})
