@@ -84,7 +84,8 @@ KINDS: tuple[str, ...] = (
     "transpose",
     "expand_dims",
     "squeeze",
-    "where",
+    *COMPARE,  # where(compare(a, b), a, tanh(b))
+    "equal",  # the same on values rounded to int32
     "cast",
     "argmax_gather",
     "gather",
@@ -185,11 +186,11 @@ def _step(kind: str, a: Tensor, b: Tensor, k: int) -> Tensor:  # noqa: C901  (a 
     if kind == "squeeze":
         ones = [i - rank for i, d in enumerate(a.shape) if d == 1]
         return F.squeeze(a, ones[: 1 + k % 2]) if ones else F.squeeze(F.expand_dims(a, axis), [axis])
-    if kind == "where":
-        if k % 5 == 4:  # equal on values rounded to int32
-            cond = F.equal(F.cast(a * 2.0, "int32"), F.cast(_broadcastable(a, b) * 2.0, "int32"))
-        else:
-            cond = getattr(F, COMPARE[k % 4])(a, _broadcastable(a, b))
+    if kind == "equal":
+        cond = F.equal(F.cast(a * 2.0, "int32"), F.cast(_broadcastable(a, b) * 2.0, "int32"))
+        return F.where(cond, a, F.tanh(_broadcastable(a, b)))
+    if kind in COMPARE:
+        cond = getattr(F, kind)(a, _broadcastable(a, b))
         return F.where(cond, a, F.tanh(_broadcastable(a, b)))
     if kind == "cast":
         if k % 2:
