@@ -51,9 +51,8 @@ FORWARD_ATOL = {"float32": 1e-5, "float64": 1e-12}
 GRAD_RTOL = {"float32": 2e-4, "float64": 1e-7}
 FD_EPS = 1e-6
 
-UNARY = (
-    "negative abs square tanh sigmoid relu softplus softsign elu hard_sigmoid sin cos erf silu selu relu6".split()
-)
+UNARY = ("negative", "abs", "square", "tanh", "sigmoid", "relu", "softplus", "softsign", "elu", "hard_sigmoid")
+UNARY += ("sin", "cos", "erf", "silu", "selu", "relu6")
 BINARY = ("add", "subtract", "multiply", "maximum", "minimum")
 COMPARE = ("greater", "greater_equal", "less", "less_equal")
 # every kind of step a recipe may hold; each reads operands a, b (pool indices) and a small int k (attributes)
@@ -298,8 +297,10 @@ def _run(case: FuzzCase, engine: str, dtype: str, layer: Any = None) -> list[np.
     parts = [(slice(None), kwargs)]
     if case.recipe["options"].get("stateful"):  # two calls, on the halves in time (a mask cut the same way)
         half = case.x.shape[1] // 2
-        parts = [(t, {**kwargs, **({"mask": conv(case.call["mask"][:, t])} if "mask" in case.call else {})})
-                 for t in (slice(None, half), slice(half, None))]
+        parts = [
+            (t, {**kwargs, **({"mask": conv(case.call["mask"][:, t])} if "mask" in case.call else {})})
+            for t in (slice(None, half), slice(half, None))
+        ]
     results = []
     for t, part_kwargs in parts:
         out = layer(conv(case.x[:, t]), training=False, **part_kwargs)

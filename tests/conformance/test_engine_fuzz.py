@@ -75,7 +75,9 @@ def test_a_disagreement_is_reported_with_its_recipe(monkeypatch):
     """The checker can fail: numpy in float32 against its float64 run, with no tolerance at all."""
     _, recipe = REGRESSIONS["hoist_inputs_zero_output_mask"]
     monkeypatch.setitem(fuzzing.FORWARD_ATOL, "float32", 0.0)
-    with pytest.raises(fuzzing.FuzzMismatch, match=r"(?s)engine 'numpy', result #0: max abs error .*'steps': \[\['negative'"):
+    with pytest.raises(
+        fuzzing.FuzzMismatch, match=r"(?s)engine 'numpy', result #0: max abs error .*'steps': \[\['negative'"
+    ):
         fuzzing.check_case(recipe, "numpy")
 
 
