@@ -9,6 +9,7 @@ nox -s bench_long        memory and time per step at T = 100 ... 10,000 with and
 nox -s bench_parallel    time-parallel loops (scan, Newton) against sequential ones and hand-written anchors
 nox -s bench_passes      default pass pipelines vs no passes, seq2seq first call, small-model settings
 nox -s site              the documentation site (mkdocs, API reference from docstrings), built with --strict
+nox -s fuzz_engines      differential fuzzing: 2000 generated models per engine against the float64 reference
 """
 
 from __future__ import annotations
@@ -144,3 +145,15 @@ def site(session):
     session.run("mkdocs", "build", "--strict", *session.posargs, env={"NO_MKDOCS_2_WARNING": "1"})
     # what the site must hold, and that strict mode still catches a broken link, anchor or unlisted page
     session.run("python", "-m", "pytest", "tests/test_site.py", env={"RSHOP_BUILT_SITE": "site"})
+
+
+@nox.session(python="3.11")
+def fuzz_engines(session):
+    """The engine fuzzer's long run: 2000 generated models per engine (CI runs 30 to 200 per engine in each
+    ``tests`` session); ``nox -s fuzz_engines -- 5000`` another count, RSHOP_FUZZ_SEED another draw."""
+    install(session, *ALL)
+    count = session.posargs[0] if session.posargs else "2000"
+    env = {"RSHOP_FUZZ_EXAMPLES": count, **QUIET_TF}
+    test = "tests/conformance/test_engine_fuzz.py::test_engine_agrees_on_generated_models"
+    # one worker per engine: the engines run side by side, not one after another as --dist loadfile would
+    session.run("python", "-m", "pytest", "-n", "auto", "--dist", "load", test, env=env)

@@ -46,6 +46,7 @@ EXPORTING = (
     "rshop_backends.parity",
     "rshop_backends.arrays",
     "rshop_backends.pytest_plugin",
+    "rshop_backends.fuzzing",
 )
 WHOLE = ("rshop_core.regularizers", "rshop_core.constraints", "rshop_core.specs", "rshop_backends.selection")
 

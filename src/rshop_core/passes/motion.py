@@ -111,13 +111,16 @@ def hoist_inputs(plan: Plan, where: str) -> tuple[Plan, str | None]:
     if not heavy:
         return plan, None
     # what a heavy node needs, and what follows from heavy nodes without leaving `parallel`
-    keep_set = set(heavy)
-    for n in reversed(g.nodes):
-        if n.id in keep_set:
-            keep_set.update(i for i in n.inputs if i in parallel)
-    for n in g.nodes:
-        if n.id in parallel and any(i in keep_set for i in n.inputs):
-            keep_set.add(n.id)
+    # until nothing changes: a follower may read another x-only value (a mask's `where` with a literal
+    # under zero_output_for_mask reads the reshaped mask), which the hoisted part must then compute too
+    keep_set: set[int] = set()
+    grown = set(heavy)
+    while grown - keep_set:
+        keep_set |= grown
+        for n in reversed(g.nodes):
+            if n.id in keep_set:
+                keep_set.update(i for i in n.inputs if i in parallel)
+        grown = keep_set | {n.id for n in g.nodes if n.id in parallel and any(i in keep_set for i in n.inputs)}
     frontier = _frontier(g, keep_set)
     # the time-parallel graph: the scanned inputs it reads -> the frontier values
     used = [k for k, i in enumerate(g.x) if any(i in g.nodes[j].inputs for j in keep_set)]
