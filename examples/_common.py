@@ -43,7 +43,8 @@ class Result:
         mark = "reached" if self.reached else "NOT reached"
         return (
             f"{self.example:<14} {self.engine:<11} {self.metric_name} {self.metric:.4f} ({mark}: {self.target})  "
-            f"{len(self.losses)} steps in {self.seconds:.1f}s ({1e3 * self.seconds / max(len(self.losses), 1):.1f} ms/step)"
+            f"{len(self.losses)} steps in {self.seconds:.1f}s "
+            f"({1e3 * self.seconds / max(len(self.losses), 1):.1f} ms/step)"
         )
 
 
@@ -84,6 +85,18 @@ def batches(make: Callable[[np.random.Generator], tuple], steps: int, seed: int 
     return [make(rng) for _ in range(steps)]
 
 
+def keras_on_tensorflow():  # type: ignore[no-untyped-def]
+    """Keras, refusing to train unless its backend is tensorflow (KERAS_BACKEND is read at Keras' first import)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(
+            f"--engine tensorflow trains with Keras' Model.fit: expected KERAS_BACKEND=tensorflow, received Keras "
+            f"started on {keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow before Keras is first imported."
+        )
+    return keras
+
+
 def keras_losses(log: list[float]) -> list[float]:
     """Keras' ``on_train_batch_end`` reports the running mean of the epoch's loss; undo the mean."""
     out, prev = [], 0.0
@@ -112,9 +125,10 @@ def keras_feed(data: list[tuple]) -> Iterator[tuple]:
     yield from data
 
 
-def timed(fn: Callable[[], object]) -> tuple[object, float]:
+def timed(fn: Callable[..., tuple], *args: object) -> tuple[tuple, float]:
+    """``fn(*args)`` and the seconds it took."""
     started = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     return out, time.perf_counter() - started
 
 

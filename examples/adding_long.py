@@ -22,16 +22,28 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Result, arguments, batches, finish, keras_feed, keras_losses, keras_recorder, progress, timed  # noqa: E402
-from demo import adding_problem  # noqa: E402
+from _common import (
+    Result,
+    arguments,
+    batches,
+    finish,
+    keras_feed,
+    keras_losses,
+    keras_on_tensorflow,
+    keras_recorder,
+    progress,
+    timed,
+)
+from demo import adding_problem
 
-from rshop_core import Input, RecurrentModel, RecurrentSequential  # noqa: E402
-from rshop_core import functional as F  # noqa: E402
-from rshop_core import initializers as I  # noqa: E402
-from rshop_core.cells import LSTMCell  # noqa: E402
-from rshop_core.layers import Dense  # noqa: E402
+from rshop_core import Input, RecurrentModel, RecurrentSequential
+from rshop_core import functional as F
+from rshop_core import initializers as I
+from rshop_core.cells import LSTMCell
+from rshop_core.layers import Dense
 
 LR, BATCH = 1e-2, 64
+SIZES = {"full": (200, 32), "smoke": (20, 8)}  # (T, units)
 
 
 def lstm_model(units: int, seed: int = 0) -> RecurrentSequential:
@@ -43,18 +55,25 @@ def lstm_model(units: int, seed: int = 0) -> RecurrentSequential:
 def janet_model(units: int, seed: int = 0) -> RecurrentModel:
     """JANET as one step: ``s = sigmoid(x W_s + h U_s + b_s - 1)``, ``h' = s h + (1 - s) tanh(x W_c + h U_c + b_c)``.
 
-    The forget gate's bias starts at 1 (minus the paper's beta = 1 shift gives 0 here, so add 1 more: a
-    gate that starts open keeps the state over long spans, as Keras' unit_forget_bias does for the LSTM)."""
+    The gate's bias starts at 2, so ``s`` starts near sigmoid(1) = 0.73 after the paper's shift of 1: a gate
+    that starts open keeps the state over long spans, as Keras' unit_forget_bias does for the LSTM."""
     x_t, h = Input((2,), name="x"), Input((units,), name="h")
     s = F.sigmoid(
         Dense(units, name="w_s", bias_initializer=I.Constant(2.0))(x_t)
         + Dense(units, use_bias=False, name="u_s", kernel_initializer="orthogonal")(h)
         - 1.0
     )
-    c = F.tanh(Dense(units, name="w_c")(x_t) + Dense(units, use_bias=False, name="u_c", kernel_initializer="orthogonal")(h))
+    c = F.tanh(
+        Dense(units, name="w_c")(x_t) + Dense(units, use_bias=False, name="u_c", kernel_initializer="orthogonal")(h)
+    )
     h_new = s * h + (1.0 - s) * c
     return RecurrentModel(
-        input=x_t, initial_states=[h], output=Dense(1, name="readout")(h_new), final_states=[h_new], name="janet", seed=seed
+        input=x_t,
+        initial_states=[h],
+        output=Dense(1, name="readout")(h_new),
+        final_states=[h_new],
+        name="janet",
+        seed=seed,
     )
 
 
@@ -100,9 +119,9 @@ def train_torch(model, data, tick):
 
 
 def train_tensorflow(model, data, tick):
-    import keras
-
     from rshop_backends.keras import RecurrentLayer
+
+    keras = keras_on_tensorflow()
 
     rnn = RecurrentLayer(model, name="rnn")
     net = keras.Sequential([keras.Input(data[0][0].shape[1:]), rnn])
@@ -117,7 +136,7 @@ TRAINERS = {"jax": train_jax, "torch": train_torch, "tensorflow": train_tensorfl
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = arguments(__doc__, 1500, argv)
-    length, units = (20, 8) if args.smoke else (200, 32)
+    length, units = SIZES["smoke" if args.smoke else "full"]
     data = batches(lambda rng: adding_problem(rng, BATCH, length), args.steps, seed=0)
     x_test, y_test = adding_problem(np.random.default_rng(1), 256, length)
     guess = float(np.mean((1.0 - y_test) ** 2))
@@ -126,14 +145,25 @@ def main(argv: list[str] | None = None) -> list[Result]:
     for build in (lstm_model, janet_model):
         for engine in args.engines:
             model = build(units, seed=0)  # the same initial weights on every engine
-            (weights, losses), seconds = timed(lambda: TRAINERS[engine](model, data, progress(args.steps, f"{model.name} {engine}", args.quiet)))
+            (weights, losses), seconds = timed(
+                TRAINERS[engine], model, data, progress(args.steps, f"{model.name} {engine}", args.quiet)
+            )
             check = model.lower("numpy")
             check.set_weights(weights)
             mse = float(np.mean((check(x_test) - y_test) ** 2))
             target = 0.01
             results.append(
-                Result(f"adding_{model.name}", engine, losses, "test mse", mse, seconds, f"< {target}", mse < target,
-                       {"T": length, "units": units, "batch": BATCH, "lr": LR})
+                Result(
+                    f"adding_{model.name}",
+                    engine,
+                    losses,
+                    "test mse",
+                    mse,
+                    seconds,
+                    f"< {target}",
+                    mse < target,
+                    {"T": length, "units": units, "batch": BATCH, "lr": LR},
+                )
             )
     finish("adding_long", f"adding problem, T={length}: LSTM vs JANET", results, args, "mse")
     return results

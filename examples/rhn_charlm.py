@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     Result,
     arguments,
     batches,
@@ -29,19 +29,21 @@ from _common import (  # noqa: E402
     finish,
     keras_feed,
     keras_losses,
+    keras_on_tensorflow,
     keras_recorder,
     progress,
     timed,
 )
 
-from rshop_core import Input, RecurrentModel  # noqa: E402
-from rshop_core import functional as F  # noqa: E402
-from rshop_core import initializers as I  # noqa: E402
-from rshop_core.layers import Dense, Embedding  # noqa: E402
+from rshop_core import Input, RecurrentModel
+from rshop_core import functional as F
+from rshop_core import initializers as I
+from rshop_core.layers import Dense, Embedding
 
 TEXT = (Path(__file__).resolve().parent / "data" / "alice.txt").read_text(encoding="utf-8")
 CHARS = sorted(set(TEXT))
 LR, BATCH = 3e-3, 32
+SIZES = {"full": (96, 3, 16, 64), "smoke": (8, 2, 4, 16)}  # (units, depth, embedding, window)
 
 
 def encode(text: str) -> np.ndarray:
@@ -72,7 +74,13 @@ def rhn_model(vocab: int, units: int, depth: int, embed: int, seed: int = 0) -> 
         s = t * F.tanh(h_in) + (1.0 - t) * s
     logits = Dense(vocab, name="logits")(s)
     return RecurrentModel(
-        input=char, initial_states=[s_tm1], output=logits, final_states=[s], return_sequences=True, name="rhn", seed=seed
+        input=char,
+        initial_states=[s_tm1],
+        output=logits,
+        final_states=[s],
+        return_sequences=True,
+        name="rhn",
+        seed=seed,
     )
 
 
@@ -112,7 +120,9 @@ def train_torch(model, data, tick):
     losses = []
     for x, y in data:
         logits = layer(torch.from_numpy(x))
-        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), torch.from_numpy(y).long().reshape(-1))
+        loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]), torch.from_numpy(y).long().reshape(-1)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -122,9 +132,9 @@ def train_torch(model, data, tick):
 
 
 def train_tensorflow(model, data, tick):
-    import keras
-
     from rshop_backends.keras import RecurrentLayer
+
+    keras = keras_on_tensorflow()
 
     rnn = RecurrentLayer(model, name="rhn")
     net = keras.Sequential([keras.Input(data[0][0].shape[1:], dtype="int32"), rnn])
@@ -168,22 +178,33 @@ def sample(model: RecurrentModel, weights: dict, prime: str, n: int, temperature
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = arguments(__doc__, 800, argv)
-    units, depth, embed, length = (8, 2, 4, 16) if args.smoke else (96, 3, 16, 64)
+    units, depth, embed, length = SIZES["smoke" if args.smoke else "full"]
     ids = encode(TEXT)
     split = int(0.9 * len(ids))
     train_ids, test_ids = ids[:split], ids[split:]
     data = batches(lambda rng: windows(train_ids, rng, BATCH, length), args.steps, seed=0)
-    print(f"RHN char LM: {len(TEXT)} characters, {len(CHARS)} symbols (log2 {np.log2(len(CHARS)):.2f} bits uniform), "
-          f"{units} units, depth {depth}")
+    print(
+        f"RHN char LM: {len(TEXT)} characters, {len(CHARS)} symbols (log2 {np.log2(len(CHARS)):.2f} bits uniform), "
+        f"{units} units, depth {depth}"
+    )
     results = []
     for engine in args.engines:
         model = rhn_model(len(CHARS), units, depth, embed, seed=0)
         tick = progress(args.steps, engine, args.quiet)
-        (weights, losses), seconds = timed(lambda: TRAINERS[engine](model, data, tick))
+        (weights, losses), seconds = timed(TRAINERS[engine], model, data, tick)
         bpc = bits_per_char(model, weights, test_ids)
         results.append(
-            Result("rhn_charlm", engine, [bits(v) for v in losses], "held-out bpc", bpc, seconds, "< 3.0", bpc < 3.0,
-                   {"units": units, "depth": depth, "window": length, "batch": BATCH, "lr": LR})
+            Result(
+                "rhn_charlm",
+                engine,
+                [bits(v) for v in losses],
+                "held-out bpc",
+                bpc,
+                seconds,
+                "< 3.0",
+                bpc < 3.0,
+                {"units": units, "depth": depth, "window": length, "batch": BATCH, "lr": LR},
+            )
         )
         print(f"{engine} sample: {sample(model, weights, 'Alice ', 120 if not args.smoke else 20)!r}")
     finish("rhn_charlm", "RHN character LM on Alice (bits per character)", results, args, "bits per character")

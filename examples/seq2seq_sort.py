@@ -22,24 +22,26 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (  # noqa: E402
+from _common import (
     Result,
     arguments,
     batches,
     finish,
     keras_feed,
     keras_losses,
+    keras_on_tensorflow,
     keras_recorder,
     progress,
     timed,
 )
 
-from rshop_core import Input, RecurrentModel  # noqa: E402
-from rshop_core import functional as F  # noqa: E402
-from rshop_core.cells import LSTMCell  # noqa: E402
-from rshop_core.layers import Dense  # noqa: E402
+from rshop_core import Input, RecurrentModel
+from rshop_core import functional as F
+from rshop_core.cells import LSTMCell
+from rshop_core.layers import Dense
 
 DIGITS, LR, BATCH, EPS = 10, 5e-3, 64, 1e-7
+SIZES = {"full": (5, 48), "smoke": (3, 8)}  # (digits to sort, units)
 
 
 def sorting_task(rng: np.random.Generator, batch: int, length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,9 +140,9 @@ def train_torch(enc_model, dec_model, data, tick):
 
 
 def train_tensorflow(enc_model, dec_model, data, tick):
-    import keras
-
     from rshop_backends.keras import RecurrentLayer
+
+    keras = keras_on_tensorflow()
 
     src, tgt = keras.Input(data[0][0].shape[1:]), keras.Input(data[0][1].shape[1:])
     enc, dec = RecurrentLayer(enc_model, name="encoder"), RecurrentLayer(dec_model, name="decoder")
@@ -169,7 +171,7 @@ def exact_match(enc_model, dec_model, weights, x, y) -> float:
 
 def main(argv: list[str] | None = None) -> list[Result]:
     args = arguments(__doc__, 1500, argv)
-    length, units = (3, 8) if args.smoke else (5, 48)
+    length, units = SIZES["smoke" if args.smoke else "full"]
     data = batches(lambda rng: sorting_task(rng, BATCH, length), args.steps, seed=0)
     x_test, y_test = sorting_task(np.random.default_rng(1), 512, length)
     print(f"sorting {length} digits: attention seq2seq, {units} units; a random guess is exact {0.1**length:.0e}")
@@ -177,11 +179,20 @@ def main(argv: list[str] | None = None) -> list[Result]:
     for engine in args.engines:
         enc_model, dec_model = encoder_model(units, seed=0), decoder_model(units, length, seed=1)
         tick = progress(args.steps, engine, args.quiet)
-        (weights, losses), seconds = timed(lambda: TRAINERS[engine](enc_model, dec_model, data, tick))
+        (weights, losses), seconds = timed(TRAINERS[engine], enc_model, dec_model, data, tick)
         acc = exact_match(enc_model, dec_model, list(weights), x_test, y_test)
         results.append(
-            Result("seq2seq_sort", engine, losses, "exact match", acc, seconds, ">= 0.9", acc >= 0.9,
-                   {"length": length, "units": units, "batch": BATCH, "lr": LR})
+            Result(
+                "seq2seq_sort",
+                engine,
+                losses,
+                "exact match",
+                acc,
+                seconds,
+                ">= 0.9",
+                acc >= 0.9,
+                {"length": length, "units": units, "batch": BATCH, "lr": LR},
+            )
         )
     finish("seq2seq_sort", f"sorting {length} digits, attention seq2seq", results, args, "cross-entropy")
     return results
