@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -85,7 +86,7 @@ def batches(make: Callable[[np.random.Generator], tuple], steps: int, seed: int 
     return [make(rng) for _ in range(steps)]
 
 
-def keras_on_tensorflow():  # type: ignore[no-untyped-def]
+def keras_on_tensorflow() -> Any:
     """Keras, refusing to train unless its backend is tensorflow (KERAS_BACKEND is read at Keras' first import)."""
     import keras
 
@@ -112,7 +113,7 @@ def keras_recorder(steps: int, tick: Callable[[float], None]) -> tuple[object, l
 
     log: list[float] = []
 
-    class Record(keras.callbacks.Callback):  # type: ignore[misc]
+    class Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
             log.append(float((logs or {})["loss"]))
             tick(keras_losses(log)[-1])

@@ -23,7 +23,7 @@ STEPS = {"adding_long": 20, "seq2seq_sort": 30, "mingru_recall": 40, "rhn_charlm
 TOOLS = {"jax": ["optax", "tqdm"], "torch": ["tqdm"], "tensorflow": ["keras", "tqdm"]}
 
 
-def example(name: str):  # noqa: ANN201
+def example(name: str):
     if str(EXAMPLES) not in sys.path:
         sys.path.insert(0, str(EXAMPLES))
     return importlib.import_module(name)
@@ -50,7 +50,7 @@ def falls(losses: list[float], k: int = 5) -> bool:
     return float(np.mean(losses[-k:])) < float(np.mean(losses[:k]))
 
 
-def first_batch(make) -> tuple:  # noqa: ANN001
+def first_batch(make) -> tuple:
     return make(np.random.default_rng(0))  # the scripts draw their batches from default_rng(0), in order
 
 
