@@ -154,6 +154,12 @@ def finish(name: str, title: str, results: list[Result], args: argparse.Namespac
     print()
     for r in results:
         print(r.line())
+    if args.plot:  # a run of some engines keeps the other engines' results of an earlier run
+        kept = OUT / f"{name}.json"
+        if kept.exists():
+            earlier = [Result(**r) for r in json.loads(kept.read_text(encoding="utf-8"))["results"]]
+            results = [r for r in earlier if r.engine not in args.engines] + results
+            results.sort(key=lambda r: (r.example, ENGINES.index(r.engine)))
     groups = agreements(results)
     for example, worst in groups.items():
         print(f"{example}: its first 10 losses agree across engines to a relative {worst:.2e}")
