@@ -10,6 +10,7 @@ nox -s bench_parallel    time-parallel loops (scan, Newton) against sequential o
 nox -s bench_passes      default pass pipelines vs no passes, seq2seq first call, small-model settings
 nox -s site              the documentation site (mkdocs, API reference from docstrings), built with --strict
 nox -s fuzz_engines      differential fuzzing: 2000 generated models per engine against the float64 reference
+nox -s examples          train the examples gallery in full on jax, torch and tensorflow (docs/examples.md)
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ CONSTRAINTS = ("-c", "constraints.txt")
 ENGINE_PACKAGES = {"numpy": [], "jax": ["jax"], "torch": ["torch"], "tensorflow": ["tensorflow-cpu"]}
 ALL = [p for ps in ENGINE_PACKAGES.values() for p in ps]
 QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
+# what the examples gallery trains with on each engine (tests/test_examples_smoke.py runs it per engine):
+# optax on jax, torch.optim on torch, Keras (a dependency of tensorflow) on tensorflow; tqdm for progress
+EXAMPLE_PACKAGES = {"numpy": [], "jax": ["optax", "tqdm"], "torch": ["tqdm"], "tensorflow": ["tqdm"]}
+EXAMPLES = ("adding_long", "seq2seq_sort", "mingru_recall", "rhn_charlm")
 # One pytest worker per core (pytest-xdist); a test file stays on one worker, so the layers a module
 # compiles once (module-scoped fixtures, cached references) are compiled once, not once per worker.
 PARALLEL = ("-n", "auto", "--dist", "loadfile")
@@ -38,7 +43,7 @@ def install(session, *packages):
 @nox.parametrize("backend", list(ENGINE_PACKAGES))
 def tests(session, backend):
     """Unit tests and the conformance suite with one engine installed; fails unless it ran alone."""
-    install(session, *ENGINE_PACKAGES[backend])
+    install(session, *ENGINE_PACKAGES[backend], *EXAMPLE_PACKAGES[backend])
     env = {"RSHOP_BACKEND": backend, "RSHOP_TEST_ENGINES": backend, "RSHOP_EXPECT_ONLY": backend, **QUIET_TF}
     # the docs' examples run once, in ``parity``, where every engine they use is installed; the site's tests in ``site``
     elsewhere = ("--ignore=tests/test_docs.py", "--ignore=tests/test_site.py")
@@ -157,3 +162,10 @@ def fuzz_engines(session):
     test = "tests/conformance/test_engine_fuzz.py::test_engine_agrees_on_generated_models"
     # one worker per engine: the engines run side by side, not one after another as --dist loadfile would
     session.run("python", "-m", "pytest", "-n", "auto", "--dist", "load", test, env=env)
+def examples(session):
+    """The examples gallery in full on jax, torch and tensorflow: loss curves in docs/examples/*.png and the
+    results table of docs/examples.md (minutes per example and engine; not in the default set)."""
+    install(session, *ALL, "keras", "optax", "tqdm", "matplotlib")
+    for name in EXAMPLES:
+        session.run("python", f"examples/{name}.py", "--plot", *session.posargs, env=QUIET_TF)
+    session.run("python", "examples/_common.py", "table", env=QUIET_TF)

@@ -36,11 +36,11 @@ def build_model(seed=0):
     return RecurrentModel(input=x_t, initial_states=[h_tm1], output=y_t, final_states=[h_t], name="adder", seed=seed)
 
 
-def adding_problem(rng, batch):
-    values = rng.uniform(0.0, 1.0, (batch, T))
-    marks = np.zeros((batch, T))
+def adding_problem(rng, batch, length=T):
+    values = rng.uniform(0.0, 1.0, (batch, length))
+    marks = np.zeros((batch, length))
     for row in marks:
-        row[rng.choice(T, 2, replace=False)] = 1.0
+        row[rng.choice(length, 2, replace=False)] = 1.0
     x = np.stack([values, marks], axis=-1).astype(np.float32)
     return x, (values * marks).sum(axis=1, keepdims=True).astype(np.float32)
 
