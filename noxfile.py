@@ -97,7 +97,7 @@ def keras(session):
 def lint(session):
     """ruff (rules and format) on every Python file; mypy on rshop_core and rshop_backends (its settings:
     pyproject.toml)."""
-    session.install(*CONSTRAINTS, "ruff", "mypy", "numpy")  # mypy reads numpy's annotations
+    session.install(*CONSTRAINTS, "ruff", "mypy", "numpy", "hypothesis")  # mypy reads their annotations
     session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py", "site_hooks.py")
     session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py", "site_hooks.py")
     session.run("mypy")
@@ -162,6 +162,8 @@ def fuzz_engines(session):
     test = "tests/conformance/test_engine_fuzz.py::test_engine_agrees_on_generated_models"
     # one worker per engine: the engines run side by side, not one after another as --dist loadfile would
     session.run("python", "-m", "pytest", "-n", "auto", "--dist", "load", test, env=env)
+
+
 def examples(session):
     """The examples gallery in full on jax, torch and tensorflow: loss curves in docs/examples/*.png and the
     results table of docs/examples.md (minutes per example and engine; not in the default set)."""

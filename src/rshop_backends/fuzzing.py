@@ -33,6 +33,8 @@ from rshop_core.errors import RshopError, RshopNotImplementedError
 from rshop_core.layers import Dense
 from rshop_core.symbolic import Tensor
 
+from .tolerances import FD_EPS, FORWARD_ATOL, GRAD_RTOL
+
 __all__ = [
     "KINDS",
     "FORWARD_ATOL",
@@ -45,14 +47,12 @@ __all__ = [
     "fuzz_engine",
 ]
 
-# outputs and final states vs the float64 reference (max abs error, times max(1, max |reference|)), and
-# directional gradients vs float64 central differences (times max(1, |gradient|)): the conformance table's
-FORWARD_ATOL = {"float32": 1e-5, "float64": 1e-12}
-GRAD_RTOL = {"float32": 2e-4, "float64": 1e-7}
-FD_EPS = 1e-6
+# FORWARD_ATOL (outputs and final states vs the float64 reference, max abs error, times max(1, max |reference|))
+# and GRAD_RTOL (directional gradients vs float64 central differences, times max(1, |gradient|)) are the
+# conformance table's (rshop_backends.tolerances): the same numbers as the suite's and compare's.
 
-UNARY = ("negative", "abs", "square", "tanh", "sigmoid", "relu", "softplus", "softsign", "elu", "hard_sigmoid")
-UNARY += ("sin", "cos", "erf", "silu", "selu", "relu6")
+UNARY: tuple[str, ...] = ("negative", "abs", "square", "tanh", "sigmoid", "relu", "softplus", "softsign")
+UNARY += ("elu", "hard_sigmoid", "sin", "cos", "erf", "silu", "selu", "relu6")
 BINARY = ("add", "subtract", "multiply", "maximum", "minimum")
 COMPARE = ("greater", "greater_equal", "less", "less_equal")
 # every kind of step a recipe may hold; each reads operands a, b (pool indices) and a small int k (attributes)
@@ -135,9 +135,9 @@ def _step(kind: str, a: Tensor, b: Tensor, k: int) -> Tensor:  # noqa: C901  (a 
     rank = len(a.shape)
     axis = -1 - (k % rank) if rank else -1
     if kind in UNARY:
-        return getattr(F, kind)(a)  # type: ignore[no-any-return]
+        return getattr(F, kind)(a)
     if kind in BINARY:
-        return getattr(F, kind)(a, _broadcastable(a, b))  # type: ignore[no-any-return]
+        return getattr(F, kind)(a, _broadcastable(a, b))
     if kind == "divide":
         return F.divide(a, F.softplus(_broadcastable(a, b)) + 0.5)
     if kind == "sqrt":
@@ -163,9 +163,9 @@ def _step(kind: str, a: Tensor, b: Tensor, k: int) -> Tensor:  # noqa: C901  (a 
             return F.einsum("i,j->ij", a, b)
         return F.einsum("rc,rk->ck", a, b)
     if kind in ("softmax", "log_softmax"):
-        return getattr(F, kind)(a, axis=axis)  # type: ignore[no-any-return]
+        return getattr(F, kind)(a, axis=axis)
     if kind in ("sum", "mean", "max", "min", "logsumexp"):
-        return getattr(F, kind)(a, axes=axis, keepdims=rank == 1 or bool(k % 2))  # type: ignore[no-any-return]
+        return getattr(F, kind)(a, axes=axis, keepdims=rank == 1 or bool(k % 2))
     if kind == "concat":
         return F.concat([a, b], axis=axis)
     if kind == "split":
@@ -209,7 +209,7 @@ def _step(kind: str, a: Tensor, b: Tensor, k: int) -> Tensor:  # noqa: C901  (a 
         return F.dropout(a, 0.25)
     if kind == "literal":
         value = np.linspace(-1.0, 1.0, int(np.prod(a.shape)) or 1).reshape(a.shape).astype(a.dtype)
-        return getattr(F, BINARY[k % len(BINARY)])(a, value)  # type: ignore[no-any-return]
+        return getattr(F, BINARY[k % len(BINARY)])(a, value)
     raise RshopError(f"fuzz recipe: expected a kind of {KINDS}, received {kind!r}.")
 
 
@@ -385,7 +385,7 @@ def recipes(max_steps: int = 8) -> Any:
 
     shapes = st.sampled_from([(2,), (3,), (4,), (2, 2), (2, 3), (3, 2)])
 
-    @st.composite  # type: ignore[misc]
+    @st.composite
     def draw_recipe(draw: Callable[[Any], Any]) -> dict[str, Any]:
         recipe: dict[str, Any] = {
             "input_dim": draw(st.integers(2, 3)),
@@ -453,15 +453,15 @@ def fuzz_engine(
 
     counts: dict[str, int] = {"models": 0}
 
-    @fixed_seed(seed)  # type: ignore[misc]
-    @settings(  # type: ignore[misc]
+    @fixed_seed(seed)
+    @settings(
         max_examples=max_examples,
         database=None,
         deadline=None,
         suppress_health_check=list(HealthCheck),
         print_blob=False,
     )
-    @given(recipes(max_steps))  # type: ignore[misc]
+    @given(recipes(max_steps))
     def run(recipe: dict[str, Any]) -> None:
         case = build_case(recipe)
         if on_case is not None:
@@ -477,4 +477,9 @@ def fuzz_engine(
 
 def op_coverage(recipes_: Sequence[dict[str, Any]]) -> set[str]:
     """The node ops of the closed set that the models of ``recipes_`` contain."""
-    return {node.op for r in recipes_ for node in build_case(r).model.graph.nodes}
+    ops: set[str] = set()
+    for r in recipes_:
+        graph = build_case(r).model.graph
+        assert graph is not None  # a built case's model is traced
+        ops.update(node.op for node in graph.nodes)
+    return ops
