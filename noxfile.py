@@ -97,7 +97,7 @@ def keras(session):
 def lint(session):
     """ruff (rules and format) on every Python file; mypy on rshop_core and rshop_backends (its settings:
     pyproject.toml)."""
-    session.install(*CONSTRAINTS, "ruff", "mypy", "numpy", "hypothesis")  # mypy reads their annotations
+    session.install(*CONSTRAINTS, "ruff", "mypy", "numpy", "hypothesis", "pytest")  # mypy reads their annotations
     session.run("ruff", "check", "src", "tests", "examples", "bench", "noxfile.py", "site_hooks.py")
     session.run("ruff", "format", "--check", "src", "tests", "examples", "bench", "noxfile.py", "site_hooks.py")
     session.run("mypy")
