@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-TRAINABLE = True  # whether loss_grads gives gradients
+GRADIENTS = True  # whether loss_grads gives gradients (the conformance suite and compare read it)
 
 
 def float64_scope() -> contextlib.AbstractContextManager[Any]:

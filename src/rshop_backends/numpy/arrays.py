@@ -11,7 +11,7 @@ import numpy as np
 
 from rshop_core.errors import RshopNotImplementedError
 
-TRAINABLE = False  # whether loss_grads gives gradients
+GRADIENTS = False  # whether loss_grads gives gradients (the conformance suite and compare read it)
 
 
 def float64_scope() -> contextlib.AbstractContextManager[Any]:

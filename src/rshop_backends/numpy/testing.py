@@ -8,13 +8,9 @@ import numpy as np
 
 from rshop_core.errors import RshopNotImplementedError
 
-from .arrays import float64_scope, loss_grads, to_native, to_numpy
+from .arrays import GRADIENTS, float64_scope, loss_grads, to_native, to_numpy
 
-# inference only: the conformance suite's gradient tests (``trainable_engine``) leave this engine out
-GRADIENTS = False
-
-
-__all__ = ["float64_scope", "input_grads", "loss_grads", "to_native", "to_numpy"]
+__all__ = ["GRADIENTS", "float64_scope", "input_grads", "loss_grads", "to_native", "to_numpy"]
 
 
 def input_grads(fn: Any, args: list[Any], weights_out: np.ndarray, wrt: list[int]) -> list[np.ndarray]:

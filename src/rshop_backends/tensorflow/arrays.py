@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-TRAINABLE = True  # whether loss_grads gives gradients
+GRADIENTS = True  # whether loss_grads gives gradients (the conformance suite and compare read it)
 
 
 def float64_scope() -> contextlib.AbstractContextManager[Any]:

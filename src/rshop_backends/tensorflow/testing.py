@@ -7,9 +7,9 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from .arrays import float64_scope, loss_grads, to_native, to_numpy
+from .arrays import GRADIENTS, float64_scope, loss_grads, to_native, to_numpy
 
-__all__ = ["float64_scope", "input_grads", "loss_grads", "to_native", "to_numpy"]
+__all__ = ["GRADIENTS", "float64_scope", "input_grads", "loss_grads", "to_native", "to_numpy"]
 
 
 def input_grads(fn: Any, args: list[Any], weights_out: np.ndarray, wrt: list[int]) -> list[np.ndarray]:
