@@ -1,5 +1,7 @@
-"""What the gallery's examples share: arguments, progress bars, loss curves, results. No model code lives here:
-each example defines its own model, so the script you read is the model you train.
+"""What the gallery's examples share: arguments, progress bars, the training loop of each ecosystem
+(:func:`trainers`: optax on jax, torch.optim on torch, Keras' ``Model.fit`` on tensorflow), loss curves,
+results. No model code lives here: each example defines its own model, so the script you read is the model
+you train. (seq2seq_sort.py trains an encoder and a decoder together and keeps its own loops.)
 
     python examples/_common.py table     rewrite docs/examples.md's results table from docs/examples/*.json
 """
@@ -7,6 +9,7 @@ each example defines its own model, so the script you read is the model you trai
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -124,6 +127,86 @@ def keras_recorder(steps: int, tick: Callable[[float], None]) -> tuple[object, l
 def keras_feed(data: list[tuple]) -> Iterator[tuple]:
     """The same batches as the other engines, in order, as a generator ``Model.fit`` reads."""
     yield from data
+
+
+# -- one training loop per engine, each with its own ecosystem's optimizer ----------------------------
+# ``loss``: "mse" (outputs against float targets) or "sparse_ce" (logits against integer class ids).
+def train_jax(model: Any, data: list[tuple], tick: Callable[[float], None], lr: float, loss: str) -> tuple:
+    """optax's Adam in a jitted update of ``layer.apply``'s parameters; returns (weights, losses)."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    layer = model.lower("jax")
+
+    def objective(p: Any, x: Any, y: Any) -> Any:
+        out = layer.apply(p, x)
+        if loss == "mse":
+            return jnp.mean((out - y) ** 2)
+        return optax.softmax_cross_entropy_with_integer_labels(out, y).mean()
+
+    opt = optax.adam(lr)
+    params = layer.params
+    state = opt.init(params)
+
+    @jax.jit
+    def update(params: Any, state: Any, x: Any, y: Any) -> tuple:
+        value, grads = jax.value_and_grad(objective)(params, x, y)
+        updates, state = opt.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, value
+
+    losses = []
+    for x, y in data:
+        params, state, value = update(params, state, jnp.asarray(x), jnp.asarray(y))
+        losses.append(float(value))
+        tick(losses[-1])
+    return {k: np.asarray(v) for k, v in params.items()}, losses
+
+
+def train_torch(model: Any, data: list[tuple], tick: Callable[[float], None], lr: float, loss: str) -> tuple:
+    """torch.optim's Adam on the lowered ``nn.Module``'s parameters; returns (weights, losses)."""
+    import torch
+
+    layer = model.lower("torch")
+    opt = torch.optim.Adam(layer.parameters(), lr=lr)
+    losses = []
+    for x, y in data:
+        out = layer(torch.from_numpy(x))
+        if loss == "mse":
+            value = torch.mean((out - torch.from_numpy(y)) ** 2)
+        else:
+            value = torch.nn.functional.cross_entropy(
+                out.reshape(-1, out.shape[-1]), torch.from_numpy(y).long().reshape(-1)
+            )
+        opt.zero_grad()
+        value.backward()
+        opt.step()
+        losses.append(value.item())
+        tick(losses[-1])
+    return layer.get_weights(), losses
+
+
+def train_keras(model: Any, data: list[tuple], tick: Callable[[float], None], lr: float, loss: str) -> tuple:
+    """Keras' Adam and ``Model.fit`` with the model inside ``RecurrentLayer``; returns (weights, losses)."""
+    from rshop_backends.keras import RecurrentLayer
+
+    keras = keras_on_tensorflow()
+    rnn = RecurrentLayer(model, name=model.name)
+    x0 = np.asarray(data[0][0])
+    net = keras.Sequential([keras.Input(x0.shape[1:], dtype="int32" if x0.dtype.kind in "iu" else "float32"), rnn])
+    objective = "mse" if loss == "mse" else keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    net.compile(optimizer=keras.optimizers.Adam(lr, epsilon=1e-8), loss=objective)  # optax's and torch's epsilon
+    record, log = keras_recorder(len(data), tick)
+    net.fit(keras_feed(data), steps_per_epoch=len(data), epochs=1, callbacks=[record], verbose=0, shuffle=False)
+    return rnn.get_rshop_weights(), keras_losses(log)
+
+
+def trainers(lr: float, loss: str) -> dict[str, Callable[..., tuple]]:
+    """``{engine: train(model, data, tick)}`` at learning rate ``lr`` with ``loss`` ("mse" or "sparse_ce")."""
+    if loss not in ("mse", "sparse_ce"):
+        raise ValueError(f"trainers loss: expected 'mse' or 'sparse_ce', received {loss!r}")
+    loops = {"jax": train_jax, "torch": train_torch, "tensorflow": train_keras}
+    return {e: functools.partial(f, lr=lr, loss=loss) for e, f in loops.items()}
 
 
 def timed(fn: Callable[..., tuple], *args: object) -> tuple[tuple, float]:

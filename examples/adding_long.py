@@ -27,12 +27,9 @@ from _common import (
     arguments,
     batches,
     finish,
-    keras_feed,
-    keras_losses,
-    keras_on_tensorflow,
-    keras_recorder,
     progress,
     timed,
+    trainers,
 )
 from demo import adding_problem
 
@@ -77,61 +74,7 @@ def janet_model(units: int, seed: int = 0) -> RecurrentModel:
     )
 
 
-# -- one training loop per engine, each with its own ecosystem's optimizer ----------------------------
-def train_jax(model, data, tick):
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    layer = model.lower("jax")
-    opt = optax.adam(LR)
-    params = layer.params
-    state = opt.init(params)
-
-    @jax.jit
-    def update(params, state, x, y):
-        loss, grads = jax.value_and_grad(lambda p: jnp.mean((layer.apply(p, x) - y) ** 2))(params)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
-    losses = []
-    for x, y in data:
-        params, state, loss = update(params, state, jnp.asarray(x), jnp.asarray(y))
-        losses.append(float(loss))
-        tick(losses[-1])
-    return {k: np.asarray(v) for k, v in params.items()}, losses
-
-
-def train_torch(model, data, tick):
-    import torch
-
-    layer = model.lower("torch")
-    opt = torch.optim.Adam(layer.parameters(), lr=LR)
-    losses = []
-    for x, y in data:
-        loss = torch.mean((layer(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        tick(losses[-1])
-    return layer.get_weights(), losses
-
-
-def train_tensorflow(model, data, tick):
-    from rshop_backends.keras import RecurrentLayer
-
-    keras = keras_on_tensorflow()
-
-    rnn = RecurrentLayer(model, name="rnn")
-    net = keras.Sequential([keras.Input(data[0][0].shape[1:]), rnn])
-    net.compile(optimizer=keras.optimizers.Adam(LR, epsilon=1e-8), loss="mse")  # optax's and torch's epsilon
-    record, log = keras_recorder(len(data), tick)
-    net.fit(keras_feed(data), steps_per_epoch=len(data), epochs=1, callbacks=[record], verbose=0, shuffle=False)
-    return rnn.get_rshop_weights(), keras_losses(log)
-
-
-TRAINERS = {"jax": train_jax, "torch": train_torch, "tensorflow": train_tensorflow}
+TRAINERS = trainers(LR, "mse")  # optax / torch.optim / Keras fit: examples/_common.py
 
 
 def main(argv: list[str] | None = None) -> list[Result]:

@@ -30,12 +30,9 @@ from _common import (
     arguments,
     batches,
     finish,
-    keras_feed,
-    keras_losses,
-    keras_on_tensorflow,
-    keras_recorder,
     progress,
     timed,
+    trainers,
 )
 
 from rshop_core import Input, RecurrentModel
@@ -78,63 +75,6 @@ def mingru_model(units: int, length: int, seed: int = 0) -> RecurrentModel:
     return model
 
 
-# -- one training loop per engine ---------------------------------------------------------------------
-def train_jax(model, data, tick):
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    layer = model.lower("jax")
-    opt = optax.adam(LR)
-    params = layer.params
-    state = opt.init(params)
-
-    @jax.jit
-    def update(params, state, x, y):
-        loss, grads = jax.value_and_grad(lambda p: jnp.mean((layer.apply(p, x) - y) ** 2))(params)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
-    losses = []
-    for x, y in data:
-        params, state, loss = update(params, state, jnp.asarray(x), jnp.asarray(y))
-        losses.append(float(loss))
-        tick(losses[-1])
-    return {k: np.asarray(v) for k, v in params.items()}, losses
-
-
-def train_torch(model, data, tick):
-    import torch
-
-    layer = model.lower("torch")
-    opt = torch.optim.Adam(layer.parameters(), lr=LR)
-    losses = []
-    for x, y in data:
-        loss = torch.mean((layer(torch.from_numpy(x)) - torch.from_numpy(y)) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        tick(losses[-1])
-    return layer.get_weights(), losses
-
-
-def train_tensorflow(model, data, tick):
-    from rshop_backends.keras import RecurrentLayer
-
-    keras = keras_on_tensorflow()
-
-    rnn = RecurrentLayer(model, name="mingru")
-    net = keras.Sequential([keras.Input(data[0][0].shape[1:]), rnn])
-    net.compile(optimizer=keras.optimizers.Adam(LR, epsilon=1e-8), loss="mse")
-    record, log = keras_recorder(len(data), tick)
-    net.fit(keras_feed(data), steps_per_epoch=len(data), epochs=1, callbacks=[record], verbose=0, shuffle=False)
-    return rnn.get_rshop_weights(), keras_losses(log)
-
-
-TRAINERS = {"jax": train_jax, "torch": train_torch, "tensorflow": train_tensorflow}
-
-
 def main(argv: list[str] | None = None) -> list[Result]:
     args = arguments(__doc__, 600, argv)
     global LR
@@ -148,7 +88,7 @@ def main(argv: list[str] | None = None) -> list[Result]:
         layer = model.lower(engine)
         print(f"{engine}: {layer.explain().time.splitlines()[0]}")  # which loop runs over time
         tick = progress(args.steps, engine, args.quiet)
-        (weights, losses), seconds = timed(TRAINERS[engine], model, data, tick)
+        (weights, losses), seconds = timed(trainers(LR, "mse")[engine], model, data, tick)
         check = model.lower("numpy")
         check.set_weights(weights)
         mse = float(np.mean((check(x_test) - y_test) ** 2))

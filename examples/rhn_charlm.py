@@ -27,12 +27,9 @@ from _common import (
     batches,
     bits,
     finish,
-    keras_feed,
-    keras_losses,
-    keras_on_tensorflow,
-    keras_recorder,
     progress,
     timed,
+    trainers,
 )
 
 from rshop_core import Input, RecurrentModel
@@ -84,68 +81,7 @@ def rhn_model(vocab: int, units: int, depth: int, embed: int, seed: int = 0) -> 
     )
 
 
-# -- one training loop per engine ---------------------------------------------------------------------
-def train_jax(model, data, tick):
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    layer = model.lower("jax")
-    opt = optax.adam(LR)
-    params = layer.params
-    state = opt.init(params)
-
-    def loss_fn(p, x, y):
-        return optax.softmax_cross_entropy_with_integer_labels(layer.apply(p, x), y).mean()
-
-    @jax.jit
-    def update(params, state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
-        updates, state = opt.update(grads, state, params)
-        return optax.apply_updates(params, updates), state, loss
-
-    losses = []
-    for x, y in data:
-        params, state, loss = update(params, state, jnp.asarray(x), jnp.asarray(y))
-        losses.append(float(loss))
-        tick(losses[-1])
-    return {k: np.asarray(v) for k, v in params.items()}, losses
-
-
-def train_torch(model, data, tick):
-    import torch
-
-    layer = model.lower("torch")
-    opt = torch.optim.Adam(layer.parameters(), lr=LR)
-    losses = []
-    for x, y in data:
-        logits = layer(torch.from_numpy(x))
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]), torch.from_numpy(y).long().reshape(-1)
-        )
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        tick(losses[-1])
-    return layer.get_weights(), losses
-
-
-def train_tensorflow(model, data, tick):
-    from rshop_backends.keras import RecurrentLayer
-
-    keras = keras_on_tensorflow()
-
-    rnn = RecurrentLayer(model, name="rhn")
-    net = keras.Sequential([keras.Input(data[0][0].shape[1:], dtype="int32"), rnn])
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    net.compile(optimizer=keras.optimizers.Adam(LR, epsilon=1e-8), loss=loss)
-    record, log = keras_recorder(len(data), tick)
-    net.fit(keras_feed(data), steps_per_epoch=len(data), epochs=1, callbacks=[record], verbose=0, shuffle=False)
-    return rnn.get_rshop_weights(), keras_losses(log)
-
-
-TRAINERS = {"jax": train_jax, "torch": train_torch, "tensorflow": train_tensorflow}
+TRAINERS = trainers(LR, "sparse_ce")  # optax / torch.optim / Keras fit: examples/_common.py
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
