@@ -164,6 +164,7 @@ def fuzz_engines(session):
     session.run("python", "-m", "pytest", "-n", "auto", "--dist", "load", test, env=env)
 
 
+@nox.session(python="3.11")
 def examples(session):
     """The examples gallery in full on jax, torch and tensorflow: loss curves in docs/examples/*.png and the
     results table of docs/examples.md (minutes per example and engine; not in the default set)."""
