@@ -29,13 +29,21 @@ if TYPE_CHECKING:
     from rshop_core.options import LoopOptions
 
 
-def _unroll(option: Any, steps: int) -> int:
+def symbolic(steps: Any) -> bool:
+    """Whether ``steps`` is a symbolic dimension (``jax.export`` with a dynamic T), not a number."""
+    return not isinstance(steps, int)
+
+
+def _unroll(option: Any, steps: Any) -> int:
     """``unroll`` as scan's: False -> 1, True -> T (fully unrolled), k -> min(k, T): never more
-    steps traced than the loop runs."""
-    if option is True:
-        return max(int(steps), 1)
+    steps traced than the loop runs. A symbolic T (``jax.export``) cannot be unrolled fully: k
+    steps per iteration as given (``True`` is refused before tracing, see :mod:`..serving`)."""
     if option is False:
         return 1
+    if symbolic(steps):
+        return max(int(option), 1)
+    if option is True:
+        return max(int(steps), 1)
     return max(min(int(option), int(steps)), 1)
 
 
@@ -57,7 +65,9 @@ def scan(
     states = tuple(states)
     consts = tuple(consts)
     scanned = seqs if seqs else None  # decode: nothing scanned, ``length`` steps
-    segment = options.remat_segment(steps)
+    known = None if scanned is not None and symbolic(steps) else steps  # scan reads a symbolic T from xs
+    # remat only changes what a backward pass keeps: a symbolic T (an exported inference function) runs the plain loop
+    segment = None if symbolic(steps) else options.remat_segment(steps)
     if segment is not None:
         return _remat_scan(step, P, seqs, states, consts, options.return_sequences, steps, segment, unroll)
 
@@ -67,7 +77,7 @@ def scan(
             ys, new = step(P, *(x_t or ()), carry, consts)
             return tuple(new), tuple(ys)
 
-        states, seq = jax.lax.scan(body, states, scanned, length=steps, unroll=unroll)
+        states, seq = jax.lax.scan(body, states, scanned, length=known, unroll=unroll)
         ys = [jnp.swapaxes(y, 0, 1) for y in seq]  # (T, batch, ...) -> (batch, T, ...)
         return ys, list(states)
 
@@ -79,7 +89,7 @@ def scan(
         ys, new = step(P, *(x_t or ()), s, consts)
         return (tuple(new), tuple(ys)), None
 
-    (states, ys), _ = jax.lax.scan(body_last, (states, last), scanned, length=steps, unroll=unroll)
+    (states, ys), _ = jax.lax.scan(body_last, (states, last), scanned, length=known, unroll=unroll)
     return list(ys), list(states)
 
 

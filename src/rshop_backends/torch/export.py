@@ -1,0 +1,131 @@
+"""The torch engine's serving formats: ``torch.export`` (an ``ExportedProgram`` written by
+``torch.export.save``) and ONNX (``torch.onnx.export``'s dynamo exporter, read by onnxruntime).
+
+``export(layer, path, sig)`` / ``export_onnx(layer, path, sig)`` write the inference call of a
+:class:`~rshop_backends.torch.layer.TorchLayer` as :func:`rshop_backends.serving.signature`
+describes it (positional inputs x, constants, initial states, mask; a tuple of outputs), with
+every dynamic dimension a ``torch.export.Dim``. Under ``torch.export`` with a symbolic T the
+layer runs its loop as one ``scan`` higher-order op (:func:`.loop.scan_op`): the program holds
+one step, not T copies, and the ONNX exporter turns that op into an ONNX ``Scan``.
+``load(path)`` / ``load_onnx(path)`` read them back as functions of numpy arrays.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    from rshop_backends.serving import Signature
+
+    from .layer import TorchLayer
+
+__all__ = ["export", "export_onnx", "load", "load_onnx"]
+
+
+class _Serving(nn.Module):
+    """The exported call: positional arrays in the signature's order -> a tuple of outputs."""
+
+    def __init__(self, layer: TorchLayer, sig: Signature) -> None:
+        super().__init__()
+        self.layer = layer
+        self.sig = sig
+
+    def forward(self, *args: Any) -> tuple[Any, ...]:
+        x, consts, states, mask = self.sig.split(args)
+        out = self.layer(x, initial_state=states, constants=consts, mask=mask, **self.sig.call_kwargs())
+        return out if isinstance(out, tuple) else (out,)
+
+
+def _inputs(sig: Signature) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+    """Sample tensors at the tracing sizes and their ``dynamic_shapes`` (one ``Dim`` per name)."""
+    dims = {d: torch.export.Dim(d, min=1) for d in sig.dynamic}
+    args = tuple(torch.from_numpy(a) for a in sig.samples())
+    shapes = tuple({i: dims[d] for i, d in enumerate(s.shape) if isinstance(d, str)} for s in sig.inputs)
+    return args, shapes
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """torch's own chatter while exporting or reading: not the user's concern (and errors under pytest)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="No complete tensor found", category=UserWarning)
+        warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=FutureWarning)
+        # the ONNX exporter names a shared Dim once ("batch" in every input) and says so
+        warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
+        warnings.filterwarnings("ignore", message="`torch.jit.", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message="The .grad attribute of a Tensor that is not", category=UserWarning)
+        yield
+
+
+def _serving(layer: TorchLayer, sig: Signature) -> _Serving:
+    module = _Serving(layer, sig)
+    module.training = False  # the wrapper only: the call says training=False, the layer keeps its mode
+    return module
+
+
+def _program(layer: TorchLayer, sig: Signature) -> Any:
+    args, shapes = _inputs(sig)
+    with _quiet():
+        return torch.export.export(_serving(layer, sig), args, dynamic_shapes={"args": shapes})
+
+
+def export(layer: TorchLayer, path: Path, sig: Signature) -> None:
+    """``torch.export.export`` of the inference call, written with ``torch.export.save`` (a .pt2 file)."""
+    program = _program(layer, sig)
+    with _quiet():
+        torch.export.save(program, str(path))
+
+
+def export_onnx(layer: TorchLayer, path: Path, sig: Signature) -> None:
+    """``torch.onnx.export(..., dynamo=True)`` of the inference call: one .onnx file (weights inside),
+    inputs and outputs named as the signature names them, every dynamic dimension symbolic."""
+    args, shapes = _inputs(sig)
+    with _quiet():
+        program = torch.onnx.export(
+            _serving(layer, sig),
+            args,
+            input_names=[s.name for s in sig.inputs],
+            output_names=list(sig.outputs),
+            dynamic_shapes={"args": shapes},
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+        program.save(str(path), external_data=False)
+
+
+def _numpy(out: Any) -> tuple[np.ndarray, ...]:
+    return tuple(o.detach().cpu().numpy() for o in out)
+
+
+def load(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
+    """The ExportedProgram at ``path`` (``torch.export.load``) as a function of numpy arrays."""
+    with _quiet():
+        module = torch.export.load(str(path)).module()
+
+    def run(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        with torch.no_grad():
+            return _numpy(module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)))
+
+    return run
+
+
+def load_onnx(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
+    """The ONNX model at ``path`` in an onnxruntime ``InferenceSession`` (CPU), as a function of numpy arrays."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+        return tuple(np.asarray(o) for o in session.run(None, dict(zip(names, arrays))))
+
+    return run
