@@ -47,7 +47,17 @@ from .tolerances import FORWARD_ATOL
 if TYPE_CHECKING:
     from .lowered import Lowered
 
-__all__ = ["FORMATS", "Signature", "TensorSpec", "Verification", "export", "load", "signature", "verify"]
+__all__ = [
+    "FORMATS",
+    "Signature",
+    "TensorSpec",
+    "Verification",
+    "export",
+    "load",
+    "signature",
+    "verify",
+    "check_sizes",
+]
 
 # format -> (the engine that writes it, the function of its export module, the one that reads it back)
 FORMATS: dict[str, tuple[str, str, str]] = {
@@ -232,9 +242,20 @@ def _has_dropout(model: Lowerable) -> bool:
     return any(n.op == "dropout" for leaf in model.leaves for n in leaf._require_built().nodes)
 
 
-def _module(fmt: str, where: str) -> Any:
+def _check_format(fmt: str, where: str) -> None:
     if fmt not in FORMATS:
         raise RshopConfigError(f"{where}, argument format: expected one of {sorted(FORMATS)}, received {fmt!r}.")
+
+
+def check_sizes(batch: Any, steps: Any, where: str) -> None:
+    """Raise unless ``batch`` and ``steps`` are ints >= 1 (the sizes :func:`verify` runs at)."""
+    for what, v in (("batch", batch), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise RshopConfigError(f"{where}, argument {what}: expected an int >= 1, received {v!r}.")
+
+
+def _module(fmt: str, where: str) -> Any:
+    _check_format(fmt, where)
     return importlib.import_module(f"rshop_backends.{FORMATS[fmt][0]}.export")
 
 
@@ -254,9 +275,11 @@ def export(
     as an input; ``mask=True``: it takes a (batch, T) bool mask; ``output_length``: the steps a
     decoder runs. Returns the path written."""
     where = "serving.export"
-    mod = _module(format, where)
+    _check_format(format, where)
     engine = FORMATS[format][0]
+    options: dict[str, Any] = {"initial_state": initial_state, "mask": mask, "output_length": output_length}
     if isinstance(model_or_layer, Lowerable):
+        signature(model_or_layer.lower("numpy", dtype), **options)  # refused before the framework is imported
         layer = model_or_layer.lower(engine, dtype)
         if engine == "torch":
             layer.eval()
@@ -274,7 +297,8 @@ def export(
                 f"{where}, argument dtype: expected None or the layer's dtype {layer.dtype!r}, received {dtype!r}. "
                 "Lower the model in that dtype, or pass the model."
             )
-    sig = signature(layer, initial_state=initial_state, mask=mask, output_length=output_length)
+    mod = _module(format, where)
+    sig = signature(layer, **options)
     out = Path(path)
     getattr(mod, FORMATS[format][1])(layer, out, sig)
     return out
@@ -334,6 +358,7 @@ def verify(
     ``model`` on the numpy engine in float64 (``dtype``: the artefact's, default the model's). The
     limit is the float tolerance of the conformance table (:data:`rshop_backends.tolerances.FORWARD_ATOL`
     of the artefact's dtype) scaled by ``max(1, max |reference|)``."""
+    check_sizes(batch, steps, f"verify {format} artefact")
     ref_layer = model.lower("numpy", "float64")
     sig = signature(model.lower("numpy", dtype), initial_state=initial_state, mask=mask, output_length=output_length)
     sizes = {BATCH: batch, TIME: steps, **{d: steps + 1 for d in sig.dynamic if d not in (BATCH, TIME)}}
