@@ -33,9 +33,11 @@ SIZES = {"batch": 4, "time": 9, "constant_0_dim_0": 5}  # none is a tracing size
 
 
 def custom_cell(**opts):
-    """A cell written as in docs/guide.md, reading a constant of any length (an encoder): x, h -> h'."""
+    """A cell written as in docs/guide.md: attention over a constant of any length (an encoder), x, h -> h'.
+    Its einsums and softmax read the encoder's dynamic length inside the loop."""
     x_t, h_tm1, enc = Input((D,), name="x"), Input((6,), name="h"), Input((None, 4), name="encoder")
-    context = F.sum(enc, axes=-2)  # (4,): the encoder summed over its steps
+    scores = F.einsum("td,d->t", enc, Dense(4, name="query")(h_tm1))
+    context = F.einsum("t,td->d", F.softmax(scores), enc)  # (4,)
     h_t = Dense(6, activation="tanh")(F.concat([x_t, context, h_tm1]))
     return RecurrentModel(
         input=x_t,

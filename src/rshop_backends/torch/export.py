@@ -12,6 +12,7 @@ one step, not T copies, and the ONNX exporter turns that op into an ONNX ``Scan`
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,24 +32,39 @@ __all__ = ["export", "export_onnx", "load", "load_onnx"]
 
 
 class _Serving(nn.Module):
-    """The exported call: positional arrays in the signature's order -> a tuple of outputs."""
+    """The exported call: arrays in the signature's order -> a tuple of outputs. ``forward`` declares
+    one parameter per input, named as the signature names them (``x``, ``initial_state_0``, ...), so
+    the program's inputs carry those names."""
 
     def __init__(self, layer: TorchLayer, sig: Signature) -> None:
         super().__init__()
         self.layer = layer
         self.sig = sig
 
-    def forward(self, *args: Any) -> tuple[Any, ...]:
+    def run(self, *args: Any) -> tuple[Any, ...]:
         x, consts, states, mask = self.sig.split(args)
         out = self.layer(x, initial_state=states, constants=consts, mask=mask, **self.sig.call_kwargs())
         return out if isinstance(out, tuple) else (out,)
 
 
-def _inputs(sig: Signature) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """Sample tensors at the tracing sizes and their ``dynamic_shapes`` (one ``Dim`` per name)."""
+def _forward(names: list[str]) -> Any:
+    """A ``forward(self, <names>)`` calling ``self.run`` with its arguments in order."""
+
+    def forward(self: _Serving, *args: Any) -> tuple[Any, ...]:
+        return self.run(*args)
+
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    params = [inspect.Parameter(n, kind) for n in ["self", *names]]
+    forward.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # what torch.export reads
+    return forward
+
+
+def _inputs(sig: Signature) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Sample tensors at the tracing sizes and their ``dynamic_shapes`` by input name (one ``Dim`` per
+    dynamic dimension's name, shared by every input that has it)."""
     dims = {d: torch.export.Dim(d, min=1) for d in sig.dynamic}
     args = tuple(torch.from_numpy(a) for a in sig.samples())
-    shapes = tuple({i: dims[d] for i, d in enumerate(s.shape) if isinstance(d, str)} for s in sig.inputs)
+    shapes = {s.name: {i: dims[d] for i, d in enumerate(s.shape) if isinstance(d, str)} for s in sig.inputs}
     return args, shapes
 
 
@@ -66,15 +82,32 @@ def _quiet() -> Iterator[None]:
 
 
 def _serving(layer: TorchLayer, sig: Signature) -> _Serving:
-    module = _Serving(layer, sig)
+    cls = type("Serving", (_Serving,), {"forward": _forward([s.name for s in sig.inputs])})
+    module: _Serving = cls(layer, sig)
     module.training = False  # the wrapper only: the call says training=False, the layer keeps its mode
     return module
 
 
+@contextmanager
+def _inference(layer: TorchLayer) -> Iterator[None]:
+    """The layer's parameters with ``requires_grad=False`` while exporting (restored after). An inference
+    program needs no autograd, and with it the ONNX exporter's decompositions trace torch's ``scan``
+    through its autograd path, which fails for a step reading a symbolic size (a reshape over the batch,
+    an einsum): "'SymInt' object has no attribute 'unsqueeze'" (torch 2.13)."""
+    wanted = {k: p.requires_grad for k, p in layer.named_parameters()}
+    try:
+        for p in layer.parameters():
+            p.requires_grad_(False)
+        yield
+    finally:
+        for k, p in layer.named_parameters():
+            p.requires_grad_(wanted[k])
+
+
 def _program(layer: TorchLayer, sig: Signature) -> Any:
     args, shapes = _inputs(sig)
-    with _quiet():
-        return torch.export.export(_serving(layer, sig), args, dynamic_shapes={"args": shapes})
+    with _quiet(), _inference(layer):
+        return torch.export.export(_serving(layer, sig), args, dynamic_shapes=shapes)
 
 
 def export(layer: TorchLayer, path: Path, sig: Signature) -> None:
@@ -86,15 +119,17 @@ def export(layer: TorchLayer, path: Path, sig: Signature) -> None:
 
 def export_onnx(layer: TorchLayer, path: Path, sig: Signature) -> None:
     """``torch.onnx.export(..., dynamo=True)`` of the inference call: one .onnx file (weights inside),
-    inputs and outputs named as the signature names them, every dynamic dimension symbolic."""
-    args, shapes = _inputs(sig)
-    with _quiet():
+    inputs and outputs named as the signature names them, every dynamic dimension symbolic.
+
+    The ONNX exporter is handed the ``ExportedProgram`` of :func:`export`, not the module: given a module
+    it retries with other capture strategies when ``torch.export`` fails, and one of them fixes the
+    shapes it traced, which would give an artefact with a static batch and T."""
+    exported = _program(layer, sig)
+    with _quiet(), _inference(layer):
         program = torch.onnx.export(
-            _serving(layer, sig),
-            args,
+            exported,
             input_names=[s.name for s in sig.inputs],
             output_names=list(sig.outputs),
-            dynamic_shapes={"args": shapes},
             dynamo=True,
             external_data=False,
             verbose=False,

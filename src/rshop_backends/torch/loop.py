@@ -149,7 +149,9 @@ def scan_op(
     from torch._higher_order_ops.scan import scan as _scan
 
     step = _literals_traced(step)
-    consts = tuple(consts)
+    # nor tensors that alias each other: values computed before the loop (views of one split) are copied
+    P = {k: v if isinstance(v, torch.nn.Parameter) else v.clone() for k, v in P.items()}
+    consts = tuple(c.clone() for c in consts)
     n_states = len(states)
 
     def body(carry: Any, row: Any) -> Any:
