@@ -275,3 +275,17 @@ def test_cli_export_errors_exit_2(tmp_path, capsys):
     assert err.startswith("rshop: export of RecurrentModel") and "expected a model with stateful=False" in err
     assert cli.main(["export", str(saved), "--format", "jax", str(tmp_path / "out"), "--time", "0"]) == 2
     assert "rshop export --batch / --time, argument steps: expected an int >= 1, received 0." in capsys.readouterr().err
+
+
+def test_onnx_without_its_packages_names_the_extra(request, tmp_path, monkeypatch):
+    only_engine(request, "torch", "the ONNX exporter")
+    import importlib.util
+
+    from rshop_core.errors import RshopEngineError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    with pytest.raises(
+        RshopEngineError, match=r"received onnxscript missing\. Install them: pip install \"rshop\[onnx\]\""
+    ):
+        serving.export(GRUCell(3, input_dim=D).get_layer(), tmp_path / "m.onnx", "onnx")

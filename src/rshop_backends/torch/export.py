@@ -12,6 +12,7 @@ one step, not T copies, and the ONNX exporter turns that op into an ONNX ``Scan`
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 import warnings
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
+
+from rshop_core.errors import RshopEngineError
 
 if TYPE_CHECKING:
     from rshop_backends.serving import Signature
@@ -59,11 +62,12 @@ def _forward(names: list[str]) -> Any:
     return forward
 
 
-def _inputs(sig: Signature) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Sample tensors at the tracing sizes and their ``dynamic_shapes`` by input name (one ``Dim`` per
-    dynamic dimension's name, shared by every input that has it)."""
+def _inputs(layer: TorchLayer, sig: Signature) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Sample tensors at the tracing sizes, on the layer's device, and their ``dynamic_shapes`` by input
+    name (one ``Dim`` per dynamic dimension's name, shared by every input that has it)."""
     dims = {d: torch.export.Dim(d, min=1) for d in sig.dynamic}
-    args = tuple(torch.from_numpy(a) for a in sig.samples())
+    device = layer._anchor.device
+    args = tuple(torch.from_numpy(a).to(device) for a in sig.samples())
     shapes = {s.name: {i: dims[d] for i, d in enumerate(s.shape) if isinstance(d, str)} for s in sig.inputs}
     return args, shapes
 
@@ -105,7 +109,7 @@ def _inference(layer: TorchLayer) -> Iterator[None]:
 
 
 def _program(layer: TorchLayer, sig: Signature) -> Any:
-    args, shapes = _inputs(sig)
+    args, shapes = _inputs(layer, sig)
     with _quiet(), _inference(layer):
         return torch.export.export(_serving(layer, sig), args, dynamic_shapes=shapes)
 
@@ -124,6 +128,7 @@ def export_onnx(layer: TorchLayer, path: Path, sig: Signature) -> None:
     The ONNX exporter is handed the ``ExportedProgram`` of :func:`export`, not the module: given a module
     it retries with other capture strategies when ``torch.export`` fails, and one of them fixes the
     shapes it traced, which would give an artefact with a static batch and T."""
+    _require(("onnx", "onnxscript"), "writing")
     exported = _program(layer, sig)
     with _quiet(), _inference(layer):
         program = torch.onnx.export(
@@ -137,6 +142,16 @@ def export_onnx(layer: TorchLayer, path: Path, sig: Signature) -> None:
         program.save(str(path), external_data=False)
 
 
+def _require(packages: tuple[str, ...], what: str) -> None:
+    """Raise, naming the extra to install, unless every package is importable."""
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise RshopEngineError(
+            f"serving format 'onnx': expected {', '.join(packages)} installed for {what} ONNX, received "
+            f'{", ".join(missing)} missing. Install them: pip install "rshop[onnx]".'
+        )
+
+
 def _numpy(out: Any) -> tuple[np.ndarray, ...]:
     return tuple(o.detach().cpu().numpy() for o in out)
 
@@ -145,16 +160,18 @@ def load(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
     """The ExportedProgram at ``path`` (``torch.export.load``) as a function of numpy arrays."""
     with _quiet():
         module = torch.export.load(str(path)).module()
+    device = next(iter(module.parameters()), torch.empty(0)).device  # where it was exported
 
     def run(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         with torch.no_grad():
-            return _numpy(module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)))
+            return _numpy(module(*(torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays)))
 
     return run
 
 
 def load_onnx(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
     """The ONNX model at ``path`` in an onnxruntime ``InferenceSession`` (CPU), as a function of numpy arrays."""
+    _require(("onnxruntime",), "reading")
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
