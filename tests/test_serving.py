@@ -289,3 +289,15 @@ def test_onnx_without_its_packages_names_the_extra(request, tmp_path, monkeypatc
         RshopEngineError, match=r"received onnxscript missing\. Install them: pip install \"rshop\[onnx\]\""
     ):
         serving.export(GRUCell(3, input_dim=D).get_layer(), tmp_path / "m.onnx", "onnx")
+
+
+@pytest.mark.parametrize("fmt", list(FORMAT_ENGINE))
+def test_unroll_and_remat_export_with_a_dynamic_time(request, tmp_path, fmt):
+    """Loop options that do not change the numbers export too: jax runs a symbolic T one step per iteration
+    without remat, the SavedModel leaves remat's custom gradient out, torch ignores both."""
+    only_engine(request, FORMAT_ENGINE[fmt], f"exporting to {fmt}")
+    model = GRUCell(4, input_dim=D).get_layer(seed=6, unroll=4, remat=2)
+    path = serving.export(model, tmp_path / f"m.{fmt}", fmt)
+    for batch, steps in [(3, 7), (1, 2)]:  # T above and below unroll's 4
+        report = serving.verify(model, path, fmt, batch=batch, steps=steps)
+        assert report.ok and report.max_error < 1e-5, str(report)

@@ -36,12 +36,10 @@ def symbolic(steps: Any) -> bool:
 
 def _unroll(option: Any, steps: Any) -> int:
     """``unroll`` as scan's: False -> 1, True -> T (fully unrolled), k -> min(k, T): never more
-    steps traced than the loop runs. A symbolic T (``jax.export``) cannot be unrolled fully: k
-    steps per iteration as given (``True`` is refused before tracing, see :mod:`..serving`)."""
-    if option is False:
+    steps traced than the loop runs. A symbolic T (``jax.export``): 1, since ``lax.scan`` cannot
+    split a symbolic length into unrolled blocks (unrolling never changes the numbers)."""
+    if option is False or symbolic(steps):
         return 1
-    if symbolic(steps):
-        return max(int(option), 1)
     if option is True:
         return max(int(steps), 1)
     return max(min(int(option), int(steps)), 1)

@@ -39,7 +39,9 @@ def export(layer: TensorFlowLayer, path: Path, sig: Signature) -> None:
         return dict(zip(sig.outputs, out))
 
     fn = tf.function(serve, input_signature=specs, autograph=False)
-    tf.saved_model.save(layer, str(path), signatures={"serving_default": fn.get_concrete_function()})
+    # the signature serves inference: remat's tf.custom_gradient (loop state it cannot reach) is not saved
+    options = tf.saved_model.SaveOptions(experimental_custom_gradients=False)
+    tf.saved_model.save(layer, str(path), signatures={"serving_default": fn.get_concrete_function()}, options=options)
 
 
 def load(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
