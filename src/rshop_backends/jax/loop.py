@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from jax import export as jax_export
 
 if TYPE_CHECKING:
     from rshop_backends.codegen import GeneratedStep
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 def symbolic(steps: Any) -> bool:
     """Whether ``steps`` is a symbolic dimension (``jax.export`` with a dynamic T), not a number."""
-    return not isinstance(steps, int)
+    return bool(jax_export.is_symbolic_dim(steps))
 
 
 def _unroll(option: Any, steps: Any) -> int:
