@@ -241,6 +241,8 @@ def test_unknown_format_and_wrong_engine(tmp_path):
         serving.export(model, tmp_path / "m", "tflite")
     with pytest.raises(RshopConfigError, match="expected a model or a torch layer for format 'onnx', received Numpy"):
         serving.export(model.lower("numpy"), tmp_path / "m", "onnx")
+    with pytest.raises(RshopConfigError, match="argument path: expected a path in an existing directory, received"):
+        serving.export(model, tmp_path / "missing" / "m", "jax")
 
 
 def test_torch_train_mode_with_dropout_is_refused(request, tmp_path):

@@ -277,6 +277,12 @@ def export(
     where = "serving.export"
     _check_format(format, where)
     engine = FORMATS[format][0]
+    out = Path(path)
+    if not out.parent.is_dir():
+        raise RshopConfigError(
+            f"{where}, argument path: expected a path in an existing directory, received {str(out)!r}, whose "
+            "directory does not exist. Create it first."
+        )
     options: dict[str, Any] = {"initial_state": initial_state, "mask": mask, "output_length": output_length}
     if isinstance(model_or_layer, Lowerable):
         signature(model_or_layer.lower("numpy", dtype), **options)  # refused before the framework is imported
@@ -299,7 +305,6 @@ def export(
             )
     mod = _module(format, where)
     sig = signature(layer, **options)
-    out = Path(path)
     getattr(mod, FORMATS[format][1])(layer, out, sig)
     return out
 
