@@ -29,6 +29,10 @@ QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 # what the examples gallery trains with on each engine (tests/test_examples_smoke.py runs it per engine):
 # optax on jax, torch.optim on torch, Keras (a dependency of tensorflow) on tensorflow; tqdm for progress
 EXAMPLE_PACKAGES = {"numpy": [], "jax": ["optax", "tqdm"], "torch": ["tqdm"], "tensorflow": ["tqdm"]}
+# what each engine's serving formats need beyond the engine (tests/test_serving.py): ONNX comes through torch's
+# exporter (onnxscript) and is checked with onnxruntime; SavedModel and jax.export need nothing more
+SERVING_PACKAGES = {"numpy": [], "jax": [], "torch": ["onnx", "onnxscript", "onnxruntime"], "tensorflow": []}
+SERVING_ALL = [p for ps in SERVING_PACKAGES.values() for p in ps]
 EXAMPLES = ("adding_long", "seq2seq_sort", "mingru_recall", "rhn_charlm")
 # One pytest worker per core (pytest-xdist); a test file stays on one worker, so the layers a module
 # compiles once (module-scoped fixtures, cached references) are compiled once, not once per worker.
@@ -43,7 +47,7 @@ def install(session, *packages):
 @nox.parametrize("backend", list(ENGINE_PACKAGES))
 def tests(session, backend):
     """Unit tests and the conformance suite with one engine installed; fails unless it ran alone."""
-    install(session, *ENGINE_PACKAGES[backend], *EXAMPLE_PACKAGES[backend])
+    install(session, *ENGINE_PACKAGES[backend], *EXAMPLE_PACKAGES[backend], *SERVING_PACKAGES[backend])
     env = {"RSHOP_BACKEND": backend, "RSHOP_TEST_ENGINES": backend, "RSHOP_EXPECT_ONLY": backend, **QUIET_TF}
     # the docs' examples run once, in ``parity``, where every engine they use is installed; the site's tests in ``site``
     elsewhere = ("--ignore=tests/test_docs.py", "--ignore=tests/test_site.py")
@@ -63,7 +67,7 @@ def parity(session):
     """Every installed engine at once: compared pairwise, every Python example of README.md and docs/
     run, and the Keras 3 integration on every Keras backend (one environment with all engines serves
     them all: installing it is most of the time)."""
-    install(session, *ALL, "keras")
+    install(session, *ALL, *SERVING_ALL, "keras")  # docs/serving.md runs every format
     tests = ("tests/conformance/test_parity.py", "tests/test_docs.py", *KERAS_TESTS)
     session.run("python", "-m", "pytest", *PARALLEL, *tests, *session.posargs, env=QUIET_TF)
 
@@ -81,7 +85,7 @@ def certify(session):
 @nox.session(python="3.11")
 def docs(session):
     """Only the examples of README.md and docs/ (the default set runs them in ``parity``)."""
-    install(session, *ALL)
+    install(session, *ALL, *SERVING_ALL)
     session.run("python", "-m", "pytest", "tests/test_docs.py", *session.posargs, env=QUIET_TF)
 
 

@@ -47,6 +47,7 @@ EXPORTING = (
     "rshop_backends.arrays",
     "rshop_backends.pytest_plugin",
     "rshop_backends.fuzzing",
+    "rshop_backends.serving",
 )
 WHOLE = ("rshop_core.regularizers", "rshop_core.constraints", "rshop_core.specs", "rshop_backends.selection")
 

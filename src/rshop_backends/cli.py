@@ -4,6 +4,10 @@
 - ``rshop check MODEL.rshop``: the model on every installed engine against the numpy float64 reference
   (:func:`rshop_backends.parity.compare`); exit 0 within tolerance, 1 beyond it, 2 on an error.
 - ``rshop explain MODEL.rshop --engine E``: what that engine runs for the model (``explain()``).
+- ``rshop export MODEL.rshop --format savedmodel|torch|jax|onnx OUT``: the model as a serving artefact
+  (:func:`rshop_backends.serving.export`), then (unless ``--no-verify``) the artefact read back and
+  compared with the numpy float64 reference on random inputs (:func:`rshop_backends.serving.verify`);
+  exit 0 within tolerance, 1 beyond it, 2 on an error.
 """
 
 from __future__ import annotations
@@ -111,6 +115,26 @@ def explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def export(args: argparse.Namespace) -> int:
+    from rshop_core import load
+
+    from . import serving
+
+    if not args.no_verify:
+        serving.check_sizes(args.batch, args.time, "rshop export --batch / --time")
+    model = load(args.model)
+    options = {"initial_state": args.initial_state, "mask": args.mask, "output_length": args.output_length}
+    out = serving.export(model, args.out, args.format, dtype=args.dtype, **options)
+    print(f"wrote {args.format} artefact {out}")
+    if args.no_verify:
+        return 0
+    report = serving.verify(
+        model, out, args.format, dtype=args.dtype, batch=args.batch, steps=args.time, seed=args.seed, **options
+    )
+    print(report)
+    return 0 if report.ok else 1
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rshop", description="rshop command line")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +157,23 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("model", help="a .rshop file")
     e.add_argument("--engine", help="the engine (default: the active one)")
     e.add_argument("--dtype", choices=("float32", "float64"), default=None, help="the compute dtype")
+    x = sub.add_parser(
+        "export",
+        help="write a saved model as a serving artefact (SavedModel, torch.export, jax.export, ONNX) and verify it",
+        description="Exit status: 0 written (and within tolerance of the numpy float64 reference), 1 when the "
+        "read-back artefact exceeds the tolerance, 2 on an error. See docs/serving.md.",
+    )
+    x.add_argument("model", help="a .rshop file")
+    x.add_argument("out", help="where to write the artefact (a directory for savedmodel, a file otherwise)")
+    x.add_argument("--format", required=True, choices=("savedmodel", "torch", "jax", "onnx"), help="the format")
+    x.add_argument("--dtype", choices=("float32", "float64"), default=None, help="what the artefact computes in")
+    x.add_argument("--initial-state", action="store_true", help="the artefact takes the initial states as inputs")
+    x.add_argument("--mask", action="store_true", help="the artefact takes a (batch, T) bool mask")
+    x.add_argument("--output-length", type=int, default=None, help="steps a decoder runs (decode=True models)")
+    x.add_argument("--no-verify", action="store_true", help="skip reading the artefact back and comparing it")
+    x.add_argument("--batch", type=int, default=3, help="batch size of the verification inputs (default 3)")
+    x.add_argument("--time", type=int, default=7, help="time steps of the verification inputs (default 7)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the verification inputs (default 0)")
     return parser
 
 
@@ -145,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check(args)
         elif args.command == "explain":
             return explain(args)
+        elif args.command == "export":
+            return export(args)
     except RshopError as e:
         print(f"rshop: {e}", file=sys.stderr)
         return 2

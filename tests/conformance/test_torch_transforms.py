@@ -308,3 +308,21 @@ def test_compile_draws_masks_in_the_graph(torch_engine):
     a, b = compiled(ones), compiled(ones)
     _one_mask_per_sequence(a, "compile")
     assert not torch.equal(a, b), "torch.compile: the same masks on two calls (frozen)"
+
+
+@pytest.mark.parametrize("name", ["gru", "readout_stack"])
+def test_export_dynamic_time_of_steps_with_literals_and_loop_invariant_values(torch_engine, name):
+    """A GRU step holds a literal (``1 - z``) and a readout stack values computed once before the loop (views of
+    one split bias): torch's scan op must get neither as a real or aliased closure tensor (decision 109)."""
+    torch = torch_engine
+    from rshop_core.cells import GRUCell
+
+    from .composition_cases import readout_stack
+
+    model = GRUCell(H, input_dim=D).get_layer(seed=5, return_sequences=True) if name == "gru" else readout_stack("add")
+    layer = model.lower("torch").eval()
+    width = model.input_shape[-1]
+    dims = {0: torch.export.Dim("batch"), 1: torch.export.Dim("time")}
+    exported = torch.export.export(layer, (_x(torch, B, T, width),), dynamic_shapes=(dims,)).module()
+    x = _x(torch, 3, 7, width, seed=4)
+    _close(exported(x), layer(x), f"{name} export dynamic T")

@@ -113,7 +113,8 @@ class JaxLayer(Lowered):
     def _loop(
         self, plan: Plan, P: dict[str, Any], xs: list[Any], states: list[Any], consts: list[Any], steps: int | None
     ) -> tuple[Sequence[Any], Sequence[Any]]:
-        assert steps is not None, "shapes are static under jax tracing"
+        assert steps is not None, "shapes are known under jax tracing (T may be a symbol of jax.export)"
+        symbolic = loop.symbolic(steps)  # jax.export with a dynamic T: no parallel loop, T stays a symbol
         args = (P, list(xs), list(states), list(consts))
         step, options = self._step(plan), plan.options
 
@@ -123,13 +124,15 @@ class JaxLayer(Lowered):
             def sequential() -> tuple[Sequence[Any], Sequence[Any]]:
                 return loop.scan(step, P, xs, states, consts, options, steps)
 
+            if symbolic:
+                return sequential()
             return self._parallel_or(plan, P, xs, states, consts, steps, sequential)
 
         if any(isinstance(a, jax.core.Tracer) for a in jax.tree_util.tree_leaves(args)):
             # Already inside someone's jit / grad trace (a training step, Keras' fit): run inline.
             # A nested jax.jit adds nothing there, and a cached inner executable holding
             # closed-over constants broke Keras' retrace at a new batch size.
-            return forward(*args, int(steps))
+            return forward(*args, steps if symbolic else int(steps))
         fn = self._jits.get(id(plan))  # plans live in self._plans: their ids are stable
         if fn is None:
             fn = self._jits[id(plan)] = jax.jit(forward, static_argnums=4)

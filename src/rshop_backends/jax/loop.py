@@ -23,19 +23,26 @@ from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
+from jax import export as jax_export
 
 if TYPE_CHECKING:
     from rshop_backends.codegen import GeneratedStep
     from rshop_core.options import LoopOptions
 
 
-def _unroll(option: Any, steps: int) -> int:
+def symbolic(steps: Any) -> bool:
+    """Whether ``steps`` is a symbolic dimension (``jax.export`` with a dynamic T), not a number."""
+    return bool(jax_export.is_symbolic_dim(steps))
+
+
+def _unroll(option: Any, steps: Any) -> int:
     """``unroll`` as scan's: False -> 1, True -> T (fully unrolled), k -> min(k, T): never more
-    steps traced than the loop runs."""
+    steps traced than the loop runs. A symbolic T (``jax.export``): 1, since ``lax.scan`` cannot
+    split a symbolic length into unrolled blocks (unrolling never changes the numbers)."""
+    if option is False or symbolic(steps):
+        return 1
     if option is True:
         return max(int(steps), 1)
-    if option is False:
-        return 1
     return max(min(int(option), int(steps)), 1)
 
 
@@ -57,7 +64,9 @@ def scan(
     states = tuple(states)
     consts = tuple(consts)
     scanned = seqs if seqs else None  # decode: nothing scanned, ``length`` steps
-    segment = options.remat_segment(steps)
+    known = None if scanned is not None and symbolic(steps) else steps  # scan reads a symbolic T from xs
+    # remat only changes what a backward pass keeps: a symbolic T (an exported inference function) runs the plain loop
+    segment = None if symbolic(steps) else options.remat_segment(steps)
     if segment is not None:
         return _remat_scan(step, P, seqs, states, consts, options.return_sequences, steps, segment, unroll)
 
@@ -67,7 +76,7 @@ def scan(
             ys, new = step(P, *(x_t or ()), carry, consts)
             return tuple(new), tuple(ys)
 
-        states, seq = jax.lax.scan(body, states, scanned, length=steps, unroll=unroll)
+        states, seq = jax.lax.scan(body, states, scanned, length=known, unroll=unroll)
         ys = [jnp.swapaxes(y, 0, 1) for y in seq]  # (T, batch, ...) -> (batch, T, ...)
         return ys, list(states)
 
@@ -79,7 +88,7 @@ def scan(
         ys, new = step(P, *(x_t or ()), s, consts)
         return (tuple(new), tuple(ys)), None
 
-    (states, ys), _ = jax.lax.scan(body_last, (states, last), scanned, length=steps, unroll=unroll)
+    (states, ys), _ = jax.lax.scan(body_last, (states, last), scanned, length=known, unroll=unroll)
     return list(ys), list(states)
 
 

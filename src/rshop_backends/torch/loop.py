@@ -23,6 +23,7 @@ segment's steps to get what it differentiates. Without autograd it is the plain 
 
 from __future__ import annotations
 
+import types
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -118,6 +119,19 @@ def _remat_scan(step: Any, P: Any, xs: Any, states: Any, consts: Any, options: A
     return list(ys), list(states)
 
 
+def _literals_traced(step: GeneratedStep) -> GeneratedStep:
+    """``step`` reading copies of its tensor literals (``_c*`` globals) made in the running trace:
+    torch's scan cannot lift a real tensor its body closes over (it clones it in fake mode)."""
+    g = dict(step.__globals__)
+    literals = [k for k, v in g.items() if k.startswith("_c") and isinstance(v, torch.Tensor)]
+    if not literals:
+        return step
+    g.update({k: g[k].clone() for k in literals})
+    out: Any = types.FunctionType(step.__code__, g, step.__name__)  # a GeneratedStep once its source is set
+    out.__rshop_source__ = step.__rshop_source__
+    return out
+
+
 def scan_op(
     step: GeneratedStep,
     P: dict[str, Any],
@@ -134,7 +148,10 @@ def scan_op(
     """
     from torch._higher_order_ops.scan import scan as _scan
 
-    consts = tuple(consts)
+    step = _literals_traced(step)
+    # nor tensors that alias each other: values computed before the loop (views of one split) are copied
+    P = {k: v if isinstance(v, torch.nn.Parameter) else v.clone() for k, v in P.items()}
+    consts = tuple(c.clone() for c in consts)
     n_states = len(states)
 
     def body(carry: Any, row: Any) -> Any:
