@@ -1,11 +1,13 @@
-"""bench/gpu.py (``nox -s gpu``) is ready to run in one go: its dry run, the same code on the CPU at tiny sizes,
-runs every part for torch in a subprocess, exits 0, and writes a report whose numbers pass their checks.
+"""bench/gpu.py (``nox -s gpu``, ``bench/gpu.sh``) is ready to run in one go: its dry run through bench/gpu.sh,
+the same code on the CPU at tiny sizes, runs every part for torch in a subprocess, exits 0, and writes a report
+whose numbers pass their checks.
 Runs in torch's session only (one subprocess, about 30 s); on a CUDA machine the script measures instead."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,9 +23,12 @@ def dry_run(request, tmp_path_factory):
         pytest.skip("the GPU script's dry run is checked in torch's session: torch is not among the engines under test")
     request.config.rshop_ran.add("torch")
     out = tmp_path_factory.mktemp("gpu")
-    cmd = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--dry-run", "--engines", "torch"]
+    if shutil.which("bash") is None:
+        pytest.skip("bench/gpu.sh is a bash script and this machine has no bash")
+    cmd = ["bash", str(ROOT / "bench" / "gpu.sh"), "--dry-run", "--engines", "torch"]
     cmd += ["--out", str(out / "gpu.md"), "--json", str(out / "gpu.json")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    env = {**os.environ, "PYTHON": sys.executable}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     results = json.loads((out / "gpu.json").read_text()) if (out / "gpu.json").exists() else None
     return proc, results, (out / "gpu.md").read_text() if (out / "gpu.md").exists() else ""
@@ -33,6 +38,8 @@ def test_exits_zero_and_says_what_it_ran(dry_run):
     proc, results, _ = dry_run
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "probe torch: " in proc.stdout
+    if shutil.which("nvidia-smi") is None:
+        assert "gpu.sh: no nvidia-smi here" in proc.stdout
     assert results["dry_run"] is True and results["device"] == "cpu"
     assert [(r["part"], r["engine"]) for r in results["runs"]] == [
         ("lstm", "torch"),
