@@ -12,9 +12,9 @@ import pytest
 
 from rshop_core.cells import GRUCell, LSTMCell, SimpleRNNCell
 
-from .conftest import as_tuple, assert_close, only_engine, reference, run
+from .conftest import as_tuple, assert_close, only_engine, reference
 from .test_fast_path import FUSED
-from .tolerances import FORWARD_ATOL, SAME_ENGINE_ATOL
+from .tolerances import FORWARD_ATOL, GRAD_RTOL, SAME_ENGINE_ATOL
 
 B, T, D = 3, 6, 4
 CASES = ("lstm", "lstm_no_bias", "gru", "gru_no_bias", "rnn_relu", "mixed_stack", "bidirectional_lstm")
@@ -122,19 +122,27 @@ def test_cpu_path_untouched(fused):
     ],
     ids=["lstm", "gru", "rnn"],
 )
-def test_cuda_runs_cudnn_with_flat_weights(fused, model):
+def test_cuda_runs_cudnn_with_flat_weights(fused, monkeypatch, model):
+    """On CUDA: no warning from cuDNN about the weights' memory (pytest turns it into an error), the outputs of
+    the float64 reference and the gradients the same layer computes on the CPU."""
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device (torch.cuda.is_available() is False); bench/gpu.py runs it on one")
     x = np.random.default_rng(2).standard_normal((B, T, D))
-    with torch.device("cuda"):  # the layer is built on torch's default device
-        layer = model.lower("torch")
-    assert all(p.is_cuda for p in layer.parameters())
-    xc = torch.from_numpy(x.astype(np.float32)).cuda().requires_grad_()
-    y = layer(xc, training=False)  # pytest turns cuDNN's "not part of single contiguous chunk" warning into an error
-    y.sum().backward()
-    assert all(p.grad is not None and p.grad.is_cuda for p in layer.parameters())
-    got = run(model, "torch", x, layer=layer.cpu())
-    assert_close(got, reference(model, x), FORWARD_ATOL["float32"], "after .cpu()")
-    assert_close((y.detach().cpu().numpy(),), reference(model, x), FORWARD_ATOL["float32"], "on CUDA")
+    grads, outputs, packs, pack = [], [], [], fused.packed
+    monkeypatch.setattr(fused, "packed", lambda w, *a: packs.append(w[0].device.type) or pack(w, *a))
+    for device in ("cuda", "cpu"):
+        with torch.device(device):  # the layer is built on torch's default device
+            layer = model.lower("torch").eval()
+        assert {p.device.type for p in layer.parameters()} == {device}
+        y = layer(torch.from_numpy(x.astype(np.float32)).to(device))
+        y.sum().backward()
+        outputs.append(y.detach().cpu().numpy())
+        grads.append({k: p.grad.cpu() for k, p in layer.named_parameters()})
+    assert packs == ["cuda"], f"weights packed on {packs}: expected on CUDA (cuDNN) only"
+    assert_close((outputs[0],), reference(model, x), FORWARD_ATOL["float32"], "on CUDA")
+    for k in grads[1]:
+        scale = max(1.0, float(grads[1][k].abs().max()))
+        err = float((grads[0][k] - grads[1][k]).abs().max())
+        assert err <= GRAD_RTOL["float32"] * scale, f"d/d {k}: CUDA and CPU differ by {err:.3g}"

@@ -83,6 +83,12 @@ def cudnn_layout(
         buf = torch._cudnn_rnn_flatten_weight(
             stand_ins, len(shapes), input_size, rnn.get_cudnn_mode(CUDNN_MODES[kernel]), hidden, 0, 1, True, False
         )
+        home = buf.untyped_storage().data_ptr()
+        if any(w.untyped_storage().data_ptr() != home for w in stand_ins):  # not moved: assume back to back
+            starts = [0]
+            for s in shapes[:-1]:
+                starts.append(starts[-1] + int(torch.Size(s).numel()))
+            return tuple(starts), starts[-1] + int(torch.Size(shapes[-1]).numel())
         offsets = tuple(int(w.storage_offset()) for w in stand_ins)
     return offsets, int(buf.numel())
 
