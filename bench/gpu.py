@@ -9,8 +9,8 @@ On a CUDA machine, each engine in its own subprocess (frameworks never share a p
    --rshop-device=cuda``), for torch, jax, and tensorflow where its CUDA build is installed.
 
 It writes docs/benchmarks-gpu.md (every number, the targets and whether each is met) and bench/results/gpu.json.
-Each part has a time limit and ``--budget-s`` (default 540) stops starting parts once spent, so the whole
-stays under ten minutes of GPU time.
+Each part has a time limit, cut to what is left of ``--budget-s`` (default 540 s, at least 30 s a part), and no
+part starts once the budget is spent, so the whole stays under ten minutes of GPU time.
 
 Without a CUDA device for any engine, or with ``--dry-run``: it says what is skipped and why, runs the same
 parts on the CPU at tiny sizes (the conformance suite: its custom-cell and cuDNN-weight tests,
@@ -47,6 +47,7 @@ CONFORMANCE = tuple(
 ENGINE_CONFORMANCE = {"torch": ("tests/conformance/test_torch_cudnn_weights.py",)}
 DRY_SELECT = "two_state_custom or cudnn"  # the dry run's tests: the custom cell's forward and gradients, cuDNN weights
 LIMIT_S = {"probe": 120, "lstm": 150, "parallel": 90, "conformance": 240}
+MIN_LIMIT_S = 30  # a part started near the end of the budget gets this long at least
 ENV = {
     "TF_CPP_MIN_LOG_LEVEL": "2",
     "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # jax and tensorflow share the GPU with nothing, but take no more
@@ -170,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
             if "skipped" in run:
                 print(f"{part} {engine}: skipped ({run['skipped']})", flush=True)
             else:
-                limit = LIMIT_S[part]
-                print(f"{part} {engine} on {device}: (at most {limit} s)", flush=True)
+                limit = min(LIMIT_S[part], max(MIN_LIMIT_S, args.budget_s - (time.time() - start)))
+                print(f"{part} {engine} on {device}: (at most {limit:.0f} s)", flush=True)
                 began = time.time()
                 if part == "conformance":
                     run.update(conformance(engine, device, dry, limit, workers))

@@ -88,3 +88,27 @@ def test_report_says_dry_run_and_judges_nothing_on_a_gpu(dry_run):
     assert "None of these is a GPU number." in page
     assert "| LSTM layer forward + backward at W3 ≤ 1.2 × torch.nn.LSTM (cuDNN) |" in page  # noqa: RUF001
     assert "| conformance suite on cpu: torch |" in page and "**not met**" not in page and " met |" not in page
+
+
+def test_spent_budget_skips_every_part_with_its_reason(dry_run, tmp_path):
+    """No ``--dry-run``: on a machine without CUDA the script says so and falls back to the dry run itself; with
+    the budget spent at once, every part is skipped, and says why, and the run still exits 0 with a report."""
+    cmd = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--engines", "torch", "--budget-s", "0"]
+    cmd += ["--out", str(tmp_path / "gpu.md"), "--json", str(tmp_path / "gpu.json")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "gpu.json").read_text())
+    assert [r["skipped"] for r in results["runs"]] == ["the budget of 0 s was spent before this part"] * 3
+    if not results["probes"]["torch"]["cuda"]:
+        assert "gpu.py: no CUDA device for any engine: every CUDA part is skipped" in proc.stdout
+        assert results["dry_run"] is True
+    assert "## Skipped" in (tmp_path / "gpu.md").read_text()
+
+
+def test_unknown_engine_or_part_refused(dry_run):
+    cmd = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--engines", "torch,mxnet", "--parts", "lstm,speed"]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "expected engines among ('torch', 'jax', 'tensorflow') and parts among" in proc.stderr
+    assert "received ['mxnet', 'speed']" in proc.stderr
