@@ -28,6 +28,16 @@ def fused(request):
     return fused
 
 
+@pytest.fixture
+def on_cpu():
+    """The CPU as torch's default device during the test (``--rshop-device=cuda`` makes it CUDA): the tests
+    that force the packed path run it on the CPU kernels, on any machine."""
+    import torch
+
+    with torch.device("cpu"):
+        yield
+
+
 def gapped_layout(kernel, shapes, dtype, device):
     """A stand-in for cuDNN's answer: the weights in order, 3 elements apart, 5 spare at the end."""
     offsets, at = [], 0
@@ -37,6 +47,7 @@ def gapped_layout(kernel, shapes, dtype, device):
     return tuple(offsets), at + 5
 
 
+@pytest.mark.usefixtures("on_cpu")
 def test_packed_views_one_buffer(fused):
     import torch
 
@@ -56,6 +67,7 @@ def test_packed_views_one_buffer(fused):
     assert torch.equal(k.grad, w[0].t()) and torch.equal(b.grad, w[1])
 
 
+@pytest.mark.usefixtures("on_cpu")
 def test_packed_refuses_overlap(fused):
     import torch
 
@@ -70,6 +82,7 @@ def _outputs_and_grads(layer, x, s0, w):
     return y.detach(), {k: p.grad.clone() for k, p in layer.named_parameters()}
 
 
+@pytest.mark.usefixtures("on_cpu")
 @pytest.mark.parametrize("case", CASES)
 def test_packed_path_same_numbers(fused, monkeypatch, case):
     import torch
@@ -104,6 +117,7 @@ def test_packed_path_same_numbers(fused, monkeypatch, case):
         assert err <= SAME_ENGINE_ATOL["float32"] * scale, f"{case}: d/d {k} differs by {err:.3g}"
 
 
+@pytest.mark.usefixtures("on_cpu")
 def test_cpu_path_untouched(fused):
     import torch
 
