@@ -151,7 +151,7 @@ GPU_TENSORFLOW = "tensorflow[and-cuda]"
 
 @nox.session(python="3.11")
 def gpu(session):
-    """The GPU check in one go (bench/gpu.py; about five minutes of GPU time, not in the default set): the
+    """The GPU check in one go (bench/gpu.py; under ten minutes of GPU time by its budget, not in the default set): the
     conformance suite on CUDA for torch and jax (and tensorflow where its CUDA build installs) against the float64
     reference with TF32 off, the LSTM layer at W1 / W3 beside torch.nn.LSTM (cuDNN) and jax's hand scan, and the
     time-parallel minGRU; writes docs/benchmarks-gpu.md. Without nvidia-smi it installs the CPU builds and runs the

@@ -15,8 +15,9 @@ python bench/gpu.py --dry-run --engines torch   # any machine: the same code on 
 
 Each engine runs in its own process with TF32 off (torch's `allow_tf32` flags, jax's `"highest"` matmul
 precision, tensorflow's `enable_tensor_float_32_execution(False)`); the conformance suite runs through the rshop
-pytest plugin's `--rshop-device=cuda` ([testing.md](testing.md#running-the-suite-on-a-gpu)). The run takes
-about five minutes after the installs; `--budget-s` (default 540) stops starting parts once spent.
+pytest plugin's `--rshop-device=cuda` ([testing.md](testing.md#running-the-suite-on-a-gpu)). A part's time
+limit is cut to what is left of `--budget-s` (default 540 s) and no part starts once it is spent, so a run stays
+under ten minutes after the installs.
 """
 
 
