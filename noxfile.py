@@ -166,7 +166,7 @@ def gpu(session):
     # tensorflow's CUDA libraries may pin other versions than torch's: where they cannot install side by side,
     # bench/gpu.py finds no tensorflow and says so in the report
     session.run("python", "-m", "pip", "install", *CONSTRAINTS, GPU_TENSORFLOW, success_codes=[0, 1])
-    session.run("python", "bench/gpu.py", *session.posargs, env=QUIET_TF)
+    session.run("python", "bench/gpu.py", "--require-cuda", *session.posargs, env=QUIET_TF)
 
 
 @nox.session(python="3.11")

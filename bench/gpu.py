@@ -16,7 +16,8 @@ Without a CUDA device for any engine, or with ``--dry-run``: it says what is ski
 parts on the CPU at tiny sizes (the conformance suite: its custom-cell and cuDNN-weight tests,
 ``--rshop-device=cpu``) and writes bench/results/gpu-dry.md and .json (never the docs page): the proof, on any
 machine, that the script runs. An engine without CUDA where another has it is skipped with its reason.
-Exit status 1 when a part that ran failed (a worker error, a failed test, a timeout), else 0.
+Exit status 1 when a part that ran failed (a worker error, a failed test, a timeout), or with ``--require-cuda``
+(which ``nox -s gpu`` and bench/gpu.sh pass where ``nvidia-smi`` finds a GPU) when no engine saw CUDA; else 0.
 """
 
 from __future__ import annotations
@@ -119,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dry-run", action="store_true", help="the CPU at tiny sizes, even where CUDA is")
     ap.add_argument("--engines", default=",".join(ENGINES), help="a comma list among torch, jax, tensorflow")
     ap.add_argument("--parts", default=",".join(PARTS), help="a comma list among lstm, parallel, conformance")
+    ap.add_argument(
+        "--require-cuda",
+        action="store_true",
+        help="exit 1 when no engine sees CUDA (nox -s gpu and gpu.sh pass it where nvidia-smi finds a GPU)",
+    )
     ap.add_argument("--budget-s", type=float, default=540.0, help="start no part after this many seconds")
     ap.add_argument("--workers", type=int, default=None, help="pytest-xdist workers (default: 8 on CUDA, 0 dry)")
     ap.add_argument("--out", help="default docs/benchmarks-gpu.md (dry run: bench/results/gpu-dry.md)")
@@ -203,6 +209,11 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in row
     ]
     print(f"wrote {out} and {json_path} in {results['seconds']:.0f} s" + (" (dry run, CPU)" if dry else ""))
+    if args.require_cuda and not cuda:
+        failed.append(
+            "--require-cuda: expected an engine that sees a CUDA device, received none (see the probes above): "
+            "install the CUDA builds of torch and jax (nox -s gpu does where it can download them)"
+        )
     for line in failed:
         print(f"FAILED {line}")
     return 1 if failed else 0

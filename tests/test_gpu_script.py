@@ -90,20 +90,25 @@ def test_report_says_dry_run_and_judges_nothing_on_a_gpu(dry_run):
     assert "| conformance suite on cpu: torch |" in page and "**not met**" not in page and " met |" not in page
 
 
-def test_spent_budget_skips_every_part_with_its_reason(dry_run, tmp_path):
-    """No ``--dry-run``: on a machine without CUDA the script says so and falls back to the dry run itself; with
-    the budget spent at once, every part is skipped, and says why, and the run still exits 0 with a report."""
-    cmd = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--engines", "torch", "--budget-s", "0"]
+def test_spent_budget_skips_every_part_and_require_cuda_fails(dry_run, tmp_path):
+    """No ``--dry-run``, the budget spent at once and ``--require-cuda`` (what nox -s gpu and gpu.sh pass where
+    nvidia-smi finds a GPU): every part is skipped and says why, the report is still written; on a machine where
+    torch sees no CUDA, the script says so, falls back to the dry run, and ``--require-cuda`` makes that a failure
+    with the reason (exit 1) rather than a quiet dry run."""
+    cmd = [sys.executable, str(ROOT / "bench" / "gpu.py"), "--engines", "torch", "--budget-s", "0", "--require-cuda"]
     cmd += ["--out", str(tmp_path / "gpu.md"), "--json", str(tmp_path / "gpu.json")]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "gpu.json").read_text())
     assert [r["skipped"] for r in results["runs"]] == ["the budget of 0 s was spent before this part"] * 3
-    if not results["probes"]["torch"]["cuda"]:
-        assert "gpu.py: no CUDA device for any engine: every CUDA part is skipped" in proc.stdout
-        assert results["dry_run"] is True
     assert "## Skipped" in (tmp_path / "gpu.md").read_text()
+    if results["probes"]["torch"]["cuda"]:
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        return
+    assert "gpu.py: no CUDA device for any engine: every CUDA part is skipped" in proc.stdout
+    assert results["dry_run"] is True
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "FAILED --require-cuda: expected an engine that sees a CUDA device, received none" in proc.stdout
 
 
 def test_unknown_engine_or_part_refused(dry_run):
