@@ -160,7 +160,15 @@ def lstm(engine: str, device: str, tiny: bool) -> list[dict]:
         for kind in wl.MODELS:
             w = wl.short_weights(wl.rshop_model(kind, d_in, hidden))
             ref = rshop_cases.reference(kind, w, x)
-            impls = _torch_lstm(kind, w, x, dev) if engine == "torch" else _jax_lstm(kind, w, x)
+            try:
+                impls = _torch_lstm(kind, w, x, dev) if engine == "torch" else _jax_lstm(kind, w, x)
+            except Exception as e:  # building failed: say so in a row, and go on with the next case
+                error = f"building: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+                rows.append(
+                    {"part": "lstm", "engine": engine, "workload": workload, "kind": kind, "impl": "?", "error": error}
+                )
+                print(_line(rows[-1]), flush=True)
+                continue
             for name, (impl, path) in impls.items():
                 row = {"part": "lstm", "engine": engine, "workload": workload, "kind": kind, "impl": name}
                 row["path"] = path
@@ -269,22 +277,36 @@ def parallel(engine: str, device: str, tiny: bool) -> list[dict]:
         if mode is None and engine != "jax":
             continue
         row = {"part": "parallel", "engine": engine, "kind": "mingru", "impl": name, **size}
-        if mode is None:
-            impl = pc.anchor(name, pc.weights("mingru", size["H"], size["D"]), x, w)
-        elif engine == "jax":
-            r = pc.rshop("jax", "mingru", mode, x, w)
-            impl, row["path"] = r.impl, r.over_time()
-        else:
-            import torch
-
-            with torch.device(dev):
-                layer = pc.model_of("mingru", size["H"], size["D"], mode).lower("torch")
-            xt, wt = (torch.from_numpy(a).to(dev) for a in (x, w))
-            impl = torch_impl(lambda layer=layer, xt=xt: layer(xt), list(layer.parameters()), dev, wt)
-            row["path"] = pc.Rshop(layer, impl).over_time()
+        try:
+            impl = _parallel_impl(engine, name, mode, x, w, dev, row)
+        except Exception as e:  # building failed: say so in the row, and go on
+            row["error"] = f"building: {type(e).__name__}: {' '.join(str(e).split())[:300]}"
+            rows.append(row)
+            print(_line(row), flush=True)
+            continue
         _timed(row, impl, ref, PARALLEL_TOL, tiny, relative=True)
         rows.append(row)
     return rows
+
+
+def _parallel_impl(engine: str, name: str, mode: Any, x: np.ndarray, w: np.ndarray, dev: Any, row: dict) -> Impl:
+    """The minGRU implementation ``name`` (rshop in ``mode``, or the hand-written anchor when ``mode`` is None);
+    ``row["path"]``: what rshop's ``explain()`` says runs over time."""
+    hidden, d_in = w.shape[-1], x.shape[-1]
+    if mode is None:
+        return pc.anchor(name, pc.weights("mingru", hidden, d_in), x, w)
+    if engine == "jax":
+        r = pc.rshop("jax", "mingru", mode, x, w)
+        row["path"] = r.over_time()
+        return r.impl
+    import torch
+
+    with torch.device(dev):
+        layer = pc.model_of("mingru", hidden, d_in, mode).lower("torch")
+    xt, wt = (torch.from_numpy(a).to(dev) for a in (x, w))
+    impl = torch_impl(lambda: layer(xt), list(layer.parameters()), dev, wt)
+    row["path"] = pc.Rshop(layer, impl).over_time()
+    return impl
 
 
 def _torch_device(engine: str, device: str) -> Any:
