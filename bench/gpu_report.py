@@ -151,12 +151,14 @@ def _parallel_table(results: dict) -> list[str]:
         return []
     size = rows[0]
     out = [f"## Time-parallel: minGRU at T {size['T']}, batch {size['B']}, hidden {size['H']}", ""]
-    out += ["| engine | implementation | over time | forward ms | fwd+bwd ms | fwd+bwd vs sequential | rel. err |"]
+    out += [
+        "| engine | implementation | over time | forward ms | fwd+bwd ms | fwd+bwd speed-up vs sequential | rel. err |"
+    ]
     out += ["|---|---|---|---:|---:|---:|---:|"]
     for row in rows:
         seq = _find(rows, engine=row["engine"], impl="rshop sequential")
         ratio = (
-            f"{seq['fb']['ms'] / row['fb']['ms']:.1f}× faster"
+            f"{seq['fb']['ms'] / row['fb']['ms']:.2f}×"
             if seq and "fb" in seq and "fb" in row and row is not seq
             else ""
         )
