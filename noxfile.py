@@ -11,9 +11,12 @@ nox -s bench_passes      default pass pipelines vs no passes, seq2seq first call
 nox -s site              the documentation site (mkdocs, API reference from docstrings), built with --strict
 nox -s fuzz_engines      differential fuzzing: 2000 generated models per engine against the float64 reference
 nox -s examples          train the examples gallery in full on jax, torch and tensorflow (docs/examples.md)
+nox -s gpu               the GPU check (bench/gpu.py): CUDA builds, conformance on CUDA, LSTM and time-parallel timings
 """
 
 from __future__ import annotations
+
+import shutil
 
 import nox
 
@@ -142,6 +145,32 @@ def bench_passes(session):
     install(session, *ALL)
     for script in ("bench/passes.py", "bench/first_call.py", "bench/small_models.py"):
         session.run("python", script, env=QUIET_TF)
+
+
+# the CUDA builds bench/gpu.py needs, installed only where nvidia-smi is: torch's default Linux wheel bundles
+# CUDA (the CPU wheel CI uses comes from the machines' own index); jax's CUDA 12 plugin; tensorflow's CUDA libraries
+GPU_PACKAGES = ("torch", "jax[cuda12]")
+GPU_TENSORFLOW = "tensorflow[and-cuda]"
+
+
+@nox.session(python="3.11")
+def gpu(session):
+    """The GPU check in one go (bench/gpu.py; under ten minutes of GPU time by its budget, not in the default set): the
+    conformance suite on CUDA for torch and jax (and tensorflow where its CUDA build installs) against the float64
+    reference with TF32 off, the LSTM layer at W1 / W3 beside torch.nn.LSTM (cuDNN) and jax's hand scan, and the
+    time-parallel minGRU; writes docs/benchmarks-gpu.md. Without nvidia-smi it installs the CPU builds and runs the
+    script's dry run (the same code on the CPU at tiny sizes), so the session is checked on any machine."""
+    if shutil.which("nvidia-smi") is None:
+        session.log("no nvidia-smi: no CUDA here; the CPU builds and bench/gpu.py's dry run")
+        install(session, *ALL)
+        session.run("python", "bench/gpu.py", "--dry-run", *session.posargs, env=QUIET_TF)
+        return
+    session.run("nvidia-smi", external=True)
+    install(session, *GPU_PACKAGES)
+    # tensorflow's CUDA libraries may pin other versions than torch's: where they cannot install side by side,
+    # bench/gpu.py finds no tensorflow and says so in the report
+    session.run("python", "-m", "pip", "install", *CONSTRAINTS, GPU_TENSORFLOW, success_codes=[0, 1])
+    session.run("python", "bench/gpu.py", "--require-cuda", *session.posargs, env=QUIET_TF)
 
 
 @nox.session(python="3.11")

@@ -56,7 +56,7 @@ def _plugin_args() -> list[str]:
 
 def _user_run(tmp_path: Path, *args: str, env_engines: str | None = None) -> subprocess.CompletedProcess[str]:
     (tmp_path / "test_user.py").write_text(USER_TESTS)
-    env = {k: v for k, v in os.environ.items() if k != "RSHOP_TEST_ENGINES"}
+    env = {k: v for k, v in os.environ.items() if k not in ("RSHOP_TEST_ENGINES", "RSHOP_TEST_DEVICE")}
     if env_engines is not None:
         env["RSHOP_TEST_ENGINES"] = env_engines
     src = str(Path(__file__).resolve().parents[1] / "src")
@@ -94,6 +94,38 @@ def test_unknown_engine_stops_the_run(tmp_path: Path) -> None:
     assert "--rshop-engines: expected engines among [" in out.stderr
     assert "received unknown ['nope']" in out.stderr
     assert _ran(out) == []
+
+
+def test_device_option_puts_the_engine_there(tmp_path: Path, rshop_engines: list[str]) -> None:
+    """``--rshop-device=cpu``: the engine's ``testing.use_device`` runs in the test process (for torch: the
+    default device set, so layers and arrays are made there) and the tests pass; the header names it.
+    (The CPU is the one device every machine has; bench/gpu.py runs the suite with ``cuda``.)"""
+    engine = rshop_engines[-1]
+    out = _user_run(tmp_path, f"--rshop-engines={engine}", "--rshop-device=cpu")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert _ran(out) == [engine]
+    assert f"rshop engines under test: {engine}; device: cpu" in out.stdout
+
+
+def test_device_an_engine_cannot_use_stops_the_run(tmp_path: Path) -> None:
+    out = _user_run(tmp_path, "--rshop-engines=numpy", "--rshop-device=cuda")
+    assert out.returncode == 4, out.stdout + out.stderr  # pytest's usage error, before any test
+    assert "numpy engine, --rshop-device: expected 'cpu' (numpy's only device), received 'cuda'." in out.stderr
+    assert _ran(out) == []
+
+
+def test_use_device_refuses_a_device_that_is_not_there(rshop_engine: str) -> None:
+    """No machine has a hundredth CUDA device: every engine's hook refuses it with an RshopConfigError
+    naming the engine and the device (and changes nothing)."""
+    from rshop_backends.conformance.runs import harness
+    from rshop_core.errors import RshopConfigError
+
+    with pytest.raises(RshopConfigError) as info:
+        harness(rshop_engine).use_device("cuda:99")
+    assert str(info.value).startswith(f"{rshop_engine} engine, --rshop-device: expected "), str(info.value)
+    assert "received 'cuda:99'" in str(info.value)
+    with pytest.raises(RshopConfigError, match="received 'tpu-ish:x'"):
+        harness(rshop_engine).use_device("tpu-ish:x")
 
 
 def test_default_is_every_installed_engine() -> None:

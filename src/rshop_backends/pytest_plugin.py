@@ -6,7 +6,11 @@ Installed with rshop, it gives every pytest run:
   else every installed engine, built-in and plug-in); an unknown or uninstalled name stops the run;
 - the fixture ``rshop_engine``: a test taking it runs once per selected engine (ids are the names);
 - the fixture ``rshop_engines``: the selected names, as a list;
-- :func:`rshop_backends.testing.assert_parity` compares on the selected engines by default.
+- :func:`rshop_backends.testing.assert_parity` compares on the selected engines by default;
+- the option ``--rshop-device=cuda`` (default: the ``RSHOP_TEST_DEVICE`` environment variable, else each
+  framework's own default): each selected engine's ``testing.use_device(device)`` runs once per process
+  before any test, so that layers and arrays are made on that device, with TF32 off. An engine without
+  ``use_device``, or a device it cannot use, stops the run.
 
 Tests that take a fixture named ``engine`` are NOT parametrised by this plugin (the name is too common to
 claim in a user's suite); the conformance suite's conftest asks for that with :func:`parametrize_engines`.
@@ -28,9 +32,11 @@ __all__ = [
     "selected",
     "trainable",
     "ensure_registered",
+    "use_device",
 ]
 
 ENV = "RSHOP_TEST_ENGINES"
+DEVICE_ENV = "RSHOP_TEST_DEVICE"
 _selected: list[str] | None = None  # the engines of the pytest run in progress (None outside one)
 
 
@@ -65,6 +71,26 @@ def select_engines(raw: str | None) -> list[str]:
             f"Install them ({', '.join(hints) or 'their frameworks'}) or leave them out."
         )
     return names
+
+
+def use_device(engines: list[str], device: str) -> None:
+    """Put each of ``engines`` on ``device`` through its ``testing.use_device`` (a clear stop when it has none
+    or refuses the device)."""
+    from rshop_core.errors import RshopError
+
+    from .conformance.runs import harness
+
+    for name in engines:
+        hook = getattr(harness(name), "use_device", None)
+        if hook is None:
+            raise pytest.UsageError(
+                f"--rshop-device: expected engines whose testing module has use_device(device), received "
+                f"{name!r}, which has none. Leave --rshop-device out, or run the other engines alone."
+            )
+        try:
+            hook(device)
+        except RshopError as e:
+            raise pytest.UsageError(str(e)) from None
 
 
 def selected() -> list[str] | None:
@@ -119,6 +145,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=None,
         help=f"comma-separated rshop engines to test (default: ${ENV}, else every installed engine)",
     )
+    group.addoption(
+        "--rshop-device",
+        dest="rshop_device",
+        default=None,
+        help=f"the device the engines under test run on, e.g. cuda, cuda:1, cpu (default: ${DEVICE_ENV}, else "
+        "each framework's default); TF32 off",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -127,6 +160,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.rshop_engines = select_engines(raw)  # type: ignore[attr-defined]
     config.rshop_ran = set()  # type: ignore[attr-defined]
     _selected = list(config.rshop_engines)  # type: ignore[attr-defined]
+    device = config.getoption("rshop_device") or os.environ.get(DEVICE_ENV) or None
+    config.rshop_device = device  # type: ignore[attr-defined]
+    if device:  # in every process: pytest-xdist's workers configure too
+        use_device(_selected, device)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -135,7 +172,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    return f"rshop engines under test: {', '.join(config.rshop_engines)}"  # type: ignore[attr-defined]
+    device = config.rshop_device or "each framework's default"  # type: ignore[attr-defined]
+    return f"rshop engines under test: {', '.join(config.rshop_engines)}; device: {device}"  # type: ignore[attr-defined]
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

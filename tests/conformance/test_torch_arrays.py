@@ -1,6 +1,7 @@
 """Tensors the torch layer cannot run on (sparse, mkldnn, nested layouts; another device than the
 layer's) are refused at the call with an RshopEngineError naming the argument and the fix, on the
-fused and the generic path alike; a layer moved to the meta device runs meta tensors (shapes only)."""
+fused and the generic path alike; a layer moved to the meta device runs meta tensors (shapes only), and one
+built under ``with torch.device(...)`` is built there."""
 
 from __future__ import annotations
 
@@ -91,3 +92,19 @@ def test_meta_layer_runs_meta_tensors(layers, fast):
     assert y.device.type == "meta" and tuple(y.shape) == (B, H)
     dense = layers[fast](_x())  # the dense result of the same call has that shape
     assert tuple(dense.shape) == (B, H)
+
+
+@pytest.mark.parametrize("fast", [True, False])
+def test_layer_built_on_the_default_device(layers, fast):
+    """A layer lowered under ``with torch.device(...)`` (or ``torch.set_default_device``) is built there, parameters
+    included, as ``torch.nn.Linear`` is: here the meta device, the one other device every machine has."""
+    import torch
+
+    model = LSTMCell(H, input_dim=D).get_layer(seed=0)
+    with torch.device("meta"):
+        layer = model.lower("torch", fast_path=fast).eval()
+    assert {p.device.type for p in layer.parameters()} == {"meta"}
+    y = layer(_x().to("meta"))
+    assert y.device.type == "meta" and tuple(y.shape) == (B, H)
+    on_cpu = model.lower("torch", fast_path=fast)  # outside the block: the CPU, as before
+    assert {p.device.type for p in on_cpu.parameters()} == {"cpu"}

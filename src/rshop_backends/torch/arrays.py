@@ -19,7 +19,9 @@ def float64_scope() -> contextlib.AbstractContextManager[Any]:
 
 
 def to_native(a: np.ndarray, dtype: str) -> Any:
-    return torch.from_numpy(np.array(a, dtype=dtype))
+    """``a`` as a tensor of ``dtype`` on torch's default device (the CPU unless ``torch.set_default_device``
+    or ``with torch.device(...)`` says otherwise), where a new torch layer is built too."""
+    return torch.from_numpy(np.array(a, dtype=dtype)).to(torch.get_default_device())
 
 
 def to_numpy(a: Any) -> np.ndarray:
@@ -34,10 +36,10 @@ def loss_grads(
     call.setdefault("training", False)  # as on every engine (the module mode would say train)
     y = layer(x, initial_state=initial_state, constants=constants, **call)
     y = y[0] if isinstance(y, tuple) else y
-    loss = (y * torch.as_tensor(weights_out, dtype=y.dtype)).sum()
+    loss = (y * torch.as_tensor(weights_out, dtype=y.dtype, device=y.device)).sum()
     if loss.requires_grad:  # False when no trainable parameter reaches the output
         loss.backward()
     return {
-        k: np.zeros(tuple(p.shape), p.detach().numpy().dtype) if p.grad is None else to_numpy(p.grad)
+        k: np.zeros(tuple(p.shape), to_numpy(p).dtype) if p.grad is None else to_numpy(p.grad)
         for k, p in layer.named_parameters()
     }

@@ -14,6 +14,8 @@ Parameters are ``nn.Parameter``s registered under their qualified names
 the rshop names (torch forbids ``.`` in them; rshop names never hold one).
 A ``trainable=False`` parameter has ``requires_grad=False``.
 
+A new layer is built on torch's default device, as ``torch.nn.Linear`` is: the CPU unless
+``torch.set_default_device("cuda")`` or ``with torch.device("cuda"):`` says otherwise.
 The step reads parameters from the module at every call, so ``.to(device)``,
 ``.double()``, ``load_state_dict`` and optimizers all act on what runs. After a dtype
 move (``.double()``) the layer computes in, and checks its arguments against, the new
@@ -103,8 +105,9 @@ class TorchLayer(nn.Module, Lowered):
         self._steps: dict = {}  # (id of the plan, part, device, dtype) -> step with literals on that device
         Lowered.__init__(self, model, dtype, engine, passes, fast_path, **hooks)
         weights = self.initial_weights()
+        device = self._anchor.device  # torch's default device, as for torch.nn.Linear
         for q, spec in model.param_specs.items():
-            p = nn.Parameter(torch.from_numpy(weights[q]), requires_grad=spec.trainable)
+            p = nn.Parameter(torch.from_numpy(weights[q]).to(device), requires_grad=spec.trainable)
             self.register_parameter(q, p)
         self._warm()
 
