@@ -69,3 +69,10 @@ def max_diff(a: dict[str, np.ndarray], b: dict[str, np.ndarray]) -> float:
 
 def max_abs(a: dict[str, np.ndarray]) -> float:
     return float(max(np.abs(np.asarray(v)).max() for v in a.values()))
+
+
+def carried(name: str) -> RecurrentModel:
+    """The ``stateful`` model without ``stateful``, returning its states: what a runtime whose replicas share
+    one layer object (tf.distribute, Keras) runs, carrying the states itself (``initial_state=``)."""
+    assert name == "stateful", name
+    return LSTMCell(5, input_dim=FEATURES).get_layer(seed=3, return_sequences=True, return_states=True)
