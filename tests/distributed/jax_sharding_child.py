@@ -9,9 +9,56 @@ import json
 import jax
 import jax.numpy as jnp
 import numpy as np
+from dp_models import NAMES, SEED, build, data, max_abs, max_diff
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
-from dp_models import NAMES, SEED, build, data, max_abs, max_diff
+
+
+def grads_and_states(layer, sharding, x1, x2, w, eager_grad: bool) -> tuple[dict, list, str]:
+    """The gradient of the second call's loss (the first call only feeds a stateful layer's states), the
+    states after both calls, and the output's sharding; every array placed with ``sharding``."""
+    xs1, xs2, ws = (jax.device_put(a, sharding) for a in (x1, x2, w))
+    if layer.options.stateful:
+        layer.reset_states()
+        layer(xs1)  # the first call: its final states are carried into the second
+
+    def loss(params, x, w, key=None):
+        kw = {} if key is None else {"dropout_key": key}
+        y = layer.apply(params, x, training=True, **kw)
+        return jnp.sum(y * w) / x.shape[0]
+
+    if eager_grad:  # numpy masks drawn for the global batch, reseeded for each run
+        layer.reseed(SEED)
+        g = jax.grad(loss)(layer.params, xs2, ws)
+    else:  # a jitted step: masks from jax.random with one key
+        g = jax.jit(jax.grad(loss))(layer.params, xs2, ws, jax.random.key(SEED))
+    y = layer(xs2)
+    states = [np.asarray(s) for s in layer.states] if layer.options.stateful else []
+    return {k: np.asarray(v) for k, v in g.items()}, states, str(y.sharding)
+
+
+def inference_loss(layer, params, x, w):
+    return jnp.sum(layer.apply(params, jnp.asarray(x)) * w) / len(w)
+
+
+def check(name: str, split, one) -> dict:
+    model = build(name)
+    x1, x2, w = data(name)
+    out: dict = {}
+    modes = ("eager",) if model.options.stateful else ("eager", "jit")  # a stateful layer is called eagerly
+    for mode in modes:
+        g_one, st_one, _ = grads_and_states(model.lower("jax"), one, x1, x2, w, mode == "eager")
+        g_par, st_par, where = grads_and_states(model.lower("jax"), split, x1, x2, w, mode == "eager")
+        out[mode] = max_diff(g_par, g_one)
+        out["scale"] = max_abs(g_one)
+        out["output_sharding"] = where
+        if name == "dropout_cell" and mode == "eager":  # the masks matter: training != inference
+            infer = model.lower("jax")
+            g_inf = jax.grad(inference_loss, argnums=1)(infer, infer.params, x2, w)
+            out["training_vs_inference"] = max_diff(g_one, {k: np.asarray(v) for k, v in g_inf.items()})
+        if st_one:
+            out["states"] = max(float(np.abs(a - b).max()) for a, b in zip(st_par, st_one))
+    return out
 
 
 def main() -> None:
@@ -22,45 +69,7 @@ def main() -> None:
     one = jax.sharding.SingleDeviceSharding(devices[0])
     report: dict = {"devices": len(devices)}
     for name in NAMES:
-        model = build(name)
-        x1, x2, w = data(name)
-        out: dict = {}
-
-        def run(sharding, layer, eager_grad: bool) -> tuple[dict, list, str]:
-            put = lambda a: jax.device_put(a, sharding)  # noqa: E731
-            xs1, xs2, ws = put(x1), put(x2), put(w)
-            if layer.options.stateful:
-                layer.reset_states()
-                layer(xs1)  # the first call: its final states are carried into the second
-
-            def loss(params, x, w, key=None):
-                kw = {} if key is None else {"dropout_key": key}
-                y = layer.apply(params, x, training=True, **kw)
-                return jnp.sum(y * w) / x.shape[0]
-
-            if eager_grad:  # numpy masks drawn for the global batch, reseeded for each run
-                layer.reseed(SEED)
-                g = jax.grad(loss)(layer.params, xs2, ws)
-            else:  # a jitted step: masks from jax.random with one key
-                g = jax.jit(jax.grad(loss))(layer.params, xs2, ws, jax.random.key(SEED))
-            y = layer(xs2)
-            states = [np.asarray(s) for s in layer.states] if layer.options.stateful else []
-            return {k: np.asarray(v) for k, v in g.items()}, states, str(y.sharding)
-
-        modes = ("eager",) if model.options.stateful else ("eager", "jit")  # a stateful layer is called eagerly
-        for mode in modes:
-            g_one, st_one, _ = run(one, model.lower("jax"), mode == "eager")
-            g_par, st_par, where = run(split, model.lower("jax"), mode == "eager")
-            out[mode] = max_diff(g_par, g_one)
-            out["scale"] = max_abs(g_one)
-            out["output_sharding"] = where
-            if name == "dropout_cell" and mode == "eager":  # the masks matter: training != inference
-                infer = model.lower("jax")
-                g_inf = jax.grad(lambda p: jnp.sum(infer.apply(p, jnp.asarray(x2)) * w) / len(w))(infer.params)
-                out["training_vs_inference"] = max_diff(g_one, {k: np.asarray(v) for k, v in g_inf.items()})
-            if st_one:
-                out["states"] = max(float(np.abs(a - b).max()) for a, b in zip(st_par, st_one))
-        report[name] = out
+        report[name] = check(name, split, one)
     print("REPORT " + json.dumps(report))
 
 

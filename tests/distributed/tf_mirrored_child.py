@@ -58,7 +58,7 @@ def replica_grads(strategy, layer, x, w, training, initial=None, reduce=True):
         return strategy.run(replica, args=(x, w, initial))
 
     g, states = step(x, w, initial)
-    local = lambda v: [t.numpy() for t in strategy.experimental_local_results(v)]  # noqa: E731
+    local = lambda v: [t.numpy() for t in strategy.experimental_local_results(v)]
     per_replica = [dict(zip(names, gs)) for gs in zip(*[local(v) for v in g])]
     return per_replica, [np.concatenate(local(s)) for s in states]
 
@@ -73,12 +73,61 @@ def one_device(layer, x, w, training, initial=None):
     return {k: v.numpy() for k, v in zip(names, g)}
 
 
-def refused(fn) -> str:
+def refused(fn, *args) -> str:
     try:
-        fn()
+        fn(*args)
     except RshopConfigError as e:
         return str(e)
     return ""
+
+
+def check(strategy, name: str) -> dict:
+    x1, x2, w = data(name)
+    one = build(name).lower("tensorflow")
+    out: dict = {}
+    if name == "stateful":  # one device: the stateful layer; the strategy: states carried by hand
+        one(tf.constant(x1))
+        start = [tf.identity(s) for s in one.states]
+        g_one = one_device(one, x2, w, True)
+        want = [s.numpy() for s in one.states]
+        with strategy.scope():
+            layer = carried(name).lower("tensorflow")
+            stateful = build(name).lower("tensorflow")
+        _, first = replica_grads(strategy, layer, shard(strategy, x1), shard(strategy, w), True)
+        init = [shard(strategy, s) for s in first]
+        g_par, finals = replica_grads(strategy, layer, shard(strategy, x2), shard(strategy, w), True, init)
+        out["states"] = max(float(np.abs(a - b).max()) for a, b in zip(finals, want))
+        out["first_states"] = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(first, start))
+        out["refused_stateful"] = refused(
+            lambda: replica_grads(strategy, stateful, shard(strategy, x1), shard(strategy, w), True)
+        )
+    else:
+        training = name != "dropout_cell"  # dropout: per-replica masks, compared in inference mode
+        g_one = one_device(one, x2, w, training)
+        with strategy.scope():
+            layer = build(name).lower("tensorflow")
+        g_par, _ = replica_grads(strategy, layer, shard(strategy, x2), shard(strategy, w), training)
+    out["replica0"] = max_diff(g_par[0], g_one)
+    out["replica1"] = max_diff(g_par[1], g_one)
+    out["scale"] = max_abs(g_one)
+    if name == "dropout_cell":
+        runs = []
+        for _ in range(2):  # the same seed, the same per-replica masks
+            layer.reseed(SEED)
+            runs.append(replica_grads(strategy, layer, shard(strategy, x2), shard(strategy, w), True)[0][0])
+        out["training_repeat"] = max_diff(runs[0], runs[1])
+        out["training_vs_inference"] = max_diff(runs[0], g_par[0])
+        layer.reseed(SEED)  # the same rows on both replicas: different masks, different gradients
+        same = replica_grads(strategy, layer, shard(strategy, x2, True), shard(strategy, w, True), True, None, False)
+        out["replicas_differ"] = max_diff(same[0][0], same[0][1])
+        outside = build(name).lower("tensorflow")  # lowered outside the scope: refused for dropout
+        out["refused_outside_scope"] = refused(
+            lambda: replica_grads(strategy, outside, shard(strategy, x2), shard(strategy, w), True)
+        )
+        out["refused_eager"] = refused(
+            lambda: strategy.run(lambda x: layer(x, training=True), args=(shard(strategy, x2),))
+        )
+    return out
 
 
 def main() -> None:
@@ -86,52 +135,7 @@ def main() -> None:
     assert strategy.num_replicas_in_sync == REPLICAS
     report: dict = {"replicas": strategy.num_replicas_in_sync}
     for name in NAMES:
-        x1, x2, w = data(name)
-        one = build(name).lower("tensorflow")
-        out: dict = {}
-        if name == "stateful":  # one device: the stateful layer; the strategy: states carried by hand
-            one(tf.constant(x1))
-            start = [tf.identity(s) for s in one.states]
-            g_one = one_device(one, x2, w, True)
-            want = [s.numpy() for s in one.states]
-            with strategy.scope():
-                layer = carried(name).lower("tensorflow")
-                stateful = build(name).lower("tensorflow")
-            _, first = replica_grads(strategy, layer, shard(strategy, x1), shard(strategy, w), True)
-            init = [shard(strategy, s) for s in first]
-            g_par, finals = replica_grads(strategy, layer, shard(strategy, x2), shard(strategy, w), True, init)
-            out["states"] = max(float(np.abs(a - b).max()) for a, b in zip(finals, want))
-            out["first_states"] = max(float(np.abs(a - b.numpy()).max()) for a, b in zip(first, start))
-            out["refused_stateful"] = refused(
-                lambda: replica_grads(strategy, stateful, shard(strategy, x1), shard(strategy, w), True)
-            )
-        else:
-            training = name != "dropout_cell"  # dropout: per-replica masks, compared in inference mode
-            g_one = one_device(one, x2, w, training)
-            with strategy.scope():
-                layer = build(name).lower("tensorflow")
-            g_par, _ = replica_grads(strategy, layer, shard(strategy, x2), shard(strategy, w), training)
-        out["replica0"] = max_diff(g_par[0], g_one)
-        out["replica1"] = max_diff(g_par[1], g_one)
-        out["scale"] = max_abs(g_one)
-        if name == "dropout_cell":
-            runs = []
-            for _ in range(2):  # the same seed, the same per-replica masks
-                layer.reseed(SEED)
-                runs.append(replica_grads(strategy, layer, shard(strategy, x2), shard(strategy, w), True)[0][0])
-            out["training_repeat"] = max_diff(runs[0], runs[1])
-            out["training_vs_inference"] = max_diff(runs[0], g_par[0])
-            layer.reseed(SEED)  # the same rows on both replicas: different masks, different gradients
-            same = replica_grads(strategy, layer, shard(strategy, x2, True), shard(strategy, w, True), True, None, False)
-            out["replicas_differ"] = max_diff(same[0][0], same[0][1])
-            outside = build(name).lower("tensorflow")  # lowered outside the scope: refused for dropout
-            out["refused_outside_scope"] = refused(
-                lambda: replica_grads(strategy, outside, shard(strategy, x2), shard(strategy, w), True)
-            )
-            out["refused_eager"] = refused(
-                lambda: strategy.run(lambda x: layer(x, training=True), args=(shard(strategy, x2),))
-            )
-        report[name] = out
+        report[name] = check(strategy, name)
     print("REPORT " + json.dumps(report))
 
 
