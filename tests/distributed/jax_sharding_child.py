@@ -32,9 +32,14 @@ def grads_and_states(layer, sharding, x1, x2, w, eager_grad: bool) -> tuple[dict
         g = jax.grad(loss)(layer.params, xs2, ws)
     else:  # a jitted step: masks from jax.random with one key
         g = jax.jit(jax.grad(loss))(layer.params, xs2, ws, jax.random.key(SEED))
-    y = layer(xs2)
     states = [np.asarray(s) for s in layer.states] if layer.options.stateful else []
-    return {k: np.asarray(v) for k, v in g.items()}, states, str(y.sharding)
+    where = str(layer(xs2).sharding) if sharding.num_devices > 1 else ""  # the output stays split by rows
+    return {k: np.asarray(v) for k, v in g.items()}, states, where
+
+
+# eager jax.grad (numpy masks) where masks or carried states are drawn or kept by Python; a jitted step (masks
+# from dropout_key) for every model a jitted step can run (a stateful layer's carry needs eager calls)
+MODES = {"lstm": ("jit",), "dropout_cell": ("eager", "jit"), "bidirectional": ("jit",), "stateful": ("eager",)}
 
 
 def inference_loss(layer, params, x, w):
@@ -45,7 +50,7 @@ def check(name: str, split, one) -> dict:
     model = build(name)
     x1, x2, w = data(name)
     out: dict = {}
-    modes = ("eager",) if model.options.stateful else ("eager", "jit")  # a stateful layer is called eagerly
+    modes = MODES[name]
     for mode in modes:
         g_one, st_one, _ = grads_and_states(model.lower("jax"), one, x1, x2, w, mode == "eager")
         g_par, st_par, where = grads_and_states(model.lower("jax"), split, x1, x2, w, mode == "eager")

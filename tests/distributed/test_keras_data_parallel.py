@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from dp_child import run_child
+from dp_child import run_child, run_example
 from dp_models import NAMES, TOL
 
 from rshop_backends.conformance.fixtures import only_engine
@@ -49,3 +49,7 @@ def test_dropout_masks_are_drawn(report):
 def test_stateful_refused_and_carried_states_equal_one_device(report):
     assert "expected a model with stateful=False" in report["refused_stateful"]
     assert report["stateful"]["states"] <= TOL, report["stateful"]
+
+
+def test_example_script(report):  # after the report fixture's skips
+    assert run_example("distributed_keras.py", "--steps", "2") <= TOL  # final weights vs one device

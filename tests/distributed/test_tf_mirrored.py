@@ -8,7 +8,7 @@ equal the one-device stateful layer's."""
 from __future__ import annotations
 
 import pytest
-from dp_child import run_child
+from dp_child import run_child, run_example
 from dp_models import NAMES, TOL
 
 from rshop_backends.conformance.fixtures import only_engine
@@ -45,3 +45,8 @@ def test_stateful_refused_and_carried_states_equal_one_device(report):
     r = report["stateful"]
     assert "expected a model with stateful=False" in r["refused_stateful"], r
     assert r["first_states"] <= TOL and r["states"] <= TOL, r
+
+
+def test_example_script(request):
+    only_engine(request, "tensorflow", "data parallel with tf.distribute.MirroredStrategy")
+    assert run_example("distributed_tf.py", "--steps", "2") <= TOL  # the example's own check against one device

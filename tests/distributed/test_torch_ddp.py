@@ -7,7 +7,7 @@ layer's per-rank states equal the one-process run's rows."""
 from __future__ import annotations
 
 import pytest
-from dp_child import run_child
+from dp_child import run_child, run_example
 from dp_models import NAMES, TOL
 
 from rshop_backends.conformance.fixtures import only_engine
@@ -35,3 +35,8 @@ def test_dropout_masks_follow_the_global_batch(report):
 
 def test_stateful_states_are_the_rank_rows(report):
     assert report["stateful"]["states"] <= TOL, report["stateful"]
+
+
+def test_example_script(request):
+    only_engine(request, "torch", "data parallel with torch DistributedDataParallel")
+    assert run_example("distributed_torch.py", "--steps", "2") <= TOL  # the example's own check against one device
