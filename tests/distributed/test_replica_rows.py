@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from dp_models import GLOBAL_BATCH, SEED, data, dropout_cell
 
+from rshop_backends.conformance.fixtures import only_engine
 from rshop_backends.conformance.runs import run
 from rshop_core import RshopConfigError, initializers
 from rshop_core.cells import SimpleRNNCell
@@ -54,3 +55,28 @@ def test_bad_replica_refused(engine, rank, replicas):
     with pytest.raises(RshopConfigError, match=r"set_replica: expected an int rank in \[0, replicas\)"):
         layer.set_replica(rank, replicas)
     assert layer.replica == (0, 1)
+
+
+def test_torch_in_graph_masks_are_the_global_batch_rows(request):
+    """Under torch.export (also compile, jit.trace) masks come from torch's generator: with the same
+    ``torch.manual_seed`` on every rank, a replica's masks are the rows of the global batch's."""
+    only_engine(request, "torch", "torch's in-graph dropout masks")
+    import torch
+
+    model = dropout_cell()
+    xt = torch.from_numpy(data("dropout_cell")[1])
+
+    def traced_call(layer, x):
+        fn = torch.export.export(layer, (x,)).module()
+        torch.manual_seed(7)
+        return fn(x).detach().numpy()
+
+    whole = traced_call(model.lower("torch"), xt)
+    parts = []
+    for rank in range(2):
+        layer = model.lower("torch")
+        layer.set_replica(rank, 2)
+        parts.append(traced_call(layer, xt[rank * B : (rank + 1) * B]))
+    alone = traced_call(model.lower("torch"), xt[B:])
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-6)
+    assert np.abs(alone - whole[B:]).max() > 1e-2  # without set_replica: the first rows' masks
