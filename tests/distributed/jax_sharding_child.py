@@ -13,6 +13,8 @@ from dp_models import NAMES, SEED, build, data, max_abs, max_diff
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from rshop_core import RshopConfigError
+
 
 def grads_and_states(layer, sharding, x1, x2, w, eager_grad: bool) -> tuple[dict, list, str]:
     """The gradient of the second call's loss (the first call only feeds a stateful layer's states), the
@@ -66,13 +68,25 @@ def check(name: str, split, one) -> dict:
     return out
 
 
+def refused_explicit(devices) -> str:
+    """The refusal of a jitted call on an array sharded over an Explicit mesh axis (jax.make_mesh's default)."""
+    mesh = jax.make_mesh((2,), ("batch",), axis_types=(jax.sharding.AxisType.Explicit,), devices=devices)
+    layer = build("lstm").lower("jax")
+    x = jax.device_put(data("lstm")[0], NamedSharding(mesh, P("batch")))
+    try:
+        jax.jit(layer.apply)(layer.params, x)
+    except RshopConfigError as e:
+        return str(e)
+    return ""
+
+
 def main() -> None:
     devices = jax.devices()
     assert len(devices) == 2, devices
     mesh = Mesh(np.array(devices), ("batch",))  # Auto axes: jit propagates the batch sharding
     split = NamedSharding(mesh, P("batch"))  # rows of the batch over the two devices
     one = jax.sharding.SingleDeviceSharding(devices[0])
-    report: dict = {"devices": len(devices)}
+    report: dict = {"devices": len(devices), "refused_explicit": refused_explicit(devices)}
     for name in NAMES:
         report[name] = check(name, split, one)
     print("REPORT " + json.dumps(report))

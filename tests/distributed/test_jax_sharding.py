@@ -46,3 +46,7 @@ def test_stateful_states_equal_one_device(report):
 def test_example_script(request):
     only_engine(request, "jax", "data parallel with jax sharding")
     assert run_example("distributed_jax.py", "--steps", "2") <= TOL  # the example's own check against one device
+
+
+def test_explicit_sharding_mode_refused_under_jit(report):
+    assert "received one sharded over the Explicit axes ['batch']" in report["refused_explicit"], report

@@ -39,6 +39,7 @@ def test_dropout_refusals(report):
     r = report["dropout_cell"]
     assert "lowered inside the scope" in r["refused_outside_scope"], r
     assert "inside a tf.function" in r["refused_eager"], r
+    assert "expected set_replica to be left at (0, 1)" in r["refused_set_replica"], r
 
 
 def test_stateful_refused_and_carried_states_equal_one_device(report):

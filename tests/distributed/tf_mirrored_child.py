@@ -124,6 +124,11 @@ def check(strategy, name: str) -> dict:
         out["refused_outside_scope"] = refused(
             lambda: replica_grads(strategy, outside, shard(strategy, x2), shard(strategy, w), True)
         )
+        replica_set = build(name).lower("tensorflow")
+        replica_set.set_replica(1, 2)  # for one process per replica, not a strategy's shared layer
+        out["refused_set_replica"] = refused(
+            lambda: replica_grads(strategy, replica_set, shard(strategy, x2), shard(strategy, w), False)
+        )
         out["refused_eager"] = refused(
             lambda: strategy.run(lambda x: layer(x, training=True), args=(shard(strategy, x2),))
         )

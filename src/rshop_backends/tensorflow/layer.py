@@ -135,6 +135,13 @@ class TensorFlowLayer(tf.Module, Lowered):
 
     @tf.autograph.experimental.do_not_convert  # plain Python control flow: nothing for autograph to convert
     def _call(self, P: dict[str, Any], x: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._replica[1] > 1 and _replicas_in_sync() > 1:
+            raise RshopConfigError(
+                f"{self._where}: expected set_replica to be left at (0, 1) under a tf.distribute strategy with "
+                f"{_replicas_in_sync()} replicas, received {self._replica} (set_replica is for one process per "
+                "replica, like torch DDP; a strategy's replicas share this one layer object). Call "
+                "layer.set_replica(0, 1)."
+            )
         if self.options.stateful and _replicas_in_sync() > 1:
             raise RshopConfigError(
                 f"{self._where}: expected a model with stateful=False under a tf.distribute strategy with "
