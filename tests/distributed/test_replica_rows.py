@@ -80,3 +80,27 @@ def test_torch_in_graph_masks_are_the_global_batch_rows(request):
     alone = traced_call(model.lower("torch"), xt[B:])
     np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-6)
     assert np.abs(alone - whole[B:]).max() > 1e-2  # without set_replica: the first rows' masks
+
+
+def test_jax_key_masks_are_the_global_batch_rows(request):
+    """With ``dropout_key`` (a jitted step) too: a replica's ``jax.random`` masks are its rows of the global
+    batch's, for one key shared by every replica (a process per replica, each with its own layer)."""
+    only_engine(request, "jax", "jax's dropout_key masks")
+    import jax
+
+    model = dropout_cell()
+    x, key = data("dropout_cell")[1], jax.random.key(3)
+
+    def masked(layer, rows):
+        return np.asarray(
+            jax.jit(layer.apply, static_argnames="training")(layer.params, rows, training=True, dropout_key=key)
+        )
+
+    whole = masked(model.lower("jax"), x)
+    parts = []
+    for rank in range(2):
+        layer = model.lower("jax")
+        layer.set_replica(rank, 2)
+        parts.append(masked(layer, x[rank * B : (rank + 1) * B]))
+    np.testing.assert_allclose(np.concatenate(parts), whole, rtol=0, atol=1e-6)
+    assert np.abs(masked(model.lower("jax"), x[B:]) - whole[B:]).max() > 1e-2

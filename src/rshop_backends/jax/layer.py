@@ -198,7 +198,11 @@ class JaxLayer(Lowered):
                     "every step (key, sub = jax.random.split(key)), as in Flax and equinox."
                 )
             return super()._draw_dropout(shape, rate, batch, key, index)
-        keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (batch,) + tuple(shape))
+        rank, replicas = self._replica  # set_replica: the global batch's masks, this replica's rows
+        n = self._need_batch(batch, "dropout masks")
+        keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (n * replicas,) + tuple(shape))
+        if replicas > 1:
+            keep = keep[rank * n : (rank + 1) * n]
         return keep.astype(self.dtype) / (1.0 - rate)
 
     def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:
