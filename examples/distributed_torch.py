@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 
 import numpy as np
 import torch
@@ -91,6 +92,8 @@ def train(rank: int, world: int, args: argparse.Namespace) -> dict:
 
 def _spawned(rank: int, world: int, port: int, args: argparse.Namespace) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one machine: gloo on the loopback interface
     train(rank, world, args)
 
 

@@ -67,6 +67,8 @@ def free_port() -> int:
 
 def main() -> None:
     torch.manual_seed(0)
+    if sys.platform.startswith("linux"):
+        os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo's traffic on the loopback interface only
     with tempfile.TemporaryDirectory() as outdir:
         mp.spawn(worker, args=(free_port(), outdir), nprocs=WORLD, join=True)
         ranks = [dict(np.load(os.path.join(outdir, f"rank{r}.npz"))) for r in range(WORLD)]
