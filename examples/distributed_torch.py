@@ -86,6 +86,8 @@ def train(rank: int, world: int, args: argparse.Namespace) -> dict:
             print(f"step 0: max |gradient DDP - gradient in one process| = {check:.2e}")
         if rank == 0 and (step % 10 == 0 or step == args.steps - 1):
             print(f"step {step:3d}  loss {losses[-1]:.4f}")
+    del model, opt  # DDP's reducer holds the process group: let it go first
+    dist.barrier()  # every rank done with its collectives before the group goes
     dist.destroy_process_group()
     return {"losses": losses, "check": check, "world": world}
 
@@ -95,6 +97,8 @@ def _spawned(rank: int, world: int, port: int, args: argparse.Namespace) -> None
     if sys.platform.startswith("linux"):
         os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")  # one machine: gloo on the loopback interface
     train(rank, world, args)
+    sys.stdout.flush()
+    os._exit(0)  # a helper process: done, skip finalization (where gloo's threads can still abort it)
 
 
 def main(argv: list[str] | None = None) -> None:

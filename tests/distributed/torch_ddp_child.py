@@ -56,7 +56,12 @@ def worker(rank: int, port: int, outdir: str) -> None:
             one_step(plain, x1[rows], x2[rows], w[rows], DDP(plain))
             saved.update({f"{name}_without_set_replica|grad|{k}": v for k, v in grads(plain).items()})
     np.savez(os.path.join(outdir, f"rank{rank}.npz"), **saved)
+    dist.barrier()  # every rank done with its collectives before the group goes
     dist.destroy_process_group()
+    # skip the interpreter's finalization: gloo's threads can still hold Python objects there and abort the
+    # process (SIGABRT, "terminate called without an active exception") after every result is saved
+    sys.stdout.flush()
+    os._exit(0)
 
 
 def free_port() -> int:
