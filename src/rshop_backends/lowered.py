@@ -14,6 +14,7 @@ here, once; how a model kind combines its leaves' runs is the kind's own ``run``
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -702,14 +703,14 @@ class Lowered(ABC):
         every replica) and this replica's rows are kept, so a data-parallel run computes what one device
         computes on the whole batch. Weights, stateful carry and every other input are this replica's own.
         ``set_replica(0, 1)`` (the default) is one device."""
-        ok = isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 1
-        if not ok or not isinstance(rank, int) or isinstance(rank, bool) or not 0 <= rank < replicas:
+        whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))  # np.int64 too
+        if not (whole(rank) and whole(replicas) and replicas >= 1 and 0 <= rank < replicas):
             raise RshopConfigError(
                 f"{self._where}, set_replica: expected an int rank in [0, replicas) and an int replicas >= 1, "
                 f"received rank={rank!r}, replicas={replicas!r}. Pass the process's rank and the world size "
                 "(torch.distributed.get_rank(), get_world_size())."
             )
-        self._replica = (rank, replicas)
+        self._replica = (int(rank), int(replicas))
 
     @property
     def replica(self) -> tuple[int, int]:

@@ -49,7 +49,13 @@ def test_random_initial_states_are_the_global_batch_rows(engine):
     assert np.abs(first_rows_only - whole[B:]).max() > 1e-2
 
 
-@pytest.mark.parametrize("rank, replicas", [(2, 2), (-1, 2), (0, 0), (True, 2), (0, 2.0), ("0", 2)])
+def test_numpy_integers_accepted(engine):
+    layer = dropout_cell().lower(engine)
+    layer.set_replica(np.int64(1), np.int32(2))
+    assert layer.replica == (1, 2) and all(type(v) is int for v in layer.replica)
+
+
+@pytest.mark.parametrize("rank, replicas", [(2, 2), (-1, 2), (0, 0), (True, 2), (0, 2.0), ("0", 2), (0, np.bool_(1))])
 def test_bad_replica_refused(engine, rank, replicas):
     layer = dropout_cell().lower(engine)
     with pytest.raises(RshopConfigError, match=r"set_replica: expected an int rank in \[0, replicas\)"):
