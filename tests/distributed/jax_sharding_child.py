@@ -35,7 +35,9 @@ def grads_and_states(layer, sharding, x1, x2, w, eager_grad: bool) -> tuple[dict
     else:  # a jitted step: masks from jax.random with one key
         g = jax.jit(jax.grad(loss))(layer.params, xs2, ws, jax.random.key(SEED))
     states = [np.asarray(s) for s in layer.states] if layer.options.stateful else []
-    where = str(layer(xs2).sharding) if sharding.num_devices > 1 else ""  # the output stays split by rows
+    where = ""
+    if sharding.num_devices > 1:  # the output, and a stateful layer's carried states, stay split by rows
+        where = " ".join(str(s.sharding) for s in (layer.states or [])) + " " + str(layer(xs2).sharding)
     return {k: np.asarray(v) for k, v in g.items()}, states, where
 
 
