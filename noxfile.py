@@ -62,6 +62,7 @@ KERAS_TESTS = (
     "tests/test_convert_keras.py",
     "tests/unit/test_migration_semantics.py",  # RecurrentLayer's refusals on every Keras backend
     "tests/test_keras_constraints.py",
+    "tests/distributed/test_keras_data_parallel.py",  # keras.distribution.DataParallel on the jax backend
 )
 
 

@@ -14,6 +14,7 @@ here, once; how a model kind combines its leaves' runs is the kind's own ``run``
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -186,6 +187,7 @@ class Lowered(ABC):
         # (id of the leaf, training, teacher, masked, grad) -> the plan this layer runs
         self._plans: dict[tuple[Any, ...], Plan] = {}  # engines may key more kinds of call (torch: transforms)
         self._dropout_rng = np.random.default_rng([model.seed, 0xD0])
+        self._replica: tuple[int, int] = (0, 1)  # data parallel: (this replica, replicas); see set_replica
         self._carried: list[Any] | None = None  # stateful: the final states of the last call
         # stateful: the batch size the carried states have (batch_size, else fixed by the first call)
         self._stateful_batch: int | None = model.options.batch_size
@@ -663,7 +665,9 @@ class Lowered(ABC):
             elif init.random:  # drawn per call, for this batch, from the model seed: identical everywhere
                 known = self._need_batch(batch, f"the random initial state {s.name!r}")
                 rng = initializers.rng_for(model.seed, learned_state_param(s.name))
-                out.append(self._from_numpy(init((known,) + s.shape, self.dtype, rng)))
+                rank, replicas = self._replica  # data parallel: this replica's rows of the global batch's
+                drawn = init((known * replicas,) + s.shape, self.dtype, rng)
+                out.append(self._from_numpy(drawn[rank * known : (rank + 1) * known]))
             else:
                 out.append(self._broadcast(self._state_constant(model, s), batch, like))
         return out
@@ -681,12 +685,37 @@ class Lowered(ABC):
                 "jax engine), received one. Use layer.reseed(seed) to choose the masks."
             )
         known = self._need_batch(batch, "dropout masks")
-        keep = self._dropout_rng.random((known,) + tuple(shape)) >= rate
+        rank, replicas = self._replica
+        keep = self._dropout_rng.random((known * replicas,) + tuple(shape)) >= rate
+        keep = keep[rank * known : (rank + 1) * known]  # this replica's rows of the global batch's masks
         return self._from_numpy((keep / (1.0 - rate)).astype(self.dtype))
 
     def reseed(self, seed: int) -> None:
         """Restart the dropout mask generator (masks are drawn by numpy: same seed, same masks everywhere)."""
         self._dropout_rng = np.random.default_rng([int(seed), 0xD0])
+
+    # -- data parallel --------------------------------------------------------------
+    def set_replica(self, rank: int, replicas: int) -> None:
+        """Run as replica ``rank`` of ``replicas`` data-parallel replicas (torch DDP: the process's rank
+        and the world size), each calling the layer on an equal shard of a global batch, shards in rank
+        order: a call's row i is row ``rank * batch + i`` of the global batch. What is drawn per example —
+        dropout masks and random initial states — is drawn for the whole global batch (from the same seed on
+        every replica) and this replica's rows are kept, so a data-parallel run computes what one device
+        computes on the whole batch. Weights, stateful carry and every other input are this replica's own.
+        ``set_replica(0, 1)`` (the default) is one device."""
+        whole = lambda v: isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))  # np.int64 too
+        if not (whole(rank) and whole(replicas) and replicas >= 1 and 0 <= rank < replicas):
+            raise RshopConfigError(
+                f"{self._where}, set_replica: expected an int rank in [0, replicas) and an int replicas >= 1, "
+                f"received rank={rank!r}, replicas={replicas!r}. Pass the process's rank and the world size "
+                "(torch.distributed.get_rank(), get_world_size())."
+            )
+        self._replica = (int(rank), int(replicas))
+
+    @property
+    def replica(self) -> tuple[int, int]:
+        """``(rank, replicas)`` set by :meth:`set_replica`; ``(0, 1)``: one device."""
+        return self._replica
 
     # -- stateful -------------------------------------------------------------------
     def reset_states(self, values: Any = None) -> None:

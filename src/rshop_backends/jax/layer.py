@@ -65,6 +65,18 @@ def _staged(args: Any) -> bool:
     )
 
 
+def _explicit_axes(x: Any) -> list[str]:
+    """The mesh axes of type ``Explicit`` that ``x`` is sharded over (jax's explicit sharding mode), if any."""
+    try:
+        sharding = jax.typeof(x).sharding
+        mesh, spec = sharding.mesh, sharding.spec
+        explicit = {a for a, t in zip(mesh.axis_names, mesh.axis_types) if t == jax.sharding.AxisType.Explicit}
+    except (AttributeError, TypeError):  # no sharding in the type: nothing explicit
+        return []
+    named = [a for entry in spec if entry is not None for a in ((entry,) if isinstance(entry, str) else entry)]
+    return [a for a in named if a in explicit]
+
+
 class JaxLayer(Lowered):
     """A lowered :class:`~rshop_core.RecurrentModel` running on jax (float32, or float64 under x64)."""
 
@@ -108,6 +120,15 @@ class JaxLayer(Lowered):
         if self.frozen:
             P = {k: jax.lax.stop_gradient(v) if k in self.frozen else v for k, v in P.items()}
         self._staged = _staged((P, x, initial_state, constants, kwargs))
+        explicit = _explicit_axes(x) if self._staged else []
+        if explicit:
+            raise RshopConfigError(
+                f"{self._where}, argument x: expected an array sharded over mesh axes of type Auto under jax.jit "
+                f"(the compiler carries the batch sharding through the loop), received one sharded over the "
+                f"Explicit axes {explicit} (jax's explicit sharding mode, jax.make_mesh's default), which the loop "
+                "does not annotate. Build the mesh with Auto axes: jax.sharding.Mesh(devices, ('batch',)) or "
+                "jax.make_mesh(shape, names, axis_types=(jax.sharding.AxisType.Auto,))."
+            )
         return super()._call(P, x, initial_state, constants, **kwargs)
 
     def _loop(
@@ -180,7 +201,11 @@ class JaxLayer(Lowered):
                     "every step (key, sub = jax.random.split(key)), as in Flax and equinox."
                 )
             return super()._draw_dropout(shape, rate, batch, key, index)
-        keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (batch,) + tuple(shape))
+        rank, replicas = self._replica  # set_replica: the global batch's masks, this replica's rows
+        n = self._need_batch(batch, "dropout masks")
+        keep = jax.random.bernoulli(jax.random.fold_in(key, index), 1.0 - rate, (n * replicas,) + tuple(shape))
+        if replicas > 1:
+            keep = keep[rank * n : (rank + 1) * n]
         return keep.astype(self.dtype) / (1.0 - rate)
 
     def _broadcast(self, v: Any, batch: int | None, like: Any) -> Any:

@@ -88,6 +88,7 @@ class TensorFlowLayer(tf.Module, Lowered):
             "_stateful_batch",
             "_parts",
             "_dropout_rng",
+            "_replica",
             "_call_x",
         }
     )
@@ -134,6 +135,20 @@ class TensorFlowLayer(tf.Module, Lowered):
 
     @tf.autograph.experimental.do_not_convert  # plain Python control flow: nothing for autograph to convert
     def _call(self, P: dict[str, Any], x: Any, *args: Any, **kwargs: Any) -> Any:
+        if self._replica[1] > 1 and _replicas_in_sync() > 1:
+            raise RshopConfigError(
+                f"{self._where}: expected set_replica to be left at (0, 1) under a tf.distribute strategy with "
+                f"{_replicas_in_sync()} replicas, received {self._replica} (set_replica is for one process per "
+                "replica, like torch DDP; a strategy's replicas share this one layer object). Call "
+                "layer.set_replica(0, 1)."
+            )
+        if self.options.stateful and _replicas_in_sync() > 1:
+            raise RshopConfigError(
+                f"{self._where}: expected a model with stateful=False under a tf.distribute strategy with "
+                f"{_replicas_in_sync()} replicas, received stateful=True (its replicas share this one layer "
+                "object, which can keep one carried state, not one per replica). Carry the states yourself: "
+                "return_states=True, and pass each replica's final states back as initial_state= in strategy.run."
+            )
         self._call_x = x
         try:
             return Lowered._call(self, P, x, *args, **kwargs)  # not super(): autograph mis-resolves it
@@ -180,11 +195,36 @@ class TensorFlowLayer(tf.Module, Lowered):
         ``tf.function``, a SavedModel signature): masks drawn in the graph from the layer's
         ``tf.random.Generator``, so every run of the traced function gets fresh ones (numpy masks
         would be frozen into the graph as constants). One mask per sequence either way."""
+        if _replicas_in_sync() > 1:
+            self._check_replicated_dropout()
         if key is not None or tf.executing_eagerly():
             return super()._draw_dropout(shape, rate, batch, key, index)
         n = tf.shape(self._call_x)[0] if batch is None else batch
-        keep = self._dropout_generator.uniform(tf.stack([n, *shape]), dtype=tf.float32) >= rate
+        rank, replicas = self._replica  # set_replica: the global batch's masks, this replica's rows
+        keep = self._dropout_generator.uniform(tf.stack([n * replicas, *shape]), dtype=tf.float32) >= rate
+        if replicas > 1:
+            keep = keep[rank * n : (rank + 1) * n]
         return tf.cast(keep, self.dtype) / (1.0 - rate)
+
+    def _check_replicated_dropout(self) -> None:
+        """Dropout in a replica of a tf.distribute strategy: masks come from the layer's graph generator, which
+        must have been made inside the strategy's scope (then each replica draws its own deterministic stream,
+        tf.random.Generator's rule); eager replicas (threads sharing numpy's generator) are refused."""
+        n = _replicas_in_sync()
+        if tf.executing_eagerly():
+            raise RshopConfigError(
+                f"{self._where}: expected a training call with dropout under a tf.distribute strategy with {n} "
+                "replicas to run inside a tf.function, received an eager strategy.run (its replicas run as "
+                "threads sharing one numpy mask generator, so which replica gets which masks would be left to "
+                "chance). Wrap the call of strategy.run in a tf.function."
+            )
+        if getattr(self._dropout_generator, "_distribution_strategy", None) is None:
+            raise RshopConfigError(
+                f"{self._where}: expected a layer lowered inside the scope of the tf.distribute strategy that runs "
+                f"it ({n} replicas) for a training call with dropout, received one lowered outside it (its mask "
+                "generator would be read by the replicas in turn, in no fixed order). Lower the model inside "
+                "`with strategy.scope():`."
+            )
 
     def reseed(self, seed: int) -> None:
         """Restart the dropout masks: numpy's (eager calls) and the graph generator's (traced calls)."""
@@ -369,6 +409,15 @@ class TensorFlowLayer(tf.Module, Lowered):
 
     def _unfold_time(self, y: Any, like: Any) -> Any:
         return tf.reshape(y, tf.concat([tf.shape(like)[:2], tf.shape(y)[1:]], axis=0))
+
+
+def _replicas_in_sync() -> int:
+    """How many replicas run this call in sync: that of the tf.distribute replica context it runs in (1 outside
+    any strategy, or in the default one)."""
+    if not tf.distribute.has_strategy() or tf.distribute.in_cross_replica_context():
+        return 1
+    ctx = tf.distribute.get_replica_context()
+    return 1 if ctx is None else int(ctx.num_replicas_in_sync)
 
 
 def _generator_seed(seed: int) -> int:

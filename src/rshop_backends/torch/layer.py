@@ -398,7 +398,13 @@ class TorchLayer(nn.Module, Lowered):
         if key is not None or not transforms.in_graph_rng(self._now):
             return super()._draw_dropout(shape, rate, batch, key, index)
         anchor = self._anchor
-        keep = torch.rand((batch,) + tuple(shape), dtype=anchor.dtype, device=anchor.device) >= rate
+        rank, replicas = self._replica
+        if replicas == 1:
+            keep = torch.rand((batch,) + tuple(shape), dtype=anchor.dtype, device=anchor.device) >= rate
+        else:  # set_replica: the global batch's masks, this replica's rows
+            n = self._need_batch(batch, "dropout masks")
+            keep = torch.rand((n * replicas,) + tuple(shape), dtype=anchor.dtype, device=anchor.device) >= rate
+            keep = keep[rank * n : (rank + 1) * n]
         return keep.to(anchor.dtype) / (1.0 - rate)
 
     def _fused(self, plan: Plan) -> tuple[StackMatch | None, str]:
