@@ -1,7 +1,8 @@
 """A recurrent highway network (RHN) character language model, trained on every engine, then sampled.
 
-The text is the opening of Lewis Carroll's *Alice's Adventures in Wonderland* (1865, public domain; see
-examples/data/SOURCE.md), 3.3 KB: the first 90% trains, the last 10% measures bits per character. The
+The text is Lewis Carroll's *Alice's Adventures in Wonderland* (1865, public domain; see
+examples/data/SOURCE.md), the whole book, 144 KB: the first 90% trains, the last 10% (the end of the book,
+never seen in training) measures bits per character. The
 step reads one character id (int32) and embeds it inside the step, then runs an RHN (Zilly et al. 2017,
 as in RecurrentShop's recurrent_highway_networks example): ``depth`` highway layers per time step, each
 ``s = t * tanh(W s + b) + (1 - t) * s`` with a transform gate ``t``, the first one also reading the input.
