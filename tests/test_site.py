@@ -208,8 +208,8 @@ def test_strict_build_fails_on_broken_link_anchor_and_unlisted_page(tmp_path):
 
 def test_every_plot_is_shown_on_a_page(site):
     """A PNG in docs/ (benchmark plots, the examples' loss curves) is embedded by a page, and the site holds it."""
-    plots = sorted(p.name for p in (ROOT / "docs").glob("*.png"))
-    assert {"benchmarks.png", "benchmarks-parallel.png"} <= set(plots)
+    plots = sorted(p.relative_to(ROOT / "docs").as_posix() for p in (ROOT / "docs").rglob("*.png"))
+    assert {"benchmarks.png", "benchmarks-parallel.png", "examples/adding_long.png"} <= set(plots)
     pages = " ".join(p.read_text(encoding="utf-8") for p in (ROOT / "docs").glob("*.md"))
     assert [p for p in plots if f"]({p})" not in pages] == []
     assert [p for p in plots if not (site / p).is_file()] == []
