@@ -23,32 +23,9 @@ os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=2")  
 
 import keras
 import numpy as np
+from _distributed_task import FEATURES, STEPS_T, batch, build_model  # the same model and data on every runtime
 
 from rshop_backends.keras import RecurrentLayer
-from rshop_core import Input, RecurrentModel, initializers
-from rshop_core import functional as F
-from rshop_core.layers import Dense
-
-STEPS_T, FEATURES, UNITS = 12, 2, 16
-
-
-def build_model() -> RecurrentModel:
-    x_t, h = Input((FEATURES,), name="x"), Input((UNITS,), name="h")
-    xd = F.dropout(x_t, 0.1, name="drop_x")
-    z = F.sigmoid(Dense(UNITS, name="wz")(xd) + Dense(UNITS, use_bias=False, name="uz")(h))
-    n = F.tanh(Dense(UNITS, name="wn")(xd) + Dense(UNITS, name="un")(h))
-    h_new = z * h + (1.0 - z) * n
-    return RecurrentModel(
-        input=x_t, initial_states=[h], output=Dense(1, name="readout")(h_new), final_states=[h_new],
-        return_sequences=True, remat=4, state_initializer=initializers.Learned("zeros"), seed=0,
-    )  # fmt: skip
-
-
-def batch(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """x (size, T, 2) and the target: x[..., 0] one step later (0 at the first step)."""
-    x = rng.standard_normal((size, STEPS_T, FEATURES)).astype("float32")
-    y = np.concatenate([np.zeros((size, 1, 1), "float32"), x[:, :-1, :1]], axis=1)
-    return x, y
 
 
 def train(x: np.ndarray, y: np.ndarray, args: argparse.Namespace, show: bool = False) -> tuple[list[float], dict]:
