@@ -29,9 +29,10 @@ def fused(request):
 
 
 @pytest.fixture
-def on_cpu():
+def on_cpu(request):
     """The CPU as torch's default device during the test (``--rshop-device=cuda`` makes it CUDA): the tests
     that force the packed path run it on the CPU kernels, on any machine."""
+    only_engine(request, "torch", "packing weights for cuDNN")  # before torch is imported: it may be absent
     import torch
 
     with torch.device("cpu"):
