@@ -33,8 +33,14 @@ QUIET_TF = {"TF_CPP_MIN_LOG_LEVEL": "2"}
 # optax on jax, torch.optim on torch, Keras (a dependency of tensorflow) on tensorflow; tqdm for progress
 EXAMPLE_PACKAGES = {"numpy": [], "jax": ["optax", "tqdm"], "torch": ["tqdm"], "tensorflow": ["tqdm"]}
 # what each engine's serving formats need beyond the engine (tests/test_serving.py): ONNX comes through torch's
-# exporter (onnxscript) and is checked with onnxruntime; SavedModel and jax.export need nothing more
-SERVING_PACKAGES = {"numpy": [], "jax": [], "torch": ["onnx", "onnxscript", "onnxruntime"], "tensorflow": []}
+# exporter (onnxscript) and is checked with onnxruntime; jax.export serializes with flatbuffers (which tensorflow
+# brings, jax does not); SavedModel needs nothing more
+SERVING_PACKAGES = {
+    "numpy": [],
+    "jax": ["flatbuffers"],
+    "torch": ["onnx", "onnxscript", "onnxruntime"],
+    "tensorflow": [],
+}
 SERVING_ALL = [p for ps in SERVING_PACKAGES.values() for p in ps]
 EXAMPLES = ("adding_long", "seq2seq_sort", "mingru_recall", "rhn_charlm")
 # One pytest worker per core (pytest-xdist); a test file stays on one worker, so the layers a module

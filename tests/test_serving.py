@@ -293,6 +293,20 @@ def test_onnx_without_its_packages_names_the_extra(request, tmp_path, monkeypatc
         serving.export(GRUCell(3, input_dim=D).get_layer(), tmp_path / "m.onnx", "onnx")
 
 
+def test_jax_without_flatbuffers_names_the_extra(request, tmp_path, monkeypatch):
+    only_engine(request, "jax", "the jax.export format")
+    import importlib.util
+
+    from rshop_core.errors import RshopEngineError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flatbuffers" else real(name, *a))
+    with pytest.raises(
+        RshopEngineError, match=r"flatbuffers package installed .* pip install \"rshop\[jax-serving\]\""
+    ):
+        serving.export(GRUCell(3, input_dim=D).get_layer(), tmp_path / "m.jax", "jax")
+
+
 @pytest.mark.parametrize("fmt", list(FORMAT_ENGINE))
 def test_unroll_and_remat_export_with_a_dynamic_time(request, tmp_path, fmt):
     """Loop options that do not change the numbers export too: jax runs a symbolic T one step per iteration

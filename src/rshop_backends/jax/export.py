@@ -10,6 +10,7 @@ any T. ``load(path)`` reads it back with ``jax.export.deserialize`` and calls it
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 from jax import export as jax_export
+
+from rshop_core.errors import RshopEngineError
 
 if TYPE_CHECKING:
     from rshop_backends.serving import Signature
@@ -43,15 +46,26 @@ def export(layer: JaxLayer, path: Path, sig: Signature) -> None:
         )
         for s in sig.inputs
     ]
+    _require_flatbuffers()
     exported = jax_export.export(jax.jit(serve))(*specs)
     path.write_bytes(exported.serialize())
 
 
 def load(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
     """The artefact at ``path`` (``jax.export.deserialize``) as a function of numpy arrays."""
+    _require_flatbuffers()
     exported = jax_export.deserialize(bytearray(path.read_bytes()))
 
     def run(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
         return tuple(np.asarray(o) for o in exported.call(*arrays))
 
     return run
+
+
+def _require_flatbuffers() -> None:
+    """jax writes and reads its serialized artefacts with flatbuffers, which jax itself does not require."""
+    if importlib.util.find_spec("flatbuffers") is None:
+        raise RshopEngineError(
+            "serving format 'jax': expected the flatbuffers package installed (jax.export serializes with it), "
+            'received it missing. Install it: pip install "rshop[jax-serving]" (or pip install flatbuffers).'
+        )
