@@ -20,7 +20,6 @@ hypothesis is an optional dependency (``pip install "rshop[fuzz]"``); only :func
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +32,8 @@ from rshop_core.errors import RshopError, RshopNotImplementedError
 from rshop_core.layers import Dense
 from rshop_core.symbolic import Tensor
 
+from .conformance.runs import as_tuple, native
+from .conformance.runs import harness as _harness  # one name to patch in tests: the suite's own harness
 from .tolerances import FD_EPS, FORWARD_ATOL, GRAD_RTOL
 
 __all__ = [
@@ -275,22 +276,11 @@ def build_case(recipe: dict[str, Any]) -> FuzzCase:
     return FuzzCase(recipe, model, x, call, tuple(ops))
 
 
-def _harness(engine: str) -> Any:
-    from . import registry
-
-    registry.load(engine)
-    return importlib.import_module(registry.info(engine).module + ".testing")
-
-
-def _outputs(result: Any) -> tuple[Any, ...]:
-    return result if isinstance(result, tuple) else (result,)
-
-
 def _run(case: FuzzCase, engine: str, dtype: str, layer: Any = None) -> list[np.ndarray]:
     """Every result of the case's call(s) on ``engine`` as float64 numpy arrays (two calls when stateful)."""
     h = _harness(engine)
     layer = layer or case.model.lower(engine, dtype)
-    conv = lambda a: h.to_native(a, "bool" if a.dtype == bool else "int32" if a.dtype.kind in "iu" else dtype)
+    conv = lambda a: native(h, a, dtype)
     kwargs = {
         k: [conv(a) for a in v] if isinstance(v, list) else conv(v) for k, v in case.call.items() if v is not None
     }
@@ -304,7 +294,7 @@ def _run(case: FuzzCase, engine: str, dtype: str, layer: Any = None) -> list[np.
     results = []
     for t, part_kwargs in parts:
         out = layer(conv(case.x[:, t]), training=False, **part_kwargs)
-        results += [np.asarray(h.to_numpy(o), np.float64) for o in _outputs(out)]
+        results += [np.asarray(h.to_numpy(o), np.float64) for o in as_tuple(out)]
     return results
 
 
@@ -338,7 +328,7 @@ def check_case(case: FuzzCase | dict[str, Any], engine: str, dtype: str = "float
 def _check_grads(case: FuzzCase, engine: str, dtype: str, out_shape: tuple[int, ...]) -> None:
     h = _harness(engine)
     layer = case.model.lower(engine, dtype)
-    conv = lambda a: h.to_native(a, "bool" if a.dtype == bool else "int32" if a.dtype.kind in "iu" else dtype)
+    conv = lambda a: native(h, a, dtype)
     rng = np.random.default_rng(case.recipe["seed"] + 1)
     w_out = rng.standard_normal(out_shape)
     kwargs = {k: [conv(a) for a in v] if isinstance(v, list) else conv(v) for k, v in case.call.items()}
@@ -350,7 +340,7 @@ def _check_grads(case: FuzzCase, engine: str, dtype: str, out_shape: tuple[int, 
     ref_kwargs = dict(case.call)
 
     def loss() -> float:
-        return float(np.sum(_outputs(ref(case.x, training=False, **ref_kwargs))[0] * w_out))
+        return float(np.sum(as_tuple(ref(case.x, training=False, **ref_kwargs))[0] * w_out))
 
     for name, p in ref.params.items():
         if name not in got:
