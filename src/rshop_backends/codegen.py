@@ -125,6 +125,9 @@ def einsum_equation(node: Node, t: list[TensorType]) -> str:
     return batch_einsum(node.attrs["equation"], [x.batched for x in t])
 
 
+_COMMUTATIVE = frozenset({"add", "multiply", "maximum", "minimum"})
+
+
 def _fusions(
     graph: StepGraph, rules: dict[tuple[str, str], Any]
 ) -> tuple[dict[int, tuple[str, int, tuple[int, ...]]], set[int]]:
@@ -132,8 +135,9 @@ def _fusions(
 
     ``rules[(outer op, inner op)](types) -> template or None``, ``types`` being the types of
     the other value, of the inner node's arguments, then of the outer node: the outer node
-    (``add``) reads the inner node (``matmul``, ``multiply``) and one other value; the inner
-    node must be read by nothing else. The template's ``{o}`` is the other value and ``{a}``,
+    (``add``, ``subtract``) reads the inner node (``matmul``, ``multiply``) and one other value; the
+    inner node must be read by nothing else, and is the outer node's right operand unless that op
+    commutes. The template's ``{o}`` is the other value and ``{a}``,
     ``{b}`` the inner node's arguments.
     """
     reads: dict = {}
@@ -148,6 +152,8 @@ def _fusions(
         if len(n.inputs) != 2 or n.inputs[0] == n.inputs[1]:
             continue
         for pos in (1, 0):  # the inner node on the right first: ``x + h @ U`` -> addmm(x, h, U)
+            if pos == 0 and n.op not in _COMMUTATIVE:  # ``a * b - o`` is not ``o - a * b``
+                continue
             inner = graph.nodes[n.inputs[pos]]
             rule = rules.get((n.op, inner.op))
             if rule is None or reads.get(inner.id) != 1 or inner.id in absorbed or inner.id in out:

@@ -246,6 +246,33 @@ def test_torch_gradcheck(request, form):
     assert torch.autograd.gradgradcheck(linear_scan, arrays)  # the backward is itself differentiable
 
 
+@pytest.mark.parametrize("T", [2048, 2055, 16411], ids=lambda t: f"T={t}")
+def test_torch_recursive_chunks(request, T):
+    # From RECURSE_FROM steps torch's scan chunks by 8 and recurses on the chunks' own scan, with steps
+    # left over at each level; its backward reads a one step ahead without a shifted copy.
+    only_engine(request, "torch", "the torch scan's recursive chunks")
+    import torch
+
+    from rshop_backends.torch import parallel
+
+    assert T >= parallel.RECURSE_FROM
+    arrays = problem("diagonal", T, seed=T, batch=2, n=3)
+    weights = np.random.default_rng(3).standard_normal((2, T, 3))
+    want = loop(*arrays)
+    a, b, h0 = (torch.tensor(v) for v in arrays)
+    with torch.no_grad():
+        forwards = parallel._chunked(a, b, h0, reverse=False).numpy()
+        backwards = parallel._chunked(a.flip(1), b.flip(1), h0, reverse=True).flip(1).numpy()
+    assert relative_error(forwards, want) <= 1e-12 and relative_error(backwards, want) <= 1e-12
+    # dL/db_t = λ_t = w_t + a_{t+1} λ_{t+1}; dL/da_t = λ_t h_{t-1}; dL/dh0 = a_1 λ_1
+    a_next = np.concatenate([arrays[0][:, 1:], np.zeros_like(arrays[0][:, :1])], 1)
+    lam = np.flip(loop(np.flip(a_next, 1), np.flip(weights, 1), np.zeros((2, 3))), 1)
+    h_prev = np.concatenate([arrays[2][:, None], want[:, :-1]], 1)
+    da, db, dh0 = grads_of("torch", parallel.linear_scan, arrays, weights)
+    assert relative_error(db, lam) <= 1e-12 and relative_error(da, lam * h_prev) <= 1e-12
+    assert relative_error(dh0, arrays[0][:, 0] * lam[:, 0]) <= 1e-12
+
+
 def test_tensorflow_static_and_unknown_length(request):
     only_engine(request, "tensorflow", "tf.function tracing of the tensorflow scan")
     import tensorflow as tf
@@ -277,3 +304,27 @@ def test_tensorflow_static_and_unknown_length(request):
     unknown_rank = tf.function(linear_scan, input_signature=[tf.TensorSpec(None, tf.float64)] * 3)
     with pytest.raises(RshopShapeError, match=r"expected a, b and h0 of known rank, received shapes <unknown>"):
         unknown_rank.get_concrete_function()
+
+
+def test_tensorflow_scan_in_a_cond_branch(request):
+    # A tf.cond branch handing the function's own argument (h0) straight to the scan's custom gradient
+    # broke cond_v2's gradient (AssertionError in _resolve_grad_inputs) until the scan took identities.
+    only_engine(request, "tensorflow", "tf.cond around the tensorflow scan")
+    import tensorflow as tf
+
+    from rshop_backends.tensorflow.parallel import linear_scan
+
+    arrays = problem("diagonal", 9, seed=60)
+    a, b = (tf.Variable(v) for v in arrays[:2])
+
+    @tf.function
+    def run(h0):
+        h = linear_scan(a, b, h0)
+        return tf.cond(tf.reduce_max(h) > 1e9, lambda: h, lambda: linear_scan(a, b, h0))
+
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(run(tf.constant(arrays[2])))
+    grads = tape.gradient(loss, [a, b])
+    want = grads_of("tensorflow", sequential("tensorflow"), arrays, np.ones((B, 9, N)))
+    for g, w in zip(grads, want[:2], strict=True):
+        assert relative_error(g.numpy(), w) <= 1e-12

@@ -8,10 +8,12 @@ differences of it for gradients.
 from __future__ import annotations
 
 import functools
+import importlib
 
 import numpy as np
 import pytest
 
+import rshop_backends.parallel
 from rshop_core import Bidirectional, Input, RecurrentModel, RshopConfigError, RshopParallelWarning, load
 from rshop_core import functional as F
 from rshop_core import initializers as I
@@ -279,6 +281,40 @@ def test_newton_that_does_not_converge_falls_back_and_warns(engine):
         got = run(model, engine, x, layer=layer)
     assert_close(got, want, FORWARD_ATOL["float32"], f"{engine}/fallback")
     assert layer.newton_report["converged"] is False and layer.newton_report["iterations"] == 1
+
+
+def _stops_at_once(change, before, tol):
+    return change < -1.0  # an engine False: as if every next step were expected to settle it
+
+
+def _eager_only(engine):
+    if not importlib.import_module(f"rshop_backends.{engine}.parallel").EAGER:
+        pytest.skip(f"{engine} runs Newton compiled: its loop checks every change itself (no early stop)")
+
+
+def test_newton_iterates_on_when_its_last_step_moves_the_states_too_far(engine, monkeypatch):
+    # The loop stops after its first step; the last, differentiable step then moves the states by far
+    # more than the tolerance, so the iterations go on from it and a last step is taken again.
+    _eager_only(engine)
+    monkeypatch.setattr(rshop_backends.parallel, "newton_goes_on", _stops_at_once)
+    x = _x(B, T, 3)
+    want = reference(indrnn(time_parallel=False, return_sequences=True), x)
+    model = indrnn(time_parallel="newton", return_sequences=True)
+    layer = model.lower(engine, "float32")
+    got = run(model, engine, x, layer=layer)
+    assert_close(got, want, FORWARD_ATOL["float32"], f"{engine}/iterated on")
+    report = layer.newton_report
+    assert report["converged"] is True and report["iterations"] >= 4, report
+
+
+def test_newton_gradients_after_iterating_on(trainable_engine, monkeypatch):
+    _eager_only(trainable_engine)
+    monkeypatch.setattr(rshop_backends.parallel, "newton_goes_on", _stops_at_once)
+    got, want = _grads(trainable_engine, "indrnn", "newton"), _fd("indrnn")
+    scale = max(1.0, max(float(np.max(np.abs(g))) for g in want.values()))
+    for k in want:
+        err = float(np.max(np.abs(got[k].astype(np.float64) - want[k])))
+        assert err <= GRAD_RTOL["float32"] * scale, f"{trainable_engine}/{k}: {err:.3g} vs finite differences"
 
 
 def test_newton_reports_its_iterations(engine):

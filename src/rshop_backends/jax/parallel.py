@@ -127,6 +127,9 @@ def max_change(new: Any, old: Any) -> Any:
     return jnp.max(jnp.abs(new - old)) / (1.0 + jnp.max(jnp.abs(new)))
 
 
+EAGER = False
+
+
 def while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:
     return jax.lax.while_loop(cond, body, init)
 

@@ -87,6 +87,7 @@ def max_change(new: Any, old: Any) -> Any:
     return np.max(np.abs(new - old), initial=0.0) / (1.0 + np.max(np.abs(new), initial=0.0))
 
 
+EAGER = True
 while_loop = eager_while_loop
 cond = eager_cond
 

@@ -129,6 +129,10 @@ def linear_scan(a: Any, b: Any, h0: Any) -> Any:
     block = alg.check_shapes(a.shape.as_list(), b.shape.as_list(), h0.shape.as_list(), "tensorflow linear_scan")
     alg.check_dtypes(a.dtype.name, b.dtype.name, h0.dtype.name, "tensorflow linear_scan")
 
+    # tf.identity: inside a tf.cond branch, a tensor captured from outside the branch and handed straight
+    # to a custom gradient breaks cond_v2's gradient (an AssertionError in _resolve_grad_inputs, tf 2.21)
+    a, b, h0 = tf.identity(a), tf.identity(b), tf.identity(h0)
+
     @tf.custom_gradient
     def scan(a: Any, b: Any, h0: Any) -> Any:
         h = _forward(a, b, h0, block)
@@ -178,6 +182,9 @@ def minus_product(f: Any, a: Any, v: Any) -> Any:
 def max_change(new: Any, old: Any) -> Any:
     m = tf.reduce_max(tf.abs(new - old)) / (1.0 + tf.reduce_max(tf.abs(new)))
     return m + 0.0 * tf.reduce_sum(new)  # reduce_max skips NaN; a sum keeps it
+
+
+EAGER = False
 
 
 def while_loop(cond: Callable[[Any], Any], body: Callable[[Any], Any], init: tuple[Any, ...]) -> Any:

@@ -116,11 +116,17 @@ def _addcmul(types: Any) -> Any:
     return "torch.addcmul({o}, {a}, {b})"
 
 
+def _subcmul(types: Any) -> Any:
+    """``o - a * b`` as one ``torch.addcmul(..., value=-1)`` (as :func:`_addcmul`; the product on the right)."""
+    return None if _addcmul(types) is None else "torch.addcmul({o}, {a}, {b}, value=-1)"
+
+
 # Two nodes as one torch op (rshop_backends.codegen): each op of the eager loop costs a
 # dispatch and an autograd node, whatever its size.
 FUSIONS: dict[tuple[str, str], Callable[[list[TensorType]], str | None]] = {
     ("add", "matmul"): _addmm,
     ("add", "multiply"): _addcmul,
+    ("subtract", "multiply"): _subcmul,
 }
 
 
