@@ -62,6 +62,27 @@ def test_fuse_matmuls_makes_one_matmul_per_operand():
     assert "8 matmuls on 2 shared operand(s) fused into 2" in dict(new.report)["fuse_matmuls"]
 
 
+def test_fuse_matmuls_keeps_a_product_read_at_another_stage_apart():
+    # An attention query h @ U_a starts the chain (scores, context) that meets the gates' h @ U_g:
+    # fused, the gates' products would all run before that chain instead of beside it.
+    x, h = Input((3,), name="x"), Input((8,), name="h")
+    enc = Input((5, 4), name="enc")
+    query = F.reshape(Dense(8, use_bias=False, name="U_a")(h), (1, 8))
+    scores = Dense(1, use_bias=False, name="v")(F.tanh(F.add(Dense(8, use_bias=False, name="W_a")(enc), query)))
+    ctx = F.sum(F.multiply(F.softmax(scores, axis=-2), enc), axes=[-2])
+    inp = F.concat([x, ctx])
+    gates = [F.add(Dense(8, name=f"W_{g}")(inp), Dense(8, use_bias=False, name=f"U_{g}")(h)) for g in "zr"]
+    h_new = F.sigmoid(gates[0]) * h + F.tanh(gates[1])
+    model = RecurrentModel(input=x, initial_states=[h], output=h_new, final_states=[h_new], constants=[enc], seed=2)
+    plan = plan_for(model, False, False, False)
+    new = optimize(plan, ("fuse_matmuls",))
+    said = dict(new.report)["fuse_matmuls"]
+    assert said == "4 matmuls on 2 shared operand(s) fused into 2; 1 kept apart (read at another stage of the step)"
+    fused = [n for n in new.graph.nodes if n.op == "matmul" and n.name == "fused_matmul"]
+    widths = sorted(n.type.shape[-1] for n in fused)
+    assert widths == [16, 16]  # inp @ [W_z|W_r], h @ [U_z|U_r]; h @ U_a stays its own product
+
+
 def test_split_gates_then_licm():
     plan = lstm_plan()
     new = optimize(plan, ("split_gates", "licm"))

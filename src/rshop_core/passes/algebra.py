@@ -80,6 +80,41 @@ def split_gates(graph: StepGraph, where: str) -> tuple[StepGraph, str | None]:
     )
 
 
+def _same_stage(graph: StepGraph, groups: dict) -> dict:
+    """Each group of products on one operand cut into stages: two products stay apart when one's result
+    leads to an operation that reads the other (an attention's ``h @ U_a`` feeds the context that meets
+    the gates' ``h @ U_g``). Apart, the later product can run beside the chain that the earlier one starts
+    (XLA's CPU runtime and tensorflow's executor run independent operations at once); fused, all of it
+    runs before that chain (measured: an attention decoder's forward 1.28x slower on jax, forward +
+    backward 1.19x on tensorflow, docs/performance.md). The keys gain a stage index."""
+    below: dict[int, int] = {}  # node id -> bit set of the nodes its result reaches
+    readers: dict[int, list[int]] = {}
+    for n in graph.nodes:
+        for i in n.inputs:
+            readers.setdefault(i, []).append(n.id)
+    for n in reversed(graph.nodes):
+        bits = 0
+        for r in readers.get(n.id, ()):
+            bits |= below[r] | (1 << r)
+        below[n.id] = bits
+    consumers = {i: sum(1 << r for r in readers.get(i, ())) for ids in groups.values() for i in ids}
+
+    def apart(a: int, b: int) -> bool:
+        return bool(below[a] & consumers[b]) or bool(below[b] & consumers[a])
+
+    out: dict = {}
+    for key, ids in groups.items():
+        stages: list[list[int]] = []
+        for i in ids:
+            home = next((st for st in stages if not any(apart(i, j) for j in st)), None)
+            if home is None:
+                stages.append([i])
+            else:
+                home.append(i)
+        out.update({(*key, k): st for k, st in enumerate(stages)})
+    return out
+
+
 def fuse_matmuls(graph: StepGraph, where: str) -> tuple[StepGraph, str | None]:
     """One matmul per operand for every group of matmuls that share it (parameters on the right)."""
     groups: dict[tuple[int, int, str], list[int]] = {}  # (left operand id, rows, dtype) -> [matmul node ids]
@@ -88,11 +123,14 @@ def fuse_matmuls(graph: StepGraph, where: str) -> tuple[StepGraph, str | None]:
             w = graph.nodes[n.inputs[1]]
             if w.op == Op.PARAM:
                 groups.setdefault((n.inputs[0], w.type.shape[0], w.type.dtype), []).append(n.id)
-    groups = {k: ids for k, ids in groups.items() if len(ids) > 1}
+    shared = {k: ids for k, ids in groups.items() if len(ids) > 1}
+    groups = {k: ids for k, ids in _same_stage(graph, shared).items() if len(ids) > 1}
+    apart = sum(len(ids) for ids in shared.values()) - sum(len(ids) for ids in groups.values())
+    why_apart = f"{apart} kept apart (read at another stage of the step)" if apart else ""
     if not groups:
-        return graph, None
+        return graph, why_apart or None
     member = {i: k for k, ids in groups.items() for i in ids}
-    fused: dict[tuple[int, int, str], dict[int, Tensor]] = {}
+    fused: dict[tuple, dict[int, Tensor]] = {}
 
     def rewrite(n: Node, args: list[Tensor]) -> Tensor | None:
         key = member.get(n.id)
@@ -110,4 +148,5 @@ def fuse_matmuls(graph: StepGraph, where: str) -> tuple[StepGraph, str | None]:
     out = replay(graph, env, rewrite)
     new = retrace(graph, out, xs, states, consts, where)
     n_in = sum(len(ids) for ids in groups.values())
-    return new, f"{n_in} matmuls on {len(groups)} shared operand(s) fused into {len(groups)}"
+    said = f"{n_in} matmuls on {len({k[0] for k in groups})} shared operand(s) fused into {len(groups)}"
+    return new, f"{said}; {why_apart}" if apart else said
