@@ -37,6 +37,8 @@ CELL_TITLES = {
 PARALLEL = {"mingru": "scan", "rglru": "scan", "indrnn": "newton", "lstm": "auto"}
 JAX_ASSOC, JAX_SCAN, TORCH_LOOP = "jax hand lax.associative_scan", "jax hand lax.scan", "torch hand loop"
 SCAN_ALONE = "engine linear_scan alone"
+TORCH_NO_SCAN = "torch hand, all but the recurrence"
+UNCHECKED = (SCAN_ALONE, TORCH_NO_SCAN)  # they compute something else: timed, not compared with the reference
 ANCHORS = {"jax": (JAX_ASSOC, JAX_SCAN), "torch": (TORCH_LOOP,), "tensorflow": ()}
 
 
@@ -127,6 +129,17 @@ def anchor(name: str, p: dict, x: Any, w: Any) -> Impl:
             return torch.stack(ys, 1)
 
         return _torch(loop, list(tp.values()), torch.from_numpy(x), torch.from_numpy(w))
+    if name == TORCH_NO_SCAN:  # a floor for any eager torch minGRU: its coefficients, a + b in place of the scan
+        import torch
+
+        tp = {k: torch.nn.Parameter(torch.from_numpy(v.copy())) for k, v in p.items()}
+
+        def coefficients_only(x):
+            zp, hp = (x @ tp["kernel"] + tp["bias"]).chunk(2, -1)
+            z = torch.sigmoid(zp)
+            return (1 - z) + z * hp
+
+        return _torch(coefficients_only, list(tp.values()), torch.from_numpy(x), torch.from_numpy(w))
     import jax
     import jax.numpy as jnp
 

@@ -100,8 +100,8 @@ class IndRNNCell(Cell):
             x = F.dropout(x, self.dropout, name=f"{self.name}/dropout")
         if self.recurrent_dropout:
             h = F.dropout(h, self.recurrent_dropout, name=f"{self.name}/recurrent_dropout")
-        z = F.add(F.matmul(x, k), F.multiply(u, h))
-        if self.use_bias:
+        z = F.matmul(x, k)
+        if self.use_bias:  # joined to the input's product (as Keras' SimpleRNNCell does): both are state-free
             z = F.add(z, self._bias((self.units,), self.bias_initializer, dt))
-        h_new = self.activation(z)
+        h_new = self.activation(F.add(z, F.multiply(u, h)))
         return h_new, [h_new]
