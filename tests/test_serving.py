@@ -302,7 +302,7 @@ def test_jax_without_flatbuffers_names_the_extra(request, tmp_path, monkeypatch)
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "flatbuffers" else real(name, *a))
     with pytest.raises(
-        RshopEngineError, match=r"flatbuffers package installed .* pip install \"rshop\[jax-serving\]\""
+        RshopEngineError, match=r"expected flatbuffers installed .* pip install \"rshop\[jax-serving\]\""
     ):
         serving.export(GRUCell(3, input_dim=D).get_layer(), tmp_path / "m.jax", "jax")
 

@@ -166,16 +166,20 @@ def central_differences(
     return grads
 
 
-def _as_tuple(result: Any) -> tuple[Any, ...]:
+def as_tuple(result: Any) -> tuple[Any, ...]:
+    """A call's result as a tuple (a single output becomes a 1-tuple)."""
     return result if isinstance(result, tuple) else (result,)
 
 
-def _native(hooks: Any, a: np.ndarray, dtype: str) -> Any:
-    """A numpy call argument as the engine's array: floats in ``dtype``, masks bool, ids and lengths int32."""
+def native(hooks: Any, a: Any, dtype: str, where: str = "compare") -> Any:
+    """A numpy call argument as the engine's array (``hooks``: its ``testing`` module): floats in ``dtype``,
+    masks bool, ids and lengths int32 (refused with an ``RshopConfigError`` naming ``where`` when they do
+    not fit). The conformance suite and the fuzzer convert their arguments with it too."""
+    a = np.asarray(a)
     kind = "bool" if a.dtype == bool else "int32" if a.dtype.kind in "iu" else dtype
     if kind == "int32" and a.size and (a.min() < -(2**31) or a.max() >= 2**31):
         raise RshopConfigError(
-            f"compare: expected integer inputs that fit int32 (ids, lengths), received values in "
+            f"{where}: expected integer inputs that fit int32 (ids, lengths), received values in "
             f"[{a.min()}, {a.max()}]. rshop's int inputs are int32."
         )
     return hooks.to_native(a, kind)
@@ -183,9 +187,9 @@ def _native(hooks: Any, a: np.ndarray, dtype: str) -> Any:
 
 def _convert(hooks: Any, v: Any, dtype: str) -> Any:
     if isinstance(v, np.ndarray):
-        return _native(hooks, v, dtype)
+        return native(hooks, v, dtype)
     if isinstance(v, (list, tuple)) and v and all(isinstance(a, np.ndarray) for a in v):
-        return [_native(hooks, a, dtype) for a in v]
+        return [native(hooks, a, dtype) for a in v]
     return v
 
 
@@ -278,7 +282,7 @@ def compare(
     ref_layer = model.lower("numpy", "float64")
     ref_call = {k: _convert(ref_hooks, v, "float64") for k, v in call.items()}
     x_ref = _convert(ref_hooks, inputs, "float64")
-    reference = [np.asarray(r) for r in _as_tuple(ref_layer(x_ref, **ref_call))]
+    reference = [np.asarray(r) for r in as_tuple(ref_layer(x_ref, **ref_call))]
     labels = _result_names(model, len(reference))
 
     atol = tolerances.FORWARD_ATOL[dtype]
@@ -300,7 +304,7 @@ def compare(
             layer = model.lower(engine, dtype)
             x = _convert(hooks, inputs, dtype)
             kw = {k: _convert(hooks, v, dtype) for k, v in call.items()}
-            got = [np.asarray(hooks.to_numpy(r)) for r in _as_tuple(layer(x, **kw))]
+            got = [np.asarray(hooks.to_numpy(r)) for r in as_tuple(layer(x, **kw))]
             if len(got) != len(reference):
                 raise RshopConfigError(
                     f"{where}, engine {engine!r}: expected {len(reference)} results as the reference returns, "
@@ -367,7 +371,7 @@ def _reference_grads(
 
     def loss() -> float:
         _restart(model, layer)
-        return float(np.sum(_as_tuple(layer(x, **call))[0] * w_out))
+        return float(np.sum(as_tuple(layer(x, **call))[0] * w_out))
 
     return central_differences(params, loss, entries), entries
 

@@ -30,6 +30,7 @@ prints). Only the engine a format needs is imported.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rshop_core.checks import call_dtype
-from rshop_core.errors import RshopConfigError
+from rshop_core.errors import RshopConfigError, RshopEngineError
 from rshop_core.lowerable import Lowerable
 
 from .tolerances import FORWARD_ATOL
@@ -144,6 +145,17 @@ class Signature:
     def call_kwargs(self) -> dict[str, Any]:
         """The fixed keywords of the exported call."""
         return {"training": False, "output_length": self.output_length}
+
+
+def require_packages(fmt: str, packages: tuple[str, ...], why: str, extra: str) -> None:
+    """Raise ``RshopEngineError`` naming the extra to install unless every package is importable (a
+    format's writer or reader needs packages its engine does not install itself)."""
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        raise RshopEngineError(
+            f"serving format {fmt!r}: expected {', '.join(packages)} installed ({why}), received "
+            f'{", ".join(missing)} missing. Install them: pip install "rshop[{extra}]".'
+        )
 
 
 def _refuse(where: str, expected: str, received: str, fix: str) -> RshopConfigError:

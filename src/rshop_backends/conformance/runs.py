@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from rshop_backends.parity import central_differences  # the one implementation: compare(grads=True) uses it
+# one implementation each: compare() converts its inputs and takes its reference gradients with them
+from rshop_backends.parity import as_tuple, central_differences, native
 
 __all__ = ["as_tuple", "assert_close", "central_differences", "harness", "native", "reference", "run"]
 
@@ -25,17 +26,6 @@ def harness(engine: str) -> ModuleType:
 
     registry.load(engine)
     return importlib.import_module(registry.info(engine).module + ".testing")
-
-
-def as_tuple(result: Any) -> tuple[Any, ...]:
-    """A call's result as a tuple (a single output becomes a 1-tuple)."""
-    return result if isinstance(result, tuple) else (result,)
-
-
-def native(h: ModuleType, a: Any, dtype: str) -> Any:
-    """A numpy argument as the engine's array: floats in ``dtype``, masks bool, lengths int32."""
-    a = np.asarray(a)
-    return h.to_native(a, "bool" if a.dtype == bool else "int32" if a.dtype.kind in "iu" else dtype)
 
 
 def run(

@@ -10,7 +10,6 @@ any T. ``load(path)`` reads it back with ``jax.export.deserialize`` and calls it
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ import jax
 import numpy as np
 from jax import export as jax_export
 
-from rshop_core.errors import RshopEngineError
+from ..serving import require_packages
 
 if TYPE_CHECKING:
     from rshop_backends.serving import Signature
@@ -63,9 +62,4 @@ def load(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
 
 
 def _require_flatbuffers() -> None:
-    """jax writes and reads its serialized artefacts with flatbuffers, which jax itself does not require."""
-    if importlib.util.find_spec("flatbuffers") is None:
-        raise RshopEngineError(
-            "serving format 'jax': expected the flatbuffers package installed (jax.export serializes with it), "
-            'received it missing. Install it: pip install "rshop[jax-serving]" (or pip install flatbuffers).'
-        )
+    require_packages("jax", ("flatbuffers",), "jax.export serializes with it; jax does not require it", "jax-serving")

@@ -12,7 +12,6 @@ one step, not T copies, and the ONNX exporter turns that op into an ONNX ``Scan`
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rshop_core.errors import RshopEngineError
+from ..serving import require_packages
 
 if TYPE_CHECKING:
     from rshop_backends.serving import Signature
@@ -128,7 +127,7 @@ def export_onnx(layer: TorchLayer, path: Path, sig: Signature) -> None:
     The ONNX exporter is handed the ``ExportedProgram`` of :func:`export`, not the module: given a module
     it retries with other capture strategies when ``torch.export`` fails, and one of them fixes the
     shapes it traced, which would give an artefact with a static batch and T."""
-    _require(("onnx", "onnxscript"), "writing")
+    require_packages("onnx", ("onnx", "onnxscript"), "to write ONNX", "onnx")
     exported = _program(layer, sig)
     with _quiet(), _inference(layer):
         program = torch.onnx.export(
@@ -140,16 +139,6 @@ def export_onnx(layer: TorchLayer, path: Path, sig: Signature) -> None:
             verbose=False,
         )
         program.save(str(path), external_data=False)
-
-
-def _require(packages: tuple[str, ...], what: str) -> None:
-    """Raise, naming the extra to install, unless every package is importable."""
-    missing = [p for p in packages if importlib.util.find_spec(p) is None]
-    if missing:
-        raise RshopEngineError(
-            f"serving format 'onnx': expected {', '.join(packages)} installed for {what} ONNX, received "
-            f'{", ".join(missing)} missing. Install them: pip install "rshop[onnx]".'
-        )
 
 
 def _numpy(out: Any) -> tuple[np.ndarray, ...]:
@@ -171,7 +160,7 @@ def load(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
 
 def load_onnx(path: Path) -> Callable[..., tuple[np.ndarray, ...]]:
     """The ONNX model at ``path`` in an onnxruntime ``InferenceSession`` (CPU), as a function of numpy arrays."""
-    _require(("onnxruntime",), "reading")
+    require_packages("onnx", ("onnxruntime",), "to read ONNX", "onnx")
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
